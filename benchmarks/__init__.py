@@ -1,0 +1,1 @@
+"""Latency, capacity, backend and quality benchmarks that print tables and write results/."""

@@ -1,0 +1,1 @@
+"""Data synthesis, training and evaluation; the runtime never imports it."""
