@@ -1,0 +1,42 @@
+"""Streaming building blocks with explicit state: causal convolutions with caches, and ring buffers."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class CausalConv1d(nn.Module):
+    """A 1-D convolution that sees only the present and the past, run whole or frame by frame.
+
+    The cache holds the last (kernel_size - 1) * dilation input frames; it starts as silence (zeros),
+    which is the same as left zero padding in `forward`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.in_channels = in_channels
+        self.context = (kernel_size - 1) * dilation  # past frames each output needs
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C_in, T) -> (B, C_out, T), left-padded with zeros."""
+        return self.conv(nn.functional.pad(x, (self.context, 0)))
+
+    def init_cache(self, batch: int) -> Tensor:
+        return torch.zeros(batch, self.in_channels, self.context)
+
+    def step(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (B, C_in, n) new frames; cache: (B, C_in, context). Returns (B, C_out, n) and the new cache."""
+        n = x.shape[-1]
+        window = torch.cat([cache, x], dim=-1)  # (B, C_in, context + n)
+        return self.conv(window), window[..., n:]
+
+
+def push_ring(buffer: Tensor, frames: Tensor) -> Tensor:
+    """Ring buffer of the most recent frames, oldest first: buffer (B, N, C), frames (B, n, C) -> (B, N, C).
+
+    Shifting by concatenation keeps shapes static and the graph free of data-dependent indexing.
+    """
+    n = frames.shape[1]
+    return torch.cat([buffer[:, n:], frames], dim=1)

@@ -1,0 +1,1 @@
+"""Streaming generators that implement the step contract (runtime/step.py)."""

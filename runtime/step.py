@@ -1,0 +1,109 @@
+"""The step contract every generator implements, so every backend, exporter and the batcher can run it.
+
+A generator is a pure function over explicit state:
+
+    state = model.init_state(batch)
+    outputs, state = model.step(inputs, state, noise, reset, active)
+
+Shapes are fixed per batch size, state is a dict of tensors (conv caches, ring buffers, counters), noise
+comes in from outside (no RNG inside), and the sampler's steps are unrolled inside `step`. `reset[b]`
+returns slot b to its initial state before the step; `active[b] = False` leaves slot b's state exactly
+as it was and zeroes its outputs. Slots never read each other.
+
+Timing: step s consumes input frames [s * I, (s + 1) * I) and emits output frames
+[s * O - D, (s + 1) * O - D), with I = inputs_per_step, O = frames_per_step and D = delay_frames;
+frames with a negative index are warm-up and carry no meaning. Output frame k may depend on input frames
+up to `last_input_for(k)`: the input aligned with the end of frame k plus `lookahead_inputs`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+TensorDict = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor of the step function, per slot (the batch dimension is left out)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Names, shapes and timing of a generator's step function."""
+
+    inputs: tuple[TensorSpec, ...]  # per step; the first axis of each is its I input frames
+    state: tuple[TensorSpec, ...]
+    noise: TensorSpec
+    outputs: tuple[TensorSpec, ...]  # per step; the first axis of each is its O output frames
+    inputs_per_step: int  # I: input (feature) frames consumed by one step
+    frames_per_step: int  # O: output frames emitted by one step
+    delay_frames: int  # D: output frames a frame waits before it is emitted
+    lookahead_inputs: int  # input frames past a frame's own end that it may depend on
+
+    def last_input_for(self, frame: int) -> int:
+        """Index of the last input frame that output frame `frame` may depend on."""
+        return ((frame + 1) * self.inputs_per_step) // self.frames_per_step - 1 + self.lookahead_inputs
+
+
+class StreamingGenerator(nn.Module, abc.ABC):
+    """Base class of every model the runtime streams. Subclasses implement the four methods below."""
+
+    spec: StepSpec
+
+    @abc.abstractmethod
+    def init_state(self, batch: int) -> TensorDict:
+        """Initial state for `batch` slots: every tensor shaped (batch, *spec.state[i].shape)."""
+
+    @abc.abstractmethod
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]:
+        """One step over all slots. reset, active: bool (batch,). Returns (outputs, new_state)."""
+
+    @abc.abstractmethod
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        """The offline reference over whole sequences (the training path).
+
+        inputs: each (batch, n_steps * I, ...); noise: (batch, n_steps, *noise.shape).
+        Returns outputs for frames 0 .. n_steps * O - D - 1, each (batch, n_frames, ...).
+        """
+
+    def forward(self, *flat: Tensor) -> tuple[Tensor, ...]:
+        """The step on flat tensors in spec order, for exporters: inputs, state, noise, reset, active ->
+        outputs, new state."""
+        spec = self.spec
+        n_in, n_state = len(spec.inputs), len(spec.state)
+        inputs = {t.name: x for t, x in zip(spec.inputs, flat[:n_in], strict=True)}
+        state = {t.name: x for t, x in zip(spec.state, flat[n_in : n_in + n_state], strict=True)}
+        noise, reset, active = flat[n_in + n_state :]
+        outputs, new_state = self.step(inputs, state, noise, reset, active)
+        return tuple(outputs[t.name] for t in spec.outputs) + tuple(new_state[t.name] for t in spec.state)
+
+
+def _slot_mask(mask: Tensor, like: Tensor) -> Tensor:
+    """(batch,) bool -> broadcastable against `like` (batch, ...)."""
+    return mask.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def apply_reset(state: TensorDict, initial: TensorDict, reset: Tensor) -> TensorDict:
+    """State with the slots where `reset` is true set back to `initial`."""
+    return {k: torch.where(_slot_mask(reset, v), initial[k], v) for k, v in state.items()}
+
+
+def keep_inactive(new: TensorDict, old: TensorDict, active: Tensor) -> TensorDict:
+    """`new` where a slot is active, `old` where it is not: an idle slot's state is untouched."""
+    return {k: torch.where(_slot_mask(active, v), v, old[k]) for k, v in new.items()}
+
+
+def zero_inactive(outputs: TensorDict, active: Tensor) -> TensorDict:
+    """Outputs with inactive slots zeroed, so nothing stale or random leaks out of an idle slot."""
+    return {k: torch.where(_slot_mask(active, v), v, torch.zeros_like(v)) for k, v in outputs.items()}

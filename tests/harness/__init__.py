@@ -1,0 +1,1 @@
+"""Reusable checks that any streaming generator plugs into."""

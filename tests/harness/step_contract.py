@@ -1,0 +1,175 @@
+"""The step-contract harness (DESIGN.md, contract 1). Subclass `StepContractSuite`, define `make_model`,
+and pytest runs every check against that model:
+
+- chunked streaming equals the offline forward over the same inputs;
+- causality: changing input frames past a frame's declared lookahead changes nothing up to that frame,
+  in both the streaming and the offline path (and changing them does move later frames);
+- slot independence: resetting or idling a slot leaves the other slots bit-identical, an idle slot's
+  state is untouched and its outputs are zero, and a reset slot behaves like a fresh stream;
+- ONNX export and parity against ONNX Runtime over a long streamed sequence with mixed masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.step import StreamingGenerator, TensorDict
+
+N_STEPS = 48  # streamed steps per check: long enough to fill every cache and ring buffer
+BATCH = 4
+ONNX_TOLERANCE = 1e-4
+
+
+def random_inputs(model: StreamingGenerator, batch: int, n_steps: int, seed: int) -> tuple[TensorDict, torch.Tensor]:
+    """Whole-sequence inputs (batch, n_steps * I, ...) and noise (batch, n_steps, ...)."""
+    g = torch.Generator().manual_seed(seed)
+    spec = model.spec
+    inputs = {
+        t.name: torch.randn((batch, n_steps * t.shape[0], *t.shape[1:]), generator=g).to(t.dtype)
+        for t in spec.inputs
+    }
+    noise = torch.randn((batch, n_steps, *spec.noise.shape), generator=g)
+    return inputs, noise
+
+
+def step_inputs(model: StreamingGenerator, inputs: TensorDict, s: int) -> TensorDict:
+    I = model.spec.inputs_per_step
+    return {k: v[:, s * I : (s + 1) * I] for k, v in inputs.items()}
+
+
+@torch.no_grad()
+def stream(
+    model: StreamingGenerator,
+    inputs: TensorDict,
+    noise: torch.Tensor,
+    reset: torch.Tensor | None = None,
+    active: torch.Tensor | None = None,
+) -> tuple[TensorDict, list[TensorDict]]:
+    """Runs step by step. reset/active: bool (n_steps, batch). Returns per-step outputs concatenated along
+    the frame axis (batch, n_steps * O, ...), warm-up frames included, and the state after each step."""
+    B, n_steps = noise.shape[:2]
+    reset = torch.zeros(n_steps, B, dtype=torch.bool) if reset is None else reset
+    active = torch.ones(n_steps, B, dtype=torch.bool) if active is None else active
+    state = model.init_state(B)
+    per_step: list[TensorDict] = []
+    states: list[TensorDict] = []
+    for s in range(n_steps):
+        outputs, state = model.step(step_inputs(model, inputs, s), state, noise[:, s], reset[s], active[s])
+        per_step.append(outputs)
+        states.append(state)
+    joined = {k: torch.cat([o[k] for o in per_step], dim=1) for k in per_step[0]}
+    return joined, states
+
+
+def drop_warmup(model: StreamingGenerator, frames: TensorDict) -> TensorDict:
+    D = model.spec.delay_frames
+    return {k: v[:, D:] for k, v in frames.items()}
+
+
+class StepContractSuite:
+    """Mix into a test class and define `make_model`; pytest collects the checks below."""
+
+    def make_model(self) -> StreamingGenerator:
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls) -> StreamingGenerator:
+        torch.manual_seed(0)
+        return cls().make_model().eval()
+
+    def test_chunked_streaming_equals_offline(self, model: StreamingGenerator) -> None:
+        inputs, noise = random_inputs(model, BATCH, N_STEPS, seed=1)
+        streamed = drop_warmup(model, stream(model, inputs, noise)[0])
+        with torch.no_grad():
+            offline = model.forward_sequence(inputs, noise)
+        for name, expected in offline.items():
+            assert streamed[name].shape == expected.shape, name
+            error = (streamed[name] - expected).abs().max().item()
+            assert error < 1e-5, f"{name}: streaming differs from offline by {error:.2e}"
+
+    def test_frames_ignore_input_past_the_lookahead(self, model: StreamingGenerator) -> None:
+        spec = model.spec
+        inputs, noise = random_inputs(model, 1, N_STEPS, seed=2)
+        base_stream = drop_warmup(model, stream(model, inputs, noise)[0])
+        with torch.no_grad():
+            base_offline = model.forward_sequence(inputs, noise)
+        n_frames = next(iter(base_offline.values())).shape[1]
+        for changed_input in (spec.inputs_per_step * N_STEPS // 3, spec.inputs_per_step * N_STEPS // 2):
+            changed = {k: v.clone() for k, v in inputs.items()}
+            for v in changed.values():
+                v[:, changed_input:] += 5.0  # a loud change from this input frame on
+            allowed = [k for k in range(n_frames) if spec.last_input_for(k) < changed_input]
+            moved = stream(model, changed, noise)[0]
+            with torch.no_grad():
+                moved_offline = model.forward_sequence(changed, noise)
+            for name in base_offline:
+                for before, after in ((base_stream, drop_warmup(model, moved)), (base_offline, moved_offline)):
+                    assert torch.equal(before[name][:, allowed], after[name][:, allowed]), (
+                        f"{name}: a frame changed although the input change lies beyond its lookahead"
+                    )
+                    # The model must react at all, or this check would prove nothing.
+                    assert not torch.allclose(before[name][:, len(allowed) :], after[name][:, len(allowed) :])
+
+    def test_reset_and_idle_slots_leave_the_others_bit_identical(self, model: StreamingGenerator) -> None:
+        inputs, noise = random_inputs(model, BATCH, N_STEPS, seed=3)
+        reset = torch.zeros(N_STEPS, BATCH, dtype=torch.bool)
+        active = torch.ones(N_STEPS, BATCH, dtype=torch.bool)
+        reset[10, 1] = True
+        active[14:20, 1] = False
+        active[:, 2] = False
+        reset[7, 3] = True
+        # The other slots also get different audio and noise: nothing of theirs may reach slot 0.
+        other_inputs, other_noise = random_inputs(model, BATCH, N_STEPS, seed=6)
+        mixed_inputs = {k: torch.cat([v[:1], other_inputs[k][1:3], v[3:]]) for k, v in inputs.items()}
+        mixed_noise = torch.cat([noise[:1], other_noise[1:3], noise[3:]])
+        baseline, _ = stream(model, inputs, noise)
+        mixed, states = stream(model, mixed_inputs, mixed_noise, reset, active)
+        for name in baseline:
+            assert torch.equal(baseline[name][0], mixed[name][0]), f"{name}: slot 0 moved when others reset"
+            assert torch.all(mixed[name][2] == 0), f"{name}: an idle slot must output zeros"
+        O = model.spec.frames_per_step
+        fresh = model.init_state(BATCH)
+        for name, value in states[-1].items():
+            assert torch.equal(value[2], fresh[name][2]), f"state {name!r} of a never-active slot changed"
+            assert torch.equal(states[13][name][1], states[19][name][1]), f"idle slot 1's {name!r} changed"
+        # Slot 3 after its reset at step 7 behaves like a stream that starts there.
+        I = model.spec.inputs_per_step
+        shifted_inputs = {k: torch.roll(v, -7 * I, dims=1) for k, v in inputs.items()}
+        shifted_noise = torch.roll(noise, -7, dims=1)
+        restarted, _ = stream(model, shifted_inputs, shifted_noise)
+        n_after = (N_STEPS - 7) * O
+        for name in baseline:
+            expected = restarted[name][3, :n_after]
+            assert torch.allclose(mixed[name][3, 7 * O :], expected, atol=1e-6), f"{name}: reset is not fresh"
+
+    def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
+        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
+        from engines.onnx_export import OnnxStepSession, export_step_onnx
+
+        path = export_step_onnx(model, tmp_path / "step.onnx")
+        session = OnnxStepSession(path, model)
+        batch, n_steps = 3, 4 * N_STEPS  # a batch size the export never saw, hundreds of steps of state
+        inputs, noise = random_inputs(model, batch, n_steps, seed=4)
+        rng = np.random.default_rng(5)
+        reset = torch.from_numpy(rng.random((n_steps, batch)) < 0.02)
+        active = torch.from_numpy(rng.random((n_steps, batch)) > 0.1)
+        expected, states = stream(model, inputs, noise, reset, active)
+        state = {k: v.numpy() for k, v in model.init_state(batch).items()}
+        got: list[dict[str, np.ndarray]] = []
+        for s in range(n_steps):
+            feeds = {k: v.numpy() for k, v in step_inputs(model, inputs, s).items()}
+            outputs, state = session.step(feeds, state, noise[:, s].numpy(), reset[s].numpy(), active[s].numpy())
+            got.append(outputs)
+        worst = 0.0
+        for name, value in expected.items():
+            streamed = np.concatenate([g[name] for g in got], axis=1)
+            worst = max(worst, float(np.max(np.abs(streamed - value.numpy()))))
+        for name, value in states[-1].items():
+            worst = max(worst, float(np.max(np.abs(state[name] - value.numpy()))))
+        print(f"ONNX Runtime vs eager over {n_steps} steps: max abs difference {worst:.2e}")
+        assert worst < ONNX_TOLERANCE
