@@ -180,9 +180,7 @@ class LogMelFrontEnd:
 
     def __init__(self, input_rate_hz: int) -> None:
         if input_rate_hz not in SUPPORTED_RATES_HZ:
-            raise AudioFormatError(
-                f"sample rate {input_rate_hz} Hz is not supported; use one of {SUPPORTED_RATES_HZ}"
-            )
+            raise AudioFormatError(f"sample rate {input_rate_hz} Hz is not supported; use one of {SUPPORTED_RATES_HZ}")
         self.input_rate_hz = input_rate_hz
         self.resampler = Resampler(input_rate_hz, MODEL_SAMPLE_RATE_HZ)
         self._window = np.hanning(WIN_LENGTH + 1)[:-1]  # periodic Hann

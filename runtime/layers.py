@@ -13,11 +13,14 @@ class CausalConv1d(nn.Module):
     which is the same as left zero padding in `forward`.
     """
 
+    context: int  # past frames each output needs: (kernel_size - 1) * dilation
+    in_channels: int
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
         self.in_channels = in_channels
-        self.context = (kernel_size - 1) * dilation  # past frames each output needs
+        self.context = (kernel_size - 1) * dilation
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, C_in, T) -> (B, C_out, T), left-padded with zeros."""

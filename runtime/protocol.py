@@ -230,7 +230,7 @@ class _Fields:
             return default
         return self.body[name]
 
-    def int(self, name: str, lo: int, hi: int, default: Any = None) -> Any:
+    def integer(self, name: str, lo: int, hi: int, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is default:
             return value
@@ -238,7 +238,7 @@ class _Fields:
             raise _fail(self.code, f"{self.where}: {name!r} must be an integer in [{lo}, {hi}]")
         return value
 
-    def float(self, name: str, lo: float, hi: float, default: Any = None) -> Any:
+    def number(self, name: str, lo: float, hi: float, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is default:
             return value
@@ -248,7 +248,7 @@ class _Fields:
             raise _fail(self.code, f"{self.where}: {name!r} must be in [{lo}, {hi}], got {value}")
         return float(value)
 
-    def str(self, name: str, max_len: int, choices: tuple[str, ...] | None = None, default: Any = None) -> Any:
+    def text(self, name: str, max_len: int, choices: tuple[str, ...] | None = None, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is default:
             return value
@@ -258,19 +258,19 @@ class _Fields:
             raise _fail(self.code, f"{self.where}: {name!r} must be one of {list(choices)}, got {value!r}")
         return value
 
-    def bool(self, name: str, default: Any = None) -> Any:
+    def flag(self, name: str, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is not default and not isinstance(value, bool):
             raise _fail(self.code, f"{self.where}: {name!r} must be true or false")
         return value
 
-    def object(self, name: str, default: Any = None) -> Any:
+    def mapping(self, name: str, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is not default and not isinstance(value, dict):
             raise _fail(self.code, f"{self.where}: {name!r} must be an object")
         return value
 
-    def list(self, name: str, max_len: int, default: Any = None) -> Any:
+    def items(self, name: str, max_len: int, default: Any = None) -> Any:
         value = self._get(name, default)
         if value is not default and (not isinstance(value, list) or len(value) > max_len):
             raise _fail(self.code, f"{self.where}: {name!r} must be a list of at most {max_len} items")
@@ -297,19 +297,19 @@ def parse_controls(body: Any) -> Controls:
     if not isinstance(body, dict):
         raise _fail("bad_control", "'controls' must be an object")
     f = _Fields(body, "controls", code="bad_control")
-    strengths = f.object("face_strength")
+    strengths = f.mapping("face_strength")
     if strengths is not None:
         if not set(strengths) <= set(FACE_REGIONS):
             raise _fail("bad_control", f"face_strength regions must be among {list(FACE_REGIONS)}")
-        strengths = {r: _Fields(strengths, "face_strength", "bad_control").float(r, 0.0, 2.0) for r in strengths}
+        strengths = {r: _Fields(strengths, "face_strength", "bad_control").number(r, 0.0, 2.0) for r in strengths}
     return Controls(
-        emotion=f.str("emotion", 16, EMOTIONS),
-        intensity=f.float("intensity", 0.0, 1.0),
-        transition_ms=f.float("transition_ms", 0.0, 10_000.0),
-        seed=f.int("seed", 0, 2**31 - 1),
-        steps=f.int("steps", 1, 8),
-        lookahead_ms=f.float("lookahead_ms", 0.0, 500.0),
-        style=f.str("style", 64),
+        emotion=f.text("emotion", 16, EMOTIONS),
+        intensity=f.number("intensity", 0.0, 1.0),
+        transition_ms=f.number("transition_ms", 0.0, 10_000.0),
+        seed=f.integer("seed", 0, 2**31 - 1),
+        steps=f.integer("steps", 1, 8),
+        lookahead_ms=f.number("lookahead_ms", 0.0, 500.0),
+        style=f.text("style", 64),
         face_strength=strengths,
     )
 
@@ -332,28 +332,28 @@ def decode_client_control(text: str | bytes) -> ClientControl:
     body = _load_json(text)
     kind, f = body["type"], _Fields(body, body["type"])
     if kind == "hello":
-        protocol = f.int("protocol", 0, 2**31, default=_REQUIRED)
+        protocol = f.integer("protocol", 0, 2**31, default=_REQUIRED)
         if protocol != PROTOCOL_VERSION:
             raise _fail("unsupported_version", f"server speaks protocol {PROTOCOL_VERSION}, client asked {protocol}")
-        streams = f.list("streams", len(STREAMS), default=list(STREAMS))
+        streams = f.items("streams", len(STREAMS), default=list(STREAMS))
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
             raise _fail("bad_message", f"hello: 'streams' must be a non-empty subset of {list(STREAMS)}")
-        controls = f.object("controls", default={})
+        controls = f.mapping("controls", default={})
         return Hello(
-            sample_rate_hz=f.int("sample_rate_hz", 0, 10**6, default=_REQUIRED),
-            sample_format=f.str("sample_format", 8, tuple(SAMPLE_FORMATS), default="s16le"),
+            sample_rate_hz=f.integer("sample_rate_hz", 0, 10**6, default=_REQUIRED),
+            sample_format=f.text("sample_format", 8, tuple(SAMPLE_FORMATS), default="s16le"),
             streams=tuple(streams),
             controls=parse_controls(controls),
-            token=f.str("token", 256),
-            client=f.str("client", 128),
+            token=f.text("token", 256),
+            client=f.text("client", 128),
         )
     if kind == "controls":
         return ControlUpdate(
-            controls=parse_controls(f.object("controls", default=_REQUIRED)),
-            request_id=f.int("request_id", 0, 2**31 - 1, default=0),
+            controls=parse_controls(f.mapping("controls", default=_REQUIRED)),
+            request_id=f.integer("request_id", 0, 2**31 - 1, default=0),
         )
     if kind == "clock":
-        return ClockPing(client_send_us=f.int("client_send_us", -_MAX_US, _MAX_US, default=_REQUIRED))
+        return ClockPing(client_send_us=f.integer("client_send_us", -_MAX_US, _MAX_US, default=_REQUIRED))
     if kind == "end":
         return EndRequest()
     raise _fail("bad_message", f"unknown message type {kind[:32]!r}")
@@ -364,49 +364,49 @@ def decode_server_control(text: str | bytes) -> ServerControl:
     body = _load_json(text)
     kind, f = body["type"], _Fields(body, body["type"])
     if kind == "header":
-        streams_body = f.object("streams", default=_REQUIRED)
+        streams_body = f.mapping("streams", default=_REQUIRED)
         streams: dict[str, StreamInfo] = {}
         for name, info in streams_body.items():
             if name not in STREAMS or not isinstance(info, dict):
                 raise _fail("bad_message", f"header: unknown stream {name[:16]!r}")
             g = _Fields(info, f"header.streams.{name}")
-            channels = g.list("channels", MAX_FRAME_VALUES, default=_REQUIRED)
+            channels = g.items("channels", MAX_FRAME_VALUES, default=_REQUIRED)
             if not all(isinstance(c, str) for c in channels):
                 raise _fail("bad_message", "header: channel names must be strings")
-            streams[name] = StreamInfo(fps=g.int("fps", 1, 1000, default=_REQUIRED), channels=tuple(channels))
+            streams[name] = StreamInfo(fps=g.integer("fps", 1, 1000, default=_REQUIRED), channels=tuple(channels))
         return Header(
-            session_id=f.str("session_id", 64, default=_REQUIRED),
-            sample_rate_hz=f.int("sample_rate_hz", 1, 10**6, default=_REQUIRED),
+            session_id=f.text("session_id", 64, default=_REQUIRED),
+            sample_rate_hz=f.integer("sample_rate_hz", 1, 10**6, default=_REQUIRED),
             streams=streams,
-            algorithmic_latency_ms=f.float("algorithmic_latency_ms", 0.0, 10_000.0, default=_REQUIRED),
-            controls=parse_controls(f.object("controls", default={})),
-            server_time_us=f.int("server_time_us", -_MAX_US, _MAX_US, default=_REQUIRED),
-            protocol=f.int("protocol", 0, 2**31, default=_REQUIRED),
+            algorithmic_latency_ms=f.number("algorithmic_latency_ms", 0.0, 10_000.0, default=_REQUIRED),
+            controls=parse_controls(f.mapping("controls", default={})),
+            server_time_us=f.integer("server_time_us", -_MAX_US, _MAX_US, default=_REQUIRED),
+            protocol=f.integer("protocol", 0, 2**31, default=_REQUIRED),
         )
     if kind == "ack":
         return Ack(
-            request_id=f.int("request_id", 0, 2**31 - 1, default=_REQUIRED),
-            controls=parse_controls(f.object("controls", default=_REQUIRED)),
-            from_sample=f.int("from_sample", 0, 2**63 - 1, default=_REQUIRED),
+            request_id=f.integer("request_id", 0, 2**31 - 1, default=_REQUIRED),
+            controls=parse_controls(f.mapping("controls", default=_REQUIRED)),
+            from_sample=f.integer("from_sample", 0, 2**63 - 1, default=_REQUIRED),
         )
     if kind == "clock":
         return ClockPong(
-            client_send_us=f.int("client_send_us", -_MAX_US, _MAX_US, default=_REQUIRED),
-            server_receive_us=f.int("server_receive_us", -_MAX_US, _MAX_US, default=_REQUIRED),
-            server_send_us=f.int("server_send_us", -_MAX_US, _MAX_US, default=_REQUIRED),
+            client_send_us=f.integer("client_send_us", -_MAX_US, _MAX_US, default=_REQUIRED),
+            server_receive_us=f.integer("server_receive_us", -_MAX_US, _MAX_US, default=_REQUIRED),
+            server_send_us=f.integer("server_send_us", -_MAX_US, _MAX_US, default=_REQUIRED),
         )
     if kind == "stats":
-        return Stats(values=_parse_numbers(f.object("values", default=_REQUIRED), "stats"))
+        return Stats(values=_parse_numbers(f.mapping("values", default=_REQUIRED), "stats"))
     if kind == "error":
         return Error(
-            code=f.str("code", 32, tuple(ERROR_CODES), default=_REQUIRED),
-            message=f.str("message", 1024, default=_REQUIRED),
-            fatal=f.bool("fatal", default=False),
+            code=f.text("code", 32, tuple(ERROR_CODES), default=_REQUIRED),
+            message=f.text("message", 1024, default=_REQUIRED),
+            fatal=f.flag("fatal", default=False),
         )
     if kind == "end":
         return EndOfSession(
-            reason=f.str("reason", 256, default=_REQUIRED),
-            stats=_parse_numbers(f.object("stats", default={}), "end.stats"),
+            reason=f.text("reason", 256, default=_REQUIRED),
+            stats=_parse_numbers(f.mapping("stats", default={}), "end.stats"),
         )
     raise _fail("bad_message", f"unknown message type {kind[:32]!r}")
 
@@ -485,7 +485,8 @@ def decode_audio(data: bytes) -> AudioChunk:
     if len(data) < AUDIO_HEADER.size:
         raise _fail("bad_message", "audio message shorter than its 24-byte header")
     _, _, fmt_code, _flags, seq, start, capture = AUDIO_HEADER.unpack_from(data)
-    dtype = {1: np.dtype("<i2"), 2: np.dtype("<f4")}.get(fmt_code)
+    dtypes: dict[int, np.dtype] = {1: np.dtype("<i2"), 2: np.dtype("<f4")}
+    dtype = dtypes.get(fmt_code)
     if dtype is None:
         raise _fail("bad_audio", f"unknown sample format code {fmt_code}")
     payload = memoryview(data)[AUDIO_HEADER.size :]

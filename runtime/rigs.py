@@ -168,7 +168,6 @@ def forward_kinematics(
     offsets: (55, 3) rest offsets from `rest_offsets`.
     Returns positions (..., 55, 3) and world rotations (..., 55, 3, 3).
     """
-    n_joints = len(SMPLX_PARENTS)
     positions = np.empty(local_rotations.shape[:-2] + (3,))
     world = np.empty_like(local_rotations)
     for j, parent in enumerate(SMPLX_PARENTS):
@@ -180,7 +179,6 @@ def forward_kinematics(
         positions[..., j, :] = positions[..., parent, :] + np.einsum(
             "...ij,j->...i", world[..., parent, :, :], offsets[j]
         )
-    assert positions.shape[-2] == n_joints
     return positions, world
 
 

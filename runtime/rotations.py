@@ -72,9 +72,7 @@ def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
     # 4 * squared magnitude of each component, up to rounding: w, x, y, z.
-    candidates = np.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1
-    )
+    candidates = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1)
     # Each row: the quaternion (x, y, z, w) times 4 * (its component that is largest).
     by_w = np.stack([m21 - m12, m02 - m20, m10 - m01, candidates[..., 0]], axis=-1)
     by_x = np.stack([candidates[..., 1], m01 + m10, m02 + m20, m21 - m12], axis=-1)

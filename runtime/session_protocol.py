@@ -79,7 +79,9 @@ class ServerSessionProtocol:
             raise ProtocolError("out_of_order", f"seq {chunk.seq} after {self._last_seq}; seq must increase")
         gap = chunk.start_sample - self._next_sample
         if gap < 0:
-            raise ProtocolError("out_of_order", f"chunk starts at sample {chunk.start_sample}, before {self._next_sample}")
+            raise ProtocolError(
+                "out_of_order", f"chunk starts at sample {chunk.start_sample}, before {self._next_sample}"
+            )
         if gap > self.max_gap_samples:
             raise ProtocolError("out_of_order", f"gap of {gap} samples exceeds {self.max_gap_samples}")
         self._last_seq = chunk.seq

@@ -9,6 +9,7 @@ history), and noise enters from outside. Every kind of state a real generator ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ class CausalConvStack(StreamingGenerator):
         self.head = nn.Sequential(nn.Linear(context, 64), nn.SiLU(), nn.Linear(64, c.n_outputs))
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (c.inputs_per_step, c.n_mels)),),
-            state=tuple(TensorSpec(f"conv{i}", (c.channels, conv.context)) for i, conv in enumerate(self.convs))
+            state=tuple(TensorSpec(f"conv{i}", (c.channels, conv.context)) for i, conv in enumerate(self.conv_layers))
             + (
                 TensorSpec("encoded", (c.lookahead_frames + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_outputs)),
@@ -67,6 +68,10 @@ class CausalConvStack(StreamingGenerator):
             delay_frames=c.lookahead_frames,
             lookahead_inputs=c.lookahead_frames * c.inputs_per_step,
         )
+
+    @property
+    def conv_layers(self) -> list[CausalConv1d]:
+        return [cast(CausalConv1d, conv) for conv in self.convs]
 
     def init_state(self, batch: int) -> TensorDict:
         return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
@@ -90,7 +95,7 @@ class CausalConvStack(StreamingGenerator):
         state = apply_reset(state, self.init_state(B), reset)
         h = self.project(inputs["features"].reshape(B, 1, -1)).transpose(1, 2)  # (B, C, 1)
         new_state: TensorDict = {}
-        for i, conv in enumerate(self.convs):
+        for i, conv in enumerate(self.conv_layers):
             y, new_state[f"conv{i}"] = conv.step(h, state[f"conv{i}"])
             h = h + nn.functional.silu(y)
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, L + 1, C)

@@ -29,16 +29,15 @@ def random_inputs(model: StreamingGenerator, batch: int, n_steps: int, seed: int
     g = torch.Generator().manual_seed(seed)
     spec = model.spec
     inputs = {
-        t.name: torch.randn((batch, n_steps * t.shape[0], *t.shape[1:]), generator=g).to(t.dtype)
-        for t in spec.inputs
+        t.name: torch.randn((batch, n_steps * t.shape[0], *t.shape[1:]), generator=g).to(t.dtype) for t in spec.inputs
     }
     noise = torch.randn((batch, n_steps, *spec.noise.shape), generator=g)
     return inputs, noise
 
 
 def step_inputs(model: StreamingGenerator, inputs: TensorDict, s: int) -> TensorDict:
-    I = model.spec.inputs_per_step
-    return {k: v[:, s * I : (s + 1) * I] for k, v in inputs.items()}
+    n = model.spec.inputs_per_step
+    return {k: v[:, s * n : (s + 1) * n] for k, v in inputs.items()}
 
 
 @torch.no_grad()
@@ -132,20 +131,19 @@ class StepContractSuite:
         for name in baseline:
             assert torch.equal(baseline[name][0], mixed[name][0]), f"{name}: slot 0 moved when others reset"
             assert torch.all(mixed[name][2] == 0), f"{name}: an idle slot must output zeros"
-        O = model.spec.frames_per_step
+        per_step = model.spec.frames_per_step
         fresh = model.init_state(BATCH)
         for name, value in states[-1].items():
             assert torch.equal(value[2], fresh[name][2]), f"state {name!r} of a never-active slot changed"
             assert torch.equal(states[13][name][1], states[19][name][1]), f"idle slot 1's {name!r} changed"
         # Slot 3 after its reset at step 7 behaves like a stream that starts there.
-        I = model.spec.inputs_per_step
-        shifted_inputs = {k: torch.roll(v, -7 * I, dims=1) for k, v in inputs.items()}
+        shifted_inputs = {k: torch.roll(v, -7 * model.spec.inputs_per_step, dims=1) for k, v in inputs.items()}
         shifted_noise = torch.roll(noise, -7, dims=1)
         restarted, _ = stream(model, shifted_inputs, shifted_noise)
-        n_after = (N_STEPS - 7) * O
+        n_after = (N_STEPS - 7) * per_step
         for name in baseline:
             expected = restarted[name][3, :n_after]
-            assert torch.allclose(mixed[name][3, 7 * O :], expected, atol=1e-6), f"{name}: reset is not fresh"
+            assert torch.allclose(mixed[name][3, 7 * per_step :], expected, atol=1e-6), f"{name}: reset is not fresh"
 
     def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
         pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")

@@ -34,7 +34,9 @@ client_messages = st.one_of(
     st.builds(P.ClockPing, client_send_us=st.integers(-(2**62), 2**62)),
     st.just(P.EndRequest()),
 )
-numbers = st.dictionaries(st.text(max_size=64), st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False), max_size=20)
+numbers = st.dictionaries(
+    st.text(max_size=64), st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False), max_size=20
+)
 server_messages = st.one_of(
     st.builds(
         P.Header,
@@ -42,19 +44,28 @@ server_messages = st.one_of(
         sample_rate_hz=st.sampled_from(P.SAMPLE_RATES_HZ),
         streams=st.dictionaries(
             st.sampled_from(P.STREAMS),
-            st.builds(P.StreamInfo, fps=st.integers(1, 1000), channels=st.lists(st.text(max_size=20), max_size=60).map(tuple)),
+            st.builds(
+                P.StreamInfo, fps=st.integers(1, 1000), channels=st.lists(st.text(max_size=20), max_size=60).map(tuple)
+            ),
             min_size=1,
         ),
         algorithmic_latency_ms=st.floats(0, 10_000),
         controls=controls_strategy,
         server_time_us=st.integers(0, 2**62),
     ),
-    st.builds(P.Ack, request_id=st.integers(0, 2**31 - 1), controls=controls_strategy, from_sample=st.integers(0, 2**63 - 1)),
-    st.builds(P.ClockPong, client_send_us=st.integers(0, 2**62), server_receive_us=st.integers(0, 2**62), server_send_us=st.integers(0, 2**62)),
+    st.builds(
+        P.Ack, request_id=st.integers(0, 2**31 - 1), controls=controls_strategy, from_sample=st.integers(0, 2**63 - 1)
+    ),
+    st.builds(
+        P.ClockPong,
+        client_send_us=st.integers(0, 2**62),
+        server_receive_us=st.integers(0, 2**62),
+        server_send_us=st.integers(0, 2**62),
+    ),
     st.builds(P.Stats, values=numbers),
     st.builds(P.Error, code=st.sampled_from(tuple(P.ERROR_CODES)), message=st.text(max_size=200), fatal=st.booleans()),
     st.builds(P.EndOfSession, reason=st.text(max_size=100), stats=numbers),
-)  # fmt: skip
+)
 
 
 @given(client_messages)
@@ -84,10 +95,28 @@ json_values = st.recursive(
 )
 
 
-@given(st.sampled_from(["hello", "controls", "clock", "end", "header", "ack", "stats", "error"]),
-       st.dictionaries(st.sampled_from(["protocol", "sample_rate_hz", "controls", "streams", "client_send_us",
-                                        "values", "code", "message", "request_id", "session_id", "emotion"]),
-                       json_values, max_size=6))  # fmt: skip
+@given(
+    st.sampled_from(["hello", "controls", "clock", "end", "header", "ack", "stats", "error"]),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "protocol",
+                "sample_rate_hz",
+                "controls",
+                "streams",
+                "client_send_us",
+                "values",
+                "code",
+                "message",
+                "request_id",
+                "session_id",
+                "emotion",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    ),
+)
 @settings(max_examples=400)
 def test_well_formed_json_with_wrong_fields_raises_only_protocol_errors(kind: str, fields: dict) -> None:
     text = json.dumps({**fields, "type": kind})
@@ -142,9 +171,12 @@ def test_controls_merge_keeps_unset_fields_and_merges_region_strengths() -> None
 
 
 @given(
-    st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**63 - 1),
-    st.sampled_from([np.int16, np.float32]), st.integers(0, P.MAX_AUDIO_SAMPLES),
-)  # fmt: skip
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([np.int16, np.float32]),
+    st.integers(0, P.MAX_AUDIO_SAMPLES),
+)
 @settings(max_examples=50)
 def test_audio_chunks_round_trip(seq: int, start: int, capture: int, dtype: type, n: int) -> None:
     rng = np.random.default_rng(n)
@@ -159,10 +191,15 @@ def test_audio_chunks_round_trip(seq: int, start: int, capture: int, dtype: type
 
 
 @given(
-    st.sampled_from(P.STREAMS), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1),
-    st.integers(-(2**63), 2**63 - 1), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**32 - 1),
-    st.lists(st.floats(width=32, allow_nan=False), max_size=300), st.integers(0, 3),
-)  # fmt: skip
+    st.sampled_from(P.STREAMS),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(0, 2**32 - 1),
+    st.lists(st.floats(width=32, allow_nan=False), max_size=300),
+    st.integers(0, 3),
+)
 @settings(max_examples=50)
 def test_frames_round_trip(stream, index, media, capture, send, dropped, values, flags) -> None:  # type: ignore[no-untyped-def]
     frame = P.Frame(stream, index, media, capture, send, dropped, np.array(values, np.float32), flags)
