@@ -45,6 +45,17 @@ def _rigs(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = {"frontend": "benchmarks.frontend"}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(BENCHMARKS[args.name])
+    module.main(args.options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emostream", description="Real-time speech to emotional face and body animation."
@@ -60,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     rigs = sub.add_parser("rigs", help="print the face and body rigs (channel names, skeleton) as JSON")
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")
     rigs.set_defaults(run=_rigs)
+
+    bench = sub.add_parser("bench", help="run a benchmark; results go to benchmarks/results/")
+    bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    bench.set_defaults(run=_bench)
     return parser
 
 
