@@ -1,5 +1,7 @@
 import json
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,6 +70,15 @@ server_messages = st.one_of(
 )
 
 
+def assert_only_protocol_errors(decoders: tuple[Callable[[Any], Any], ...], data: Any) -> None:
+    """Each decoder either accepts `data` or raises a ProtocolError with a documented code."""
+    for decode in decoders:
+        try:
+            decode(data)
+        except ProtocolError as exc:
+            assert exc.code in P.ERROR_CODES
+
+
 @given(client_messages)
 def test_client_control_messages_round_trip(message: P.ClientControl) -> None:
     assert P.decode_client_control(P.encode_control(message)) == message
@@ -81,11 +92,7 @@ def test_server_control_messages_round_trip(message: P.ServerControl) -> None:
 @given(st.binary(max_size=300) | st.text(max_size=300))
 @settings(max_examples=300)
 def test_garbage_text_raises_only_protocol_errors(garbage: bytes | str) -> None:
-    for decode in (P.decode_client_control, P.decode_server_control):
-        try:
-            decode(garbage)
-        except ProtocolError as exc:
-            assert exc.code in P.ERROR_CODES
+    assert_only_protocol_errors((P.decode_client_control, P.decode_server_control), garbage)
 
 
 json_values = st.recursive(
@@ -120,11 +127,7 @@ json_values = st.recursive(
 @settings(max_examples=400)
 def test_well_formed_json_with_wrong_fields_raises_only_protocol_errors(kind: str, fields: dict) -> None:
     text = json.dumps({**fields, "type": kind})
-    for decode in (P.decode_client_control, P.decode_server_control):
-        try:
-            decode(text)
-        except ProtocolError as exc:
-            assert exc.code in P.ERROR_CODES
+    assert_only_protocol_errors((P.decode_client_control, P.decode_server_control), text)
 
 
 @pytest.mark.parametrize(
@@ -227,11 +230,7 @@ def test_binary_layout_matches_the_document() -> None:
 @given(st.binary(max_size=200))
 @settings(max_examples=300)
 def test_garbage_binary_raises_only_protocol_errors(garbage: bytes) -> None:
-    for decode in (P.decode_audio, P.decode_frame):
-        try:
-            decode(garbage)
-        except ProtocolError as exc:
-            assert exc.code in P.ERROR_CODES
+    assert_only_protocol_errors((P.decode_audio, P.decode_frame), garbage)
 
 
 @pytest.mark.parametrize(
