@@ -38,7 +38,7 @@ _RESAMPLER_ROLLOFF = 0.94  # cutoff as a fraction of the lower Nyquist frequency
 _KAISER_BETA = 8.6
 
 
-def validate_pcm(pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+def validate_pcm(pcm: np.ndarray, sample_rate_hz: int, max_seconds: float | None = MAX_CHUNK_SECONDS) -> np.ndarray:
     """Checks a mono PCM chunk and returns it as float64 in [-1, 1].
 
     Accepts 1-D int16 (full scale 32768) or float32 (full scale 1.0). Raises AudioFormatError on another
@@ -50,10 +50,10 @@ def validate_pcm(pcm: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         raise AudioFormatError(f"PCM must be a numpy array, got {type(pcm).__name__}")
     if pcm.ndim != 1:
         raise AudioFormatError(f"PCM must be mono with shape (n_samples,), got shape {pcm.shape}")
-    max_samples = int(MAX_CHUNK_SECONDS * sample_rate_hz)
-    if pcm.shape[0] > max_samples:
+    if max_seconds is not None and pcm.shape[0] > int(max_seconds * sample_rate_hz):
         raise AudioFormatError(
-            f"chunk of {pcm.shape[0]} samples is over the limit of {max_samples} ({MAX_CHUNK_SECONDS} s)"
+            f"chunk of {pcm.shape[0]} samples is over the limit of "
+            f"{int(max_seconds * sample_rate_hz)} ({max_seconds} s)"
         )
     if pcm.dtype == np.int16:
         return pcm.astype(np.float64) / 32768.0
@@ -195,9 +195,11 @@ class LogMelFrontEnd:
         # The first window starts WIN - HOP samples before time 0, in silence.
         return FrontEndState(self.resampler.init_state(), np.zeros(WIN_LENGTH - HOP_LENGTH), 0)
 
-    def push(self, state: FrontEndState, pcm: np.ndarray) -> tuple[np.ndarray, FrontEndState]:
+    def push(
+        self, state: FrontEndState, pcm: np.ndarray, max_seconds: float | None = MAX_CHUNK_SECONDS
+    ) -> tuple[np.ndarray, FrontEndState]:
         """Consumes one PCM chunk; returns float32 (n_new_frames, N_MELS) log-mel frames and the new state."""
-        samples = validate_pcm(pcm, self.input_rate_hz)
+        samples = validate_pcm(pcm, self.input_rate_hz, max_seconds)
         resampled, resampler_state = self.resampler.push(state.resampler, samples)
         return self._frames(state, resampler_state, resampled)
 
@@ -208,7 +210,7 @@ class LogMelFrontEnd:
 
     def offline(self, pcm: np.ndarray) -> np.ndarray:
         """All frames of a whole signal: the reference that chunked streaming must match."""
-        first, state = self.push(self.init_state(), pcm)
+        first, state = self.push(self.init_state(), pcm, max_seconds=None)
         tail, _ = self.flush(state)
         return np.concatenate([first, tail])
 

@@ -36,8 +36,9 @@ def random_inputs(model: StreamingGenerator, batch: int, n_steps: int, seed: int
 
 
 def step_inputs(model: StreamingGenerator, inputs: TensorDict, s: int) -> TensorDict:
-    n = model.spec.inputs_per_step
-    return {k: v[:, s * n : (s + 1) * n] for k, v in inputs.items()}
+    """Step s's slice of each input; an input's first axis per step is its own frames per step."""
+    per_step = {t.name: t.shape[0] for t in model.spec.inputs}
+    return {k: v[:, s * per_step[k] : (s + 1) * per_step[k]] for k, v in inputs.items()}
 
 
 @torch.no_grad()
@@ -98,10 +99,12 @@ class StepContractSuite:
         with torch.no_grad():
             base_offline = model.forward_sequence(inputs, noise)
         n_frames = next(iter(base_offline.values())).shape[1]
-        for changed_input in (spec.inputs_per_step * N_STEPS // 3, spec.inputs_per_step * N_STEPS // 2):
+        per_step = {t.name: t.shape[0] for t in spec.inputs}
+        for changed_step in (N_STEPS // 3, N_STEPS // 2):
+            changed_input = changed_step * spec.inputs_per_step
             changed = {k: v.clone() for k, v in inputs.items()}
-            for v in changed.values():
-                v[:, changed_input:] += 5.0  # a loud change from this input frame on
+            for k, v in changed.items():
+                v[:, changed_step * per_step[k] :] += 5.0  # a loud change from this step's inputs on
             allowed = [k for k in range(n_frames) if spec.last_input_for(k) < changed_input]
             moved = stream(model, changed, noise)[0]
             with torch.no_grad():
@@ -137,7 +140,8 @@ class StepContractSuite:
             assert torch.equal(value[2], fresh[name][2]), f"state {name!r} of a never-active slot changed"
             assert torch.equal(states[13][name][1], states[19][name][1]), f"idle slot 1's {name!r} changed"
         # Slot 3 after its reset at step 7 behaves like a stream that starts there.
-        shifted_inputs = {k: torch.roll(v, -7 * model.spec.inputs_per_step, dims=1) for k, v in inputs.items()}
+        per_step_len = {t.name: t.shape[0] for t in model.spec.inputs}
+        shifted_inputs = {k: torch.roll(v, -7 * per_step_len[k], dims=1) for k, v in inputs.items()}
         shifted_noise = torch.roll(noise, -7, dims=1)
         restarted, _ = stream(model, shifted_inputs, shifted_noise)
         n_after = (N_STEPS - 7) * per_step

@@ -1,0 +1,303 @@
+"""The face generator: live speech to ARKit-52 + head + eyes at 60 fps by few-step flow matching.
+
+Per step (one output frame) it takes two log-mel frames and the emotion weights, and returns one face
+frame. Inside: a causal dilated-convolution audio encoder (conv caches), a ring buffer of the last D + 1
+encodings so a frame can see D frames of future audio, a ring buffer of the frames it already produced
+(history), and a conditional velocity network integrated with Euler steps from the noise input
+(flow matching, Lipman et al. 2023, "Flow Matching for Generative Modeling").
+
+Lookahead is set per instance in feature frames (8.33 ms each), 0 to 12 (100 ms): `FaceGenerator(cfg,
+lookahead=7)` waits 58.3 ms. The same weights serve every lookahead: training draws it at random and the
+network gets it as an input. Timing: step s consumes feature frames [2s - q, 2s - q + 2) with q = 1 or 2
+(the stream is prefixed by q frames of silence), so its newest audio ends at (2s - q + 2) / 120 s; it
+emits frame k = s - D, which stands for time k / 60 s. Lookahead = 2D + 2 - q feature frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from runtime.audio import N_MELS
+from runtime.layers import CausalConv1d, push_ring
+from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+from runtime.step import (
+    StepSpec,
+    StreamingGenerator,
+    TensorDict,
+    TensorSpec,
+    apply_reset,
+    keep_inactive,
+    zero_inactive,
+)
+
+N_EMOTIONS = 8
+FEATURE_MS = 1000.0 / 120.0  # one feature frame
+MAX_LOOKAHEAD = 12  # feature frames: 100 ms
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Architecture; saved inside the checkpoint and rebuilt from it."""
+
+    n_mels: int = N_MELS  # features per input frame
+    channels: int = 128  # audio encoder width
+    kernel_size: int = 3  # of each causal convolution
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1)  # receptive field: 31 frames (0.5 s) of past audio
+    history_frames: int = 4  # produced frames fed back as context
+    hidden: int = 256  # velocity network width
+    n_channels: int = len(FACE_CHANNELS)  # output channels per frame
+
+    def __post_init__(self) -> None:
+        if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
+            raise ValueError(f"FaceConfig sizes must be positive: {self}")
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> FaceConfig:
+        return FaceConfig(**{**d, "dilations": tuple(d["dilations"])})
+
+
+def lookahead_timing(lookahead: int) -> tuple[int, int]:
+    """(delay D in output frames, silent prefix q in feature frames) for a lookahead in feature frames."""
+    if not 0 <= lookahead <= MAX_LOOKAHEAD:
+        raise ValueError(f"lookahead must be 0..{MAX_LOOKAHEAD} feature frames, got {lookahead}")
+    return lookahead // 2, 2 - lookahead % 2
+
+
+def lookahead_from_ms(lookahead_ms: float) -> int:
+    """Nearest supported lookahead, in feature frames, to a request in milliseconds."""
+    return int(min(MAX_LOOKAHEAD, max(0, round(lookahead_ms / FEATURE_MS))))
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of the flow time t in [0, 1]: (B,) -> (B, dim)."""
+    freqs = torch.exp(torch.arange(dim // 2, dtype=torch.float32) * (-math.log(1000.0) / (dim // 2)))
+    angles = t[:, None] * 1000.0 * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class FaceNetwork(nn.Module):
+    """The weights, shared by every lookahead and step count: encoder, conditioning, velocity field."""
+
+    feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
+    feature_std: Tensor
+    face_mean: Tensor  # (n_channels,) output normalisation
+    face_std: Tensor
+
+    def __init__(self, config: FaceConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.register_buffer("feature_mean", torch.zeros(c.n_mels))
+        self.register_buffer("feature_std", torch.ones(c.n_mels))
+        self.register_buffer("face_mean", torch.zeros(c.n_channels))
+        self.register_buffer("face_std", torch.ones(c.n_channels))
+        self.project = nn.Linear(2 * c.n_mels, c.channels)
+        self.convs = nn.ModuleList(CausalConv1d(c.channels, c.channels, c.kernel_size, d) for d in c.dilations)
+        max_delay = lookahead_timing(MAX_LOOKAHEAD)[0]
+        self.window = max_delay + 1  # encodings a frame sees: its own and up to max_delay future ones
+        self.audio_context = nn.Linear(self.window * c.channels, c.hidden)
+        self.emotion = nn.Linear(N_EMOTIONS, c.hidden)
+        self.lookahead = nn.Embedding(MAX_LOOKAHEAD + 1, c.hidden)
+        self.history = nn.Linear(c.history_frames * c.n_channels, c.hidden)
+        self.x_in = nn.Linear(c.n_channels, c.hidden)
+        self.t_in = nn.Linear(32, c.hidden)
+        self.blocks = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(2))
+        self.out = nn.Linear(c.hidden, c.n_channels)
+        # Bilabial closure is an event, not an average: a deterministic head predicts it from the audio so
+        # the lips close sharply whatever the sampler does (applied last, as in the teacher).
+        self.closure = nn.Linear(c.hidden, 1)
+
+    @property
+    def conv_layers(self) -> list[CausalConv1d]:
+        return [cast(CausalConv1d, conv) for conv in self.convs]
+
+    def encode_pairs(self, features: Tensor) -> Tensor:
+        """(B, M, 2, n_mels) raw log-mel pairs -> (B, M, C) projected, before the convolutions."""
+        B, M = features.shape[:2]
+        x = (features - self.feature_mean) / self.feature_std
+        return self.project(x.reshape(B, M, -1))
+
+    def encode_sequence(self, features: Tensor) -> Tensor:
+        """(B, M, 2, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
+        h = self.encode_pairs(features).transpose(1, 2)  # (B, C, M)
+        for conv in self.conv_layers:
+            h = h + nn.functional.silu(conv(h))
+        return h.transpose(1, 2)
+
+    def condition(self, window: Tensor, emotion: Tensor, lookahead: Tensor, history: Tensor) -> Tensor:
+        """window (B, W, C) zero-padded future encodings; emotion (B, 8); lookahead (B,) long;
+        history (B, N, n_channels) normalised -> (B, hidden)."""
+        return nn.functional.silu(
+            self.audio_context(window.flatten(1))
+            + self.emotion(emotion)
+            + self.lookahead(lookahead)
+            + self.history(history.flatten(1))
+        )
+
+    def velocity(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x (B, n_channels) normalised sample at flow time t (B,) -> velocity (B, n_channels)."""
+        h = nn.functional.silu(self.x_in(x) + self.t_in(timestep_embedding(t, 32)) + cond)
+        for block in self.blocks:
+            h = h + nn.functional.silu(block(h))
+        return self.out(h)
+
+    def sample(self, noise: Tensor, cond: Tensor, n_steps: int) -> Tensor:
+        """Euler integration of the flow from noise (t = 0) to a normalised frame (t = 1); unrolled."""
+        x = noise
+        B = noise.shape[0]
+        for i in range(n_steps):
+            t = torch.full((B,), i / n_steps)
+            x = x + self.velocity(x, t, cond) / n_steps
+        return x
+
+    def closure_probability(self, cond: Tensor) -> Tensor:
+        """(B, hidden) -> (B,) probability that the lips are closed for a bilabial in this frame."""
+        return torch.sigmoid(self.closure(cond)[:, 0])
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Normalised frames (..., n_channels) to face units, blendshapes clipped to [0, 1]."""
+        y = x * self.face_std + self.face_mean
+        n = len(ARKIT_BLENDSHAPES)
+        return torch.cat([y[..., :n].clamp(0.0, 1.0), y[..., n:]], dim=-1)
+
+
+_CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
+LIP_OPENERS = ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthFunnel")
+
+
+def apply_closure(face: Tensor, closure: Tensor) -> Tensor:
+    """Closes the lips by `closure` in [0, 1]: (..., n_channels) face units, (...) weights.
+
+    Lip openers fade, the jaw rises a little and mouthClose takes up the rest of the jaw opening, so the
+    lip gap reaches zero at closure 1 while the jaw may stay slightly open. The teacher uses the same rule.
+    """
+    w = closure[..., None]
+    openers = torch.zeros(face.shape[-1], dtype=torch.bool)
+    openers[[_CH[n] for n in LIP_OPENERS]] = True
+    face = torch.where(openers, face * (1 - w), face)
+    jaw = face[..., _CH["jawOpen"] : _CH["jawOpen"] + 1] * (1 - 0.6 * w)
+    close = torch.maximum(face[..., _CH["mouthClose"] : _CH["mouthClose"] + 1], w * jaw)
+    press = face[..., _CH["mouthPressLeft"] : _CH["mouthPressRight"] + 1] + 0.25 * w
+    parts = [
+        face[..., : _CH["jawOpen"]], jaw, close, face[..., _CH["mouthClose"] + 1 : _CH["mouthPressLeft"]],
+        press.clamp(max=1.0), face[..., _CH["mouthPressRight"] + 1 :],
+    ]  # fmt: skip
+    return torch.cat(parts, dim=-1)
+
+
+def pad_window(encodings: Tensor, window: int) -> Tensor:
+    """(B, D + 1, C) -> (B, window, C): the unused future slots are zeros, as in training."""
+    B, n, C = encodings.shape
+    return torch.cat([encodings, encodings.new_zeros(B, window - n, C)], dim=1)
+
+
+class FaceGenerator(StreamingGenerator):
+    """The step function around a FaceNetwork, for one lookahead and one number of sampler steps."""
+
+    lookahead_index: Tensor
+
+    def __init__(self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2) -> None:
+        super().__init__()
+        if not 1 <= n_steps <= 8:
+            raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
+        self.network = network
+        self.lookahead_frames = lookahead
+        self.n_steps = n_steps
+        self.delay, self.prefix = lookahead_timing(lookahead)
+        c = network.config
+        self.register_buffer("lookahead_index", torch.tensor(lookahead), persistent=False)
+        self.spec = StepSpec(
+            inputs=(TensorSpec("features", (2, c.n_mels)), TensorSpec("emotion", (1, N_EMOTIONS))),
+            state=tuple(
+                TensorSpec(f"conv{i}", (c.channels, conv.context)) for i, conv in enumerate(network.conv_layers)
+            )
+            + (
+                TensorSpec("encoded", (self.delay + 1, c.channels)),
+                TensorSpec("history", (c.history_frames, c.n_channels)),
+                TensorSpec("warmed", (1,)),
+            ),
+            noise=TensorSpec("noise", (c.n_channels,)),
+            outputs=(TensorSpec("face", (1, c.n_channels)),),
+            inputs_per_step=2,
+            frames_per_step=1,
+            delay_frames=self.delay,
+            lookahead_inputs=2 * self.delay,
+        )
+
+    @property
+    def lookahead_ms(self) -> float:
+        return self.lookahead_frames * FEATURE_MS
+
+    def init_state(self, batch: int) -> TensorDict:
+        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
+
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]:
+        net = self.network
+        B = reset.shape[0]
+        state = apply_reset(state, self.init_state(B), reset)
+        h = net.encode_pairs(inputs["features"][:, None]).transpose(1, 2)  # (B, C, 1)
+        new_state: TensorDict = {}
+        for i, conv in enumerate(net.conv_layers):
+            y, new_state[f"conv{i}"] = conv.step(h, state[f"conv{i}"])
+            h = h + nn.functional.silu(y)
+        encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
+        lookahead = self.lookahead_index.expand(B)
+        cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
+        x = net.sample(noise, cond, self.n_steps)  # (B, n_channels), normalised
+        face = apply_closure(net.denormalize(x), net.closure_probability(cond))
+        warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
+        new_state |= {
+            "encoded": encoded,
+            "history": torch.where(warm, push_ring(state["history"], x[:, None]), state["history"]),
+            "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
+        }
+        outputs = zero_inactive({"face": face[:, None]}, active)
+        return outputs, keep_inactive(new_state, state, active)
+
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        net = self.network
+        features = inputs["features"]  # (B, 2S, n_mels)
+        B, T_in, n_mels = features.shape
+        S = T_in // 2
+        encoded = net.encode_sequence(features.reshape(B, S, 2, n_mels))  # (B, S, C)
+        history = features.new_zeros(B, net.config.history_frames, net.config.n_channels)
+        lookahead = self.lookahead_index.expand(B)
+        frames = []
+        for k in range(S - self.delay):
+            window = pad_window(encoded[:, k : k + self.delay + 1], net.window)
+            emotion = inputs["emotion"][:, k + self.delay]
+            cond = net.condition(window, emotion, lookahead, history)
+            x = net.sample(noise[:, k + self.delay], cond, self.n_steps)
+            history = push_ring(history, x[:, None])
+            frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond)))
+        return {"face": torch.stack(frames, dim=1)}
+
+
+def save_checkpoint(path: Any, network: FaceNetwork, metadata: dict[str, Any]) -> None:
+    """Weights, architecture config, rig and training metadata in one file."""
+    torch.save(
+        {
+            "kind": "emostream-face",
+            "config": asdict(network.config),
+            "rig": list(FACE_CHANNELS),
+            "state_dict": network.state_dict(),
+            "metadata": metadata,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: Any) -> tuple[FaceNetwork, dict[str, Any]]:
+    """Rebuilds the network from its own config; refuses a checkpoint for another rig."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("kind") != "emostream-face" or blob.get("rig") != list(FACE_CHANNELS):
+        raise ValueError(f"{path} is not a face checkpoint for this rig")
+    network = FaceNetwork(FaceConfig.from_dict(blob["config"]))
+    network.load_state_dict(blob["state_dict"])
+    return network.eval(), blob["metadata"]

@@ -1,0 +1,82 @@
+"""The training-data pipeline on real TTS speech: text, TTS, alignment, corpus, examples, a training step."""
+
+import itertools
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.audio import LogMelFrontEnd
+from training import augment as A
+from training.align import align
+from training.text import phonetically_varied_sentences, pronunciations, sentence_phones
+from training.tts import Voice
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def test_sentences_are_pronounceable_and_cover_many_diphones() -> None:
+    sentences = phonetically_varied_sentences(50, seed=1)
+    assert len(set(sentences)) == 50
+    diphones = set()
+    for s in sentences:
+        phones = ["SIL", *sentence_phones(s), "SIL"]
+        diphones |= set(itertools.pairwise(phones))
+    assert len(diphones) > 300
+    assert "P" in {p for s in sentences for p in sentence_phones(s)}
+    assert pronunciations()["map"] == ("M", "AE", "P")
+
+
+@needs_espeak
+def test_forced_alignment_finds_the_words_in_order_with_plausible_times() -> None:
+    text = "Bob picked up the map."
+    samples, rate = Voice("espeak", "en-us").synthesize(text)
+    phones = align(samples, rate, text)
+    labels = [p.label for p in phones if p.label != "SIL"]
+    assert labels == ["B", "AA", "B", "P", "IH", "K", "T", "AH", "P", "DH", "AH", "M", "AE", "P"]
+    assert all(b.start_s >= a.end_s - 1e-9 for a, b in itertools.pairwise(phones))
+    assert phones[-1].end_s <= samples.size / rate + 0.05
+    m = next(p for p in phones if p.label == "M")
+    assert 0.3 < m.start_s < samples.size / rate
+
+
+def test_augmentations_keep_audio_valid_and_report_the_time_scale() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    speech = (0.5 * np.sin(2 * np.pi * 220 * t) * (t > 0.2)).astype(np.float32)
+    for seed in range(12):
+        out, rate, scale = A.augment(np.random.default_rng(seed), speech, 16_000)
+        assert rate in (8_000, 16_000) and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1
+        assert abs(out.size / rate - scale) < 0.01  # duration stretched by exactly the reported scale
+        LogMelFrontEnd(rate).offline(out)  # the front-end accepts every variant
+    faster = A.speed(speech.astype(np.float64), 16_000, 1.1)
+    assert abs(faster.size - 16_000 / 1.1) < 30
+    phone, rate = A.telephone(speech.astype(np.float64) + 0.1 * rng.normal(size=t.size), 16_000)
+    spectrum = np.abs(np.fft.rfft(phone))
+    f = np.fft.rfftfreq(phone.size, 1 / rate)
+    assert rate == 8_000 and spectrum[f > 3500].max() < 1e-6 * spectrum.max()
+
+
+@needs_espeak
+def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> None:
+    from training.corpus import build
+    from training.face_data import build_dataset
+    from training.train_face import train
+
+    manifest = build(tmp_path / "corpus", n_utterances=6, seed=2, workers=1)
+    assert len(manifest["utterances"]) + sum(manifest["alignment_failures"].values()) == 6
+    assert len(manifest["utterances"]) >= 3
+    examples = build_dataset(tmp_path / "corpus", n_audio=2, n_renders=2, workers=1, held_out=False)
+    examples += build_dataset(tmp_path / "corpus", n_audio=2, n_renders=2, workers=1, held_out=True)
+    for ex in examples:
+        assert len(ex.features) == 2 and len(ex.faces) == 2
+        assert ex.features[0].shape[1] == 80 and ex.faces[0].shape[1] == 59
+        # About two feature frames per face frame, give or take the framing at the ends.
+        assert abs(ex.features[0].shape[0] - 2 * ex.faces[0].shape[0]) <= 4
+    torch.manual_seed(0)
+    _net, log = train(examples, minutes=0.15, batch_size=min(4, len(examples)), seed=0)
+    losses = log["losses"]
+    assert len(losses) >= 6 and np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it learns something in a few steps

@@ -1,0 +1,83 @@
+"""Training examples for the face generator: corpus utterances -> (augmented log-mel, teacher faces).
+
+For every utterance: `n_audio` versions of its audio (the clean one and augmented ones) through the very
+front-end the runtime streams with, and `n_renders` teacher renders with random emotion, intensity and
+seed. Cached as one npz so training restarts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
+from runtime.protocol import EMOTIONS
+from training.align import Phone
+from training.augment import augment
+from training.corpus import load_utterance
+from training.teacher_face import teach
+
+
+@dataclass
+class FaceExample:
+    features: list[np.ndarray]  # per audio version: float16 (T_f, 80) log-mel at 120 fps
+    faces: list[np.ndarray]  # per render: float16 (T, 59) at 60 fps
+    emotions: list[np.ndarray]  # per render: float32 (8,) one-hot times intensity
+    visemes: np.ndarray  # int8 (T,) viseme index per frame (clean timing)
+    closure: np.ndarray  # float16 (T,) bilabial closure weight per frame (clean timing)
+    time_scales: list[float]  # per audio version: how much it stretched time (speed perturbation)
+
+
+def _supported(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    if rate in SUPPORTED_RATES_HZ:
+        return audio, rate
+    resampler = Resampler(rate, 16_000)
+    head, state = resampler.push(resampler.init_state(), audio.astype(np.float64))
+    return np.concatenate([head, resampler.flush(state)[0]]).astype(np.float32), 16_000
+
+
+def scale_phones(phones: list[Phone], scale: float) -> list[Phone]:
+    return [Phone(p.label, p.start_s * scale, p.end_s * scale) for p in phones]
+
+
+def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
+    path, n_audio, n_renders, seed = job
+    rng = np.random.default_rng(seed)
+    audio, rate, phones = load_utterance(path)
+    audio, rate = _supported(audio, rate)
+    features, scales = [], []
+    for i in range(n_audio):
+        if i == 0:
+            version, version_rate, scale = audio, rate, 1.0
+        else:
+            version, version_rate, scale = augment(rng, audio, rate)
+        features.append(LogMelFrontEnd(version_rate).offline(version).astype(np.float16))
+        scales.append(scale)
+    faces, emotions = [], []
+    # Renders use the clean timing; a speed-perturbed version is matched by stretching at sample time.
+    for r in range(n_renders):
+        emotion = EMOTIONS[(seed + r) % len(EMOTIONS)] if r < len(EMOTIONS) else str(rng.choice(EMOTIONS))
+        intensity = float(rng.choice([1.0, rng.uniform(0.3, 1.0)]))
+        out = teach(phones, audio, rate, emotion, intensity, seed=int(rng.integers(1 << 30)))
+        faces.append(out.face.astype(np.float16))
+        vector = np.zeros(len(EMOTIONS), np.float32)
+        vector[EMOTIONS.index(emotion)] = intensity
+        emotions.append(vector)
+    plain = teach(phones, audio, rate)
+    return FaceExample(features, faces, emotions, plain.visemes.astype(np.int8), plain.closure.astype(np.float16),
+                       scales)  # fmt: skip
+
+
+def build_dataset(corpus: Path, n_audio: int = 3, n_renders: int = 4, workers: int = 2, held_out: bool = False,
+                  limit: int | None = None) -> list[FaceExample]:  # fmt: skip
+    """Examples for the training voices (or, with held_out=True, for the held-out voices)."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    entries = [e for e in manifest["utterances"] if e["held_out"] == held_out][:limit]
+    jobs = [(corpus / f"{e['id']}.npz", n_audio, n_renders, i) for i, e in enumerate(entries)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(make_example, jobs, chunksize=8), total=len(jobs), desc="face examples"))

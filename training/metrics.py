@@ -1,0 +1,52 @@
+"""Lip-sync metrics over ARKit curves (the definitions of issue 3's face-quality benchmark)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from training.align import Phone
+from training.visemes import BILABIALS, OPEN_VOWELS
+
+CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
+CLOSED_BELOW = 0.1
+
+
+def lip_gap(face: np.ndarray) -> np.ndarray:
+    """(T,) lip gap = max(0, jawOpen - mouthClose) + 0.5 mean(lowerDown) + 0.5 mean(upperUp) + 0.3 funnel."""
+    f = face
+    return (
+        np.maximum(0.0, f[:, CH["jawOpen"]] - f[:, CH["mouthClose"]])
+        + 0.5 * (f[:, CH["mouthLowerDownLeft"]] + f[:, CH["mouthLowerDownRight"]]) / 2
+        + 0.5 * (f[:, CH["mouthUpperUpLeft"]] + f[:, CH["mouthUpperUpRight"]]) / 2
+        + 0.3 * f[:, CH["mouthFunnel"]]
+    )
+
+
+def _frames_of(phone: Phone, n_frames: int, widen: int) -> slice:
+    start = int(np.floor(phone.start_s * FACE_FPS)) - widen
+    end = int(np.ceil(phone.end_s * FACE_FPS)) + widen
+    return slice(max(start, 0), min(end, n_frames))
+
+
+def _central_frames(phone: Phone, n_frames: int) -> slice:
+    quarter = (phone.end_s - phone.start_s) / 4
+    start = int(np.floor((phone.start_s + quarter) * FACE_FPS))
+    end = max(int(np.ceil((phone.end_s - quarter) * FACE_FPS)), start + 1)
+    return slice(max(start, 0), min(end, n_frames))
+
+
+def closure_rates(face: np.ndarray, phones: list[Phone]) -> tuple[float, float, int, int]:
+    """(bilabial closure hit rate, false-closure rate during open vowels, n bilabials, n open vowels).
+
+    A bilabial hits when the lips close (gap < 0.1) at least once within its interval widened by one frame
+    on each side; a false closure is an open vowel whose central half has a closed frame (its edges may
+    legitimately close into a neighbouring bilabial).
+    """
+    gap = lip_gap(face)
+    closed = gap < CLOSED_BELOW
+    hits = [bool(closed[_frames_of(p, len(gap), 1)].any()) for p in phones if p.label in BILABIALS]
+    false = [bool(closed[_central_frames(p, len(gap))].any()) for p in phones if p.label in OPEN_VOWELS]
+    hit_rate = float(np.mean(hits)) if hits else float("nan")
+    false_rate = float(np.mean(false)) if false else float("nan")
+    return hit_rate, false_rate, len(hits), len(false)

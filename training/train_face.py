@@ -1,0 +1,240 @@
+"""Trains the face generator from scratch: corpus -> examples -> flow matching -> runtime/assets/face.pt.
+
+    python -m training.train_face [--minutes 40] [--utterances 2400]
+
+Reproduces the shipped checkpoint on 2 CPU cores in about an hour (corpus, examples, training), with
+progress bars, a loss curve in benchmarks/results/face_training.png and the recipe in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from runtime.audio import LOG_FLOOR, N_MELS
+from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
+from runtime.rigs import FACE_CHANNELS
+from training.face_data import FaceExample, build_dataset
+from training.teacher_face import MOUTH_CHANNELS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = ROOT / "runtime" / "assets" / "face.pt"
+RESULTS = ROOT / "benchmarks" / "results"
+SILENCE = math.log(LOG_FLOOR)  # the log-mel value of digital silence
+MOUTH_WEIGHT = 3.0  # lip-sync matters most: mouth channels weigh more in the loss
+CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
+
+
+def stretch(face: np.ndarray, scale: float) -> np.ndarray:
+    """Face curves (T, C) resampled in time so they last `scale` times as long."""
+    if scale == 1.0:
+        return face
+    n = round(face.shape[0] * scale)
+    source = np.clip(np.arange(n) / scale, 0, face.shape[0] - 1)
+    lo = np.floor(source).astype(int)
+    hi = np.minimum(lo + 1, face.shape[0] - 1)
+    w = (source - lo)[:, None]
+    return face[lo] * (1 - w) + face[hi] * w
+
+
+def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead: int) -> dict[str, Tensor]:
+    """Features with the lookahead's silent prefix, target faces, emotion and a frame mask."""
+    delay, prefix = lookahead_timing(lookahead)
+    feats, faces, emos, lengths, closures = [], [], [], [], []
+    for ex in examples:
+        v = int(rng.integers(len(ex.features)))
+        r = int(rng.integers(len(ex.faces)))
+        f = np.concatenate([np.full((prefix, N_MELS), SILENCE), ex.features[v].astype(np.float32)])
+        positions = f.shape[0] // 2
+        face = stretch(ex.faces[r].astype(np.float32), ex.time_scales[v])
+        closure = stretch(ex.closure.astype(np.float32)[:, None], ex.time_scales[v])[:, 0]
+        n = min(positions - delay, face.shape[0])
+        feats.append(f[: 2 * positions].reshape(positions, 2, N_MELS))
+        faces.append(face[:n])
+        closures.append(closure[:n])
+        emos.append(ex.emotions[r])
+        lengths.append(n)
+    M = max(f.shape[0] for f in feats)
+    K = max(lengths)
+    B = len(examples)
+    features = np.full((B, M, 2, N_MELS), SILENCE, np.float32)
+    target = np.zeros((B, K, len(FACE_CHANNELS)), np.float32)
+    mask = np.zeros((B, K), np.float32)
+    closure_target = np.zeros((B, K), np.float32)
+    for b in range(B):
+        features[b, : feats[b].shape[0]] = feats[b]
+        target[b, : lengths[b]] = faces[b]
+        mask[b, : lengths[b]] = 1
+        closure_target[b, : closures[b].shape[0]] = closures[b]
+    return {
+        "features": torch.from_numpy(features),
+        "target": torch.from_numpy(target),
+        "mask": torch.from_numpy(mask),
+        "closure": torch.from_numpy(closure_target),
+        "emotion": torch.from_numpy(np.stack(emos)),
+        "lookahead": torch.tensor(lookahead),
+    }
+
+
+def frame_windows(encoded: Tensor, n_frames: int, delay: int, window: int) -> Tensor:
+    """(B, M, C) encodings -> (B, K, window, C): frame k sees encodings k .. k + delay, zeros beyond."""
+    B, _, C = encoded.shape
+    padded = torch.cat([encoded, encoded.new_zeros(B, window + n_frames, C)], dim=1)
+    slots = [padded[:, j : j + n_frames] if j <= delay else encoded.new_zeros(B, n_frames, C) for j in range(window)]
+    return torch.stack(slots, dim=2)
+
+
+def history_windows(x: Tensor, n_history: int) -> Tensor:
+    """(B, K, C) normalised targets -> (B, K, n_history, C): the frames before each, oldest first."""
+    B, K, C = x.shape
+    padded = torch.cat([x.new_zeros(B, n_history, C), x], dim=1)
+    return torch.stack([padded[:, j : j + K] for j in range(n_history)], dim=2)
+
+
+def flow_matching_loss(net: FaceNetwork, batch: dict[str, Tensor], weights: Tensor, gen: torch.Generator) -> Tensor:
+    """Conditional flow matching: regress the velocity x1 - x0 at a random point of the straight path."""
+    lookahead = int(batch["lookahead"])
+    delay, _ = lookahead_timing(lookahead)
+    c = net.config
+    target, mask = batch["target"], batch["mask"]
+    B, K, C = target.shape
+    x1 = (target - net.face_mean) / net.face_std
+    encoded = net.encode_sequence(batch["features"])
+    windows = frame_windows(encoded, K, delay, net.window).reshape(B * K, net.window, -1)
+    history = history_windows(x1, c.history_frames)
+    history = history + 0.1 * torch.randn(history.shape, generator=gen)  # robustness to its own errors
+    keep = (torch.rand(B, K, 1, 1, generator=gen) > 0.1).float()  # sometimes no history at all
+    history = (history * keep).reshape(B * K, c.history_frames, C)
+    emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
+    cond = net.condition(windows, emotion, batch["lookahead"].expand(B * K), history)
+    x1 = x1.reshape(B * K, C)
+    x0 = torch.randn(x1.shape, generator=gen)
+    t = torch.rand(B * K, generator=gen)
+    xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+    error = (net.velocity(xt, t, cond) - (x1 - x0)) ** 2 * weights
+    m = mask.reshape(B * K, 1)
+    flow = (error * m).sum() / (m.sum() * weights.sum())
+    logits = net.closure(cond)
+    closure = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, batch["closure"].reshape(B * K, 1), weight=m, reduction="sum"
+        )
+        / m.sum()
+    )
+    return flow + CLOSURE_WEIGHT * closure
+
+
+def fit_normalisation(net: FaceNetwork, examples: list[FaceExample]) -> None:
+    feats = np.concatenate([ex.features[0].astype(np.float32) for ex in examples[:400]])
+    faces = np.concatenate([f.astype(np.float32) for ex in examples[:400] for f in ex.faces])
+    net.feature_mean.copy_(torch.from_numpy(feats.mean(0)))
+    net.feature_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
+    net.face_mean.copy_(torch.from_numpy(faces.mean(0)))
+    net.face_std.copy_(torch.from_numpy(faces.std(0) + 0.02))
+
+
+def train(examples: list[FaceExample], minutes: float, batch_size: int, seed: int) -> tuple[FaceNetwork, dict]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = FaceNetwork(FaceConfig())
+    fit_normalisation(net, examples)
+    weights = torch.ones(len(FACE_CHANNELS))
+    weights[[FACE_CHANNELS.index(n) for n in MOUTH_CHANNELS]] = MOUTH_WEIGHT
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    deadline = time.monotonic() + minutes * 60
+    losses: list[float] = []
+    step = 0
+    with tqdm(total=int(minutes * 60), desc="train face", unit="s") as bar:
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            progress = (time.monotonic() - started) / (minutes * 60)
+            for group in optimizer.param_groups:  # cosine decay over the time budget
+                group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            chosen = rng.choice(len(examples), size=batch_size, replace=False)
+            batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
+            loss = flow_matching_loss(net, batch, weights, gen)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            bar.n = int(time.monotonic() - started)
+            bar.set_postfix(step=step, loss=f"{np.mean(losses[-50:]):.4f}")
+    return net.eval(), {"steps": step, "losses": losses, "batch_size": batch_size}
+
+
+def plot_losses(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(losses, alpha=0.3, linewidth=0.6, label="batch")
+    window = max(1, len(losses) // 50)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    ax.plot(np.arange(smooth.size) + window - 1, smooth, label=f"mean of {window}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow matching loss")
+    ax.set_title("face generator training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the face generator from scratch.")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
+    parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    began = time.time()
+    if not (args.corpus / "manifest.json").exists():
+        from training.corpus import build
+
+        build(args.corpus, args.utterances, seed=args.seed)
+    examples = build_dataset(args.corpus, limit=args.limit)
+    net, log = train(examples, args.minutes, args.batch_size, args.seed)
+    manifest = json.loads((args.corpus / "manifest.json").read_text())
+    metadata = {
+        "data": {
+            "utterances": len(examples),
+            "voices_train": sorted({e["voice_id"] for e in manifest["utterances"] if not e["held_out"]}),
+            "voices_held_out": sorted({e["voice_id"] for e in manifest["utterances"] if e["held_out"]}),
+            "minutes_of_speech": manifest["seconds_train"] / 60,
+            "audio_versions": "clean + 2 augmented (speed, EQ, reverb, noise, telephone, level)",
+            "renders_per_utterance": 4,
+        },
+        "training": {"steps": log["steps"], "batch_size": log["batch_size"], "minutes": args.minutes,
+                     "final_loss": float(np.mean(log["losses"][-100:])), "seed": args.seed,
+                     "wall_minutes_total": (time.time() - began) / 60},
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(args.out, net, metadata)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot_losses(log["losses"], RESULTS / "face_training.png")
+    (RESULTS / "face_training.json").write_text(json.dumps({**metadata, "losses": log["losses"][::10]}, indent=1))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) after {log['steps']} steps; "
+          f"loss {metadata['training']['final_loss']:.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
