@@ -11,16 +11,17 @@ from runtime.errors import AudioFormatError
 from runtime.protocol import SAMPLE_RATES_HZ
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+def read_audio(path: str | Path, require_supported_rate: bool = True) -> tuple[np.ndarray, int]:
     """Returns (float32 mono samples in [-1, 1], sample rate in Hz). Stereo and wider are averaged.
 
-    Raises AudioFormatError for unreadable files and for rates the server does not take.
+    Raises AudioFormatError for unreadable files and, unless told otherwise, for rates the server does not
+    take (the caller then converts).
     """
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioFormatError(f"cannot read audio file {str(path)!r}: {exc}") from None
-    if rate not in SAMPLE_RATES_HZ:
+    if require_supported_rate and rate not in SAMPLE_RATES_HZ:
         raise AudioFormatError(
             f"{path}: sample rate {rate} Hz is not supported; convert to one of {SAMPLE_RATES_HZ} "
             f"(for example: sox in.wav -r 16000 out.wav)"

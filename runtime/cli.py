@@ -45,6 +45,28 @@ def _rigs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _animate(args: argparse.Namespace) -> int:
+    from runtime.animate import animate, write_animation
+
+    animation = animate(
+        args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps
+    )
+    write_animation(animation, args.output)
+    m = animation.meta
+    print(f"{args.output}: {animation.face.shape[0]} frames at {animation.fps} fps ({m['emotion']} "
+          f"{m['intensity']:.2f}, lookahead {m['lookahead_ms']} ms, {m['steps']} steps, seed {m['seed']})")  # fmt: skip
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(TRAINERS[args.model])
+    module.main(args.options)
+    return 0
+
+
+TRAINERS = {"face": "training.train_face"}
 BENCHMARKS = {"frontend": "benchmarks.frontend"}
 
 
@@ -67,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None, help="output folder (default: emostream-out/demo-TIME)")
     demo.add_argument("--fast", action="store_true", help="do not pace the audio in real time")
     demo.set_defaults(run=_demo)
+
+    anim = sub.add_parser("animate", help="speech file -> face animation (.npz, .json or Live Link .csv)")
+    anim.add_argument("audio", type=Path, help="WAV or FLAC speech, any common rate, mono or stereo")
+    anim.add_argument("-o", "--output", type=Path, required=True, help="output file: .npz, .json or .csv")
+    anim.add_argument("--emotion", default="neutral", help="neutral, happy, sad, surprised, fear, disgusted, ...")
+    anim.add_argument("--intensity", type=float, default=1.0, help="emotion strength, 0 to 1")
+    anim.add_argument("--seed", type=int, default=0, help="noise seed for the stochastic upper face and head")
+    anim.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100 ms")
+    anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
+    anim.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
+    anim.set_defaults(run=_animate)
+
+    train = sub.add_parser("train", help="train a model from scratch (data synthesis included)")
+    train.add_argument("model", choices=sorted(TRAINERS), help="which model")
+    train.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the trainer (see --help)")
+    train.set_defaults(run=_train)
 
     rigs = sub.add_parser("rigs", help="print the face and body rigs (channel names, skeleton) as JSON")
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")

@@ -66,7 +66,9 @@ def make_utterance(job: tuple[str, str, Voice]) -> Utterance | str:
     return Utterance(uid, text, voice, rate, phones, audio)
 
 
-def build(out: Path, n_utterances: int, seed: int = 0, workers: int = 2) -> dict:
+def build(out: Path, n_utterances: int, seed: int = 0, workers: int = 2, only_held_out: bool = False) -> dict:
+    """Synthesises and aligns `n_utterances` sentences. One in six goes to a held-out voice (all of them
+    with `only_held_out`, for an evaluation set), the rest to training voices."""
     out.mkdir(parents=True, exist_ok=True)
     voices = [v for v in corpus_voices() if v.available()]
     sentences = phonetically_varied_sentences(n_utterances, seed=seed)
@@ -75,8 +77,8 @@ def build(out: Path, n_utterances: int, seed: int = 0, workers: int = 2) -> dict
     training = [v for v in voices if not v.held_out]
     jobs = []
     for i, text in enumerate(sentences):
-        # One utterance in six goes to a held-out voice, the rest spread over the training voices.
-        voice = held_out[(i // 6) % len(held_out)] if i % 6 == 5 else rng.choice(training)
+        to_held_out = only_held_out or i % 6 == 5
+        voice = held_out[(i // 6 if not only_held_out else i) % len(held_out)] if to_held_out else rng.choice(training)
         jobs.append((f"utt{i:05d}", text, voice))
     entries, failures = [], Counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from clients.audio_files import read_audio
 from runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
 from runtime.protocol import EMOTIONS
 from training.align import Phone
 from training.augment import augment
+from training.captures import Capture, load_captures
 from training.corpus import load_utterance
+from training.metrics import CLOSED_BELOW, lip_gap
 from training.teacher_face import teach
 
 
@@ -45,11 +48,10 @@ def scale_phones(phones: list[Phone], scale: float) -> list[Phone]:
     return [Phone(p.label, p.start_s * scale, p.end_s * scale) for p in phones]
 
 
-def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
-    path, n_audio, n_renders, seed = job
-    rng = np.random.default_rng(seed)
-    audio, rate, phones = load_utterance(path)
-    audio, rate = _supported(audio, rate)
+def audio_versions(
+    rng: np.random.Generator, audio: np.ndarray, rate: int, n_audio: int
+) -> tuple[list[np.ndarray], list[float]]:
+    """Log-mel of the clean audio and of n_audio - 1 augmented versions, with their time scales."""
     features, scales = [], []
     for i in range(n_audio):
         if i == 0:
@@ -58,6 +60,15 @@ def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
             version, version_rate, scale = augment(rng, audio, rate)
         features.append(LogMelFrontEnd(version_rate).offline(version).astype(np.float16))
         scales.append(scale)
+    return features, scales
+
+
+def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
+    path, n_audio, n_renders, seed = job
+    rng = np.random.default_rng(seed)
+    audio, rate, phones = load_utterance(path)
+    audio, rate = _supported(audio, rate)
+    features, scales = audio_versions(rng, audio, rate, n_audio)
     faces, emotions = [], []
     # Renders use the clean timing; a speed-perturbed version is matched by stretching at sample time.
     for r in range(n_renders):
@@ -71,6 +82,23 @@ def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
     plain = teach(phones, audio, rate)
     return FaceExample(features, faces, emotions, plain.visemes.astype(np.int8), plain.closure.astype(np.float16),
                        scales)  # fmt: skip
+
+
+def capture_example(capture: Capture, n_audio: int, seed: int) -> FaceExample:
+    """A real capture as a training example. With no phone labels, the closure target comes from the
+    captured lips themselves (closed where the lip gap is under the metric's threshold)."""
+    audio, rate = read_audio(capture.audio_path, require_supported_rate=False)
+    audio, rate = _supported(audio, rate)
+    features, scales = audio_versions(np.random.default_rng(seed), audio, rate, n_audio)
+    vector = np.zeros(len(EMOTIONS), np.float32)
+    vector[EMOTIONS.index(capture.emotion)] = capture.intensity
+    closure = (lip_gap(capture.face) < CLOSED_BELOW).astype(np.float16)
+    visemes = np.zeros(capture.face.shape[0], np.int8)  # unknown without a transcript
+    return FaceExample(features, [capture.face.astype(np.float16)], [vector], visemes, closure, scales)
+
+
+def build_capture_dataset(folder: Path, n_audio: int = 3) -> list[FaceExample]:
+    return [capture_example(c, n_audio, i) for i, c in enumerate(tqdm(load_captures(folder), desc="captures"))]
 
 
 def build_dataset(corpus: Path, n_audio: int = 3, n_renders: int = 4, workers: int = 2, held_out: bool = False,

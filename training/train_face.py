@@ -22,7 +22,7 @@ from tqdm import tqdm
 from runtime.audio import LOG_FLOOR, N_MELS
 from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from runtime.rigs import FACE_CHANNELS
-from training.face_data import FaceExample, build_dataset
+from training.face_data import FaceExample, build_capture_dataset, build_dataset
 from training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ def train(examples: list[FaceExample], minutes: float, batch_size: int, seed: in
             progress = (time.monotonic() - started) / (minutes * 60)
             for group in optimizer.param_groups:  # cosine decay over the time budget
                 group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-            chosen = rng.choice(len(examples), size=batch_size, replace=False)
+            chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
             batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
             loss = flow_matching_loss(net, batch, weights, gen)
             optimizer.zero_grad()
@@ -202,26 +202,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances")
+    parser.add_argument(
+        "--captures",
+        type=Path,
+        default=None,
+        help="train on real captures (audio + Live Link CSV or FLAME npz pairs) instead",
+    )
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     began = time.time()
-    if not (args.corpus / "manifest.json").exists():
-        from training.corpus import build
+    if args.captures is not None:
+        examples = build_capture_dataset(args.captures)
+        data = {"captures": str(args.captures), "takes": len(examples)}
+    else:
+        if not (args.corpus / "manifest.json").exists():
+            from training.corpus import build
 
-        build(args.corpus, args.utterances, seed=args.seed)
-    examples = build_dataset(args.corpus, limit=args.limit)
-    net, log = train(examples, args.minutes, args.batch_size, args.seed)
-    manifest = json.loads((args.corpus / "manifest.json").read_text())
-    metadata = {
-        "data": {
+            build(args.corpus, args.utterances, seed=args.seed)
+        examples = build_dataset(args.corpus, limit=args.limit)
+        manifest = json.loads((args.corpus / "manifest.json").read_text())
+        data = {
             "utterances": len(examples),
             "voices_train": sorted({e["voice_id"] for e in manifest["utterances"] if not e["held_out"]}),
             "voices_held_out": sorted({e["voice_id"] for e in manifest["utterances"] if e["held_out"]}),
             "minutes_of_speech": manifest["seconds_train"] / 60,
             "audio_versions": "clean + 2 augmented (speed, EQ, reverb, noise, telephone, level)",
             "renders_per_utterance": 4,
-        },
+        }
+    net, log = train(examples, args.minutes, args.batch_size, args.seed)
+    metadata = {
+        "data": data,
         "training": {"steps": log["steps"], "batch_size": log["batch_size"], "minutes": args.minutes,
                      "final_loss": float(np.mean(log["losses"][-100:])), "seed": args.seed,
                      "wall_minutes_total": (time.time() - began) / 60},

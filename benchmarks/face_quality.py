@@ -1,0 +1,354 @@
+"""Face quality benchmark on held-out voices: lip-sync, emotion, diversity, lookahead trade-off, compute.
+
+    python -m benchmarks.face_quality [--utterances 60] [--checkpoint runtime/assets/face.pt]
+
+Prints Markdown tables and writes benchmarks/results/face_quality.{json,md} and face_quality.png.
+Definitions (issue 3): bilabial closure hit rate (the lips close, gap < 0.1, at least once in each p/b/m
+widened by one frame), false closures in the central half of open vowels, jawOpen correlation and mouth
+MAE against the teacher, lip-reading accuracy (a viseme classifier trained on teacher motion, applied to
+generated and to teacher motion), emotion accuracy (a classifier trained on teacher frames), diversity
+(std across 5 seeds), and compute per frame (batch 1, one core) and throughput (batch 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.common import RESULTS, machine, write_result
+from runtime.audio import LOG_FLOOR, N_MELS, LogMelFrontEnd
+from runtime.face_stream import emotion_vector
+from runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
+from runtime.protocol import EMOTIONS
+from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from training.align import Phone
+from training.corpus import build, load_utterance
+from training.face_data import _supported
+from training.metrics import closure_rates
+from training.teacher_face import MOUTH_CHANNELS, teach
+from training.visemes import VISEMES
+
+ROOT = Path(__file__).resolve().parent.parent
+CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
+MOUTH = [CH[n] for n in MOUTH_CHANNELS]
+UPPER = [CH[n] for n in FACE_CHANNELS if n.startswith(("brow", "eyeBlink", "eyeWide", "eyeSquint"))]
+HEAD = [
+    CH[n] for n in ("headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
+]
+LOOKAHEADS_MS = (0.0, 30.0, 60.0, 100.0)
+DEFAULT_LOOKAHEAD_MS = 60.0
+
+
+@dataclass
+class Utterance:
+    audio: np.ndarray
+    rate: int
+    phones: list[Phone]
+    features: np.ndarray  # (T_f, 80) log-mel, exactly as streamed
+
+
+def load_set(corpus: Path, held_out: bool, limit: int) -> list[Utterance]:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    entries = [e for e in manifest["utterances"] if e["held_out"] == held_out][:limit]
+    out = []
+    for e in entries:
+        audio, rate, phones = load_utterance(corpus / f"{e['id']}.npz")
+        audio, rate = _supported(audio, rate)
+        out.append(Utterance(audio, rate, phones, LogMelFrontEnd(rate).offline(audio)))
+    return out
+
+
+@torch.no_grad()
+def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Every utterance streamed through the step function, all in one batch (one slot each)."""
+    B = len(utterances)
+    silence = math.log(LOG_FLOOR)
+    n_frames = [math.ceil(u.audio.size / u.rate * FACE_FPS) for u in utterances]
+    n_steps = max(n_frames) + generator.delay
+    feats = np.full((B, 2 * n_steps, N_MELS), silence, np.float32)
+    for b, u in enumerate(utterances):
+        f = u.features[: 2 * n_steps - generator.prefix]
+        feats[b, generator.prefix : generator.prefix + f.shape[0]] = f
+    gen = torch.Generator().manual_seed(seed)
+    state = generator.init_state(B)
+    emotions = torch.from_numpy(np.tile(emotion, (B, 1, 1)))
+    yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    frames = []
+    for s in range(n_steps):
+        inputs = {"features": torch.from_numpy(feats[:, 2 * s : 2 * s + 2]), "emotion": emotions}
+        noise = torch.randn((B, len(FACE_CHANNELS)), generator=gen)
+        outputs, state = generator.step(inputs, state, noise, no, yes)
+        if s >= generator.delay:
+            frames.append(outputs["face"][:, 0].numpy())
+    stacked = np.stack(frames, axis=1)
+    return [stacked[b, : n_frames[b]] for b in range(B)]
+
+
+def windows(face: np.ndarray, channels: list[int], half: int) -> np.ndarray:
+    """(T, C) -> (T, (2 half + 1) * len(channels)): each frame with its neighbours, edge-padded."""
+    x = np.pad(face[:, channels], ((half, half), (0, 0)), mode="edge")
+    return np.concatenate([x[i : i + face.shape[0]] for i in range(2 * half + 1)], axis=1)
+
+
+def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, seconds: float = 20.0) -> nn.Module:
+    """A small MLP, trained with Adam for a fixed time budget."""
+    torch.manual_seed(0)
+    mean, std = x.mean(0), x.std(0) + 1e-3
+    model = nn.Sequential(
+        nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, n_classes)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    xt, yt = torch.from_numpy((x - mean) / std).float(), torch.from_numpy(y).long()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        idx = torch.randint(0, xt.shape[0], (512,))
+        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    model.norm = (mean, std)  # type: ignore[assignment]
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    mean, std = model.norm  # type: ignore[misc]
+    return model(torch.from_numpy((x - mean) / std).float()).argmax(1).numpy()
+
+
+def emotion_features(face: np.ndarray) -> np.ndarray:
+    """Per 0.5 s segment: mean and std of every blendshape (what the emotion classifier sees)."""
+    seg = FACE_FPS // 2
+    n = face.shape[0] // seg
+    parts = face[: n * seg, :52].reshape(n, seg, 52)
+    return np.concatenate([parts.mean(1), parts.std(1)], axis=1)
+
+
+def lip_metrics(generated: list[np.ndarray], teacher: list[np.ndarray], utts: list[Utterance]) -> dict[str, float]:
+    hits, falses, corr, mae = [], [], [], []
+    for g, t, u in zip(generated, teacher, utts, strict=True):
+        n = min(len(g), len(t))
+        h, f, nb, nv = closure_rates(g, u.phones)
+        hits += [h] * nb
+        falses += [f] * nv
+        corr.append(np.corrcoef(g[:n, CH["jawOpen"]], t[:n, CH["jawOpen"]])[0, 1])
+        mae.append(np.abs(g[:n, MOUTH] - t[:n, MOUTH]).mean())
+    return {
+        "closure_hit_rate": float(np.nanmean(hits)),
+        "false_closure_rate": float(np.nanmean(falses)),
+        "jaw_correlation": float(np.nanmean(corr)),
+        "mouth_mae": float(np.mean(mae)),
+    }
+
+
+def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
+    """ms per frame at batch 1 on one thread, and frames per second at batch 64."""
+    torch.set_num_threads(1)
+    result = {}
+    for batch in (1, 64):
+        generator = FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval()
+        state = generator.init_state(batch)
+        inputs = {"features": torch.randn(batch, 2, N_MELS), "emotion": torch.zeros(batch, 1, 8)}
+        noise = torch.randn(batch, len(FACE_CHANNELS))
+        yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
+        with torch.no_grad():
+            for _ in range(50):  # warm up
+                _, state = generator.step(inputs, state, noise, no, yes)
+            n = 400 if batch == 1 else 60
+            start = time.perf_counter()
+            for _ in range(n):
+                _, state = generator.step(inputs, state, noise, no, yes)
+            elapsed = time.perf_counter() - start
+        if batch == 1:
+            result["ms_per_frame_batch1_1core"] = elapsed / n * 1e3
+        else:
+            result["fps_batch64_1core"] = n * batch / elapsed
+    torch.set_num_threads(2)
+    return result
+
+
+def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classifier_seconds: float = 20.0) -> dict:
+    network, metadata = load_checkpoint(checkpoint)
+    if not (corpus / "manifest.json").exists():
+        build(corpus, n_utterances, seed=7, only_held_out=True)
+    held = load_set(corpus, held_out=True, limit=n_utterances)
+    train_set = load_set(corpus, held_out=False, limit=n_train)
+    la_default = lookahead_from_ms(DEFAULT_LOOKAHEAD_MS)
+    neutral = emotion_vector("neutral", 1.0)
+    teacher_neutral = [teach(u.phones, u.audio, u.rate, "neutral", 1.0, seed=1).face for u in held]
+
+    # Lip-reading: visemes from a window of mouth motion, trained on teacher motion of training voices.
+    x, y = [], []
+    for u in train_set or held:
+        out = teach(u.phones, u.audio, u.rate, str(np.random.default_rng(len(x)).choice(EMOTIONS)), 1.0, seed=2)
+        x.append(windows(out.face, MOUTH, 3))
+        y.append(out.visemes)
+    lipreader = train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), classifier_seconds)
+
+    def lipread_accuracy(faces: list[np.ndarray]) -> float:
+        correct = total = 0
+        for f, u in zip(faces, held, strict=True):
+            truth = teach(u.phones, u.audio, u.rate).visemes[: len(f)]
+            correct += int((predict(lipreader, windows(f, MOUTH, 3))[: len(truth)] == truth).sum())
+            total += len(truth)
+        return correct / total
+
+    # Emotion recognisability: a classifier on teacher frames of training voices.
+    x, y = [], []
+    for i, u in enumerate(train_set or held):
+        for e, emotion in enumerate(EMOTIONS):
+            feats = emotion_features(teach(u.phones, u.audio, u.rate, emotion, 1.0, seed=i * 8 + e).face)
+            x.append(feats)
+            y.append(np.full(len(feats), e))
+    emotion_classifier = train_classifier(np.concatenate(x), np.concatenate(y), len(EMOTIONS), classifier_seconds)
+
+    result: dict = {
+        "benchmark": "face_quality",
+        "machine": machine(),
+        "checkpoint": checkpoint.name,
+        "model_created": metadata.get("created"),
+        "held_out_utterances": len(held),
+        "held_out_voices": metadata.get("data", {}).get("voices_held_out"),
+    }
+    teacher_lipread = lipread_accuracy(teacher_neutral)
+
+    # Lookahead trade-off (neutral).
+    result["lookahead"] = {}
+    for ms in LOOKAHEADS_MS:
+        la = lookahead_from_ms(ms)
+        gen = FaceGenerator(network, lookahead=la, n_steps=2).eval()
+        faces = generate(gen, held, neutral, seed=1)
+        row = lip_metrics(faces, teacher_neutral, held) | {"lipread_accuracy": lipread_accuracy(faces)}
+        result["lookahead"][f"{gen.lookahead_ms:.1f}"] = row
+    result["teacher_lipread_accuracy"] = teacher_lipread
+
+    # Emotions at full intensity, default lookahead.
+    gen = FaceGenerator(network, lookahead=la_default, n_steps=2).eval()
+    result["emotions"] = {}
+    for e, emotion in enumerate(EMOTIONS):
+        faces = generate(gen, held, emotion_vector(emotion, 1.0), seed=1)
+        teacher = [teach(u.phones, u.audio, u.rate, emotion, 1.0, seed=1).face for u in held]
+        row = lip_metrics(faces, teacher, held)
+        preds = np.concatenate([predict(emotion_classifier, emotion_features(f)) for f in faces])
+        row["emotion_accuracy"] = float((preds == e).mean())
+        result["emotions"][emotion] = row
+    neutral_hits = result["emotions"]["neutral"]["closure_hit_rate"]
+    result["emotion_accuracy_mean"] = float(np.mean([r["emotion_accuracy"] for r in result["emotions"].values()]))
+    result["worst_closure_drop_vs_neutral"] = float(
+        max(neutral_hits - r["closure_hit_rate"] for r in result["emotions"].values())
+    )
+
+    # Diversity: 5 seeds on the same audio.
+    subset = held[: min(20, len(held))]
+    runs = np.stack([np.concatenate(generate(gen, subset, neutral, seed=s)) for s in range(5)])  # (5, T, C)
+    std = runs.std(axis=0).mean(axis=0)
+    result["diversity"] = {
+        "mouth_seed_std": float(std[MOUTH].mean()),
+        "upper_face_seed_std": float(std[UPPER].mean()),
+        "head_eyes_seed_std": float(std[HEAD].mean()),
+    }
+    result["diversity"]["upper_over_mouth"] = (
+        result["diversity"]["upper_face_seed_std"] / result["diversity"]["mouth_seed_std"]
+    )
+    result["compute"] = compute_cost(network, la_default, 2)
+    return result
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"Face quality on {result['held_out_utterances']} held-out utterances ({m['cpu']}, {m['date']}); "
+        f"checkpoint {result['checkpoint']} ({result['model_created']})",
+        "",
+    ]
+    lines += [
+        "| lookahead (ms) | closure hit rate | false closures | jaw corr | mouth MAE | lip-reading acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ms, r in result["lookahead"].items():
+        lines.append(
+            f"| {ms} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
+            f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['lipread_accuracy']:.3f} |"
+        )
+    lines += ["", f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}", ""]
+    lines += [
+        "| emotion (intensity 1, 58 ms) | closure hit rate | false closures | jaw corr | emotion acc |",
+        "|---|---|---|---|---|",
+    ]
+    for emotion, r in result["emotions"].items():
+        lines.append(
+            f"| {emotion} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
+            f"{r['jaw_correlation']:.3f} | {r['emotion_accuracy']:.3f} |"
+        )
+    d, c = result["diversity"], result["compute"]
+    lines += [
+        "",
+        f"Mean emotion accuracy {result['emotion_accuracy_mean']:.3f}; largest closure drop against neutral "
+        f"{result['worst_closure_drop_vs_neutral']:.3f}.",
+        "",
+        f"Diversity over 5 seeds (std): mouth {d['mouth_seed_std']:.4f}, "
+        f"upper face {d['upper_face_seed_std']:.4f} "
+        f"({d['upper_over_mouth']:.1f}x mouth), head and eyes {d['head_eyes_seed_std']:.4f} rad.",
+        "",
+        f"Compute: {c['ms_per_frame_batch1_1core']:.3f} ms per frame at batch 1 on one core; "
+        f"{c['fps_batch64_1core']:.0f} frames/s at batch 64 on one core.",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    ms = [float(k) for k in result["lookahead"]]
+    for key in ("closure_hit_rate", "jaw_correlation", "lipread_accuracy", "false_closure_rate"):
+        a.plot(ms, [r[key] for r in result["lookahead"].values()], marker="o", label=key)
+    a.set_xlabel("lookahead (ms)")
+    a.set_title("lip-sync against lookahead")
+    a.legend(fontsize=8)
+    names = list(result["emotions"])
+    x = np.arange(len(names))
+    b.bar(x - 0.2, [result["emotions"][n]["closure_hit_rate"] for n in names], 0.4, label="closure hit rate")
+    b.bar(x + 0.2, [result["emotions"][n]["emotion_accuracy"] for n in names], 0.4, label="emotion accuracy")
+    b.set_xticks(x, names, rotation=30, fontsize=8)
+    b.set_ylim(0, 1.05)
+    b.set_title("per emotion (intensity 1)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "face.pt")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument("--utterances", type=int, default=60, help="held-out utterances to evaluate")
+    parser.add_argument("--train-utterances", type=int, default=150, help="for the lip-reading and emotion classifiers")
+    parser.add_argument("--classifier-seconds", type=float, default=20.0, help="training time of each classifier")
+    parser.add_argument("--name", default="face_quality")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    result = run(args.checkpoint, args.corpus, args.utterances, args.train_utterances, args.classifier_seconds)
+    text = markdown(result)
+    print(text)
+    write_result(args.name, result)
+    (RESULTS / f"{args.name}.md").write_text(text + "\n")
+    plot(result, RESULTS / f"{args.name}.png")
+    print(f"\nwrote {RESULTS / args.name}.json, .md and .png")
+
+
+if __name__ == "__main__":
+    main()
