@@ -16,21 +16,31 @@ def _demo(args: argparse.Namespace) -> int:
     from runtime.demo import run_demo
 
     out_dir = args.out or Path("emostream-out") / time.strftime("demo-%Y%m%d-%H%M%S")
-    print(f"emostream demo: streaming {'the bundled speech sample' if args.audio is None else args.audio} "
-          f"in {'real time' if not args.fast else 'as fast as possible'} ...", flush=True)  # fmt: skip
-    result = run_demo(out_dir, args.audio, realtime=not args.fast)
+    source = "the bundled speech sample" if args.audio is None else args.audio
+    print(
+        f"emostream demo: streaming {source} {'in real time' if not args.fast else 'as fast as possible'}, "
+        "emotion neutral -> happy -> sad -> surprised ...",
+        flush=True,
+    )
+    result = run_demo(out_dir, args.audio, realtime=not args.fast, checkpoint=args.checkpoint)
     s = result.summary
-    print(f"  {s['audio_seconds']:.1f} s of {s['input_rate_hz']:.0f} Hz audio in {s['chunk_ms']:.0f} ms chunks "
-          f"-> {result.n_frames} log-mel frames at {s['feature_fps']:.0f} fps")  # fmt: skip
-    if s["capture_to_feature"]:
-        c = s["capture_to_feature"]
-        print(f"  capture -> feature latency: p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, "
-              f"p99 {c['p99_ms']:.1f} ms (chunking {s['chunk_ms']:.0f} ms + resampler "
-              f"{s['resampler_delay_ms']:.1f} ms + compute)")  # fmt: skip
+    print(
+        f"  {s['audio_seconds']:.1f} s of {s['input_rate_hz']:.0f} Hz audio in {s['chunk_ms']:.0f} ms chunks "
+        f"-> {result.n_frames} face frames at {s['face_fps']} fps (lookahead {s['lookahead_ms']:.1f} ms)"
+    )
+    if s["capture_to_face_frame"]:
+        c = s["capture_to_face_frame"]
+        print(
+            f"  capture -> face frame latency: p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, "
+            f"p99 {c['p99_ms']:.1f} ms (algorithmic: lookahead + chunking = {s['algorithmic_latency_ms']:.1f} ms)"
+        )
     c = s["compute_per_chunk"]
-    print(f"  compute per chunk (codec + session + front-end): p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms")
-    print("  the face and body generators are not in this build yet; this demo runs the audio path only")
-    print(f"  wrote {out_dir}/features.npz, logmel.png, latency.json")
+    print(
+        f"  compute per 20 ms chunk (codec, session, front-end, face model): p50 {c['p50_ms']:.2f} ms, "
+        f"p99 {c['p99_ms']:.2f} ms"
+    )
+    print("  headless: no server, viewer or video yet (they come with the server and viewer issues)")
+    print(f"  wrote {out_dir}/face.npz, face.csv, face.png, latency.json")
     return 0
 
 
@@ -53,8 +63,10 @@ def _animate(args: argparse.Namespace) -> int:
     )
     write_animation(animation, args.output)
     m = animation.meta
-    print(f"{args.output}: {animation.face.shape[0]} frames at {animation.fps} fps ({m['emotion']} "
-          f"{m['intensity']:.2f}, lookahead {m['lookahead_ms']} ms, {m['steps']} steps, seed {m['seed']})")  # fmt: skip
+    print(
+        f"{args.output}: {animation.face.shape[0]} frames at {animation.fps} fps ({m['emotion']} "
+        f"{m['intensity']:.2f}, lookahead {m['lookahead_ms']} ms, {m['steps']} steps, seed {m['seed']})"
+    )
     return 0
 
 
@@ -67,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 TRAINERS = {"face": "training.train_face"}
-BENCHMARKS = {"frontend": "benchmarks.frontend"}
+BENCHMARKS = {"frontend": "benchmarks.frontend", "face-quality": "benchmarks.face_quality"}
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -88,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--audio", type=Path, default=None, help="a WAV or FLAC file instead of the bundled sample")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default: emostream-out/demo-TIME)")
     demo.add_argument("--fast", action="store_true", help="do not pace the audio in real time")
+    demo.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
     demo.set_defaults(run=_demo)
 
     anim = sub.add_parser("animate", help="speech file -> face animation (.npz, .json or Live Link .csv)")

@@ -1,24 +1,21 @@
-"""One face stream: PCM chunks in, 60 fps face frames out, through the streaming front-end and the
-face generator's step function (batch of one). The server does the same per slot, batched.
+"""One face stream: PCM chunks in, 60 fps face frames out, through the streaming front-end and a
+one-slot FaceBatcher. The server runs the same batcher with many slots.
 
-Frame k stands for media time k / 60 s. The stream is prefixed by the lookahead's silent feature frames
-(see runtime/models/face.py), and `finish` feeds silence after the audio so the last frames come out.
+Frame k stands for media time k / 60 s. `finish` feeds silence after the audio so the last frames,
+which wait for the lookahead, come out too.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from runtime.audio import LOG_FLOOR, N_MELS, LogMelFrontEnd
+from runtime.audio import N_MELS, LogMelFrontEnd
+from runtime.face_batcher import SILENT_FEATURES, FaceBatcher
 from runtime.models.face import N_EMOTIONS, FaceGenerator
 from runtime.protocol import EMOTIONS
 from runtime.rigs import FACE_FPS
-
-SILENT_FEATURES = math.log(LOG_FLOOR)
 
 
 def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
@@ -30,21 +27,22 @@ def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
     return vector
 
 
-@dataclass
 class FaceStream:
-    generator: FaceGenerator
-    sample_rate_hz: int
-    seed: int = 0
-    emotion: np.ndarray = field(default_factory=lambda: emotion_vector("neutral", 1.0))
-
-    def __post_init__(self) -> None:
-        self.front_end = LogMelFrontEnd(self.sample_rate_hz)
+    def __init__(
+        self, generator: FaceGenerator, sample_rate_hz: int, seed: int = 0, emotion: np.ndarray | None = None
+    ) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.front_end = LogMelFrontEnd(sample_rate_hz)
         self.front_state = self.front_end.init_state()
-        self.state = self.generator.init_state(1)
-        self.pending = np.full((self.generator.prefix, N_MELS), SILENT_FEATURES, np.float32)
-        self.noise = torch.Generator().manual_seed(self.seed)
-        self.steps_taken = 0
+        self.batcher = FaceBatcher(generator, n_slots=1)
+        start = emotion if emotion is not None else emotion_vector("neutral", 1.0)
+        self.slot = self.batcher.open(seed, start)
         self.samples_in = 0
+        self.frames_out = 0
+
+    def set_emotion(self, vector: np.ndarray, transition_ms: float = 300.0) -> None:
+        """Blends from the current emotion to `vector` over transition_ms of media time."""
+        self.batcher.slot(self.slot).emotion.set(vector, transition_ms)
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
         """Consumes a PCM chunk; returns the face frames (n, 59) it completes, in order."""
@@ -58,24 +56,15 @@ class FaceStream:
         frames = [self._run(features)]
         n_total = math.ceil(self.samples_in / self.sample_rate_hz * FACE_FPS)
         silence = np.full((2, N_MELS), SILENT_FEATURES, np.float32)
-        while self.steps_taken - self.generator.delay < n_total:
+        while self.frames_out < n_total:
             frames.append(self._run(silence))
         out = np.concatenate(frames)
-        emitted_before = self.steps_taken - self.generator.delay - out.shape[0]
-        return out[: max(0, n_total - emitted_before)]
+        return out[: out.shape[0] - (self.frames_out - n_total)]
 
-    @torch.no_grad()
     def _run(self, features: np.ndarray) -> np.ndarray:
-        self.pending = np.concatenate([self.pending, features])
+        self.batcher.feed(self.slot, features)
         frames = []
-        yes, no = torch.ones(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)
-        emotion = torch.from_numpy(self.emotion)[None, None]
-        while self.pending.shape[0] >= 2:
-            inputs = {"features": torch.from_numpy(self.pending[None, :2].copy()), "emotion": emotion}
-            self.pending = self.pending[2:]
-            noise = torch.randn((1, self.generator.network.config.n_channels), generator=self.noise)
-            outputs, self.state = self.generator.step(inputs, self.state, noise, no, yes)
-            if self.steps_taken >= self.generator.delay:  # earlier steps emit warm-up frames
-                frames.append(outputs["face"][0].numpy())
-            self.steps_taken += 1
-        return np.concatenate(frames) if frames else np.zeros((0, self.generator.network.config.n_channels), np.float32)
+        while self.batcher.ready():
+            frames += [f.values for f in self.batcher.tick()]
+        self.frames_out += len(frames)
+        return np.stack(frames) if frames else np.zeros((0, self.batcher.n_channels), np.float32)

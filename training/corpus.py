@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -57,11 +58,11 @@ def load_utterance(path: Path) -> tuple[np.ndarray, int, list[Phone]]:
 def make_utterance(job: tuple[str, str, Voice]) -> Utterance | str:
     """Synthesises and aligns one utterance; returns the failure reason instead when alignment fails."""
     uid, text, voice = job
-    samples, rate = voice.synthesize(text)
     try:
+        samples, rate = voice.synthesize(text)
         phones = align(samples, rate, text)
-    except AlignmentError as exc:
-        return str(exc)
+    except (AlignmentError, RuntimeError, subprocess.SubprocessError) as exc:
+        return f"{voice.id}: {exc}"
     audio = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
     return Utterance(uid, text, voice, rate, phones, audio)
 

@@ -119,7 +119,7 @@ def flow_matching_loss(net: FaceNetwork, batch: dict[str, Tensor], weights: Tens
     x0 = torch.randn(x1.shape, generator=gen)
     t = torch.rand(B * K, generator=gen)
     xt = (1 - t[:, None]) * x0 + t[:, None] * x1
-    error = (net.velocity(xt, t, cond) - (x1 - x0)) ** 2 * weights
+    error = (net.velocity(xt, net.time_term(t), cond) - (x1 - x0)) ** 2 * weights
     m = mask.reshape(B * K, 1)
     flow = (error * m).sum() / (m.sum() * weights.sum())
     logits = net.closure(cond)

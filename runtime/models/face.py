@@ -138,20 +138,26 @@ class FaceNetwork(nn.Module):
             + self.history(history.flatten(1))
         )
 
-    def velocity(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        """x (B, n_channels) normalised sample at flow time t (B,) -> velocity (B, n_channels)."""
-        h = nn.functional.silu(self.x_in(x) + self.t_in(timestep_embedding(t, 32)) + cond)
+    def time_term(self, t: Tensor) -> Tensor:
+        """Flow times (B,) in [0, 1] -> their (B, hidden) contribution to the velocity network."""
+        return self.t_in(timestep_embedding(t, 32))
+
+    def velocity(self, x: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
+        """x (B, n_channels) normalised sample; time_term from `time_term`, (B or 1, hidden) -> velocity."""
+        h = nn.functional.silu(self.x_in(x) + time_term + cond)
         for block in self.blocks:
             h = h + nn.functional.silu(block(h))
         return self.out(h)
 
-    def sample(self, noise: Tensor, cond: Tensor, n_steps: int) -> Tensor:
-        """Euler integration of the flow from noise (t = 0) to a normalised frame (t = 1); unrolled."""
+    def sample(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
+        """Euler integration of the flow from noise (t = 0) to a normalised frame (t = 1), unrolled.
+
+        time_terms: (n_steps, hidden), `time_term` at t = i / n_steps, computed once per generator.
+        """
         x = noise
-        B = noise.shape[0]
+        n_steps = time_terms.shape[0]
         for i in range(n_steps):
-            t = torch.full((B,), i / n_steps)
-            x = x + self.velocity(x, t, cond) / n_steps
+            x = x + self.velocity(x, time_terms[i : i + 1], cond) / n_steps
         return x
 
     def closure_probability(self, cond: Tensor) -> Tensor:
@@ -167,6 +173,8 @@ class FaceNetwork(nn.Module):
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 LIP_OPENERS = ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthFunnel")
+_OPENER_MASK = torch.zeros(len(FACE_CHANNELS), dtype=torch.bool)
+_OPENER_MASK[[_CH[n] for n in LIP_OPENERS]] = True
 
 
 def apply_closure(face: Tensor, closure: Tensor) -> Tensor:
@@ -176,9 +184,7 @@ def apply_closure(face: Tensor, closure: Tensor) -> Tensor:
     lip gap reaches zero at closure 1 while the jaw may stay slightly open. The teacher uses the same rule.
     """
     w = closure[..., None]
-    openers = torch.zeros(face.shape[-1], dtype=torch.bool)
-    openers[[_CH[n] for n in LIP_OPENERS]] = True
-    face = torch.where(openers, face * (1 - w), face)
+    face = torch.where(_OPENER_MASK, face * (1 - w), face)
     jaw = face[..., _CH["jawOpen"] : _CH["jawOpen"] + 1] * (1 - 0.6 * w)
     close = torch.maximum(face[..., _CH["mouthClose"] : _CH["mouthClose"] + 1], w * jaw)
     press = face[..., _CH["mouthPressLeft"] : _CH["mouthPressRight"] + 1] + 0.25 * w
@@ -199,6 +205,7 @@ class FaceGenerator(StreamingGenerator):
     """The step function around a FaceNetwork, for one lookahead and one number of sampler steps."""
 
     lookahead_index: Tensor
+    time_terms: Tensor  # (n_steps, hidden): the sampler's time inputs, fixed for a trained network
 
     def __init__(self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2) -> None:
         super().__init__()
@@ -210,6 +217,9 @@ class FaceGenerator(StreamingGenerator):
         self.delay, self.prefix = lookahead_timing(lookahead)
         c = network.config
         self.register_buffer("lookahead_index", torch.tensor(lookahead), persistent=False)
+        with torch.no_grad():  # constant per generator: the network is frozen once it serves
+            times = torch.arange(n_steps, dtype=torch.float32) / n_steps
+            self.register_buffer("time_terms", network.time_term(times), persistent=False)
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (2, c.n_mels)), TensorSpec("emotion", (1, N_EMOTIONS))),
             state=tuple(
@@ -249,7 +259,7 @@ class FaceGenerator(StreamingGenerator):
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
         lookahead = self.lookahead_index.expand(B)
         cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
-        x = net.sample(noise, cond, self.n_steps)  # (B, n_channels), normalised
+        x = net.sample(noise, cond, self.time_terms)  # (B, n_channels), normalised
         face = apply_closure(net.denormalize(x), net.closure_probability(cond))
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
@@ -273,7 +283,7 @@ class FaceGenerator(StreamingGenerator):
             window = pad_window(encoded[:, k : k + self.delay + 1], net.window)
             emotion = inputs["emotion"][:, k + self.delay]
             cond = net.condition(window, emotion, lookahead, history)
-            x = net.sample(noise[:, k + self.delay], cond, self.n_steps)
+            x = net.sample(noise[:, k + self.delay], cond, self.time_terms)
             history = push_ring(history, x[:, None])
             frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond)))
         return {"face": torch.stack(frames, dim=1)}

@@ -15,14 +15,40 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in out and "rigs" in out
 
 
-def test_demo_streams_a_file_and_writes_features_plot_and_latency(tmp_path: Path) -> None:
+def test_demo_streams_a_file_and_writes_face_curves_plot_and_latency(tmp_path: Path) -> None:
     assert main(["demo", "--audio", str(DATA / "speech_44100.wav"), "--out", str(tmp_path), "--fast"]) == 0
-    features = np.load(tmp_path / "features.npz")
-    assert features["logmel"].shape == (240, 80)  # 2 s at 120 frames per second
-    assert np.all(np.diff(features["time"]) > 0)
+    face = np.load(tmp_path / "face.npz")
+    assert face["face"].shape == (120, 59)  # 2 s at 60 fps
+    assert list(face["face_channels"][:2]) == ["eyeBlinkLeft", "eyeLookDownLeft"]
     summary = json.loads((tmp_path / "latency.json").read_text())
     assert summary["compute_per_chunk"]["count"] == 100  # 2 s in 20 ms chunks
-    assert (tmp_path / "logmel.png").stat().st_size > 10_000
+    assert summary["algorithmic_latency_ms"] == pytest.approx(58.33 + 20, abs=0.01)
+    assert (tmp_path / "face.png").stat().st_size > 10_000
+    assert (tmp_path / "face.csv").read_text().startswith("Timecode,BlendShapeCount,EyeBlinkLeft")
+
+
+def test_animate_writes_npz_json_and_live_link_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = str(DATA / "speech_22050.wav")
+    args = ["--emotion", "happy", "--intensity", "0.7", "--seed", "3", "--lookahead-ms", "60", "--steps", "2"]
+    assert main(["animate", wav, "-o", str(tmp_path / "a.npz"), *args]) == 0
+    out = np.load(tmp_path / "a.npz")
+    assert out["face"].shape == (120, 59) and out["face"].dtype == np.float32 and int(out["fps"]) == 60
+    np.testing.assert_allclose(out["time"][:3], [0, 1 / 60, 2 / 60])
+    meta = json.loads(str(out["meta"]))
+    assert meta["emotion"] == "happy" and meta["lookahead_ms"] == pytest.approx(58.33) and meta["seed"] == 3
+    assert main(["animate", wav, "-o", str(tmp_path / "a.json"), *args]) == 0
+    as_json = json.loads((tmp_path / "a.json").read_text())
+    np.testing.assert_allclose(np.array(as_json["face"]), out["face"], atol=1e-4)  # same seed, same frames
+    assert main(["animate", wav, "-o", str(tmp_path / "a.csv"), *args]) == 0
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    assert len(rows) == 121 and len(rows[0].split(",")) == 2 + 52 + 9
+    assert main(["animate", wav, "-o", str(tmp_path / "a.txt")]) == 2
+    assert "unknown output format" in capsys.readouterr().err
+
+
+def test_animate_refuses_an_unknown_emotion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["animate", str(DATA / "speech_16000.wav"), "-o", str(tmp_path / "a.npz"), "--emotion", "bored"]) == 2
+    assert "unknown emotion" in capsys.readouterr().err
 
 
 def test_demo_reports_a_bad_file_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

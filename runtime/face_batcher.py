@@ -1,0 +1,128 @@
+"""Batch slots for one face generator: many independent streams, one batched step per tick.
+
+Each open slot owns a queue of log-mel frames (prefixed by the lookahead's silent frames), a noise
+generator seeded per stream, an emotion blend and a frame counter. `tick` runs one step over every slot
+that has the two feature frames a step needs; the others are inactive for that step, so their state is
+untouched (the step contract), and a slot's frames do not depend on which other slots are open.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from runtime.audio import LOG_FLOOR, N_MELS
+from runtime.errors import SessionError
+from runtime.models.face import N_EMOTIONS, FaceGenerator
+from runtime.rigs import FACE_FPS
+
+SILENT_FEATURES = math.log(LOG_FLOOR)
+
+
+@dataclass
+class EmotionBlend:
+    """The emotion input of one stream, blending linearly to a new target over a number of frames."""
+
+    current: np.ndarray = field(default_factory=lambda: np.zeros(N_EMOTIONS, np.float32))
+    _start: np.ndarray | None = None
+    _target: np.ndarray | None = None
+    _left: int = 0
+    _total: int = 0
+
+    def set(self, target: np.ndarray, transition_ms: float) -> None:
+        self._start, self._target = self.current.copy(), target.astype(np.float32)
+        self._total = self._left = max(1, round(transition_ms * FACE_FPS / 1000))
+
+    def advance(self) -> np.ndarray:
+        """The vector for the next frame."""
+        if self._left > 0 and self._start is not None and self._target is not None:
+            self._left -= 1
+            w = 1.0 - self._left / self._total
+            self.current = ((1 - w) * self._start + w * self._target).astype(np.float32)
+        return self.current
+
+
+@dataclass
+class Slot:
+    pending: np.ndarray  # (n, N_MELS) feature frames not yet stepped
+    noise: torch.Generator
+    emotion: EmotionBlend
+    steps_taken: int = 0
+    fresh: bool = True  # reset the slot's state on its first step
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    slot: int
+    index: int  # frame k of the stream: media time k / 60 s
+    values: np.ndarray  # (59,) face channels
+
+
+class FaceBatcher:
+    def __init__(self, generator: FaceGenerator, n_slots: int) -> None:
+        if n_slots < 1:
+            raise ValueError("a batcher needs at least one slot")
+        self.generator = generator
+        self.n_slots = n_slots
+        self.slots: list[Slot | None] = [None] * n_slots
+        self.state = generator.init_state(n_slots)
+        self.n_channels = generator.network.config.n_channels
+
+    def open(self, seed: int, emotion: np.ndarray) -> int:
+        """Takes a free slot for a new stream; raises SessionError when all are taken."""
+        for i, slot in enumerate(self.slots):
+            if slot is None:
+                silence = np.full((self.generator.prefix, N_MELS), SILENT_FEATURES, np.float32)
+                self.slots[i] = Slot(silence, torch.Generator().manual_seed(seed), EmotionBlend(emotion.copy()))
+                return i
+        raise SessionError(f"all {self.n_slots} slots are in use")
+
+    def close(self, index: int) -> None:
+        self.slots[index] = None
+
+    def slot(self, index: int) -> Slot:
+        slot = self.slots[index]
+        if slot is None:
+            raise SessionError(f"slot {index} is not open")
+        return slot
+
+    def feed(self, index: int, features: np.ndarray) -> None:
+        slot = self.slot(index)
+        slot.pending = np.concatenate([slot.pending, features.astype(np.float32)])
+
+    def ready(self) -> list[int]:
+        return [i for i, s in enumerate(self.slots) if s is not None and s.pending.shape[0] >= 2]
+
+    @torch.no_grad()
+    def tick(self) -> list[FaceFrame]:
+        """One batched step over every ready slot; returns the frames it completes (warm-up excluded)."""
+        ready = self.ready()
+        if not ready:
+            return []
+        B = self.n_slots
+        features = np.zeros((B, 2, N_MELS), np.float32)
+        emotion = np.zeros((B, 1, N_EMOTIONS), np.float32)
+        noise = torch.zeros((B, self.n_channels))
+        reset = torch.zeros(B, dtype=torch.bool)
+        active = torch.zeros(B, dtype=torch.bool)
+        for i in ready:
+            slot = self.slot(i)
+            features[i], slot.pending = slot.pending[:2], slot.pending[2:]
+            emotion[i, 0] = slot.emotion.advance()
+            noise[i] = torch.randn(self.n_channels, generator=slot.noise)
+            reset[i], active[i] = slot.fresh, True
+            slot.fresh = False
+        inputs = {"features": torch.from_numpy(features), "emotion": torch.from_numpy(emotion)}
+        outputs, self.state = self.generator.step(inputs, self.state, noise, reset, active)
+        faces = outputs["face"][:, 0].numpy()
+        frames = []
+        for i in ready:
+            slot = self.slot(i)
+            index = slot.steps_taken - self.generator.delay
+            slot.steps_taken += 1
+            if index >= 0:
+                frames.append(FaceFrame(i, index, faces[i].copy()))
+        return frames
