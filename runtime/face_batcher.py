@@ -97,9 +97,10 @@ class FaceBatcher:
         return [i for i, s in enumerate(self.slots) if s is not None and s.pending.shape[0] >= 2]
 
     @torch.no_grad()
-    def tick(self) -> list[FaceFrame]:
-        """One batched step over every ready slot; returns the frames it completes (warm-up excluded)."""
-        ready = self.ready()
+    def tick(self, only: set[int] | None = None) -> list[FaceFrame]:
+        """One batched step over every ready slot (or the ready ones among `only`); returns the frames it
+        completes, warm-up frames excluded."""
+        ready = [i for i in self.ready() if only is None or i in only]
         if not ready:
             return []
         B = self.n_slots

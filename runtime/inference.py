@@ -1,0 +1,243 @@
+"""The one inference loop: a thread that owns the models and runs every session's audio through the
+front-end and the batched face steps. The asyncio event loop never runs model code; it hands the loop
+commands through a queue and receives frames through a callback.
+
+Scheduling: the loop wakes on any command, drains the queue, then steps every batcher while any slot has
+audio for a frame, one batched step per tick over all ready slots. Sessions are grouped by lookahead
+(the lookahead fixes a stream's timeline); each group's batcher can swap between generators with
+different sampler step counts, which share weights and state layout. When the loop falls behind (more
+than `shed_after_frames` frames of audio queued in a group) it steps that group with one sampler step
+until it catches up: frames are flagged degraded and counted, deadlines are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.audio import LogMelFrontEnd
+from runtime.errors import SessionError
+from runtime.face_batcher import FaceBatcher
+from runtime.models.face import FaceGenerator, FaceNetwork
+from runtime.rigs import FACE_FPS
+
+log = logging.getLogger("emostream.inference")
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    """A face frame for one session, with what its wire header needs."""
+
+    session_id: str
+    index: int
+    values: np.ndarray
+    capture_time_us: int  # client clock of the newest audio sample this frame used
+    received_us: int  # server clock when that sample's chunk arrived (for lateness)
+    degraded: bool
+
+
+@dataclass
+class _Session:
+    session_id: str
+    group: int  # lookahead, in feature frames
+    slot: int
+    steps: int
+    front_end: LogMelFrontEnd
+    front_state: Any
+    lookahead_s: float
+    samples_in: int = 0
+    chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0  # batched steps run
+    frames: int = 0  # frames delivered
+    shed_frames: int = 0  # frames made with one sampler step because the loop was behind
+    tick_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))  # recent step durations
+
+
+class _Group:
+    """One lookahead: a batcher and the generators for each sampler step count."""
+
+    def __init__(self, network: FaceNetwork, lookahead: int, n_slots: int) -> None:
+        self.network, self.lookahead = network, lookahead
+        self.generators: dict[int, FaceGenerator] = {}
+        self.batcher = FaceBatcher(self.generator(2), n_slots)
+
+    def generator(self, steps: int) -> FaceGenerator:
+        if steps not in self.generators:
+            self.generators[steps] = FaceGenerator(self.network, self.lookahead, steps).eval()
+        return self.generators[steps]
+
+
+class InferenceLoop:
+    def __init__(
+        self,
+        network: FaceNetwork,
+        max_sessions: int,
+        deliver: Callable[[list[OutFrame]], None],
+        shed_after_frames: int = 6,
+    ) -> None:
+        self.network = network
+        self.max_sessions = max_sessions
+        self.deliver = deliver  # called from the loop's thread; must be thread-safe
+        self.shed_after_frames = shed_after_frames
+        self.commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self.sessions: dict[str, _Session] = {}
+        self.groups: dict[int, _Group] = {}
+        self.stats = LoopStats()
+        self._thread = threading.Thread(target=self._run, name="emostream-inference", daemon=True)
+        self._stopped = threading.Event()
+        self._stopping = threading.Event()
+
+    # -- called from any thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.commands.put(("stop", ()))
+        self._stopped.wait(timeout=5)
+
+    def open(self, session_id: str, sample_rate_hz: int, seed: int, emotion: np.ndarray, lookahead: int,
+             steps: int) -> None:  # fmt: skip
+        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps)))
+
+    def audio(self, session_id: str, start_sample: int, capture_time_us: int, pcm: np.ndarray) -> None:
+        received_us = time.time_ns() // 1000
+        self.commands.put(("audio", (session_id, start_sample, capture_time_us, received_us, pcm)))
+
+    def set_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
+        self.commands.put(("emotion", (session_id, emotion, transition_ms)))
+
+    def set_steps(self, session_id: str, steps: int) -> None:
+        self.commands.put(("steps", (session_id, steps)))
+
+    def finish(self, session_id: str) -> None:
+        """No more audio: flush the front-end and feed silence until the last frame is out."""
+        self.commands.put(("finish", (session_id,)))
+
+    def close(self, session_id: str) -> None:
+        self.commands.put(("close", (session_id,)))
+
+    # -- the loop's own thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                command = self.commands.get()
+                while True:
+                    if command[0] == "stop":
+                        return
+                    self._handle(*command)
+                    try:
+                        command = self.commands.get_nowait()
+                    except queue.Empty:
+                        break
+                self._step_all()
+        finally:
+            self._stopped.set()
+
+    def _handle(self, kind: str, args: tuple[Any, ...]) -> None:
+        try:
+            getattr(self, f"_on_{kind}")(*args)
+        except SessionError as exc:  # a vanished session's late audio, a full group: never fatal here
+            log.debug("inference: %s %s", kind, exc)
+
+    def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int) -> None:
+        group = self.groups.get(lookahead)
+        if group is None:
+            group = self.groups[lookahead] = _Group(self.network, lookahead, self.max_sessions)
+        slot = group.batcher.open(seed, emotion)
+        front_end = LogMelFrontEnd(rate)
+        self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
+                                             lookahead_s=lookahead / 120.0)  # fmt: skip
+
+    def _session(self, session_id: str) -> _Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionError(f"no session {session_id}")
+        return session
+
+    def _on_audio(self, session_id: str, start: int, capture_us: int, received_us: int, pcm: np.ndarray) -> None:
+        s = self._session(session_id)
+        if start > s.samples_in:  # a gap the client left: silence keeps media time right
+            self._feed(s, np.zeros(start - s.samples_in, pcm.dtype))
+        s.chunks.append((start, capture_us, received_us))
+        while len(s.chunks) > 256:
+            s.chunks.popleft()
+        self._feed(s, pcm)
+
+    def _feed(self, s: _Session, pcm: np.ndarray) -> None:
+        features, s.front_state = s.front_end.push(s.front_state, pcm)
+        s.samples_in += pcm.shape[0]
+        self.groups[s.group].batcher.feed(s.slot, features)
+
+    def _on_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
+        s = self._session(session_id)
+        self.groups[s.group].batcher.slot(s.slot).emotion.set(emotion, transition_ms)
+
+    def _on_steps(self, session_id: str, steps: int) -> None:
+        self._session(session_id).steps = steps
+
+    def _on_finish(self, session_id: str) -> None:
+        s = self._session(session_id)
+        features, s.front_state = s.front_end.flush(s.front_state)
+        batcher = self.groups[s.group].batcher
+        batcher.feed(s.slot, features)
+        # Silence past the end so the frames that wait for the lookahead come out.
+        tail = int(np.ceil((s.lookahead_s + 0.05) * s.front_end.input_rate_hz))
+        silent, s.front_state = s.front_end.push(s.front_state, np.zeros(tail, np.float32), max_seconds=None)
+        batcher.feed(s.slot, silent)
+
+    def _on_close(self, session_id: str) -> None:
+        s = self.sessions.pop(session_id, None)
+        if s is not None:
+            self.groups[s.group].batcher.close(s.slot)
+
+    def _stamps(self, s: _Session, frame: int) -> tuple[int, int]:
+        """(client capture time, server receive time) of the newest sample frame `frame` used: the sample
+        at its media time plus the lookahead."""
+        rate = s.front_end.input_rate_hz
+        newest = min(s.samples_in - 1, int((frame / FACE_FPS + s.lookahead_s) * rate))
+        for start, capture_us, received_us in reversed(s.chunks):
+            if start <= newest:
+                capture = capture_us + round((newest - start) * 1e6 / rate) if capture_us else 0
+                return capture, received_us
+        return 0, 0
+
+    def _step_all(self) -> None:
+        by_slot = {(s.group, s.slot): s for s in self.sessions.values()}
+        for lookahead, group in self.groups.items():
+            batcher = group.batcher
+            while (ready := batcher.ready()) and not self._stopping.is_set():
+                backlog = max(batcher.slot(i).pending.shape[0] for i in ready) // 2
+                shed = backlog > self.shed_after_frames
+                # Slots that asked for different step counts run in separate ticks of the same batcher.
+                wanted = {by_slot[(lookahead, i)].steps for i in ready if (lookahead, i) in by_slot}
+                for steps in sorted(wanted) or [2]:
+                    batcher.generator = group.generator(1 if shed else steps)
+                    only = {i for i in ready if (lookahead, i) in by_slot and by_slot[(lookahead, i)].steps == steps}
+                    started = time.perf_counter()
+                    frames = batcher.tick(only=only)
+                    self.stats.tick_ms.append((time.perf_counter() - started) * 1e3)
+                    self.stats.ticks += 1
+                    out = []
+                    for f in frames:
+                        s = by_slot[(lookahead, f.slot)]
+                        out.append(OutFrame(s.session_id, f.index, f.values, *self._stamps(s, f.index), shed))
+                    self.stats.frames += len(out)
+                    if shed:
+                        self.stats.shed_frames += len(out)
+                    if out:
+                        self.deliver(out)

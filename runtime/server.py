@@ -1,0 +1,386 @@
+"""`emostream serve`: the WebSocket server. Thin asyncio glue around the Sans-I/O session protocol and
+the inference loop: sessions, controls, clock sync, per-client bounded senders, /healthz and /metrics.
+
+One slow or broken client never hurts the others: each session has its own sender task and a bounded
+outbox that keeps only the newest frames (dropped ones are counted and announced in the next frame's
+header); the inference loop never waits on a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import logging
+import math
+import secrets
+import socket
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from runtime import protocol as P
+from runtime.errors import ProtocolError
+from runtime.face_stream import emotion_vector
+from runtime.inference import InferenceLoop, OutFrame
+from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
+from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from runtime.session_protocol import ServerSessionProtocol
+
+log = logging.getLogger("emostream.server")
+
+DEFAULT_CONTROLS = P.Controls(
+    emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="default",
+    face_strength={"lower": 1.0, "upper": 1.0, "head": 1.0, "eyes": 1.0},
+)  # fmt: skip
+OUTBOX_HARD_LIMIT = 240  # frames (4 s): the bound on any client's queue, whatever happens
+TICK_BUCKETS_MS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 33.0, 66.0)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0 picks a free port
+    max_sessions: int = 32  # beyond this, new sessions are refused with server_full
+    token: str | None = None  # when set, hello must carry it (compared in constant time)
+    certfile: Path | None = None  # TLS when both are given
+    keyfile: Path | None = None
+    idle_timeout_s: float = 30.0  # a session with no message for this long is closed
+    hello_timeout_s: float = 10.0  # time allowed between connecting and hello
+    outbox_frames: int = 8  # frames queued for a client that is not keeping up; older ones are dropped
+    stats_interval_s: float = 1.0  # how often each client gets a stats message
+    send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
+            raise ValueError(f"invalid server config: {self}")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("TLS needs both certfile and keyfile")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Session:
+    id: str
+    connection: ServerConnection
+    hello: P.Hello
+    controls: P.Controls
+    lookahead: int
+    outbox: deque[OutFrame] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped_since_send: int = 0
+    sending: bool = False  # the sender is waiting for the socket: the client is not keeping up
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    late_frames: int = 0
+    degraded_frames: int = 0
+    expected_frames: int | None = None  # known once the client ends the audio
+    samples: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "frames_sent.face": self.frames_sent, "frames_dropped.face": self.frames_dropped,
+            "late_frames.face": self.late_frames, "shed_steps": self.degraded_frames,
+            "audio_samples": self.samples, "queue_depth": len(self.outbox),
+        }  # fmt: skip
+
+
+class EmostreamServer:
+    def __init__(self, network: FaceNetwork, config: ServerConfig = ServerConfig()) -> None:
+        self.config = config
+        self.network = network
+        self.sessions: dict[str, Session] = {}
+        self.refused = 0
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.late_frames = 0
+        self.inference = InferenceLoop(network, config.max_sessions, self._deliver_threadsafe)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Starts listening; returns the bound port."""
+        self._loop = asyncio.get_running_loop()
+        self.inference.start()
+        ssl_context = None
+        if self.config.certfile and self.config.keyfile:
+            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_context.load_cert_chain(self.config.certfile, self.config.keyfile)
+        listener = socket.create_server((self.config.host, self.config.port))
+        if self.config.send_buffer_bytes:  # accepted connections inherit it
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        self._server = await serve(
+            self._handle, sock=listener, process_request=self._http, ssl=ssl_context,
+            max_size=2 * P.MAX_BINARY_BYTES, max_queue=32, compression=None, ping_interval=10, ping_timeout=20,
+        )  # fmt: skip
+        port = int(self._server.sockets[0].getsockname()[1])
+        log.info("listening on %s:%d (max %d sessions)", self.config.host, port, self.config.max_sessions)
+        return port
+
+    async def stop(self) -> None:
+        """Ends every session with shutting_down, then stops the server and the inference loop."""
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_error(
+                    session.connection, ProtocolError("shutting_down", "server is stopping", fatal=True)
+                )
+                await session.connection.close(ERROR_CLOSE["shutting_down"], "server is stopping")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await asyncio.get_running_loop().run_in_executor(None, self.inference.stop)
+
+    # -- HTTP on the same port --------------------------------------------------------------------
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/healthz":
+            return self._text(http.HTTPStatus.OK, "ok\n")
+        if request.path == "/metrics":
+            return self._text(http.HTTPStatus.OK, self.metrics(), "text/plain; version=0.0.4")
+        return None  # a WebSocket handshake
+
+    @staticmethod
+    def _text(status: http.HTTPStatus, body: str, content_type: str = "text/plain") -> Response:
+        data = body.encode()
+        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
+        return Response(status.value, status.phrase, headers, data)
+
+    def metrics(self) -> str:
+        """Prometheus text format."""
+        ticks = list(self.inference.stats.tick_ms)
+        lines = [
+            "# HELP emostream_sessions Open sessions.", "# TYPE emostream_sessions gauge",
+            f"emostream_sessions {len(self.sessions)}",
+            "# HELP emostream_sessions_refused_total Sessions refused (full, bad token, bad hello).",
+            "# TYPE emostream_sessions_refused_total counter", f"emostream_sessions_refused_total {self.refused}",
+            "# TYPE emostream_frames_sent_total counter", f"emostream_frames_sent_total {self.frames_sent}",
+            "# TYPE emostream_frames_dropped_total counter", f"emostream_frames_dropped_total {self.frames_dropped}",
+            "# HELP emostream_late_frames_total Frames sent more than one frame period after their audio arrived.",
+            "# TYPE emostream_late_frames_total counter", f"emostream_late_frames_total {self.late_frames}",
+            "# TYPE emostream_shed_frames_total counter",
+            f"emostream_shed_frames_total {self.inference.stats.shed_frames}",
+            "# HELP emostream_tick_seconds Duration of one batched model step (recent ticks).",
+            "# TYPE emostream_tick_seconds histogram",
+        ]  # fmt: skip
+        for bound in TICK_BUCKETS_MS:
+            lines.append(f'emostream_tick_seconds_bucket{{le="{bound / 1000}"}} {sum(t <= bound for t in ticks)}')
+        lines.append(f'emostream_tick_seconds_bucket{{le="+Inf"}} {len(ticks)}')
+        lines.append(f"emostream_tick_seconds_sum {sum(ticks) / 1000:.6f}")
+        lines.append(f"emostream_tick_seconds_count {len(ticks)}")
+        return "\n".join(lines) + "\n"
+
+    # -- frames from the inference thread ------------------------------------------------------
+
+    def _deliver_threadsafe(self, frames: list[OutFrame]) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: we are shutting down
+                self._loop.call_soon_threadsafe(self._route, frames)
+
+    def _route(self, frames: list[OutFrame]) -> None:
+        for frame in frames:
+            session = self.sessions.get(frame.session_id)
+            if session is None:
+                continue
+            if session.expected_frames is not None and frame.index >= session.expected_frames:
+                continue  # silence fed past the end to flush the lookahead
+            # Drop only for a client that reads too slowly (its sender is blocked in send) and keep the
+            # newest frames; a burst from the inference loop to a client that keeps up loses nothing.
+            behind = session.sending and len(session.outbox) >= self.config.outbox_frames
+            if behind or len(session.outbox) >= OUTBOX_HARD_LIMIT:
+                session.outbox.popleft()
+                session.dropped_since_send += 1
+                session.frames_dropped += 1
+                self.frames_dropped += 1
+            session.outbox.append(frame)
+            session.wake.set()
+
+    async def _sender(self, session: Session) -> None:
+        """Sends the outbox oldest first; after the last expected frame, the end message."""
+        while True:
+            await session.wake.wait()
+            session.wake.clear()
+            while session.outbox:
+                frame = session.outbox.popleft()
+                final = session.expected_frames is not None and frame.index == session.expected_frames - 1
+                send_us = now_us()
+                flags = (P.FRAME_FLAG_DEGRADED if frame.degraded else 0) | (P.FRAME_FLAG_FINAL if final else 0)
+                data = P.encode_frame(P.Frame(
+                    "face", frame.index, P.frame_media_sample(frame.index, session.hello.sample_rate_hz, FACE_FPS),
+                    frame.capture_time_us, send_us, session.dropped_since_send, frame.values, flags,
+                ))  # fmt: skip
+                session.dropped_since_send = 0
+                session.sending = True
+                await session.connection.send(data)
+                session.sending = False
+                session.frames_sent += 1
+                self.frames_sent += 1
+                session.degraded_frames += frame.degraded
+                if frame.received_us and send_us - frame.received_us > 1e6 / FACE_FPS:
+                    session.late_frames += 1
+                    self.late_frames += 1
+                if final:
+                    session.done.set()
+
+    async def _stats(self, session: Session) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_interval_s)
+            await session.connection.send(P.encode_control(P.Stats(session.stats())))
+
+    # -- one connection ------------------------------------------------------------------------------
+
+    async def _send_error(self, connection: ServerConnection, exc: ProtocolError) -> None:
+        await connection.send(P.encode_control(P.error_message(exc)))
+
+    async def _refuse(self, connection: ServerConnection, exc: ProtocolError) -> None:
+        self.refused += 1
+        log.info("refused a session: %s", exc)
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_error(connection, exc)
+            await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        protocol = ServerSessionProtocol()
+        try:
+            first = await asyncio.wait_for(connection.recv(), self.config.hello_timeout_s)
+            if isinstance(first, bytes):
+                protocol.receive_binary(first)  # raises: audio before hello
+            hello = protocol.receive_text(first)
+            assert isinstance(hello, P.Hello)
+            self._admit(hello)
+        except ProtocolError as exc:
+            await self._refuse(connection, exc)
+            return
+        except (TimeoutError, ConnectionClosed):
+            return
+        try:
+            session = await self._open(connection, hello)
+        except ConnectionClosed:
+            return
+        tasks = [asyncio.create_task(self._sender(session)), asyncio.create_task(self._stats(session))]
+        try:
+            await self._session_loop(session, protocol)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.inference.close(session.id)
+            self.sessions.pop(session.id, None)
+            log.info("session %s closed: %d frames sent, %d dropped", session.id, session.frames_sent,
+                     session.frames_dropped)  # fmt: skip
+
+    def _admit(self, hello: P.Hello) -> None:
+        token = self.config.token
+        if token is not None and not hmac.compare_digest((hello.token or "").encode(), token.encode()):
+            raise ProtocolError("unauthorized", "missing or wrong token", fatal=True)
+        if len(self.sessions) >= self.config.max_sessions:
+            raise ProtocolError("server_full", f"all {self.config.max_sessions} sessions are taken", fatal=True)
+        if "face" not in hello.streams:
+            raise ProtocolError("bad_message", "this server streams 'face' only so far", fatal=True)
+
+    async def _open(self, connection: ServerConnection, hello: P.Hello) -> Session:
+        controls = DEFAULT_CONTROLS.merged(hello.controls)
+        assert controls.lookahead_ms is not None
+        lookahead = lookahead_from_ms(controls.lookahead_ms)
+        controls = controls.merged(P.Controls(lookahead_ms=round(lookahead * FEATURE_MS, 3)))
+        session = Session(secrets.token_hex(6), connection, hello, controls, lookahead)
+        self.sessions[session.id] = session
+        emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
+        self.inference.open(
+            session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2
+        )
+        header = P.Header(
+            session_id=session.id, sample_rate_hz=hello.sample_rate_hz,
+            streams={"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS)},
+            algorithmic_latency_ms=lookahead * FEATURE_MS, controls=controls, server_time_us=now_us(),
+        )  # fmt: skip
+        await connection.send(P.encode_control(header))
+        log.info(
+            "session %s opened: %d Hz, lookahead %.1f ms", session.id, hello.sample_rate_hz, lookahead * FEATURE_MS
+        )
+        return session
+
+    async def _session_loop(self, session: Session, protocol: ServerSessionProtocol) -> None:
+        connection = session.connection
+        while True:
+            try:
+                message = await asyncio.wait_for(connection.recv(), self.config.idle_timeout_s)
+            except TimeoutError:
+                await self._refuse(connection, ProtocolError("idle_timeout", "no message for too long", fatal=True))
+                self.refused -= 1  # not a refusal: the session was running
+                return
+            try:
+                if isinstance(message, bytes):
+                    accepted = protocol.receive_binary(message)
+                    chunk = accepted.chunk
+                    session.samples = chunk.start_sample + chunk.samples.size
+                    self.inference.audio(session.id, chunk.start_sample, chunk.capture_time_us, chunk.samples)
+                    continue
+                request = protocol.receive_text(message)
+                if isinstance(request, P.ControlUpdate):
+                    await self._apply_controls(session, request)
+                elif isinstance(request, P.ClockPing):
+                    received = now_us()
+                    await connection.send(P.encode_control(P.ClockPong(request.client_send_us, received, now_us())))
+                elif isinstance(request, P.EndRequest):
+                    await self._end(session)
+                    return
+            except ProtocolError as exc:
+                await self._send_error(connection, exc)
+                if exc.fatal:
+                    await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
+                    return
+
+    async def _apply_controls(self, session: Session, request: P.ControlUpdate) -> None:
+        update = request.controls
+        if update.lookahead_ms is not None and lookahead_from_ms(update.lookahead_ms) != session.lookahead:
+            raise ProtocolError("bad_control", "lookahead is fixed for a session; set it in hello")
+        session.controls = session.controls.merged(update)
+        c = session.controls
+        if update.emotion is not None or update.intensity is not None:
+            assert c.emotion is not None
+            self.inference.set_emotion(
+                session.id, emotion_vector(c.emotion, c.intensity or 0.0), c.transition_ms or 0.0
+            )
+        if update.steps is not None:
+            self.inference.set_steps(session.id, update.steps)
+        await session.connection.send(P.encode_control(P.Ack(request.request_id, c, session.samples)))
+
+    async def _end(self, session: Session) -> None:
+        rate = session.hello.sample_rate_hz
+        session.expected_frames = math.ceil(session.samples / rate * FACE_FPS)
+        if session.expected_frames == 0:
+            session.done.set()
+        self.inference.finish(session.id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.done.wait(), timeout=10)
+        await session.connection.send(P.encode_control(P.EndOfSession("client ended", session.stats())))
+        await session.connection.close(1000, "session ended")
+
+
+ERROR_CLOSE = {code: close for code, (_, close) in P.ERROR_CODES.items()}
+
+
+async def serve_forever(network: FaceNetwork, config: ServerConfig) -> None:
+    server = EmostreamServer(network, config)
+    port = await server.start()
+    print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics); Ctrl-C stops",
+          flush=True)  # fmt: skip
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
