@@ -174,11 +174,20 @@ class EmostreamClient:
             async for message in self.connection:
                 if isinstance(message, bytes):
                     f = P.decode_frame(message)
-                    self.frames.put_nowait(ReceivedFrame(
-                        f.stream, f.index, f.media_sample, f.capture_time_us, f.send_time_us, now_us(),
-                        f.dropped_before, bool(f.flags & P.FRAME_FLAG_DEGRADED), bool(f.flags & P.FRAME_FLAG_FINAL),
-                        f.values,
-                    ))  # fmt: skip
+                    self.frames.put_nowait(
+                        ReceivedFrame(
+                            f.stream,
+                            f.index,
+                            f.media_sample,
+                            f.capture_time_us,
+                            f.send_time_us,
+                            now_us(),
+                            f.dropped_before,
+                            bool(f.flags & P.FRAME_FLAG_DEGRADED),
+                            bool(f.flags & P.FRAME_FLAG_FINAL),
+                            f.values,
+                        )
+                    )
                     continue
                 reply = P.decode_server_control(message)
                 if isinstance(reply, P.Ack):

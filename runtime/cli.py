@@ -78,6 +78,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from runtime.animate import default_face_checkpoint
+    from runtime.models.face import load_checkpoint
+    from runtime.server import ServerConfig, serve_forever
+
+    logging.basicConfig(level=logging.INFO, format='{"time": "%(asctime)s", "level": "%(levelname)s", '
+                        '"logger": "%(name)s", "message": "%(message)s"}')  # fmt: skip
+    network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
+    config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
+                          certfile=args.certfile, keyfile=args.keyfile)  # fmt: skip
+    try:
+        asyncio.run(serve_forever(network, config))
+    except KeyboardInterrupt:
+        print("emostream serve: stopped")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from clients.stream import main as stream_main
+
+    return stream_main(args)
+
+
 TRAINERS = {"face": "training.train_face"}
 BENCHMARKS = {"frontend": "benchmarks.frontend", "face-quality": "benchmarks.face_quality"}
 
@@ -113,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
     anim.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
     anim.set_defaults(run=_animate)
+
+    serve_parser = sub.add_parser("serve", help="run the WebSocket server")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8765)
+    serve_parser.add_argument("--max-sessions", type=int, default=32)
+    serve_parser.add_argument("--token", default=None, help="require this token in every hello")
+    serve_parser.add_argument("--certfile", type=Path, default=None, help="TLS certificate (with --keyfile)")
+    serve_parser.add_argument("--keyfile", type=Path, default=None)
+    serve_parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint")
+    serve_parser.set_defaults(run=_serve)
+
+    from clients.stream import add_arguments
+
+    stream_parser = sub.add_parser("stream", help="stream a file, the microphone or stdin to a server")
+    add_arguments(stream_parser)
+    stream_parser.set_defaults(run=_stream)
 
     train = sub.add_parser("train", help="train a model from scratch (data synthesis included)")
     train.add_argument("model", choices=sorted(TRAINERS), help="which model")

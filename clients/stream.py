@@ -1,0 +1,123 @@
+"""`emostream stream`: a file, the microphone or stdin streamed to a server; frames saved like `animate`.
+
+It prints a latency summary from the frames' own stamps (capture of the newest audio used -> arrival).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+
+from clients.client import EmostreamClient, ReceivedFrame
+from clients.sources import file_source, microphone_source, stdin_source
+from runtime import protocol as P
+
+
+def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
+    values = np.array([f.latency_ms for f in frames if f.latency_ms is not None])
+    if values.size == 0:
+        return {}
+    return {f"p{q}_ms": float(np.percentile(values, q)) for q in (50, 95, 99)} | {
+        "max_ms": float(values.max()),
+        "jitter_ms": float(np.std(np.diff(values))) if values.size > 1 else 0.0,
+        "frames": float(values.size),
+        "dropped": float(sum(f.dropped_before for f in frames)),
+    }
+
+
+def save_frames(path: Path, client: EmostreamClient, frames: list[ReceivedFrame], meta: dict) -> None:
+    """Same layout as `emostream animate` (face, face_channels, fps, time, meta), plus arrival stamps."""
+    face = [f for f in frames if f.stream == "face"]
+    fps = client.header.streams["face"].fps
+    np.savez(
+        path,
+        face=np.stack([f.values for f in face]) if face else np.zeros((0, 59), np.float32),
+        face_channels=np.array(client.channels["face"]),
+        fps=fps,
+        time=np.array([f.media_sample / client.hello.sample_rate_hz for f in face]),
+        latency_ms=np.array([f.latency_ms or np.nan for f in face]),
+        meta=json.dumps(meta),
+    )
+
+
+async def stream(args: argparse.Namespace) -> dict:
+    source: AsyncIterator[tuple[np.ndarray, int]]
+    if args.mic:
+        rate = args.rate
+        source = microphone_source(rate, args.chunk_ms, args.device)
+    elif str(args.audio) == "-":
+        rate = args.rate
+        source = stdin_source(rate, args.chunk_ms)
+    else:
+        from clients.audio_files import read_audio
+
+        rate = read_audio(args.audio)[1]
+        source = file_source(args.audio, args.chunk_ms, realtime=args.realtime)
+    controls = P.Controls(
+        emotion=args.emotion, intensity=args.intensity, seed=args.seed, lookahead_ms=args.lookahead_ms, steps=args.steps
+    )
+    client = await EmostreamClient.connect(args.url, rate, controls=controls, token=args.token)
+    clock = await client.clock_sync()
+    frames: list[ReceivedFrame] = []
+    try:
+        async for samples, captured in source:
+            await client.send_audio(samples, captured)
+            frames += client.drain()
+            if args.seconds and client._next_sample >= args.seconds * rate:
+                break
+        end = await client.end()
+        frames += client.drain()
+    finally:
+        await client.close()
+    summary = {
+        "frames": len(frames),
+        "latency": latency_summary(frames),
+        "clock_offset_us": clock.offset_us,
+        "round_trip_us": clock.round_trip_us,
+        "server_stats": dict(end.stats),
+        "algorithmic_latency_ms": client.header.algorithmic_latency_ms,
+    }
+    if args.output:
+        save_frames(args.output, client, frames, {"url": args.url, "controls": controls.to_json(), **summary})
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", nargs="?", type=Path, help="WAV/FLAC file, or - for raw int16 PCM on stdin")
+    parser.add_argument("--url", default="ws://127.0.0.1:8765")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="save frames to this .npz")
+    parser.add_argument("--mic", action="store_true", help="stream the microphone (sounddevice)")
+    parser.add_argument("--device", default=None, help="microphone device name or index")
+    parser.add_argument("--rate", type=int, default=16_000, help="sample rate for --mic and stdin")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this much audio (mic, stdin)")
+    parser.add_argument("--chunk-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--realtime", action="store_true", help="pace a file in real time (default: as fast as possible)"
+    )
+    parser.add_argument("--emotion", default="neutral")
+    parser.add_argument("--intensity", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lookahead-ms", type=float, default=60.0)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--token", default=None)
+
+
+def main(args: argparse.Namespace) -> int:
+    if not args.mic and args.audio is None:
+        raise SystemExit("emostream stream: give an audio file, - for stdin, or --mic")
+    summary = asyncio.run(stream(args))
+    lat = summary["latency"]
+    print(f"{summary['frames']} frames; algorithmic latency {summary['algorithmic_latency_ms']:.1f} ms")
+    if lat:
+        print(
+            f"capture -> frame received: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, "
+            f"p99 {lat['p99_ms']:.1f} ms, jitter {lat['jitter_ms']:.2f} ms, dropped {lat['dropped']:.0f}"
+        )
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
