@@ -27,7 +27,8 @@ async def file_source(
     path: Path, chunk_ms: float = 20.0, realtime: bool = True
 ) -> AsyncIterator[tuple[np.ndarray, int]]:
     """A WAV/FLAC file in chunks. With `realtime`, each chunk is released when its last sample would have
-    been captured by a live microphone, on a clock of its own: it never waits for the server."""
+    been captured by a live microphone, on a clock of its own (it never waits for the server), and stamped
+    with that virtual capture time; otherwise chunks come at once, stamped when they are released."""
     samples, rate = read_audio(path)
     pcm = to_int16(samples)
     started_us = now_us()
@@ -35,7 +36,9 @@ async def file_source(
     for start, chunk in chunks(pcm, rate, chunk_ms):
         if realtime:
             await asyncio.sleep(max(0.0, started + (start + chunk.size) / rate - time.monotonic()))
-        yield chunk, started_us + round(start * 1e6 / rate)
+            yield chunk, started_us + round(start * 1e6 / rate)
+        else:
+            yield chunk, now_us()
 
 
 def _offer(queue: asyncio.Queue[tuple[np.ndarray, int]], item: tuple[np.ndarray, int]) -> None:

@@ -2,12 +2,12 @@
 front-end and the batched face steps. The asyncio event loop never runs model code; it hands the loop
 commands through a queue and receives frames through a callback.
 
-Scheduling: the loop wakes on any command, drains the queue, then steps every batcher while any slot has
-audio for a frame, one batched step per tick over all ready slots. Sessions are grouped by lookahead
-(the lookahead fixes a stream's timeline); each group's batcher can swap between generators with
-different sampler step counts, which share weights and state layout. When the loop falls behind (more
-than `shed_after_frames` frames of audio queued in a group) it steps that group with one sampler step
-until it catches up: frames are flagged degraded and counted, deadlines are kept.
+Scheduling: commands are applied as they arrive; on a fixed clock (250 Hz by default, 4 ms) the loop
+steps every batcher while any slot has audio for a frame, one batched step over all ready slots each
+time. Sessions are grouped by lookahead (the lookahead fixes a stream's timeline); each group's batcher
+can swap between generators with different sampler step counts, which share weights and state layout.
+When the loop falls behind (more than `shed_after_frames` frames of audio queued in a group) it steps
+that group with one sampler step until it catches up: frames are flagged degraded and counted.
 """
 
 from __future__ import annotations
@@ -86,11 +86,13 @@ class InferenceLoop:
         max_sessions: int,
         deliver: Callable[[list[OutFrame]], None],
         shed_after_frames: int = 6,
+        tick_hz: float = 250.0,
     ) -> None:
         self.network = network
         self.max_sessions = max_sessions
         self.deliver = deliver  # called from the loop's thread; must be thread-safe
         self.shed_after_frames = shed_after_frames
+        self.tick_hz = tick_hz  # how often the models step over every ready slot
         self.commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self.sessions: dict[str, _Session] = {}
         self.groups: dict[int, _Group] = {}
@@ -133,18 +135,23 @@ class InferenceLoop:
     # -- the loop's own thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Commands are handled as they come; the models step on a fixed clock (tick_hz), so audio that
+        arrives from many unsynchronised clients is batched into few large steps instead of many small
+        ones. A tick that finds no ready slot costs nothing."""
+        period = 1.0 / self.tick_hz
+        next_tick = time.monotonic()
         try:
             while True:
-                command = self.commands.get()
-                while True:
+                try:
+                    command = self.commands.get(timeout=max(0.0, next_tick - time.monotonic()))
                     if command[0] == "stop":
                         return
                     self._handle(*command)
-                    try:
-                        command = self.commands.get_nowait()
-                    except queue.Empty:
-                        break
+                    continue  # keep draining until the tick is due
+                except queue.Empty:
+                    pass
                 self._step_all()
+                next_tick = max(next_tick + period, time.monotonic())
         finally:
             self._stopped.set()
 

@@ -80,7 +80,6 @@ class Session:
     outbox: deque[OutFrame] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped_since_send: int = 0
-    sending: bool = False  # the sender is waiting for the socket: the client is not keeping up
     frames_sent: int = 0
     frames_dropped: int = 0
     late_frames: int = 0
@@ -197,9 +196,10 @@ class EmostreamServer:
                 continue
             if session.expected_frames is not None and frame.index >= session.expected_frames:
                 continue  # silence fed past the end to flush the lookahead
-            # Drop only for a client that reads too slowly (its sender is blocked in send) and keep the
-            # newest frames; a burst from the inference loop to a client that keeps up loses nothing.
-            behind = session.sending and len(session.outbox) >= self.config.outbox_frames
+            # Drop only for a client that reads too slowly (bytes pile up in its socket's write buffer) and
+            # keep the newest frames; a burst from the inference loop to a client that keeps up loses nothing.
+            behind = session.connection.transport.get_write_buffer_size() > 0
+            behind = behind and len(session.outbox) >= self.config.outbox_frames
             if behind or len(session.outbox) >= OUTBOX_HARD_LIMIT:
                 session.outbox.popleft()
                 session.dropped_since_send += 1
@@ -223,9 +223,7 @@ class EmostreamServer:
                     frame.capture_time_us, send_us, session.dropped_since_send, frame.values, flags,
                 ))  # fmt: skip
                 session.dropped_since_send = 0
-                session.sending = True
                 await session.connection.send(data)
-                session.sending = False
                 session.frames_sent += 1
                 self.frames_sent += 1
                 session.degraded_frames += frame.degraded
