@@ -105,7 +105,12 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 TRAINERS = {"face": "training.train_face"}
-BENCHMARKS = {"frontend": "benchmarks.frontend", "face-quality": "benchmarks.face_quality"}
+BENCHMARKS = {
+    "frontend": "benchmarks.frontend",
+    "face-quality": "benchmarks.face_quality",
+    "latency": "benchmarks.latency",
+    "capacity": "benchmarks.capacity",
+}
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Batch slots for one face generator: many independent streams, one batched step per tick.
 
 Each open slot owns a queue of log-mel frames (prefixed by the lookahead's silent frames), a noise
-generator seeded per stream, an emotion blend and a frame counter. `tick` runs one step over every slot
-that has the two feature frames a step needs; the others are inactive for that step, so their state is
-untouched (the step contract), and a slot's frames do not depend on which other slots are open.
+generator seeded per stream, an emotion blend and a frame counter. `tick` runs one step over the slots
+that have the two feature frames a step needs, gathered into a compact batch; the others keep their
+state untouched, so a slot's frames do not depend on which other slots are open (up to float rounding
+of a different batch size, about 1e-7).
 """
 
 from __future__ import annotations
@@ -103,27 +104,32 @@ class FaceBatcher:
         ready = [i for i in self.ready() if only is None or i in only]
         if not ready:
             return []
-        B = self.n_slots
-        features = np.zeros((B, 2, N_MELS), np.float32)
-        emotion = np.zeros((B, 1, N_EMOTIONS), np.float32)
-        noise = torch.zeros((B, self.n_channels))
-        reset = torch.zeros(B, dtype=torch.bool)
-        active = torch.zeros(B, dtype=torch.bool)
-        for i in ready:
+        # Only the ready slots are stepped: their state rows are gathered into a compact batch and
+        # scattered back, so a tick costs what its ready slots cost, not what the whole batcher holds.
+        n = len(ready)
+        rows = torch.tensor(ready)
+        features = np.zeros((n, 2, N_MELS), np.float32)
+        emotion = np.zeros((n, 1, N_EMOTIONS), np.float32)
+        noise = torch.zeros((n, self.n_channels))
+        reset = torch.zeros(n, dtype=torch.bool)
+        for j, i in enumerate(ready):
             slot = self.slot(i)
-            features[i], slot.pending = slot.pending[:2], slot.pending[2:]
-            emotion[i, 0] = slot.emotion.advance()
-            noise[i] = torch.randn(self.n_channels, generator=slot.noise)
-            reset[i], active[i] = slot.fresh, True
+            features[j], slot.pending = slot.pending[:2], slot.pending[2:]
+            emotion[j, 0] = slot.emotion.advance()
+            noise[j] = torch.randn(self.n_channels, generator=slot.noise)
+            reset[j] = slot.fresh
             slot.fresh = False
         inputs = {"features": torch.from_numpy(features), "emotion": torch.from_numpy(emotion)}
-        outputs, self.state = self.generator.step(inputs, self.state, noise, reset, active)
+        state = {k: v.index_select(0, rows) for k, v in self.state.items()}
+        outputs, state = self.generator.step(inputs, state, noise, reset, torch.ones(n, dtype=torch.bool))
+        for k, v in state.items():
+            self.state[k][rows] = v
         faces = outputs["face"][:, 0].numpy()
         frames = []
-        for i in ready:
+        for j, i in enumerate(ready):
             slot = self.slot(i)
             index = slot.steps_taken - self.generator.delay
             slot.steps_taken += 1
             if index >= 0:
-                frames.append(FaceFrame(i, index, faces[i].copy()))
+                frames.append(FaceFrame(i, index, faces[j].copy()))
         return frames

@@ -1,0 +1,230 @@
+"""Latency and capacity benchmarks over real loopback WebSockets.
+
+    python -m benchmarks.latency [--sessions 1,8,32] [--seconds 10]        # emostream bench latency
+    python -m benchmarks.latency --capacity [--seconds 6]                  # emostream bench capacity
+
+The server runs as its own process (`emostream serve`), the clients in this one. Every client paces the
+bundled speech on its own clock in 20 ms chunks, never waiting for replies, and stamps each chunk with
+its capture time. From the frames' stamps (docs/protocol.md) it reports, per session count:
+end to end (capture of the newest audio a frame used -> frame received; the lookahead is excluded by
+construction, chunking is included), capture -> server send, server send -> received, p50/p95/p99/max
+and jitter; the server's late (sent more than one frame period after its audio arrived), dropped and
+shed frame counters. Capacity: the most sessions with at most 1% late frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import RESULTS, machine, write_result
+from clients.audio_files import chunks, read_audio
+from clients.client import EmostreamClient, ReceivedFrame, now_us
+from clients.sources import to_int16
+from runtime import protocol as P
+from runtime.demo import bundled_speech
+
+CHUNK_MS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`emostream serve` in a child process, ready when /healthz answers."""
+
+    def __init__(self, max_sessions: int, checkpoint: Path | None) -> None:
+        self.port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--max-sessions",
+            str(max_sessions),
+        ]
+        if checkpoint:
+            cmd += ["--checkpoint", str(checkpoint)]
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def metrics(self) -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.split()
+                out[name] = float(value)
+        return out
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def speech_loop(seconds: float) -> tuple[np.ndarray, int]:
+    samples, rate = read_audio(bundled_speech())
+    repeats = int(np.ceil(seconds * rate / samples.size))
+    return to_int16(np.tile(samples, repeats)[: int(seconds * rate)]), rate
+
+
+async def paced_client(url: str, pcm: np.ndarray, rate: int, seed: int, start_delay_s: float) -> list[ReceivedFrame]:
+    await asyncio.sleep(start_delay_s)  # clients start out of phase, as real ones do
+    client = await EmostreamClient.connect(url, rate, controls=P.Controls(seed=seed))
+    started_us, started = now_us(), time.monotonic()
+    for start, chunk in chunks(pcm, rate, CHUNK_MS):
+        await asyncio.sleep(max(0.0, started + (start + chunk.size) / rate - time.monotonic()))
+        await client.send_audio(chunk, started_us + round(start * 1e6 / rate))
+    await client.end(timeout_s=30)
+    frames = client.drain()
+    await client.close()
+    return frames
+
+
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    return {f"p{q}_ms": float(np.percentile(values, q)) for q in (50, 95, 99)} | {
+        "max_ms": float(values.max()),
+        "mean_ms": float(values.mean()),
+    }
+
+
+async def run_sessions(url: str, n: int, seconds: float) -> dict:
+    pcm, rate = speech_loop(seconds)
+    results = await asyncio.gather(
+        *(paced_client(url, pcm, rate, i, i * CHUNK_MS / 1000 / max(n, 1)) for i in range(n))
+    )
+    frames = [f for r in results for f in r]
+    e2e = np.array([(f.received_us - f.capture_time_us) / 1000 for f in frames])
+    to_send = np.array([(f.send_time_us - f.capture_time_us) / 1000 for f in frames])
+    downlink = np.array([(f.received_us - f.send_time_us) / 1000 for f in frames])
+    jitter = [np.std(np.diff([(f.received_us - f.capture_time_us) / 1000 for f in r])) for r in results if len(r) > 2]
+    expected = int(np.ceil(pcm.size / rate * 60))
+    return {
+        "sessions": n,
+        "seconds": seconds,
+        "frames": len(frames),
+        "frames_expected": expected * n,
+        "end_to_end": percentiles(e2e),
+        "capture_to_send": percentiles(to_send),
+        "send_to_receive": percentiles(downlink),
+        "jitter_ms": float(np.mean(jitter)),
+        "dropped": int(sum(f.dropped_before for f in frames)),
+        "degraded": int(sum(f.degraded for f in frames)),
+    }
+
+
+def measure(n: int, seconds: float, checkpoint: Path | None) -> dict:
+    server = ServerProcess(max(n, 1), checkpoint)
+    try:
+        row = asyncio.run(run_sessions(server.url, n, seconds))
+        m = server.metrics()
+        row["server_late_frames"] = int(m.get("emostream_late_frames_total", 0))
+        row["server_frames_sent"] = int(m.get("emostream_frames_sent_total", 0))
+        row["server_shed_frames"] = int(m.get("emostream_shed_frames_total", 0))
+        row["late_fraction"] = row["server_late_frames"] / max(1, row["server_frames_sent"])
+        return row
+    finally:
+        server.stop()
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| sessions | end to end p50 | p95 | p99 | max | capture->send p99 | send->receive p99 | jitter | late "
+        "| dropped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        e = r["end_to_end"]
+        lines.append(
+            f"| {r['sessions']} | {e['p50_ms']:.1f} ms | {e['p95_ms']:.1f} ms | {e['p99_ms']:.1f} ms | "
+            f"{e['max_ms']:.1f} ms | {r['capture_to_send']['p99_ms']:.1f} ms | "
+            f"{r['send_to_receive']['p99_ms']:.2f} ms | {r['jitter_ms']:.2f} ms | "
+            f"{100 * r['late_fraction']:.2f}% | {r['dropped']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    n = [r["sessions"] for r in rows]
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        ax.plot(n, [r["end_to_end"][key] for r in rows], marker="o", label=f"end to end {key[:3]}")
+    ax.axhline(CHUNK_MS, color="gray", linestyle=":", label="chunk length (20 ms)")
+    ax.set_xlabel("concurrent real-time sessions")
+    ax.set_ylabel("ms (lookahead excluded)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per session")
+    parser.add_argument("--capacity", action="store_true", help="find the most sessions with <= 1%% late frames")
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    args = parser.parse_args(argv)
+    m = machine()
+    if args.capacity:
+        rows, best = [], 0
+        for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
+            row = measure(n, args.seconds, args.checkpoint)
+            rows.append(row)
+            print(
+                f"{n} sessions: late {100 * row['late_fraction']:.2f}%, e2e p99 {row['end_to_end']['p99_ms']:.1f} ms",
+                flush=True,
+            )
+            if row["late_fraction"] > 0.01 or row["frames"] < 0.99 * row["frames_expected"]:
+                break
+            best = n
+        result = {"benchmark": "capacity", "machine": m, "capacity_sessions": best, "rows": rows}
+        print(f"\ncapacity: {best} sessions with at most 1% late frames\n\n{table(rows)}")
+        write_result("capacity", result)
+        plot(rows, RESULTS / "capacity.png", f"capacity sweep ({m['cpu']}, {m['cores']} cores)")
+        return
+    rows = [measure(int(n), args.seconds, args.checkpoint) for n in args.sessions.split(",")]
+    print(
+        f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, face only "
+        f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"
+    )
+    write_result("latency", {"benchmark": "latency", "machine": m, "rows": rows})
+    plot(rows, RESULTS / "latency.png", f"end-to-end latency ({m['cpu']}, {m['cores']} cores)")
+
+
+if __name__ == "__main__":
+    main()
