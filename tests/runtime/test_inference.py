@@ -1,0 +1,54 @@
+import threading
+
+import numpy as np
+import torch
+
+from runtime.face_stream import emotion_vector
+from runtime.inference import InferenceLoop, OutFrame
+from runtime.models.face import FaceConfig, FaceNetwork
+
+
+def make_loop(**kwargs: object) -> tuple[InferenceLoop, list[OutFrame], threading.Event]:
+    torch.manual_seed(0)
+    network = FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
+    received: list[OutFrame] = []
+    got_all = threading.Event()
+
+    def deliver(frames: list[OutFrame]) -> None:
+        received.extend(frames)
+        if len(received) >= 60:
+            got_all.set()
+
+    return InferenceLoop(network, max_sessions=4, deliver=deliver, **kwargs), received, got_all  # type: ignore[arg-type]
+
+
+def test_a_backlog_is_worked_off_with_one_sampler_step_and_flagged() -> None:
+    loop, received, got_all = make_loop(shed_after_frames=6)
+    loop.start()
+    try:
+        loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=4)
+        loop.audio("s", 0, 1_000, np.zeros(16_000, np.int16))  # one second at once: 60 frames behind
+        loop.finish("s")
+        assert got_all.wait(timeout=30)
+    finally:
+        loop.stop()
+    indices = [f.index for f in received[:60]]
+    assert indices == list(range(60))
+    degraded = [f.degraded for f in received[:60]]
+    assert degraded[0] and not degraded[-1]  # shed while behind, full steps once caught up
+    assert loop.stats.shed_frames == sum(f.degraded for f in received)
+
+
+def test_capture_stamps_follow_the_newest_audio_each_frame_used() -> None:
+    loop, received, got_all = make_loop(shed_after_frames=1000)
+    loop.start()
+    try:
+        loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=0, steps=1)
+        for k in range(50):  # 20 ms chunks, captured 20 ms apart from t = 1 s on
+            loop.audio("s", 320 * k, 1_000_000 + 20_000 * k, np.zeros(320, np.int16))
+        loop.finish("s")
+        assert got_all.wait(timeout=30)
+    finally:
+        loop.stop()
+    frame = next(f for f in received if f.index == 30)  # media time 0.5 s, lookahead 0
+    assert frame.capture_time_us == 1_000_000 + 500_000
