@@ -38,6 +38,7 @@ from runtime.step import (
 N_EMOTIONS = 8
 FEATURE_MS = 1000.0 / 120.0  # one feature frame
 MAX_LOOKAHEAD = 12  # feature frames: 100 ms
+HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (normalised units)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,12 @@ class FaceNetwork(nn.Module):
         return self.out(h)
 
     def sample(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
+        """Euler integration of the flow (see `integrate`), then bounded: the result feeds the history,
+        so one wild frame must not grow into a runaway (or a NaN that would never leave the state)."""
+        x = self.integrate(noise, cond, time_terms)
+        return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-HISTORY_BOUND, HISTORY_BOUND)
+
+    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
         """Euler integration of the flow from noise (t = 0) to a normalised frame (t = 1), unrolled.
 
         time_terms: (n_steps, hidden), `time_term` at t = i / n_steps, computed once per generator.
@@ -161,7 +168,7 @@ class FaceNetwork(nn.Module):
         return x
 
     def closure_probability(self, cond: Tensor) -> Tensor:
-        """(B, hidden) -> (B,) probability that the lips are closed for a bilabial in this frame."""
+        """(B, hidden) -> (B,) how closed the lips should be held for a bilabial in this frame."""
         return torch.sigmoid(self.closure(cond)[:, 0])
 
     def denormalize(self, x: Tensor) -> Tensor:
