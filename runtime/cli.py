@@ -88,6 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format='{"time": "%(asctime)s", "level": "%(levelname)s", '
                         '"logger": "%(name)s", "message": "%(message)s"}')  # fmt: skip
+    import torch
+
+    torch.set_num_threads(args.threads)  # small batches gain little from more; the event loop needs a core
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile)  # fmt: skip
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--certfile", type=Path, default=None, help="TLS certificate (with --keyfile)")
     serve_parser.add_argument("--keyfile", type=Path, default=None)
     serve_parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint")
+    serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     serve_parser.set_defaults(run=_serve)
 
     from clients.stream import add_arguments

@@ -2,7 +2,7 @@
 front-end and the batched face steps. The asyncio event loop never runs model code; it hands the loop
 commands through a queue and receives frames through a callback.
 
-Scheduling: commands are applied as they arrive; on a fixed clock (250 Hz by default, 4 ms) the loop
+Scheduling: commands are applied as they arrive; on a fixed clock (500 Hz by default, 2 ms) the loop
 steps every batcher while any slot has audio for a frame, one batched step over all ready slots each
 time. Sessions are grouped by lookahead (the lookahead fixes a stream's timeline); each group's batcher
 can swap between generators with different sampler step counts, which share weights and state layout.
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from runtime.audio import LogMelFrontEnd
 from runtime.errors import SessionError
@@ -57,6 +58,14 @@ class _Session:
     chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
 
 
+@torch.no_grad()
+def warm_up(generator: FaceGenerator, batch: int) -> None:
+    state = generator.init_state(batch)
+    inputs = {"features": torch.zeros(batch, 2, generator.network.config.n_mels), "emotion": torch.zeros(batch, 1, 8)}
+    masks = torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)
+    generator.step(inputs, state, torch.zeros(batch, generator.network.config.n_channels), *masks)
+
+
 @dataclass
 class LoopStats:
     ticks: int = 0  # batched steps run
@@ -86,7 +95,7 @@ class InferenceLoop:
         max_sessions: int,
         deliver: Callable[[list[OutFrame]], None],
         shed_after_frames: int = 6,
-        tick_hz: float = 250.0,
+        tick_hz: float = 500.0,
     ) -> None:
         self.network = network
         self.max_sessions = max_sessions
@@ -103,7 +112,15 @@ class InferenceLoop:
 
     # -- called from any thread --------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, warm_lookaheads: tuple[int, ...] = (7,)) -> None:
+        """Starts the thread after one step at every batch size for the given lookaheads, so that no
+        session pays for the first use of a shape (kernel selection, allocations) while streaming."""
+        for lookahead in warm_lookaheads:
+            group = self.groups.setdefault(lookahead, _Group(self.network, lookahead, self.max_sessions))
+            for steps in (1, 2):
+                generator = group.generator(steps)
+                for batch in range(1, self.max_sessions + 1):
+                    warm_up(generator, batch)
         self._thread.start()
 
     def stop(self) -> None:

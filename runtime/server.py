@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import http
 import logging
@@ -115,6 +116,10 @@ class EmostreamServer:
         """Starts listening; returns the bound port."""
         self._loop = asyncio.get_running_loop()
         self.inference.start()
+        # Everything allocated so far (the model, warm-up) lives as long as the server: keep it out of the
+        # collector's full passes, which otherwise stall every stream for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         ssl_context = None
         if self.config.certfile and self.config.keyfile:
             ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -251,6 +256,9 @@ class EmostreamServer:
             await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
 
     async def _handle(self, connection: ServerConnection) -> None:
+        raw = connection.transport.get_extra_info("socket")
+        if raw is not None:  # frames are small and latency-bound: never let Nagle hold one back
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         protocol = ServerSessionProtocol()
         try:
             first = await asyncio.wait_for(connection.recv(), self.config.hello_timeout_s)
