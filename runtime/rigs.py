@@ -37,6 +37,18 @@ FACE_ROTATIONS: tuple[str, ...] = (
 FACE_CHANNELS: tuple[str, ...] = ARKIT_BLENDSHAPES + FACE_ROTATIONS
 FACE_FPS = 60
 
+# Face regions (the protocol's face_strength keys): which channels each one holds.
+FACE_REGION_CHANNELS: dict[str, tuple[str, ...]] = {
+    "lower": tuple(n for n in ARKIT_BLENDSHAPES if n.startswith(("jaw", "mouth", "tongue", "cheekPuff"))),
+    "upper": tuple(
+        n
+        for n in ARKIT_BLENDSHAPES
+        if n.startswith(("brow", "eyeBlink", "eyeSquint", "eyeWide", "cheekSquint", "nose"))
+    ),
+    "eyes": tuple(n for n in FACE_CHANNELS if n.startswith("eyeLook") or "Eye" in n),
+    "head": ("headYaw", "headPitch", "headRoll"),
+}
+
 # SMPL-X joints with rotations, in the model's order, and each one's parent (-1 for the root).
 SMPLX_JOINTS: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
@@ -65,6 +77,23 @@ BODY_FPS = 30
 BODY_CHANNELS: tuple[str, ...] = tuple(f"{joint}.q{axis}" for joint in SMPLX_JOINTS for axis in "xyzw") + (
     "root.tx", "root.ty", "root.tz",
 )  # fmt: skip
+
+
+_FACE_INDEX = {name: i for i, name in enumerate(FACE_CHANNELS)}
+_REGION_INDICES = {region: [_FACE_INDEX[n] for n in names] for region, names in FACE_REGION_CHANNELS.items()}
+
+
+def apply_face_strength(frame: np.ndarray, strengths: dict[str, float] | None) -> np.ndarray:
+    """A face frame (FACE_CHANNELS order) with each region scaled by its strength (the Audio2Face-style
+    knobs of the protocol's face_strength control); blendshapes stay within [0, 1]. Scaling jawOpen and
+    mouthClose together keeps a closed mouth closed."""
+    if not strengths or all(v == 1.0 for v in strengths.values()):
+        return frame
+    out = frame.copy()
+    for region, gain in strengths.items():
+        out[_REGION_INDICES[region]] *= gain
+    out[: len(ARKIT_BLENDSHAPES)] = np.clip(out[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from runtime.errors import ProtocolError
 from runtime.face_stream import emotion_vector
 from runtime.inference import InferenceLoop, OutFrame
 from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
-from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from runtime.rigs import FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
 
 log = logging.getLogger("emostream.server")
@@ -223,9 +223,10 @@ class EmostreamServer:
                 final = session.expected_frames is not None and frame.index == session.expected_frames - 1
                 send_us = now_us()
                 flags = (P.FRAME_FLAG_DEGRADED if frame.degraded else 0) | (P.FRAME_FLAG_FINAL if final else 0)
+                values = apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
                 data = P.encode_frame(P.Frame(
                     "face", frame.index, P.frame_media_sample(frame.index, session.hello.sample_rate_hz, FACE_FPS),
-                    frame.capture_time_us, send_us, session.dropped_since_send, frame.values, flags,
+                    frame.capture_time_us, send_us, session.dropped_since_send, values, flags,
                 ))  # fmt: skip
                 session.dropped_since_send = 0
                 await session.connection.send(data)

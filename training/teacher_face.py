@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from runtime.models.face import apply_closure
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
+from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS, FACE_REGION_CHANNELS
 from training.align import Phone
 from training.emotions import EMOTION_STYLES
 from training.visemes import (
@@ -32,9 +32,7 @@ from training.visemes import (
 CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 N_SHAPES = len(ARKIT_BLENDSHAPES)
 ROUNDING = ("mouthFunnel", "mouthPucker")
-MOUTH_CHANNELS: tuple[str, ...] = tuple(
-    n for n in ARKIT_BLENDSHAPES if n.startswith(("jaw", "mouth", "tongue", "cheekPuff"))
-)
+MOUTH_CHANNELS: tuple[str, ...] = FACE_REGION_CHANNELS["lower"]
 
 
 def _pose_vector(pose: dict[str, float]) -> np.ndarray:

@@ -30,6 +30,7 @@ CHECKPOINT = ROOT / "runtime" / "assets" / "face.pt"
 RESULTS = ROOT / "benchmarks" / "results"
 SILENCE = math.log(LOG_FLOOR)  # the log-mel value of digital silence
 MOUTH_WEIGHT = 3.0  # lip-sync matters most: mouth channels weigh more in the loss
+VTLP_PROBABILITY = 0.5  # share of training sequences whose spectrum is warped (vocal tract length)
 CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
 
 
@@ -45,6 +46,17 @@ def stretch(face: np.ndarray, scale: float) -> np.ndarray:
     return face[lo] * (1 - w) + face[hi] * w
 
 
+def warp_mel(features: np.ndarray, factor: float) -> np.ndarray:
+    """Vocal tract length perturbation on log-mel frames (T, n_mels): the spectrum stretched along the mel
+    axis by `factor` (> 1 moves formants up, as a shorter vocal tract does). Edges are held."""
+    n = features.shape[1]
+    source = np.clip(np.arange(n) / factor, 0, n - 1)
+    lo = np.floor(source).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    w = source - lo
+    return features[:, lo] * (1 - w) + features[:, hi] * w
+
+
 def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead: int) -> dict[str, Tensor]:
     """Features with the lookahead's silent prefix, target faces, emotion and a frame mask."""
     delay, prefix = lookahead_timing(lookahead)
@@ -52,7 +64,10 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
     for ex in examples:
         v = int(rng.integers(len(ex.features)))
         r = int(rng.integers(len(ex.faces)))
-        f = np.concatenate([np.full((prefix, N_MELS), SILENCE), ex.features[v].astype(np.float32)])
+        voiced = ex.features[v].astype(np.float32)
+        if rng.random() < VTLP_PROBABILITY:  # unseen voices differ most in formant positions
+            voiced = warp_mel(voiced, rng.uniform(0.88, 1.12))
+        f = np.concatenate([np.full((prefix, N_MELS), SILENCE), voiced])
         positions = f.shape[0] // 2
         face = stretch(ex.faces[r].astype(np.float32), ex.time_scales[v])
         closure = stretch(ex.closure.astype(np.float32)[:, None], ex.time_scales[v])[:, 0]
@@ -228,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             "voices_held_out": sorted({e["voice_id"] for e in manifest["utterances"] if e["held_out"]}),
             "minutes_of_speech": manifest["seconds_train"] / 60,
             "audio_versions": "clean + 2 augmented (speed, EQ, reverb, noise, telephone, level)",
+            "vtlp": f"mel-axis warp 0.88-1.12 on {VTLP_PROBABILITY:.0%} of sequences",
             "renders_per_utterance": 4,
         }
     net, log = train(examples, args.minutes, args.batch_size, args.seed)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from runtime.audio import N_MELS
 from runtime.layers import CausalConv1d, push_ring
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
 from runtime.step import (
     StepSpec,
     StreamingGenerator,
@@ -38,6 +38,7 @@ from runtime.step import (
 N_EMOTIONS = 8
 FEATURE_MS = 1000.0 / 120.0  # one feature frame
 MAX_LOOKAHEAD = 12  # feature frames: 100 ms
+LOWER_FACE_NOISE = 1.0  # sampling temperature of the lower face, relative to the rest
 HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (normalised units)
 
 
@@ -214,10 +215,19 @@ class FaceGenerator(StreamingGenerator):
     lookahead_index: Tensor
     time_terms: Tensor  # (n_steps, hidden): the sampler's time inputs, fixed for a trained network
 
-    def __init__(self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2) -> None:
+    noise_scale: Tensor  # (n_channels,): how much of the noise input each channel's sample starts from
+
+    def __init__(
+        self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2, lower_face_noise: float = LOWER_FACE_NOISE
+    ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
+        # Lips should follow the audio, not the dice: the lower face starts closer to the conditional mean
+        # (a lower sampling temperature), while brows, blinks, eyes and head keep the full spread.
+        scale = torch.ones(network.config.n_channels)
+        scale[[_CH[n] for n in FACE_REGION_CHANNELS["lower"]]] = lower_face_noise
+        self.register_buffer("noise_scale", scale, persistent=False)
         self.network = network
         self.lookahead_frames = lookahead
         self.n_steps = n_steps
@@ -266,7 +276,7 @@ class FaceGenerator(StreamingGenerator):
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
         lookahead = self.lookahead_index.expand(B)
         cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
-        x = net.sample(noise, cond, self.time_terms)  # (B, n_channels), normalised
+        x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
         face = apply_closure(net.denormalize(x), net.closure_probability(cond))
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
@@ -290,7 +300,7 @@ class FaceGenerator(StreamingGenerator):
             window = pad_window(encoded[:, k : k + self.delay + 1], net.window)
             emotion = inputs["emotion"][:, k + self.delay]
             cond = net.condition(window, emotion, lookahead, history)
-            x = net.sample(noise[:, k + self.delay], cond, self.time_terms)
+            x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
             frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond)))
         return {"face": torch.stack(frames, dim=1)}

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from runtime import rigs
 from runtime.rotations import axis_angle_to_matrix
@@ -66,3 +67,13 @@ def test_rest_pose_frame_is_identity_quaternions() -> None:
     assert frame.shape == (len(rigs.BODY_CHANNELS),) and frame.dtype == np.float32
     quats = frame[:-3].reshape(55, 4)
     np.testing.assert_array_equal(quats, np.tile([0, 0, 0, 1], (55, 1)))
+
+
+def test_face_regions_partition_the_face_rig_and_strengths_scale_them() -> None:
+    names = [n for region in rigs.FACE_REGION_CHANNELS.values() for n in region]
+    assert sorted(names) == sorted(rigs.FACE_CHANNELS)
+    frame = np.full(len(rigs.FACE_CHANNELS), 0.6, np.float32)
+    out = rigs.apply_face_strength(frame, {"lower": 0.0, "upper": 2.0, "head": 0.5})
+    jaw, brow, yaw = (rigs.FACE_RIG.index(n) for n in ("jawOpen", "browInnerUp", "headYaw"))
+    assert out[jaw] == 0.0 and out[brow] == 1.0 and out[yaw] == pytest.approx(0.3)  # clipped to [0, 1]
+    assert rigs.apply_face_strength(frame, {"lower": 1.0}) is frame

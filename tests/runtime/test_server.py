@@ -221,3 +221,17 @@ def test_stats_arrive_periodically(network: FaceNetwork) -> None:
             await client.close()
 
     run(main)
+
+
+def test_region_strengths_apply_to_the_frames_that_follow(network: FaceNetwork) -> None:
+    async def main() -> None:
+        async with running(network) as (_, url):
+            client = await EmostreamClient.connect(url, RATE)
+            await client.set_controls(P.Controls(face_strength={"lower": 0.0, "head": 0.0}))
+            frames = await stream_all(client, speech(0.5))
+            lower = [client.channels["face"].index(n) for n in ("jawOpen", "mouthClose", "mouthFunnel")]
+            head = client.channels["face"].index("headYaw")
+            assert all(np.all(f.values[lower] == 0) and f.values[head] == 0 for f in frames)
+            assert any(f.values[client.channels["face"].index("browInnerUp")] > 0 for f in frames)
+
+    run(main)
