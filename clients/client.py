@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import Coroutine
@@ -82,9 +83,14 @@ class EmostreamClient:
         controls: P.Controls | None = None,
         token: str | None = None,
         timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> EmostreamClient:
-        """Connects, sends hello and waits for the header; raises SessionError if the server refuses."""
-        connection = await connect(url, max_size=P.MAX_BINARY_BYTES, compression=None, open_timeout=timeout_s)
+        """Connects, sends hello and waits for the header; raises SessionError if the server refuses.
+        For wss:// URLs, `ssl_context` can trust a private certificate."""
+        options: dict[str, Any] = {"ssl": ssl_context} if ssl_context is not None else {}
+        connection = await connect(
+            url, max_size=P.MAX_BINARY_BYTES, compression=None, open_timeout=timeout_s, **options
+        )
         hello = P.Hello(sample_rate_hz, sample_format, streams, controls or P.Controls(), token, "emostream-python/0.1")
         await connection.send(P.encode_control(hello))
         try:

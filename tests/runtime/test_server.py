@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +19,7 @@ import pytest
 import torch
 from websockets.asyncio.client import connect
 
-from clients.client import EmostreamClient, ReceivedFrame
+from clients.client import BlockingClient, EmostreamClient, ReceivedFrame
 from runtime import protocol as P
 from runtime.errors import ProtocolError, SessionError
 from runtime.models.face import FaceConfig, FaceNetwork
@@ -233,5 +237,65 @@ def test_region_strengths_apply_to_the_frames_that_follow(network: FaceNetwork) 
             head = client.channels["face"].index("headYaw")
             assert all(np.all(f.values[lower] == 0) and f.values[head] == 0 for f in frames)
             assert any(f.values[client.channels["face"].index("browInnerUp")] > 0 for f in frames)
+
+    run(main)
+
+
+def test_idle_sessions_are_closed_with_a_reason(network: FaceNetwork) -> None:
+    async def main() -> None:
+        async with running(network, idle_timeout_s=0.3) as (server, url):
+            client = await EmostreamClient.connect(url, RATE)
+            await asyncio.sleep(0.8)
+            assert [e.code for e in client.errors] == ["idle_timeout"] and client.errors[0].fatal
+            assert not server.sessions
+
+    run(main)
+
+
+def test_shutdown_ends_open_sessions_with_a_reason(network: FaceNetwork) -> None:
+    async def main() -> None:
+        server = EmostreamServer(network, ServerConfig(port=0))
+        port = await server.start()
+        client = await EmostreamClient.connect(f"ws://127.0.0.1:{port}", RATE)
+        await server.stop()
+        await asyncio.sleep(0.1)
+        assert [e.code for e in client.errors] == ["shutting_down"]
+        assert client.connection.close_code == 1001
+
+    run(main)
+
+
+def test_tls_sessions_work_with_a_certificate(network: FaceNetwork, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)  # fmt: skip
+
+    async def main() -> None:
+        async with running(network, certfile=cert, keyfile=key) as (_, url):
+            context = ssl.create_default_context(cafile=str(cert))
+            client = await EmostreamClient.connect(url.replace("ws://", "wss://"), RATE, ssl_context=context)
+            assert len(await stream_all(client, speech(0.5))) == 30
+
+    run(main)
+
+
+def test_the_blocking_client_streams_too(network: FaceNetwork) -> None:
+    async def main() -> None:
+        async with running(network) as (_, url):
+
+            def blocking() -> int:
+                client = BlockingClient(url, RATE)
+                pcm = speech(0.5)
+                for start in range(0, pcm.size, CHUNK):
+                    client.send_audio(pcm[start : start + CHUNK])
+                client.end()
+                n = len(client.frames())
+                client.close()
+                return n
+
+            assert await asyncio.to_thread(blocking) == 30
 
     run(main)
