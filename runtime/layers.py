@@ -36,6 +36,24 @@ class CausalConv1d(nn.Module):
         return self.conv(window), window[..., n:]
 
 
+def residual_convs(convs: list[CausalConv1d], h: Tensor) -> Tensor:
+    """h + silu(conv(h)) through each convolution in turn, whole sequence: (B, C, T) -> (B, C, T)."""
+    for conv in convs:
+        h = h + nn.functional.silu(conv(h))
+    return h
+
+
+def residual_convs_step(
+    convs: list[CausalConv1d], h: Tensor, caches: dict[str, Tensor], prefix: str = "conv"
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The same, frame by frame: h (B, C, n) and caches named f"{prefix}{i}" -> output and new caches."""
+    new_caches = {}
+    for i, conv in enumerate(convs):
+        y, new_caches[f"{prefix}{i}"] = conv.step(h, caches[f"{prefix}{i}"])
+        h = h + nn.functional.silu(y)
+    return h, new_caches
+
+
 def push_ring(buffer: Tensor, frames: Tensor) -> Tensor:
     """Ring buffer of the most recent frames, oldest first: buffer (B, N, C), frames (B, n, C) -> (B, N, C).
 

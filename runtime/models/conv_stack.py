@@ -14,7 +14,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from runtime.layers import CausalConv1d, push_ring
+from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
 from runtime.step import (
     StepSpec,
     StreamingGenerator,
@@ -76,12 +76,6 @@ class CausalConvStack(StreamingGenerator):
     def init_state(self, batch: int) -> TensorDict:
         return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
 
-    def _encode(self, h: Tensor) -> Tensor:
-        """(B, C, T) -> (B, C, T) through the residual causal convolutions, whole sequence."""
-        for conv in self.convs:
-            h = h + nn.functional.silu(conv(h))
-        return h
-
     def _frame(self, encoded: Tensor, history: Tensor, noise: Tensor) -> Tensor:
         """encoded (B, L + 1, C), history (B, N, n_out), noise (B, n_out) -> one frame (B, n_out)."""
         context = torch.cat([encoded.flatten(1), history.flatten(1)], dim=-1)
@@ -94,10 +88,7 @@ class CausalConvStack(StreamingGenerator):
         B = reset.shape[0]
         state = apply_reset(state, self.init_state(B), reset)
         h = self.project(inputs["features"].reshape(B, 1, -1)).transpose(1, 2)  # (B, C, 1)
-        new_state: TensorDict = {}
-        for i, conv in enumerate(self.conv_layers):
-            y, new_state[f"conv{i}"] = conv.step(h, state[f"conv{i}"])
-            h = h + nn.functional.silu(y)
+        h, new_state = residual_convs_step(self.conv_layers, h, state)
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, L + 1, C)
         frame = self._frame(encoded, state["history"], noise)  # (B, n_out)
         # Warm-up frames (negative index) stay out of the history, as in the offline path.
@@ -116,7 +107,7 @@ class CausalConvStack(StreamingGenerator):
         B, T_in, _ = inputs["features"].shape
         n_steps = T_in // c.inputs_per_step
         x = self.project(inputs["features"].reshape(B, n_steps, -1))  # (B, S, C)
-        encoded = self._encode(x.transpose(1, 2)).transpose(1, 2)  # (B, S, C)
+        encoded = residual_convs(self.conv_layers, x.transpose(1, 2)).transpose(1, 2)  # (B, S, C)
         history = torch.zeros(B, c.history_frames, c.n_outputs)
         frames = []
         for k in range(n_steps - c.lookahead_frames):

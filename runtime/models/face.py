@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from runtime.audio import N_MELS
-from runtime.layers import CausalConv1d, push_ring
+from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
 from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
 from runtime.step import (
     StepSpec,
@@ -126,9 +126,7 @@ class FaceNetwork(nn.Module):
     def encode_sequence(self, features: Tensor) -> Tensor:
         """(B, M, 2, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
         h = self.encode_pairs(features).transpose(1, 2)  # (B, C, M)
-        for conv in self.conv_layers:
-            h = h + nn.functional.silu(conv(h))
-        return h.transpose(1, 2)
+        return residual_convs(self.conv_layers, h).transpose(1, 2)
 
     def condition(self, window: Tensor, emotion: Tensor, lookahead: Tensor, history: Tensor) -> Tensor:
         """window (B, W, C) zero-padded future encodings; emotion (B, 8); lookahead (B,) long;
@@ -269,10 +267,7 @@ class FaceGenerator(StreamingGenerator):
         B = reset.shape[0]
         state = apply_reset(state, self.init_state(B), reset)
         h = net.encode_pairs(inputs["features"][:, None]).transpose(1, 2)  # (B, C, 1)
-        new_state: TensorDict = {}
-        for i, conv in enumerate(net.conv_layers):
-            y, new_state[f"conv{i}"] = conv.step(h, state[f"conv{i}"])
-            h = h + nn.functional.silu(y)
+        h, new_state = residual_convs_step(net.conv_layers, h, state)
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
         lookahead = self.lookahead_index.expand(B)
         cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
