@@ -25,3 +25,21 @@ def test_spec_declares_timing() -> None:
 def test_config_rejects_nonsense(bad: dict) -> None:
     with pytest.raises(ValueError, match="ConvStackConfig"):
         ConvStackConfig(**bad)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 8])
+def test_one_frame_steps_match_the_convolution(dilation: int) -> None:
+    """The single-frame fast path (a matrix product over the taps) equals conv1d over the same window."""
+    import torch
+
+    from runtime.layers import CausalConv1d
+
+    torch.manual_seed(0)
+    conv = CausalConv1d(6, 5, kernel_size=3, dilation=dilation)
+    x = torch.randn(2, 6, 40)
+    cache = conv.init_cache(2)
+    steps = []
+    for t in range(40):
+        y, cache = conv.step(x[..., t : t + 1], cache)
+        steps.append(y)
+    torch.testing.assert_close(torch.cat(steps, dim=-1), conv(x), atol=1e-5, rtol=1e-5)
