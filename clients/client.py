@@ -105,6 +105,11 @@ class EmostreamClient:
             raise SessionError(f"expected a header, got {reply.type}")
         return cls(connection, hello, reply)
 
+    @property
+    def samples_sent(self) -> int:
+        """Audio sent so far, in samples at the session rate (the next chunk's start_sample)."""
+        return self._next_sample
+
     async def send_audio(self, samples: np.ndarray, capture_time_us: int | None = None) -> None:
         """Sends the next chunk (int16 for s16le, float32 for f32le), stamped with its capture time."""
         chunk = P.AudioChunk(

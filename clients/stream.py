@@ -68,7 +68,7 @@ async def stream(args: argparse.Namespace) -> dict:
         async for samples, captured in source:
             await client.send_audio(samples, captured)
             frames += client.drain()
-            if args.seconds and client._next_sample >= args.seconds * rate:
+            if args.seconds and client.samples_sent >= args.seconds * rate:
                 break
         end = await client.end()
         frames += client.drain()
