@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from runtime import protocol as P
+from runtime.audio import LogMelFrontEnd
 from runtime.errors import ProtocolError
 from runtime.face_stream import emotion_vector
 from runtime.inference import InferenceLoop, OutFrame
@@ -59,6 +60,7 @@ class ServerConfig:
     outbox_frames: int = 8  # frames queued for a client that is not keeping up; older ones are dropped
     stats_interval_s: float = 1.0  # how often each client gets a stats message
     send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
+    shed_after_frames: int = 6  # backlog (frames) beyond which a group steps with one sampler step
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
@@ -106,7 +108,9 @@ class EmostreamServer:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.late_frames = 0
-        self.inference = InferenceLoop(network, config.max_sessions, self._deliver_threadsafe)
+        self.inference = InferenceLoop(
+            network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
 
@@ -310,10 +314,11 @@ class EmostreamServer:
         self.inference.open(
             session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2
         )
+        resampler_ms = 1000 * LogMelFrontEnd(hello.sample_rate_hz).resampler_delay_s
         header = P.Header(
             session_id=session.id, sample_rate_hz=hello.sample_rate_hz,
             streams={"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS)},
-            algorithmic_latency_ms=lookahead * FEATURE_MS, controls=controls, server_time_us=now_us(),
+            algorithmic_latency_ms=lookahead * FEATURE_MS + resampler_ms, controls=controls, server_time_us=now_us(),
         )  # fmt: skip
         await connection.send(P.encode_control(header))
         log.info(
