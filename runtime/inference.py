@@ -167,7 +167,10 @@ class InferenceLoop:
                     continue  # keep draining until the tick is due
                 except queue.Empty:
                     pass
-                self._step_all()
+                try:
+                    self._step_all()
+                except Exception:
+                    log.exception("inference: a tick failed; the loop goes on")
                 next_tick = max(next_tick + period, time.monotonic())
         finally:
             self._stopped.set()
@@ -177,13 +180,15 @@ class InferenceLoop:
             getattr(self, f"_on_{kind}")(*args)
         except SessionError as exc:  # a vanished session's late audio, a full group: never fatal here
             log.debug("inference: %s %s", kind, exc)
+        except Exception:  # one session's bad command must not stop the loop that serves everyone
+            log.exception("inference: %s command failed; the loop goes on", kind)
 
     def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int) -> None:
         group = self.groups.get(lookahead)
         if group is None:
             group = self.groups[lookahead] = _Group(self.network, lookahead, self.max_sessions)
+        front_end = LogMelFrontEnd(rate)  # first: it refuses a bad rate before a slot is taken
         slot = group.batcher.open(seed, emotion)
-        front_end = LogMelFrontEnd(rate)
         self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
                                              lookahead_s=lookahead / 120.0)  # fmt: skip
 

@@ -52,3 +52,18 @@ def test_capture_stamps_follow_the_newest_audio_each_frame_used() -> None:
         loop.stop()
     frame = next(f for f in received if f.index == 30)  # media time 0.5 s, lookahead 0
     assert frame.capture_time_us == 1_000_000 + 500_000
+
+
+def test_a_failing_command_does_not_stop_the_loop() -> None:
+    loop, received, got_all = make_loop()
+    loop.start()
+    try:
+        loop.open("bad", 11_025, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=2)  # raises inside
+        loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=2)
+        loop.audio("s", 0, 1_000, np.zeros(16_000, np.int16))
+        loop.finish("s")
+        assert got_all.wait(timeout=30)
+    finally:
+        loop.stop()
+    assert "bad" not in loop.sessions and [f.index for f in received[:60]] == list(range(60))
+    assert sum(slot is not None for slot in loop.groups[7].batcher.slots) == 1  # no slot leaked to "bad"
