@@ -96,10 +96,12 @@ class InferenceLoop:
         deliver: Callable[[list[OutFrame]], None],
         shed_after_frames: int = 6,
         tick_hz: float = 500.0,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self.network = network
         self.max_sessions = max_sessions
         self.deliver = deliver  # called from the loop's thread; must be thread-safe
+        self.on_error = on_error  # (session id, message) when a session's command fails; thread-safe too
         self.shed_after_frames = shed_after_frames
         self.tick_hz = tick_hz  # how often the models step over every ready slot
         self.commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
@@ -180,8 +182,13 @@ class InferenceLoop:
             getattr(self, f"_on_{kind}")(*args)
         except SessionError as exc:  # a vanished session's late audio, a full group: never fatal here
             log.debug("inference: %s %s", kind, exc)
-        except Exception:  # one session's bad command must not stop the loop that serves everyone
+        except Exception as exc:  # one session's bad command must not stop the loop that serves everyone
             log.exception("inference: %s command failed; the loop goes on", kind)
+            session_id = args[0] if args and isinstance(args[0], str) else None
+            if session_id is not None:
+                self._on_close(session_id)
+                if self.on_error is not None:
+                    self.on_error(session_id, f"{kind} failed: {exc.__class__.__name__}")
 
     def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int) -> None:
         group = self.groups.get(lookahead)

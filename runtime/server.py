@@ -109,8 +109,9 @@ class EmostreamServer:
         self.frames_dropped = 0
         self.late_frames = 0
         self.inference = InferenceLoop(
-            network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames
-        )
+            network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
+            on_error=self._session_failed_threadsafe,
+        )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
 
@@ -197,6 +198,20 @@ class EmostreamServer:
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the event loop is gone: we are shutting down
                 self._loop.call_soon_threadsafe(self._route, frames)
+
+    def _session_failed_threadsafe(self, session_id: str, message: str) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(self._fail(session_id, message), self._loop)
+
+    async def _fail(self, session_id: str, message: str) -> None:
+        """The inference thread could not serve this session: tell its client and close it; others go on."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_error(session.connection, ProtocolError("internal", message, fatal=True))
+            await session.connection.close(ERROR_CLOSE["internal"], "internal error")
 
     def _route(self, frames: list[OutFrame]) -> None:
         for frame in frames:

@@ -301,3 +301,35 @@ def test_the_blocking_client_streams_too(network: FaceNetwork) -> None:
             assert await asyncio.to_thread(blocking) == 30
 
     run(main)
+
+
+def test_a_session_the_inference_thread_cannot_serve_is_closed_with_internal(
+    network: FaceNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.inference import InferenceLoop
+
+    original = InferenceLoop._on_audio
+
+    def fails_for_seed_13(self, session_id, start, capture_us, received_us, pcm):  # type: ignore[no-untyped-def]
+        if (
+            self.groups[self.sessions[session_id].group]
+            .batcher.slot(self.sessions[session_id].slot)
+            .noise.initial_seed()
+            == 13
+        ):
+            raise RuntimeError("simulated fault")
+        return original(self, session_id, start, capture_us, received_us, pcm)
+
+    monkeypatch.setattr(InferenceLoop, "_on_audio", fails_for_seed_13)
+
+    async def main() -> None:
+        async with running(network) as (_, url):
+            doomed = await EmostreamClient.connect(url, RATE, controls=P.Controls(seed=13))
+            fine = await EmostreamClient.connect(url, RATE, controls=P.Controls(seed=1))
+            await doomed.send_audio(speech(0.1))
+            assert len(await stream_all(fine, speech(1.0))) == 60
+            await asyncio.sleep(0.2)
+            assert [(e.code, e.fatal) for e in doomed.errors] == [("internal", True)]
+            assert doomed.connection.close_code == 1011
+
+    run(main)
