@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from benchmarks.common import RESULTS, machine, write_result
-from runtime.audio import LOG_FLOOR, N_MELS, LogMelFrontEnd
+from runtime.audio import N_MELS, LogMelFrontEnd
+from runtime.face_batcher import SILENT_FEATURES
 from runtime.face_stream import emotion_vector
 from runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
 from runtime.protocol import EMOTIONS
@@ -70,10 +71,9 @@ def load_set(corpus: Path, held_out: bool, limit: int) -> list[Utterance]:
 def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.ndarray, seed: int) -> list[np.ndarray]:
     """Every utterance streamed through the step function, all in one batch (one slot each)."""
     B = len(utterances)
-    silence = math.log(LOG_FLOOR)
     n_frames = [math.ceil(u.audio.size / u.rate * FACE_FPS) for u in utterances]
     n_steps = max(n_frames) + generator.delay
-    feats = np.full((B, 2 * n_steps, N_MELS), silence, np.float32)
+    feats = np.full((B, 2 * n_steps, N_MELS), SILENT_FEATURES, np.float32)
     for b, u in enumerate(utterances):
         f = u.features[: 2 * n_steps - generator.prefix]
         feats[b, generator.prefix : generator.prefix + f.shape[0]] = f

@@ -23,9 +23,7 @@ CHUNK_MS = (10.0, 20.0, 40.0)
 def speech_at(rate_hz: int) -> np.ndarray:
     samples, rate = read_audio(bundled_speech())
     if rate != rate_hz:
-        resampler = Resampler(rate, rate_hz)
-        head, state = resampler.push(resampler.init_state(), samples.astype(np.float64))
-        samples = np.concatenate([head, resampler.flush(state)[0]]).astype(np.float32)
+        samples = Resampler(rate, rate_hz).offline(samples).astype(np.float32)
     return np.clip(samples, -1, 1).astype(np.float32)
 
 

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import RESULTS, machine, write_result
-from clients.audio_files import chunks, read_audio
+from clients.audio_files import chunks, read_audio, to_int16
 from clients.client import EmostreamClient, ReceivedFrame, now_us
-from clients.sources import to_int16
 from runtime import protocol as P
 from runtime.demo import bundled_speech
 

@@ -32,6 +32,11 @@ def read_audio(path: str | Path, require_supported_rate: bool = True) -> tuple[n
     return mono, int(rate)
 
 
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] to int16 PCM, rounded and clipped."""
+    return np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+
+
 def chunks(samples: np.ndarray, rate_hz: int, chunk_ms: float) -> list[tuple[int, np.ndarray]]:
     """Splits samples into consecutive chunks of chunk_ms (the last may be shorter): (start_sample, chunk)."""
     size = max(1, round(rate_hz * chunk_ms / 1000.0))

@@ -12,15 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.audio_files import chunks, read_audio
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def to_int16(samples: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+from clients.audio_files import chunks, read_audio, to_int16
+from clients.client import now_us
 
 
 async def file_source(

@@ -49,9 +49,7 @@ def load_speech(path: Path) -> tuple[np.ndarray, int]:
     if rate in SUPPORTED_RATES_HZ:
         return samples, rate
     target = min((r for r in SUPPORTED_RATES_HZ if r >= rate), default=SUPPORTED_RATES_HZ[-1])
-    resampler = Resampler(rate, target)
-    head, state = resampler.push(resampler.init_state(), samples.astype(np.float64))
-    converted = np.concatenate([head, resampler.flush(state)[0]])
+    converted = Resampler(rate, target).offline(samples)
     return np.clip(converted, -1, 1).astype(np.float32), target
 
 

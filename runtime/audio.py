@@ -122,6 +122,11 @@ class Resampler:
         limit = -(-state.n_in * self.up // self.down)  # outputs at input positions < n_in
         return self._emit(state, np.zeros(self.half_width + 1), n_real=state.n_in, limit=limit)
 
+    def offline(self, samples: np.ndarray) -> np.ndarray:
+        """A whole signal at once (float64): what pushing it in any chunks and flushing gives."""
+        head, state = self.push(self.init_state(), np.asarray(samples, dtype=np.float64))
+        return np.concatenate([head, self.flush(state)[0]])
+
     def _emit(
         self, state: ResamplerState, samples: np.ndarray, n_real: int, limit: int | None
     ) -> tuple[np.ndarray, ResamplerState]:

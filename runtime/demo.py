@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from clients.audio_files import chunks
+from clients.audio_files import chunks, to_int16
 from runtime import protocol as P
 from runtime.animate import DEFAULT_LOOKAHEAD_MS, DEFAULT_STEPS, Animation, load_speech, write_animation
 from runtime.audio import HOP_LENGTH, MODEL_SAMPLE_RATE_HZ, LogMelFrontEnd
@@ -64,7 +64,7 @@ def run_demo(
     from runtime.animate import default_face_checkpoint
 
     samples, rate = load_speech(audio_path or bundled_speech())
-    pcm16 = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+    pcm16 = to_int16(samples)
     session = ServerSessionProtocol()
     session.receive_text(P.encode_control(P.Hello(sample_rate_hz=rate, sample_format="s16le", client="demo")))
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())

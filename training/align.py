@@ -38,9 +38,7 @@ def _decoder():  # type: ignore[no-untyped-def]
 def to_16k_int16(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     x = samples.astype(np.float64)
     if rate_hz != ALIGN_RATE_HZ:
-        resampler = Resampler(rate_hz, ALIGN_RATE_HZ)
-        head, state = resampler.push(resampler.init_state(), x)
-        x = np.concatenate([head, resampler.flush(state)[0]])
+        x = Resampler(rate_hz, ALIGN_RATE_HZ).offline(x)
     # TTS output has stretches of exact digital silence, on which pocketsphinx's features degenerate and
     # alignment fails; a seeded +-2 LSB dither (what sox adds when it writes 16 bits) avoids that.
     dither = np.random.default_rng(0).integers(-2, 3, x.size)

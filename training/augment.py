@@ -12,9 +12,7 @@ from runtime.audio import Resampler
 
 
 def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    resampler = Resampler(rate_in, rate_out)
-    head, state = resampler.push(resampler.init_state(), x.astype(np.float64))
-    return np.concatenate([head, resampler.flush(state)[0]])
+    return Resampler(rate_in, rate_out).offline(x)
 
 
 def speed(x: np.ndarray, rate_hz: int, factor: float) -> np.ndarray:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from clients.audio_files import to_int16
 from training.align import AlignmentError, Phone, align
 from training.text import phonetically_varied_sentences
 from training.tts import Voice, corpus_voices
@@ -63,7 +64,7 @@ def make_utterance(job: tuple[str, str, Voice]) -> Utterance | str:
         phones = align(samples, rate, text)
     except (AlignmentError, RuntimeError, subprocess.SubprocessError) as exc:
         return f"{voice.id}: {exc}"
-    audio = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+    audio = to_int16(samples)
     return Utterance(uid, text, voice, rate, phones, audio)
 
 

@@ -39,9 +39,7 @@ class FaceExample:
 def _supported(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     if rate in SUPPORTED_RATES_HZ:
         return audio, rate
-    resampler = Resampler(rate, 16_000)
-    head, state = resampler.push(resampler.init_state(), audio.astype(np.float64))
-    return np.concatenate([head, resampler.flush(state)[0]]).astype(np.float32), 16_000
+    return Resampler(rate, 16_000).offline(audio).astype(np.float32), 16_000
 
 
 def scale_phones(phones: list[Phone], scale: float) -> list[Phone]:

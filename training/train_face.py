@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from runtime.audio import LOG_FLOOR, N_MELS
+from runtime.audio import N_MELS
+from runtime.face_batcher import SILENT_FEATURES
 from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from runtime.rigs import FACE_CHANNELS
 from training.face_data import FaceExample, build_capture_dataset, build_dataset
@@ -28,7 +29,6 @@ from training.teacher_face import MOUTH_CHANNELS
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "runtime" / "assets" / "face.pt"
 RESULTS = ROOT / "benchmarks" / "results"
-SILENCE = math.log(LOG_FLOOR)  # the log-mel value of digital silence
 MOUTH_WEIGHT = 3.0  # lip-sync matters most: mouth channels weigh more in the loss
 VTLP_PROBABILITY = 0.5  # share of training sequences whose spectrum is warped (vocal tract length)
 CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
@@ -67,7 +67,7 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
         voiced = ex.features[v].astype(np.float32)
         if rng.random() < VTLP_PROBABILITY:  # unseen voices differ most in formant positions
             voiced = warp_mel(voiced, rng.uniform(0.88, 1.12))
-        f = np.concatenate([np.full((prefix, N_MELS), SILENCE), voiced])
+        f = np.concatenate([np.full((prefix, N_MELS), SILENT_FEATURES), voiced])
         positions = f.shape[0] // 2
         face = stretch(ex.faces[r].astype(np.float32), ex.time_scales[v])
         closure = stretch(ex.closure.astype(np.float32)[:, None], ex.time_scales[v])[:, 0]
@@ -80,7 +80,7 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
     M = max(f.shape[0] for f in feats)
     K = max(lengths)
     B = len(examples)
-    features = np.full((B, M, 2, N_MELS), SILENCE, np.float32)
+    features = np.full((B, M, 2, N_MELS), SILENT_FEATURES, np.float32)
     target = np.zeros((B, K, len(FACE_CHANNELS)), np.float32)
     mask = np.zeros((B, K), np.float32)
     closure_target = np.zeros((B, K), np.float32)
