@@ -142,12 +142,9 @@ class EmostreamServer:
 
     async def stop(self) -> None:
         """Ends every session with shutting_down, then stops the server and the inference loop."""
+        stopping = ProtocolError("shutting_down", "server is stopping", fatal=True)
         for session in list(self.sessions.values()):
-            with contextlib.suppress(ConnectionClosed):
-                await self._send_error(
-                    session.connection, ProtocolError("shutting_down", "server is stopping", fatal=True)
-                )
-                await session.connection.close(ERROR_CLOSE["shutting_down"], "server is stopping")
+            await self._close_with_error(session.connection, stopping)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -207,11 +204,8 @@ class EmostreamServer:
     async def _fail(self, session_id: str, message: str) -> None:
         """The inference thread could not serve this session: tell its client and close it; others go on."""
         session = self.sessions.get(session_id)
-        if session is None:
-            return
-        with contextlib.suppress(ConnectionClosed):
-            await self._send_error(session.connection, ProtocolError("internal", message, fatal=True))
-            await session.connection.close(ERROR_CLOSE["internal"], "internal error")
+        if session is not None:
+            await self._close_with_error(session.connection, ProtocolError("internal", message, fatal=True))
 
     def _route(self, frames: list[OutFrame]) -> None:
         for frame in frames:
@@ -268,12 +262,16 @@ class EmostreamServer:
     async def _send_error(self, connection: ServerConnection, exc: ProtocolError) -> None:
         await connection.send(P.encode_control(P.error_message(exc)))
 
-    async def _refuse(self, connection: ServerConnection, exc: ProtocolError) -> None:
-        self.refused += 1
-        log.info("refused a session: %s", exc)
+    async def _close_with_error(self, connection: ServerConnection, exc: ProtocolError) -> None:
+        """Tells the client why, then closes with the error's close code; a vanished client is no error."""
         with contextlib.suppress(ConnectionClosed):
             await self._send_error(connection, exc)
             await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
+
+    async def _refuse(self, connection: ServerConnection, exc: ProtocolError) -> None:
+        self.refused += 1
+        log.info("refused a session: %s", exc)
+        await self._close_with_error(connection, exc)
 
     async def _handle(self, connection: ServerConnection) -> None:
         raw = connection.transport.get_extra_info("socket")
@@ -347,8 +345,9 @@ class EmostreamServer:
             try:
                 message = await asyncio.wait_for(connection.recv(), self.config.idle_timeout_s)
             except TimeoutError:
-                await self._refuse(connection, ProtocolError("idle_timeout", "no message for too long", fatal=True))
-                self.refused -= 1  # not a refusal: the session was running
+                await self._close_with_error(
+                    connection, ProtocolError("idle_timeout", "no message for too long", fatal=True)
+                )
                 return
             try:
                 if isinstance(message, bytes):
@@ -367,10 +366,10 @@ class EmostreamServer:
                     await self._end(session)
                     return
             except ProtocolError as exc:
-                await self._send_error(connection, exc)
                 if exc.fatal:
-                    await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
+                    await self._close_with_error(connection, exc)
                     return
+                await self._send_error(connection, exc)
 
     async def _apply_controls(self, session: Session, request: P.ControlUpdate) -> None:
         update = request.controls
