@@ -30,16 +30,16 @@ def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
     }
 
 
-def save_frames(path: Path, client: EmostreamClient, frames: list[ReceivedFrame], meta: dict) -> None:
+def save_frames(path: Path, header: P.Header, sample_rate_hz: int, frames: list[ReceivedFrame], meta: dict) -> None:
     """Same layout as `emostream animate` (face, face_channels, fps, time, meta), plus arrival stamps."""
     face = [f for f in frames if f.stream == "face"]
-    fps = client.header.streams["face"].fps
+    channels = header.streams["face"].channels
     np.savez(
         path,
-        face=np.stack([f.values for f in face]) if face else np.zeros((0, 59), np.float32),
-        face_channels=np.array(client.channels["face"]),
-        fps=fps,
-        time=np.array([f.media_sample / client.hello.sample_rate_hz for f in face]),
+        face=np.stack([f.values for f in face]) if face else np.zeros((0, len(channels)), np.float32),
+        face_channels=np.array(channels),
+        fps=header.streams["face"].fps,
+        time=np.array([f.media_sample / sample_rate_hz for f in face]),
         latency_ms=np.array([f.latency_ms or np.nan for f in face]),
         meta=json.dumps(meta),
     )
@@ -83,7 +83,9 @@ async def stream(args: argparse.Namespace) -> dict:
         "algorithmic_latency_ms": client.header.algorithmic_latency_ms,
     }
     if args.output:
-        save_frames(args.output, client, frames, {"url": args.url, "controls": controls.to_json(), **summary})
+        save_frames(
+            args.output, client.header, rate, frames, {"url": args.url, "controls": controls.to_json(), **summary}
+        )
     return summary
 
 

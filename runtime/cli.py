@@ -13,35 +13,86 @@ from runtime.errors import EmostreamError
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from clients.viewer.window import display_available
     from runtime.demo import run_demo
 
     out_dir = args.out or Path("emostream-out") / time.strftime("demo-%Y%m%d-%H%M%S")
     source = "the bundled speech sample" if args.audio is None else args.audio
+    live = display_available() and not args.headless
     print(
-        f"emostream demo: streaming {source} {'in real time' if not args.fast else 'as fast as possible'}, "
-        "emotion neutral -> happy -> sad -> surprised ...",
+        f"emostream demo: starting a server on loopback and streaming {source} to it "
+        f"{'in real time' if not args.fast else 'as fast as possible'} over a WebSocket session; "
+        "emotion neutral -> happy -> sad -> surprised",
         flush=True,
     )
-    result = run_demo(out_dir, args.audio, realtime=not args.fast, checkpoint=args.checkpoint)
+    if live:
+        from runtime.demo import run_live_demo
+
+        return run_live_demo(args.audio, args.checkpoint)
+    print("  no display: headless; the video is rendered with EGL once the take ends", flush=True)
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc="  rendering demo.mp4", total=total, unit="frame", leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = run_demo(out_dir, args.audio, realtime=not args.fast, checkpoint=args.checkpoint, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     s = result.summary
     print(
         f"  {s['audio_seconds']:.1f} s of {s['input_rate_hz']:.0f} Hz audio in {s['chunk_ms']:.0f} ms chunks "
-        f"-> {result.n_frames} face frames at {s['face_fps']} fps (lookahead {s['lookahead_ms']:.1f} ms)"
+        f"-> {result.n_frames} face frames at {s['face_fps']} fps"
     )
-    if s["capture_to_face_frame"]:
-        c = s["capture_to_face_frame"]
+    if s["capture_to_frame_received"]:
+        c = s["capture_to_frame_received"]
         print(
-            f"  capture -> face frame latency: p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, "
-            f"p99 {c['p99_ms']:.1f} ms (algorithmic: lookahead + chunking = {s['algorithmic_latency_ms']:.1f} ms)"
+            f"  capture -> frame received: p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, "
+            f"p99 {c['p99_ms']:.1f} ms, on top of the model's algorithmic latency (lookahead and "
+            f"resampling) of {s['algorithmic_latency_ms']:.1f} ms"
         )
-    c = s["compute_per_chunk"]
-    print(
-        f"  compute per 20 ms chunk (codec, session, front-end, face model): p50 {c['p50_ms']:.2f} ms, "
-        f"p99 {c['p99_ms']:.2f} ms"
-    )
-    print("  headless: no server, viewer or video yet (they come with the server and viewer issues)")
-    print(f"  wrote {out_dir}/face.npz, face.csv, face.png, latency.json")
+    print(f"  wrote {out_dir}/: demo.mp4, contact.png, face.png, face.npz, face.csv, latency.json")
     return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from clients.audio_files import read_audio
+    from clients.viewer.video import Clip, contact_sheet, write_video
+
+    data = np.load(args.animation)
+    if "face" not in data or "face_channels" not in data:
+        raise EmostreamError(f"{args.animation}: no face frames (expected the `emostream animate` npz layout)")
+    from runtime.rigs import FACE_CHANNELS
+
+    index = [list(data["face_channels"]).index(name) for name in FACE_CHANNELS]
+    clip = Clip(face=data["face"][:, index], fps=float(data["fps"]))
+    audio = read_audio(args.audio) if args.audio else None
+    with tqdm(desc=f"rendering {args.output.name}", unit="frame") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        frames = write_video(clip, args.output, audio, size=(args.size, args.size), fps=args.fps, view=args.view,
+                             progress=progress)  # fmt: skip
+    sheet = args.output.with_suffix(".png")
+    contact_sheet(clip, sheet)
+    print(f"wrote {args.output} ({frames} frames at {args.fps:g} fps) and {sheet}")
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from clients.viewer.window import run_viewer
+
+    return run_viewer(args)
 
 
 def _rigs(args: argparse.Namespace) -> int:
@@ -135,7 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None, help="output folder (default: emostream-out/demo-TIME)")
     demo.add_argument("--fast", action="store_true", help="do not pace the audio in real time")
     demo.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
+    demo.add_argument("--headless", action="store_true", help="render a video even when a display is available")
     demo.set_defaults(run=_demo)
+
+    render = sub.add_parser("render", help="animation .npz -> .mp4 (with sound) and a PNG contact sheet, headless")
+    render.add_argument("animation", type=Path, help="an `emostream animate` or `emostream stream` .npz")
+    render.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    render.add_argument("--audio", type=Path, default=None, help="speech to mux in (WAV or FLAC)")
+    render.add_argument("--size", type=int, default=720, help="video width and height in pixels")
+    render.add_argument("--fps", type=float, default=30.0)
+    render.add_argument("--view", choices=("face", "body"), default="face")
+    render.set_defaults(run=_render)
+
+    from clients.viewer.window import add_arguments as add_view_arguments
+
+    view = sub.add_parser("view", help="live viewer window: streams a file or the microphone to a server")
+    add_view_arguments(view)
+    view.set_defaults(run=_view)
 
     anim = sub.add_parser("animate", help="speech file -> face animation (.npz, .json or Live Link .csv)")
     anim.add_argument("audio", type=Path, help="WAV or FLAC speech, any common rate, mono or stereo")

@@ -1,31 +1,37 @@
-"""`emostream demo` as far as the pipeline reaches today: the bundled speech sample streamed in real time
-through the wire codec and the session state machine into the streaming front-end and the face
-generator, with the emotion changing during the take.
+"""`emostream demo`: the README's main command.
 
-It writes to the output folder: face.npz and face.csv (the `emostream animate` layouts), face.png (mouth,
-blink and emotion curves over time), logmel.png, and latency.json with p50/p95/p99 from the moment a
-sample is "captured" on the paced clock to the moment the face frame that used it exists.
+Starts a server in this process with the shipped face model, streams the bundled speech sample (or a
+file) to it through a real WebSocket session, paced in 20 ms chunks on a real-time clock, and switches
+the emotion live with control messages. Then, headless (no display needed), it renders what came back:
+
+- demo.mp4: the built-in head lip-syncing, the speech muxed in, a HUD with emotion and per-frame latency;
+- contact.png: a contact sheet; face.png: speech, spectrogram, mouth and emotion curves;
+- face.npz and face.csv (the `emostream animate` layouts, plus arrival stamps in the npz);
+- latency.json: capture of the newest audio a frame used -> frame received, p50/p95/p99, with the
+  algorithmic latency (lookahead plus chunking) stated beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clients.audio_files import chunks, to_int16
+from clients.audio_files import read_audio, to_int16
+from clients.client import EmostreamClient, ReceivedFrame
+from clients.sources import file_source
+from clients.stream import latency_summary
 from runtime import protocol as P
-from runtime.animate import DEFAULT_LOOKAHEAD_MS, DEFAULT_STEPS, Animation, load_speech, write_animation
+from runtime.animate import Animation, write_animation
 from runtime.audio import HOP_LENGTH, MODEL_SAMPLE_RATE_HZ, LogMelFrontEnd
-from runtime.face_stream import FaceStream, emotion_vector
-from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
+from runtime.errors import ConfigError
 from runtime.rigs import FACE_CHANNELS, FACE_FPS
-from runtime.session_protocol import ServerSessionProtocol
 
 CHUNK_MS = 20.0  # what a microphone callback typically delivers
 # (fraction of the take, emotion, intensity): the emotion control changes live during the demo.
@@ -38,6 +44,21 @@ def bundled_speech() -> Path:
     return Path(str(resources.files("runtime") / "assets" / "speech_sample.wav"))
 
 
+@dataclass
+class Take:
+    """What one streamed session brought back."""
+
+    frames: list[ReceivedFrame]
+    header: P.Header
+    end: P.EndOfSession
+    rate: int
+    captions: list[tuple[float, str]] = field(default_factory=list)  # media time -> emotion shown from then
+
+    @property
+    def face(self) -> np.ndarray:
+        return np.stack([f.values for f in self.frames if f.stream == "face"])
+
+
 @dataclass(frozen=True)
 class DemoResult:
     out_dir: Path
@@ -45,75 +66,101 @@ class DemoResult:
     summary: dict[str, Any]
 
 
-def percentiles(values_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(values_ms, dtype=np.float64)
-    return {
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "count": float(a.size),
-    }
+async def stream_take(audio_path: Path, realtime: bool, checkpoint: Path | None) -> Take:
+    """One session against an in-process server on a free loopback port."""
+    import torch
+
+    from runtime.animate import default_face_checkpoint
+    from runtime.models.face import load_checkpoint
+    from runtime.server import EmostreamServer, ServerConfig
+
+    torch.set_num_threads(1)  # as `emostream serve` runs: the event loop keeps a core
+    samples, rate = read_audio(audio_path)
+    network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
+    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4))
+    port = await server.start()
+    try:
+        client = await EmostreamClient.connect(
+            f"ws://127.0.0.1:{port}", rate, controls=P.Controls(emotion="neutral", transition_ms=TRANSITION_MS)
+        )
+        await client.clock_sync()
+        frames: list[ReceivedFrame] = []
+        captions: list[tuple[float, str]] = []
+        controls: list[asyncio.Task[P.Ack]] = []
+        script = list(EMOTION_SCRIPT)
+        async for chunk, captured in file_source(audio_path, CHUNK_MS, realtime=realtime):
+            if script and client.samples_sent >= script[0][0] * samples.size:
+                _, emotion, intensity = script.pop(0)
+                captions.append((client.samples_sent / rate, f"{emotion} {intensity:.1f}"))
+                # Sent beside the audio, never waited on, as a live user's key press would be.
+                update = P.Controls(emotion=emotion, intensity=intensity, transition_ms=TRANSITION_MS)
+                controls.append(asyncio.create_task(client.set_controls(update)))
+            await client.send_audio(chunk, captured)
+            frames += client.drain()
+        await asyncio.gather(*controls)
+        end = await client.end()
+        frames += client.drain()
+        await client.close()
+    finally:
+        await server.stop()
+    return Take(frames, client.header, end, rate, captions)
 
 
 def run_demo(
-    out_dir: Path, audio_path: Path | None = None, realtime: bool = True, checkpoint: Path | None = None
+    out_dir: Path,
+    audio_path: Path | None = None,
+    realtime: bool = True,
+    checkpoint: Path | None = None,
+    video_size: int = 640,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
-    """Streams the audio chunk by chunk; with `realtime` each chunk is handed over when its last sample
-    would have been captured, so the measured latencies are what a live microphone would see."""
-    from runtime.animate import default_face_checkpoint
+    from clients.stream import save_frames
+    from clients.viewer.video import Clip, contact_sheet, write_video
 
-    samples, rate = load_speech(audio_path or bundled_speech())
-    pcm16 = to_int16(samples)
-    session = ServerSessionProtocol()
-    session.receive_text(P.encode_control(P.Hello(sample_rate_hz=rate, sample_format="s16le", client="demo")))
-    network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
-    generator = FaceGenerator(network, lookahead_from_ms(DEFAULT_LOOKAHEAD_MS), DEFAULT_STEPS).eval()
-    stream = FaceStream(generator, rate, seed=0)
-    frames: list[np.ndarray] = []
-    latency_ms: list[float] = []
-    compute_ms: list[float] = []
-    script = list(EMOTION_SCRIPT)
-    t0 = time.perf_counter()
-    for seq, (start, chunk) in enumerate(chunks(pcm16, rate, CHUNK_MS)):
-        if script and start >= script[0][0] * pcm16.size:
-            _, emotion, intensity = script.pop(0)
-            stream.set_emotion(emotion_vector(emotion, intensity), TRANSITION_MS)
-        captured_end = t0 + (start + chunk.size) / rate
-        if realtime:
-            time.sleep(max(0.0, captured_end - time.perf_counter()))
-        began = time.perf_counter()
-        accepted = session.receive_binary(P.encode_audio(P.AudioChunk(seq, start, int(captured_end * 1e6), chunk)))
-        new_frames = stream.push(accepted.chunk.samples)
-        done = time.perf_counter()
-        compute_ms.append((done - began) * 1e3)
-        first = sum(f.shape[0] for f in frames)
-        for k in range(first, first + new_frames.shape[0]):
-            latency_ms.append((done - (t0 + k / FACE_FPS)) * 1e3)  # frame k stands for media time k / 60 s
-        frames.append(new_frames)
-    frames.append(stream.finish())
-    face = np.concatenate(frames)
-
+    audio_path = audio_path or bundled_speech()
+    samples, rate = read_audio(audio_path)  # fails early, with a clear error, on a bad file
+    take = asyncio.run(stream_take(audio_path, realtime, checkpoint))
+    face_frames = [f for f in take.frames if f.stream == "face"]
+    if not face_frames:
+        raise ConfigError("the server sent no face frames")
+    face = take.face
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"model": "face.pt", "lookahead_ms": round(generator.lookahead_ms, 2), "steps": DEFAULT_STEPS,
-            "emotion_script": EMOTION_SCRIPT, "seed": 0, "chunk_ms": CHUNK_MS}  # fmt: skip
-    animation = Animation(face, FACE_FPS, meta)
-    write_animation(animation, out_dir / "face.npz")
-    write_animation(animation, out_dir / "face.csv")
+    latency = latency_summary(face_frames)
+    algorithmic = take.header.algorithmic_latency_ms
+    meta = {"model": "face.pt", "emotion_script": EMOTION_SCRIPT, "chunk_ms": CHUNK_MS, "captions": take.captions}
+    write_animation(Animation(face, FACE_FPS, meta), out_dir / "face.csv")
+    save_frames(out_dir / "face.npz", take.header, rate, take.frames, meta)
     summary: dict[str, Any] = {
         "audio_seconds": samples.size / rate,
         "input_rate_hz": float(rate),
         "chunk_ms": CHUNK_MS,
         "face_fps": FACE_FPS,
-        "lookahead_ms": generator.lookahead_ms,
-        "algorithmic_latency_ms": generator.lookahead_ms + CHUNK_MS,
-        "realtime": float(realtime),
-        "capture_to_face_frame": percentiles(latency_ms) if realtime else {},
-        "compute_per_chunk": percentiles(compute_ms),
+        "realtime": realtime,
+        "algorithmic_latency_ms": algorithmic,
+        "capture_to_frame_received": latency if realtime else {},
+        "frames": len(face_frames),
+        "server_stats": dict(take.end.stats),
+        "measured_on": "loopback WebSocket, server and client in one process",
     }
     (out_dir / "latency.json").write_text(json.dumps(summary, indent=2))
-    # The plot's spectrogram: one offline pass, which equals what the stream computed chunk by chunk.
-    plot_demo(LogMelFrontEnd(rate).offline(pcm16), samples, rate, face, out_dir)
+    plot_demo(LogMelFrontEnd(rate).offline(to_int16(samples)), samples, rate, face, out_dir)
+
+    clip = Clip(face=face, fps=FACE_FPS, captions=take.captions)
+    latencies = [f.latency_ms for f in face_frames]
+
+    def hud(t: float) -> list[str]:
+        k = min(round(t * FACE_FPS), len(latencies) - 1)
+        frame_latency = latencies[k]
+        shown = f"{frame_latency:.0f} ms" if realtime and frame_latency is not None else "n/a (--fast)"
+        return [
+            f"emotion: {clip.caption_at(t)}",
+            f"capture -> frame: {shown} (+ {algorithmic:.0f} ms algorithmic)",
+            f"t = {t:5.2f} s",
+        ]
+
+    write_video(clip, out_dir / "demo.mp4", audio=(samples, rate), size=(video_size, video_size), hud=hud,
+                progress=progress)  # fmt: skip
+    contact_sheet(clip, out_dir / "contact.png")
     return DemoResult(out_dir, int(face.shape[0]), summary)
 
 
@@ -151,3 +198,32 @@ def plot_demo(features: np.ndarray, samples: np.ndarray, rate: int, face: np.nda
     fig.tight_layout()
     fig.savefig(out_dir / "face.png", dpi=90)
     plt.close(fig)
+
+
+def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
+    """With a display: the server runs on a thread of its own and the viewer window streams to it."""
+    import argparse
+    import threading
+
+    import torch
+
+    from clients.viewer.window import run_window
+    from runtime.animate import default_face_checkpoint
+    from runtime.models.face import load_checkpoint
+    from runtime.server import EmostreamServer, ServerConfig
+
+    torch.set_num_threads(1)
+    network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
+    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4))
+    loop = asyncio.new_event_loop()
+    port = loop.run_until_complete(server.start())
+    threading.Thread(target=loop.run_forever, name="emostream-demo-server", daemon=True).start()
+    args = argparse.Namespace(
+        audio=audio_path or bundled_speech(), url=f"ws://127.0.0.1:{port}", mic=False, device=None, rate=16_000,
+        token=None, mute=False, stay=False, width=960, height=960,
+    )  # fmt: skip
+    try:
+        return run_window(args, EMOTION_SCRIPT)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)

@@ -15,15 +15,21 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in out and "rigs" in out
 
 
-def test_demo_streams_a_file_and_writes_face_curves_plot_and_latency(tmp_path: Path) -> None:
-    assert main(["demo", "--audio", str(DATA / "speech_44100.wav"), "--out", str(tmp_path), "--fast"]) == 0
+def test_demo_streams_through_a_real_server_and_renders_video_sheet_and_latency(tmp_path: Path) -> None:
+    assert main(["demo", "--audio", str(DATA / "speech_44100.wav"), "--out", str(tmp_path), "--headless"]) == 0
     face = np.load(tmp_path / "face.npz")
-    assert face["face"].shape == (120, 59)  # 2 s at 60 fps
+    assert face["face"].shape == (120, 59)  # 2 s at 60 fps, over the WebSocket session
     assert list(face["face_channels"][:2]) == ["eyeBlinkLeft", "eyeLookDownLeft"]
+    assert np.all(np.diff(face["time"]) > 0)
     summary = json.loads((tmp_path / "latency.json").read_text())
-    assert summary["compute_per_chunk"]["count"] == 100  # 2 s in 20 ms chunks
-    assert summary["algorithmic_latency_ms"] == pytest.approx(58.33 + 20, abs=0.01)
+    latency = summary["capture_to_frame_received"]  # paced in real time, so latencies are real
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] < 1000
+    assert summary["algorithmic_latency_ms"] == pytest.approx(59.3, abs=0.5)
+    meta = json.loads(str(face["meta"]))
+    assert [c[1].split()[0] for c in meta["captions"]] == ["neutral", "happy", "sad", "surprised"]
     assert (tmp_path / "face.png").stat().st_size > 10_000
+    assert (tmp_path / "contact.png").stat().st_size > 10_000
+    assert (tmp_path / "demo.mp4").stat().st_size > 10_000
     assert (tmp_path / "face.csv").read_text().startswith("Timecode,BlendShapeCount,EyeBlinkLeft")
 
 

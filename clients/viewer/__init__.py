@@ -1,0 +1,1 @@
+"""The ModernGL viewer: the built-in avatar, headless video renders and the live window."""

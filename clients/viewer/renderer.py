@@ -1,0 +1,235 @@
+"""Draws the avatar with ModernGL into an off-screen multisampled framebuffer (EGL when headless) or the
+window's default framebuffer: backdrop, mannequin, head with GPU blendshapes, eyes, optional overlay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import moderngl
+import numpy as np
+
+from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+
+from . import shaders
+from .blendshapes import ShapeSet, build_shapes
+from .camera import OrbitCamera, affine, head_rotation, rotation_x, rotation_y
+from .head_mesh import PARTS, EyeMesh, HeadMesh, build_eye, build_head
+from .mannequin import HEAD_CENTRE_IN_HEAD_JOINT, Mannequin, relaxed_pose
+
+_CHANNEL = {name: i for i, name in enumerate(FACE_CHANNELS)}
+TEXTURE_WIDTH = 4096
+ACTIVE_THRESHOLD = 1e-3
+
+
+def _uniform(program: moderngl.Program, name: str) -> moderngl.Uniform:
+    member = program[name]
+    assert isinstance(member, moderngl.Uniform), name
+    return member
+
+
+def _set(program: moderngl.Program, name: str, value: object) -> None:
+    _uniform(program, name).value = value
+
+
+def _write(program: moderngl.Program, name: str, array: np.ndarray) -> None:
+    _uniform(program, name).write(np.ascontiguousarray(array).tobytes())
+
+
+def headless_context() -> moderngl.Context:
+    """A standalone OpenGL 3.3 context through EGL: works with no display (Mesa's llvmpipe on CPUs)."""
+    return moderngl.create_context(standalone=True, backend="egl", require=330)  # type: ignore[arg-type]
+
+
+def _delta_texture(ctx: moderngl.Context, deltas: np.ndarray) -> moderngl.Texture:
+    flat = deltas.reshape(-1, 3).astype(np.float32)
+    height = -(-len(flat) // TEXTURE_WIDTH)
+    padded = np.zeros((height * TEXTURE_WIDTH, 3), np.float32)
+    padded[: len(flat)] = flat
+    texture = ctx.texture((TEXTURE_WIDTH, height), 3, padded.tobytes(), dtype="f4")
+    texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
+    return texture
+
+
+@dataclass
+class View:
+    """A named camera preset."""
+
+    name: str
+    camera: OrbitCamera
+
+
+def face_view() -> OrbitCamera:
+    return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.62, yaw=0.0, pitch=0.05, fov_y_deg=30)
+
+
+def body_view() -> OrbitCamera:
+    return OrbitCamera(target=np.array([0.0, 1.05, 0.0]), distance=3.6, yaw=0.35, pitch=0.08, fov_y_deg=35)
+
+
+class AvatarRenderer:
+    """Owns the GPU resources for one context. `draw` renders one face frame (FACE_CHANNELS) and one body
+    frame (BODY_CHANNELS, or None for the relaxed standing pose) with `camera` into the bound target."""
+
+    def __init__(self, ctx: moderngl.Context, head: HeadMesh | None = None, shapes: ShapeSet | None = None):
+        self.ctx = ctx
+        self.head = head or build_head()
+        self.shapes = shapes or build_shapes(self.head)
+        self.eye_mesh: EyeMesh = build_eye()
+        self.mannequin = Mannequin()
+        self._build_programs()
+        self._build_head()
+        self._build_eyes()
+        self._build_body()
+        self._backdrop = ctx.vertex_array(
+            self.backdrop_program,
+            [(ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes()), "2f", "in_position")],
+        )
+
+    def _build_programs(self) -> None:
+        ctx = self.ctx
+        self.head_program = ctx.program(vertex_shader=shaders.HEAD_VERTEX, fragment_shader=shaders.HEAD_FRAGMENT)
+        self.mesh_program = ctx.program(vertex_shader=shaders.MESH_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
+        self.segment_program = ctx.program(vertex_shader=shaders.SEGMENT_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
+        self.backdrop_program = ctx.program(
+            vertex_shader=shaders.BACKDROP_VERTEX, fragment_shader=shaders.BACKDROP_FRAGMENT
+        )
+
+    def _build_head(self) -> None:
+        ctx, head = self.ctx, self.head
+        # The inside of the skin shell is drawn dark; the mouth cavity is dark on both faces.
+        dark_inside = np.isin(head.part, [PARTS.index("skin"), PARTS.index("cavity")]).astype(np.float32)[:, None]
+        vertices = np.hstack([head.positions, head.normals, head.colors, dark_inside]).astype(np.float32)
+        self.head_vao = ctx.vertex_array(
+            self.head_program,
+            [
+                (
+                    ctx.buffer(vertices.tobytes()),
+                    "3f 3f 3f 1f",
+                    "in_position",
+                    "in_normal",
+                    "in_colour",
+                    "in_dark_inside",
+                )
+            ],
+            ctx.buffer(head.triangles.astype(np.int32).tobytes()),
+        )
+        self.position_deltas = _delta_texture(ctx, self.shapes.position_deltas)
+        self.normal_deltas = _delta_texture(ctx, self.shapes.normal_deltas)
+        _set(self.head_program, "position_deltas", 0)
+        _set(self.head_program, "normal_deltas", 1)
+        _set(self.head_program, "n_vertices", len(head.positions))
+        _set(self.head_program, "texture_width", TEXTURE_WIDTH)
+
+    def _build_eyes(self) -> None:
+        eye = self.eye_mesh
+        vertices = np.hstack([eye.positions, eye.normals, eye.colors]).astype(np.float32)
+        self.eye_vao = self.ctx.vertex_array(
+            self.mesh_program,
+            [(self.ctx.buffer(vertices.tobytes()), "3f 3f 3f", "in_position", "in_normal", "in_colour")],
+            self.ctx.buffer(eye.triangles.astype(np.int32).tobytes()),
+        )
+
+    def _build_body(self) -> None:
+        ctx = self.ctx
+        sphere = build_eye(rings=14, segments=20)  # a unit-radius sphere once scaled back
+        unit = np.hstack([sphere.normals, sphere.normals]).astype(np.float32)
+        n = len(self.mannequin.segments)
+        self.instance_buffer = ctx.buffer(reserve=n * 19 * 4)
+        self.body_vao = ctx.vertex_array(
+            self.segment_program,
+            [
+                (ctx.buffer(unit.tobytes()), "3f 3f", "in_position", "in_normal"),
+                (
+                    self.instance_buffer,
+                    "4f 4f 4f 4f 3f/i",
+                    "in_model0",
+                    "in_model1",
+                    "in_model2",
+                    "in_model3",
+                    "in_colour",
+                ),
+            ],
+            ctx.buffer(sphere.triangles.astype(np.int32).tobytes()),
+        )
+        self.n_segments = n
+
+    def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
+        ctx = self.ctx
+        ctx.disable(moderngl.DEPTH_TEST)
+        self._backdrop.render(moderngl.TRIANGLE_STRIP)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.disable(moderngl.CULL_FACE)
+        view_projection = camera.projection(aspect) @ camera.view()
+        eye_pos = camera.eye()
+        light = np.array([0.4, 0.7, 0.8])
+        for program in (self.head_program, self.mesh_program, self.segment_program):
+            _set(program, "light_dir", tuple(light))
+            _set(program, "eye_pos", tuple(eye_pos))
+
+        models, head_joint = self.mannequin.pose(relaxed_pose() if body is None else body)
+        instances = np.concatenate(
+            [models.transpose(0, 2, 1).reshape(len(models), 16), self.mannequin.colours], axis=1
+        ).astype(np.float32)
+        self.instance_buffer.write(instances.tobytes())
+        _write(self.segment_program, "view_projection", view_projection.T.astype(np.float32))
+        _set(self.segment_program, "shininess", 12.0)
+        _set(self.segment_program, "specular", 0.05)
+        self.body_vao.render(instances=self.n_segments)
+
+        face = np.zeros(len(FACE_CHANNELS), np.float32) if face is None else face
+        head_rot = head_rotation(*(float(face[_CHANNEL[k]]) for k in ("headYaw", "headPitch", "headRoll")))
+        # The head turns about the top of the neck, not its centre.
+        pivot = np.array([0.0, -0.075, -0.012])
+        head_local = affine(np.eye(3), HEAD_CENTRE_IN_HEAD_JOINT + pivot) @ affine(head_rot, -pivot)
+        head_model = head_joint @ head_local
+        self._draw_head(face, view_projection, head_model)
+        for side, centre in zip(("left", "right"), self.head.eye_centres, strict=True):
+            yaw, pitch = float(face[_CHANNEL[f"{side}EyeYaw"]]), float(face[_CHANNEL[f"{side}EyePitch"]])
+            model = head_model @ affine(rotation_y(yaw) @ rotation_x(pitch), centre)
+            _write(self.mesh_program, "mvp", (view_projection @ model).T.astype(np.float32))
+            _write(self.mesh_program, "model", model.T.astype(np.float32))
+            _set(self.mesh_program, "shininess", 80.0)
+            _set(self.mesh_program, "specular", 0.6)
+            self.eye_vao.render()
+
+    def _draw_head(self, face: np.ndarray, view_projection: np.ndarray, model: np.ndarray) -> None:
+        weights = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0)
+        active = np.flatnonzero(weights > ACTIVE_THRESHOLD)
+        shape_ids = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.int32)
+        shape_weights = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.float32)
+        shape_ids[: len(active)] = active
+        shape_weights[: len(active)] = weights[active]
+        program = self.head_program
+        _set(program, "n_active", len(active))
+        _write(program, "active_shape", shape_ids)
+        _write(program, "active_weight", shape_weights)
+        _write(program, "mvp", (view_projection @ model).T.astype(np.float32))
+        _write(program, "model", model.T.astype(np.float32))
+        self.position_deltas.use(0)
+        self.normal_deltas.use(1)
+        self.head_vao.render()
+
+
+class OffscreenTarget:
+    """A multisampled colour+depth framebuffer resolved into a plain one for reading pixels."""
+
+    def __init__(self, ctx: moderngl.Context, width: int, height: int, samples: int = 4) -> None:
+        samples = min(samples, ctx.max_samples)
+        self.ctx, self.width, self.height = ctx, width, height
+        self.msaa = ctx.framebuffer(
+            color_attachments=[ctx.renderbuffer((width, height), 4, samples=samples)],
+            depth_attachment=ctx.depth_renderbuffer((width, height), samples=samples),
+        )
+        self.resolved = ctx.framebuffer(color_attachments=[ctx.renderbuffer((width, height), 4)])
+
+    def use(self) -> None:
+        self.msaa.use()
+        self.ctx.viewport = (0, 0, self.width, self.height)
+        self.msaa.clear(0.0, 0.0, 0.0, 1.0)
+
+    def read(self) -> np.ndarray:
+        """The image as (height, width, 3) uint8, top row first."""
+        self.ctx.copy_framebuffer(self.resolved, self.msaa)
+        pixels = np.frombuffer(self.resolved.read(components=3), np.uint8)
+        return pixels.reshape(self.height, self.width, 3)[::-1].copy()
