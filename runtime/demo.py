@@ -220,7 +220,7 @@ def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
     threading.Thread(target=loop.run_forever, name="emostream-demo-server", daemon=True).start()
     args = argparse.Namespace(
         audio=audio_path or bundled_speech(), url=f"ws://127.0.0.1:{port}", mic=False, device=None, rate=16_000,
-        token=None, mute=False, stay=False, width=960, height=960,
+        token=None, mute=False, stay=False, width=960, height=960, screenshot=None,
     )  # fmt: skip
     try:
         return run_window(args, EMOTION_SCRIPT)

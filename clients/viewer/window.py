@@ -224,6 +224,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     glfw.set_scroll_callback(window, on_scroll)
     frame_times: list[float] = []
     finished_at = None
+    last_image, shot_size = b"", (0, 0)
     try:
         while not glfw.window_should_close(window):
             now = time.time()
@@ -240,6 +241,9 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
                 f"{len(frame_times)} fps; dropped {state.dropped}; late {stats.late_frames}",
                 state.error or "",
             ])  # fmt: skip
+            if args.screenshot and not state.finished:
+                last_image = ctx.screen.read(components=3)
+                shot_size = (width, height)
             glfw.swap_buffers(window)
             glfw.poll_events()
             if state.finished and finished_at is None:
@@ -250,6 +254,10 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
         if player is not None:
             player.close()
         glfw.terminate()
+    if args.screenshot and last_image:
+        from PIL import Image
+
+        Image.frombytes("RGB", shot_size, last_image).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(args.screenshot)
     if state.error:
         print(f"emostream view: {state.error}")
         return 2
@@ -296,6 +304,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None)
     parser.add_argument("--mute", action="store_true", help="do not play the audio")
     parser.add_argument("--stay", action="store_true", help="keep the window open after the take ends")
+    parser.add_argument("--screenshot", type=Path, default=None, help="save the last live frame as a PNG")
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=960)
 
