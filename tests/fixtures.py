@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import soundfile
+import torch
+
+from runtime.models.face import FaceConfig, FaceNetwork
+from runtime.server import EmostreamServer, ServerConfig
 
 DATA = Path(__file__).parent / "data"
 
@@ -18,3 +26,22 @@ def speech_sample(rate_hz: int) -> np.ndarray:
     assert file_rate == rate_hz and pcm.ndim == 1
     pcm.setflags(write=False)
     return pcm
+
+
+@contextmanager
+def server_in_thread(seed: int = 0) -> Iterator[tuple[EmostreamServer, str]]:
+    """A real server with a small untrained face model, on a free port, its event loop on a thread of its
+    own so blocking code (subprocesses, asyncio.run clients) can talk to it. Yields it and its URL."""
+    torch.manual_seed(seed)
+    network = FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
+    loop = asyncio.new_event_loop()
+    server = EmostreamServer(network, ServerConfig(port=0))
+    port = loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, f"ws://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)

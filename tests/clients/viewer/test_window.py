@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from runtime.models.face import FaceConfig, FaceNetwork
-from runtime.server import EmostreamServer, ServerConfig
-from tests.fixtures import DATA
+from tests.fixtures import DATA, server_in_thread
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run (Debian: xvfb) for a virtual display")
 def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    network = FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
-    loop = asyncio.new_event_loop()
-    server = EmostreamServer(network, ServerConfig(port=0))
-    port = loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     shot = tmp_path / "window.png"
-    try:
+    with server_in_thread() as (server, url):
         command = ["xvfb-run", "-a", "-s", "-screen 0 800x800x24", sys.executable, "-m", "runtime.cli", "view",
-                   str(DATA / "speech_16000.wav"), "--url", f"ws://127.0.0.1:{port}", "--mute",
+                   str(DATA / "speech_16000.wav"), "--url", url, "--mute",
                    "--width", "320", "--height", "320", "--screenshot", str(shot)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
         frames_sent = server.frames_sent
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
     assert result.returncode == 0, result.stdout + result.stderr
     image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert image.shape == (320, 320, 3)
