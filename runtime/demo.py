@@ -66,8 +66,9 @@ class DemoResult:
     summary: dict[str, Any]
 
 
-async def stream_take(audio_path: Path, realtime: bool, checkpoint: Path | None) -> Take:
-    """One session against an in-process server on a free loopback port."""
+async def stream_take(audio_path: Path, n_samples: int, rate: int, realtime: bool, checkpoint: Path | None) -> Take:
+    """One session against an in-process server on a free loopback port; `n_samples` at `rate` is the
+    file's length, which places the emotion script."""
     import torch
 
     from runtime.animate import default_face_checkpoint
@@ -75,7 +76,6 @@ async def stream_take(audio_path: Path, realtime: bool, checkpoint: Path | None)
     from runtime.server import EmostreamServer, ServerConfig
 
     torch.set_num_threads(1)  # as `emostream serve` runs: the event loop keeps a core
-    samples, rate = read_audio(audio_path)
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
     server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4))
     port = await server.start()
@@ -89,7 +89,7 @@ async def stream_take(audio_path: Path, realtime: bool, checkpoint: Path | None)
         controls: list[asyncio.Task[P.Ack]] = []
         script = list(EMOTION_SCRIPT)
         async for chunk, captured in file_source(audio_path, CHUNK_MS, realtime=realtime):
-            if script and client.samples_sent >= script[0][0] * samples.size:
+            if script and client.samples_sent >= script[0][0] * n_samples:
                 _, emotion, intensity = script.pop(0)
                 captions.append((client.samples_sent / rate, f"{emotion} {intensity:.1f}"))
                 # Sent beside the audio, never waited on, as a live user's key press would be.
@@ -119,7 +119,7 @@ def run_demo(
 
     audio_path = audio_path or bundled_speech()
     samples, rate = read_audio(audio_path)  # fails early, with a clear error, on a bad file
-    take = asyncio.run(stream_take(audio_path, realtime, checkpoint))
+    take = asyncio.run(stream_take(audio_path, samples.size, rate, realtime, checkpoint))
     face_frames = [f for f in take.frames if f.stream == "face"]
     if not face_frames:
         raise ConfigError("the server sent no face frames")

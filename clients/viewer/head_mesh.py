@@ -306,10 +306,7 @@ def build_head() -> HeadMesh:
     all_positions = np.concatenate(positions)
     all_tris = np.concatenate(triangles)
     part = np.concatenate(parts)
-    side = np.sign(np.round(all_positions[:, 0], 6))
-    for name in ("upper_lid", "lower_lid"):
-        lids = part == PARTS.index(name)
-        side[lids] = np.sign(all_positions[lids, 0])
+    side = np.sign(np.round(all_positions[:, 0], 6))  # lids lie wholly on their eye's side
     return HeadMesh(
         positions=all_positions.astype(np.float32),
         normals=vertex_normals(all_positions, all_tris).astype(np.float32),

@@ -12,7 +12,7 @@ import numpy as np
 from runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
 from runtime.rotations import matrix_to_quat, quat_to_matrix
 
-from .camera import affine, rotation_x, rotation_y, rotation_z
+from .camera import affine, rotation_y, rotation_z
 
 SHIRT = np.array([0.30, 0.44, 0.62])
 TROUSERS = np.array([0.20, 0.22, 0.27])
@@ -103,7 +103,7 @@ def relaxed_pose() -> np.ndarray:
     rotations = np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3)).copy()
     by = {n: i for i, n in enumerate(SMPLX_JOINTS)}
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        rotations[by[f"{side}_shoulder"]] = rotation_z(-sign * 1.25) @ rotation_x(0.0)
+        rotations[by[f"{side}_shoulder"]] = rotation_z(-sign * 1.25)
         rotations[by[f"{side}_elbow"]] = rotation_y(-sign * 0.35)
         rotations[by[f"{side}_wrist"]] = rotation_z(-sign * 0.1)
         for finger in ("index", "middle", "ring", "pinky"):

@@ -4,8 +4,6 @@ window's default framebuffer: backdrop, mannequin, head with GPU blendshapes, ey
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import moderngl
 import numpy as np
 
@@ -49,14 +47,6 @@ def _delta_texture(ctx: moderngl.Context, deltas: np.ndarray) -> moderngl.Textur
     texture = ctx.texture((TEXTURE_WIDTH, height), 3, padded.tobytes(), dtype="f4")
     texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
     return texture
-
-
-@dataclass
-class View:
-    """A named camera preset."""
-
-    name: str
-    camera: OrbitCamera
 
 
 def face_view() -> OrbitCamera:

@@ -4,7 +4,7 @@ contact sheet. Rendering goes through EGL, so no display is needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -91,11 +91,6 @@ class FrameRenderer:
         self.ctx.release()
 
 
-def frame_times(seconds: float, fps: float) -> Iterator[float]:
-    for k in range(int(np.floor(seconds * fps + 1e-9))):
-        yield k / fps
-
-
 def write_video(
     clip: Clip,
     path: Path,
@@ -118,7 +113,8 @@ def write_video(
             video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
             video.options = {"crf": "20", "preset": "veryfast"}
             audio_stream = container.add_stream("aac", rate=AUDIO_RATE_HZ) if audio is not None else None
-            for k, t in enumerate(frame_times(clip.seconds, fps)):
+            for k in range(total):
+                t = k / fps
                 image = renderer.render(clip.face_at(t), clip.body_at(t))
                 lines = hud(t) if hud else [clip.caption_at(t)]
                 frame = av.VideoFrame.from_ndarray(draw_caption(image, lines), format="rgb24")
@@ -151,22 +147,20 @@ def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:  # ty
 
 
 def contact_sheet(
-    clip: Clip, path: Path, columns: int = 6, rows: int = 3, tile: int = 256, views: tuple[str, ...] = ("face",)
+    clip: Clip, path: Path, columns: int = 6, rows: int = 3, tile: int = 256, view: str = "face"
 ) -> np.ndarray:
     """A grid of evenly spaced frames, each labelled with its media time and caption; saved as PNG."""
     times = np.linspace(0.0, max(clip.seconds - 1.0 / clip.fps, 0.0), columns * rows)
-    tiles = []
-    for view in views:
-        renderer = FrameRenderer(tile, tile, view=view)
-        try:
-            for t in times[: columns * rows // len(views)] if len(views) > 1 else times:
-                image = renderer.render(clip.face_at(t), clip.body_at(t))
-                tiles.append(draw_caption(image, [f"{t:5.2f} s  {clip.caption_at(t)}".rstrip()]))
-        finally:
-            renderer.release()
     grid = np.zeros((rows * tile, columns * tile, 3), np.uint8)
-    for k, image in enumerate(tiles[: columns * rows]):
-        r, c = divmod(k, columns)
-        grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = image
+    renderer = FrameRenderer(tile, tile, view=view)
+    try:
+        for k, t in enumerate(times):
+            image = renderer.render(clip.face_at(t), clip.body_at(t))
+            r, c = divmod(k, columns)
+            grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = draw_caption(
+                image, [f"{t:5.2f} s  {clip.caption_at(t)}".rstrip()]
+            )
+    finally:
+        renderer.release()
     Image.fromarray(grid).save(path)
     return grid

@@ -167,7 +167,6 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
 
     from .camera import OrbitCamera
     from .renderer import AvatarRenderer, body_view, face_view
-    from .video import draw_caption
 
     if not glfw.init():
         raise RuntimeError("glfw could not initialise the display")
@@ -235,7 +234,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
             avatar.draw(state.jitter.sample(now), None, cameras[view[0]], width / max(height, 1))
             stats = state.jitter.stats()
-            hud.draw(draw_caption, [
+            hud.draw([
                 f"emotion: {state.emotion}   (keys 1-{len(keys)}; F/B views)",
                 f"capture -> frame p95: {state.latency_p95_ms():.0f} ms; playout delay {stats.delay_s * 1e3:.0f} ms",
                 f"{len(frame_times)} fps; dropped {state.dropped}; late {stats.late_frames}",
@@ -281,10 +280,12 @@ class _Hud:
         self.moderngl = moderngl
         self._last = 0.0
 
-    def draw(self, caption, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def draw(self, lines: list[str]) -> None:
+        from .video import draw_caption
+
         now = time.monotonic()
         if now - self._last > 0.25:  # text changes a few times a second
-            image = caption(np.zeros((self.size[1], self.size[0], 3), np.uint8), lines)
+            image = draw_caption(np.zeros((self.size[1], self.size[0], 3), np.uint8), lines)
             alpha = np.full(image.shape[:2] + (1,), 200, np.uint8)
             self.texture.write(np.concatenate([image, alpha], axis=2).tobytes())
             self._last = now
