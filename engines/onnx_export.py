@@ -1,4 +1,4 @@
-"""Export a generator's step function to ONNX with explicit state, and run it with ONNX Runtime.
+"""Export a generator's step function to ONNX with explicit state (run by engines/onnx_backend.py).
 
 Graph inputs, in order: the step inputs, `state_in.<name>` for each state tensor, `noise`, `reset`,
 `active`; outputs: the step outputs, then `state_out.<name>`. The batch axis is dynamic.
@@ -10,7 +10,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from runtime.errors import BackendError
@@ -60,36 +59,3 @@ def export_step_onnx(model: StreamingGenerator, path: Path, example_batch: int =
         raise BackendError("torch.onnx.export returned no program")
     program.save(str(path), external_data=False)
     return path
-
-
-class OnnxStepSession:
-    """Runs an exported step with ONNX Runtime on the CPU, state passed in and out as numpy arrays."""
-
-    def __init__(self, path: Path, model: StreamingGenerator, intra_op_threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        # Spinning threads burn a core between steps that the server's other work needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.spec = model.spec
-        self.input_names = graph_input_names(model)
-        self.output_names = graph_output_names(model)
-
-    def step(
-        self,
-        inputs: dict[str, np.ndarray],
-        state: dict[str, np.ndarray],
-        noise: np.ndarray,
-        reset: np.ndarray,
-        active: np.ndarray,
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        spec = self.spec
-        feeds = [inputs[t.name] for t in spec.inputs] + [state[t.name] for t in spec.state] + [noise, reset, active]
-        results = self.session.run(self.output_names, dict(zip(self.input_names, feeds, strict=True)))
-        n_out = len(spec.outputs)
-        outputs = {t.name: r for t, r in zip(spec.outputs, results[:n_out], strict=True)}
-        new_state = {t.name: r for t, r in zip(spec.state, results[n_out:], strict=True)}
-        return outputs, new_state

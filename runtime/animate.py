@@ -21,6 +21,7 @@ from runtime.errors import ConfigError
 from runtime.face_stream import FaceStream, emotion_vector
 from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
 from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
+from runtime.step import StepRunner
 
 CHUNK_MS = 20.0
 DEFAULT_LOOKAHEAD_MS = 60.0  # rounds to 58.3 ms: 7 feature frames
@@ -61,7 +62,11 @@ def animate(
     seed: int = 0,
     lookahead_ms: float = DEFAULT_LOOKAHEAD_MS,
     steps: int = DEFAULT_STEPS,
+    backend: str = "eager",
+    device: str = "cpu",
+    engine_cache: Path | None = None,
 ) -> Animation:
+    """Runs the file through the same streaming path as the server, on any engines backend."""
     checkpoint = checkpoint or default_face_checkpoint()
     if not checkpoint.exists():
         raise ConfigError(f"no face checkpoint at {checkpoint}; train one with `emostream train face`")
@@ -71,8 +76,14 @@ def animate(
         raise ConfigError(str(exc)) from None
     network, metadata = load_checkpoint(checkpoint)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(lookahead_ms), n_steps=steps).eval()
+    runner: StepRunner = generator
+    if backend != "eager" or device != "cpu":
+        from engines.cache import EngineCache
+        from engines.factory import make_backend
+
+        runner = make_backend(backend, generator, device=device, buckets=(1,), cache=EngineCache(engine_cache))
     samples, rate = load_speech(audio_path)
-    stream = FaceStream(generator, rate, seed=seed, emotion=vector)
+    stream = FaceStream(generator, rate, seed=seed, emotion=vector, runner=runner)
     frames = [stream.push(chunk) for _, chunk in chunks(samples, rate, CHUNK_MS)]
     frames.append(stream.finish())
     meta = {
@@ -80,6 +91,7 @@ def animate(
         "model_created": metadata.get("created"),
         "lookahead_ms": round(generator.lookahead_ms, 2),
         "steps": steps,
+        "backend": backend,
         "emotion": emotion,
         "intensity": intensity,
         "seed": seed,

@@ -110,8 +110,9 @@ def _animate(args: argparse.Namespace) -> int:
     from runtime.animate import animate, write_animation
 
     animation = animate(
-        args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps
-    )
+        args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps,
+        backend=args.backend, device=args.device, engine_cache=args.engine_cache,
+    )  # fmt: skip
     write_animation(animation, args.output)
     m = animation.meta
     print(
@@ -144,7 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # small batches gain little from more; the event loop needs a core
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
-                          certfile=args.certfile, keyfile=args.keyfile)  # fmt: skip
+                          certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
+                          engine_cache=args.engine_cache)  # fmt: skip
     try:
         asyncio.run(serve_forever(network, config))
     except KeyboardInterrupt:
@@ -167,12 +169,26 @@ BENCHMARKS = {
 }
 
 
+def _export(args: argparse.Namespace) -> int:
+    from engines.export import run
+
+    return run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(BENCHMARKS[args.name])
     module.main(args.options)
     return 0
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("eager", "compiled", "onnx", "tensorrt"), default="eager",
+                        help="what runs the model steps (docs/engines.md)")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--engine-cache", type=Path, default=None,
+                        help="engine cache (default: $EMOSTREAM_CACHE or ~/.cache/emostream/engines)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100 ms")
     anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
     anim.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
+    add_backend_arguments(anim)
     anim.set_defaults(run=_animate)
 
     serve_parser = sub.add_parser("serve", help="run the WebSocket server")
@@ -224,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--keyfile", type=Path, default=None)
     serve_parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint")
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
+    add_backend_arguments(serve_parser)
     serve_parser.set_defaults(run=_serve)
 
     from clients.stream import add_arguments
@@ -240,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     rigs = sub.add_parser("rigs", help="print the face and body rigs (channel names, skeleton) as JSON")
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")
     rigs.set_defaults(run=_rigs)
+
+    from engines.export import add_arguments as add_export_arguments
+
+    export = sub.add_parser("export", help="build ONNX graphs or TensorRT engines into the engine cache, with parity")
+    add_export_arguments(export)
+    export.set_defaults(run=_export)
 
     bench = sub.add_parser("bench", help="run a benchmark; results go to benchmarks/results/")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")

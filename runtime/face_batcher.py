@@ -19,6 +19,7 @@ from runtime.audio import LOG_FLOOR, N_MELS
 from runtime.errors import SessionError
 from runtime.models.face import N_EMOTIONS, FaceGenerator
 from runtime.rigs import FACE_FPS
+from runtime.step import StepRunner
 
 SILENT_FEATURES = math.log(LOG_FLOOR)
 
@@ -63,13 +64,19 @@ class FaceFrame:
 
 
 class FaceBatcher:
-    def __init__(self, generator: FaceGenerator, n_slots: int) -> None:
+    """`runner` runs the steps: the generator itself (eager) or an engines backend around it. Runners for
+    other sampler step counts of the same network and lookahead share the state layout and may be
+    swapped in between ticks."""
+
+    def __init__(self, generator: FaceGenerator, n_slots: int, runner: StepRunner | None = None) -> None:
         if n_slots < 1:
             raise ValueError("a batcher needs at least one slot")
         self.generator = generator
+        self.runner: StepRunner = runner or generator
         self.n_slots = n_slots
         self.slots: list[Slot | None] = [None] * n_slots
-        self.state = generator.init_state(n_slots)
+        self.state = self.runner.init_state(n_slots)
+        self.device = next(iter(self.state.values())).device
         self.n_channels = generator.network.config.n_channels
 
     def open(self, seed: int, emotion: np.ndarray) -> int:
@@ -119,12 +126,15 @@ class FaceBatcher:
             noise[j] = torch.randn(self.n_channels, generator=slot.noise)
             reset[j] = slot.fresh
             slot.fresh = False
-        inputs = {"features": torch.from_numpy(features), "emotion": torch.from_numpy(emotion)}
+        device = self.device
+        inputs = {"features": torch.from_numpy(features).to(device), "emotion": torch.from_numpy(emotion).to(device)}
+        rows = rows.to(device)
         state = {k: v.index_select(0, rows) for k, v in self.state.items()}
-        outputs, state = self.generator.step(inputs, state, noise, reset, torch.ones(n, dtype=torch.bool))
+        active = torch.ones(n, dtype=torch.bool, device=device)
+        outputs, state = self.runner.step(inputs, state, noise.to(device), reset.to(device), active)
         for k, v in state.items():
             self.state[k][rows] = v
-        faces = outputs["face"][:, 0].numpy()
+        faces = outputs["face"][:, 0].cpu().numpy()
         frames = []
         for j, i in enumerate(ready):
             slot = self.slot(i)

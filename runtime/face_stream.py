@@ -16,6 +16,7 @@ from runtime.face_batcher import SILENT_FEATURES, FaceBatcher
 from runtime.models.face import N_EMOTIONS, FaceGenerator
 from runtime.protocol import EMOTIONS
 from runtime.rigs import FACE_FPS
+from runtime.step import StepRunner
 
 
 def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
@@ -29,12 +30,17 @@ def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
 
 class FaceStream:
     def __init__(
-        self, generator: FaceGenerator, sample_rate_hz: int, seed: int = 0, emotion: np.ndarray | None = None
+        self,
+        generator: FaceGenerator,
+        sample_rate_hz: int,
+        seed: int = 0,
+        emotion: np.ndarray | None = None,
+        runner: StepRunner | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.front_end = LogMelFrontEnd(sample_rate_hz)
         self.front_state = self.front_end.init_state()
-        self.batcher = FaceBatcher(generator, n_slots=1)
+        self.batcher = FaceBatcher(generator, n_slots=1, runner=runner)
         start = emotion if emotion is not None else emotion_vector("neutral", 1.0)
         self.slot = self.batcher.open(seed, start)
         self.samples_in = 0

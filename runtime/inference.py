@@ -8,6 +8,11 @@ time. Sessions are grouped by lookahead (the lookahead fixes a stream's timeline
 can swap between generators with different sampler step counts, which share weights and state layout.
 When the loop falls behind (more than `shed_after_frames` frames of audio queued in a group) it steps
 that group with one sampler step until it catches up: frames are flagged degraded and counted.
+
+Steps run on a runner made by `make_runner(generator)`: the generator itself (eager) or an engines
+backend. Backends that export or compile are made before the thread starts, for the warmed lookaheads
+and step counts; a combination first asked for later would stall every session while it builds, so it
+runs eager instead (logged, and counted as `eager_fallbacks`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import torch
 from runtime.audio import LogMelFrontEnd
 from runtime.errors import SessionError
 from runtime.face_batcher import FaceBatcher
-from runtime.models.face import FaceGenerator, FaceNetwork
+from runtime.models.face import N_EMOTIONS, FaceGenerator, FaceNetwork
 from runtime.rigs import FACE_FPS
+from runtime.step import StepRunner
 
 log = logging.getLogger("emostream.inference")
 
@@ -59,11 +65,16 @@ class _Session:
 
 
 @torch.no_grad()
-def warm_up(generator: FaceGenerator, batch: int) -> None:
-    state = generator.init_state(batch)
-    inputs = {"features": torch.zeros(batch, 2, generator.network.config.n_mels), "emotion": torch.zeros(batch, 1, 8)}
-    masks = torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)
-    generator.step(inputs, state, torch.zeros(batch, generator.network.config.n_channels), *masks)
+def warm_up(generator: FaceGenerator, runner: StepRunner, batch: int) -> None:
+    state = runner.init_state(batch)
+    device = next(iter(state.values())).device
+    c = generator.network.config
+    inputs = {
+        "features": torch.zeros(batch, 2, c.n_mels, device=device),
+        "emotion": torch.zeros(batch, 1, N_EMOTIONS, device=device),
+    }
+    masks = torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool, device=device)
+    runner.step(inputs, state, torch.zeros(batch, c.n_channels, device=device), *masks)
 
 
 @dataclass
@@ -71,21 +82,31 @@ class LoopStats:
     ticks: int = 0  # batched steps run
     frames: int = 0  # frames delivered
     shed_frames: int = 0  # frames made with one sampler step because the loop was behind
+    eager_fallbacks: int = 0  # generators run eager because their backend was not built at start
     tick_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))  # recent step durations
 
 
 class _Group:
-    """One lookahead: a batcher and the generators for each sampler step count."""
+    """One lookahead: a batcher, and the generator and its runner for each sampler step count."""
 
-    def __init__(self, network: FaceNetwork, lookahead: int, n_slots: int) -> None:
+    def __init__(
+        self, network: FaceNetwork, lookahead: int, n_slots: int, make_runner: Callable[[FaceGenerator], StepRunner]
+    ) -> None:
         self.network, self.lookahead = network, lookahead
+        self.make_runner = make_runner
         self.generators: dict[int, FaceGenerator] = {}
-        self.batcher = FaceBatcher(self.generator(2), n_slots)
+        self.runners: dict[int, StepRunner] = {}
+        self.batcher = FaceBatcher(self.generator(2), n_slots, self.runner(2))
 
     def generator(self, steps: int) -> FaceGenerator:
         if steps not in self.generators:
             self.generators[steps] = FaceGenerator(self.network, self.lookahead, steps).eval()
         return self.generators[steps]
+
+    def runner(self, steps: int) -> StepRunner:
+        if steps not in self.runners:
+            self.runners[steps] = self.make_runner(self.generator(steps))
+        return self.runners[steps]
 
 
 class InferenceLoop:
@@ -97,8 +118,10 @@ class InferenceLoop:
         shed_after_frames: int = 6,
         tick_hz: float = 500.0,
         on_error: Callable[[str, str], None] | None = None,
+        make_runner: Callable[[FaceGenerator], StepRunner] | None = None,
     ) -> None:
         self.network = network
+        self.backend_runner = make_runner  # None: eager
         self.max_sessions = max_sessions
         self.deliver = deliver  # called from the loop's thread; must be thread-safe
         self.on_error = on_error  # (session id, message) when a session's command fails; thread-safe too
@@ -118,12 +141,25 @@ class InferenceLoop:
         """Starts the thread after one step at every batch size for the given lookaheads, so that no
         session pays for the first use of a shape (kernel selection, allocations) while streaming."""
         for lookahead in warm_lookaheads:
-            group = self.groups.setdefault(lookahead, _Group(self.network, lookahead, self.max_sessions))
+            group = self._group(lookahead)
             for steps in (1, 2):
-                generator = group.generator(steps)
                 for batch in range(1, self.max_sessions + 1):
-                    warm_up(generator, batch)
+                    warm_up(group.generator(steps), group.runner(steps), batch)
         self._thread.start()
+
+    def _group(self, lookahead: int) -> _Group:
+        if lookahead not in self.groups:
+            self.groups[lookahead] = _Group(self.network, lookahead, self.max_sessions, self._make_runner)
+        return self.groups[lookahead]
+
+    def _make_runner(self, generator: FaceGenerator) -> StepRunner:
+        if self.backend_runner is None:
+            return generator
+        if self._thread.is_alive():
+            self.stats.eager_fallbacks += 1
+            log.warning("inference: %s was not built at start; it runs eager", generator.engine_name)
+            return generator.to(next(self.network.parameters()).device)
+        return self.backend_runner(generator)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -191,9 +227,7 @@ class InferenceLoop:
                     self.on_error(session_id, f"{kind} failed: {exc.__class__.__name__}")
 
     def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int) -> None:
-        group = self.groups.get(lookahead)
-        if group is None:
-            group = self.groups[lookahead] = _Group(self.network, lookahead, self.max_sessions)
+        group = self._group(lookahead)
         front_end = LogMelFrontEnd(rate)  # first: it refuses a bad rate before a slot is taken
         slot = group.batcher.open(seed, emotion)
         self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
@@ -262,7 +296,7 @@ class InferenceLoop:
                 # Slots that asked for different step counts run in separate ticks of the same batcher.
                 wanted = {by_slot[(lookahead, i)].steps for i in ready if (lookahead, i) in by_slot}
                 for steps in sorted(wanted) or [2]:
-                    batcher.generator = group.generator(1 if shed else steps)
+                    batcher.runner = group.runner(1 if shed else steps)
                     only = {i for i in ready if (lookahead, i) in by_slot and by_slot[(lookahead, i)].steps == steps}
                     started = time.perf_counter()
                     frames = batcher.tick(only=only)

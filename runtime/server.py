@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,10 @@ from runtime.audio import LogMelFrontEnd
 from runtime.errors import ProtocolError
 from runtime.face_stream import emotion_vector
 from runtime.inference import InferenceLoop, OutFrame
-from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
+from runtime.models.face import FEATURE_MS, FaceGenerator, FaceNetwork, lookahead_from_ms
 from runtime.rigs import FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
+from runtime.step import StepRunner
 
 log = logging.getLogger("emostream.server")
 
@@ -61,6 +63,9 @@ class ServerConfig:
     stats_interval_s: float = 1.0  # how often each client gets a stats message
     send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
     shed_after_frames: int = 6  # backlog (frames) beyond which a group steps with one sampler step
+    backend: str = "eager"  # eager, compiled, onnx or tensorrt (engines/)
+    device: str = "cpu"
+    engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
@@ -110,10 +115,24 @@ class EmostreamServer:
         self.late_frames = 0
         self.inference = InferenceLoop(
             network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
-            on_error=self._session_failed_threadsafe,
+            on_error=self._session_failed_threadsafe, make_runner=self._runner_factory(),
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
+
+    def _runner_factory(self) -> Callable[[FaceGenerator], StepRunner] | None:
+        """How the inference loop wraps each generator: None runs it eager on the CPU."""
+        config = self.config
+        if config.backend == "eager" and config.device == "cpu":
+            return None
+        from engines.cache import EngineCache
+        from engines.factory import make_backend
+
+        cache = EngineCache(config.engine_cache)
+        buckets = tuple(b for b in (1, 8, 32, 128) if b < config.max_sessions) + (config.max_sessions,)
+        return lambda generator: make_backend(
+            config.backend, generator, device=config.device, buckets=buckets, cache=cache
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -179,6 +198,9 @@ class EmostreamServer:
             "# TYPE emostream_late_frames_total counter", f"emostream_late_frames_total {self.late_frames}",
             "# TYPE emostream_shed_frames_total counter",
             f"emostream_shed_frames_total {self.inference.stats.shed_frames}",
+            "# HELP emostream_eager_fallbacks_total Generators run eager because their engine was not built at start.",
+            "# TYPE emostream_eager_fallbacks_total counter",
+            f"emostream_eager_fallbacks_total {self.inference.stats.eager_fallbacks}",
             "# HELP emostream_tick_seconds Duration of one batched model step (recent ticks).",
             "# TYPE emostream_tick_seconds histogram",
         ]  # fmt: skip

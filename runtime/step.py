@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -59,6 +60,11 @@ class StreamingGenerator(nn.Module, abc.ABC):
 
     spec: StepSpec
 
+    @property
+    def engine_name(self) -> str:
+        """Names this generator's exported graphs and engines in the engine cache (engines/cache.py)."""
+        return type(self).__name__.lower()
+
     @abc.abstractmethod
     def init_state(self, batch: int) -> TensorDict:
         """Initial state for `batch` slots: every tensor shaped (batch, *spec.state[i].shape)."""
@@ -87,6 +93,16 @@ class StreamingGenerator(nn.Module, abc.ABC):
         noise, reset, active = flat[n_in + n_state :]
         outputs, new_state = self.step(inputs, state, noise, reset, active)
         return tuple(outputs[t.name] for t in spec.outputs) + tuple(new_state[t.name] for t in spec.state)
+
+
+class StepRunner(Protocol):
+    """What runs a step: a StreamingGenerator itself, or an engines backend wrapping one."""
+
+    def init_state(self, batch: int) -> TensorDict: ...
+
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]: ...
 
 
 def _slot_mask(mask: Tensor, like: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -28,14 +29,20 @@ def speech_sample(rate_hz: int) -> np.ndarray:
     return pcm
 
 
-@contextmanager
-def server_in_thread(seed: int = 0) -> Iterator[tuple[EmostreamServer, str]]:
-    """A real server with a small untrained face model, on a free port, its event loop on a thread of its
-    own so blocking code (subprocesses, asyncio.run clients) can talk to it. Yields it and its URL."""
+def small_face_network(seed: int = 0) -> FaceNetwork:
+    """A small untrained face network: fast, and as good as the real one for plumbing tests."""
     torch.manual_seed(seed)
-    network = FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
+    return FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
+
+
+@contextmanager
+def server_in_thread(seed: int = 0, **config: Any) -> Iterator[tuple[EmostreamServer, str]]:
+    """A real server with a small untrained face model, on a free port, its event loop on a thread of its
+    own so blocking code (subprocesses, asyncio.run clients) can talk to it. Yields it and its URL.
+    `config`: ServerConfig fields."""
+    network = small_face_network(seed)
     loop = asyncio.new_event_loop()
-    server = EmostreamServer(network, ServerConfig(port=0))
+    server = EmostreamServer(network, ServerConfig(port=0, **config))
     port = loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -254,6 +254,10 @@ class FaceGenerator(StreamingGenerator):
         )
 
     @property
+    def engine_name(self) -> str:
+        return f"face-lookahead{self.lookahead_frames}-steps{self.n_steps}"
+
+    @property
     def lookahead_ms(self) -> float:
         return self.lookahead_frames * FEATURE_MS
 

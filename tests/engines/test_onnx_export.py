@@ -4,7 +4,8 @@ import numpy as np
 import onnx
 import torch
 
-from engines.onnx_export import OnnxStepSession, export_step_onnx, graph_input_names, graph_output_names
+from engines.onnx_backend import OnnxBackend
+from engines.onnx_export import export_step_onnx, graph_input_names, graph_output_names
 from runtime.models.conv_stack import CausalConvStack
 
 
@@ -24,14 +25,14 @@ def test_exported_graph_has_named_explicit_state_and_a_dynamic_batch(tmp_path: P
     assert not {n.op_type for n in graph.graph.node} & {"RandomNormal", "RandomUniform", "RandomNormalLike"}
 
 
-def test_onnx_runtime_session_runs_batch_one_with_state(tmp_path: Path) -> None:
+def test_onnx_backend_runs_batch_one_and_carries_state(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = CausalConvStack().eval()
-    session = OnnxStepSession(export_step_onnx(model, tmp_path / "step.onnx"), model)
-    state = {k: v.numpy() for k, v in model.init_state(1).items()}
-    features = np.random.default_rng(0).normal(size=(1, 2, 80)).astype(np.float32)
-    noise = np.zeros((1, 8), np.float32)
-    outputs, new_state = session.step({"features": features}, state, noise, np.array([False]), np.array([True]))
+    backend = OnnxBackend(model, export_step_onnx(model, tmp_path / "step.onnx"))
+    state = backend.init_state(1)
+    features = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 2, 80)).astype(np.float32))
+    masks = torch.tensor([False]), torch.tensor([True])
+    outputs, new_state = backend.step({"features": features}, state, torch.zeros(1, 8), *masks)
     assert outputs["frames"].shape == (1, 1, 8)
     assert set(new_state) == set(state)
-    assert not np.array_equal(new_state["conv0"], state["conv0"])  # the cache took the new frame
+    assert not torch.equal(new_state["conv0"], state["conv0"])  # the cache took the new frame

@@ -6,14 +6,14 @@ and pytest runs every check against that model:
   in both the streaming and the offline path (and changing them does move later frames);
 - slot independence: resetting or idling a slot leaves the other slots bit-identical, an idle slot's
   state is untouched and its outputs are zero, and a reset slot behaves like a fresh stream;
-- ONNX export and parity against ONNX Runtime over a long streamed sequence with mixed masks.
+- ONNX export and parity against ONNX Runtime over a long streamed sequence with mixed masks
+  (engines/parity.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -151,27 +151,12 @@ class StepContractSuite:
 
     def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
         pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
-        from engines.onnx_export import OnnxStepSession, export_step_onnx
+        from engines.onnx_backend import OnnxBackend
+        from engines.onnx_export import export_step_onnx
+        from engines.parity import streamed_parity
 
-        path = export_step_onnx(model, tmp_path / "step.onnx")
-        session = OnnxStepSession(path, model)
-        batch, n_steps = 3, 4 * N_STEPS  # a batch size the export never saw, hundreds of steps of state
-        inputs, noise = random_inputs(model, batch, n_steps, seed=4)
-        rng = np.random.default_rng(5)
-        reset = torch.from_numpy(rng.random((n_steps, batch)) < 0.02)
-        active = torch.from_numpy(rng.random((n_steps, batch)) > 0.1)
-        expected, states = stream(model, inputs, noise, reset, active)
-        state = {k: v.numpy() for k, v in model.init_state(batch).items()}
-        got: list[dict[str, np.ndarray]] = []
-        for s in range(n_steps):
-            feeds = {k: v.numpy() for k, v in step_inputs(model, inputs, s).items()}
-            outputs, state = session.step(feeds, state, noise[:, s].numpy(), reset[s].numpy(), active[s].numpy())
-            got.append(outputs)
-        worst = 0.0
-        for name, value in expected.items():
-            streamed = np.concatenate([g[name] for g in got], axis=1)
-            worst = max(worst, float(np.max(np.abs(streamed - value.numpy()))))
-        for name, value in states[-1].items():
-            worst = max(worst, float(np.max(np.abs(state[name] - value.numpy()))))
-        print(f"ONNX Runtime vs eager over {n_steps} steps: max abs difference {worst:.2e}")
-        assert worst < ONNX_TOLERANCE
+        backend = OnnxBackend(model, export_step_onnx(model, tmp_path / "step.onnx"))
+        # A batch size the export never saw, hundreds of steps of carried state, mixed reset/active masks.
+        report = streamed_parity(backend, n_steps=4 * N_STEPS, batch=3, seed=4)
+        print(report.summary())
+        assert report.worst < ONNX_TOLERANCE, report.summary()

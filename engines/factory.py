@@ -1,0 +1,52 @@
+"""One entry point for every backend: `make_backend("onnx", generator)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from engines.backend import BACKENDS, DEFAULT_BUCKETS, EagerBackend, StepBackend
+from engines.cache import EngineCache
+from runtime.errors import BackendError
+from runtime.step import StreamingGenerator
+
+
+def cache_name(generator: StreamingGenerator, device: str) -> str:
+    """The engine cache's name for a generator on a device type: one live entry per name."""
+    return f"{generator.engine_name}-{torch.device(device).type}"
+
+
+def make_backend(
+    kind: str,
+    generator: StreamingGenerator,
+    *,
+    device: str = "cpu",
+    buckets: Sequence[int] = DEFAULT_BUCKETS,
+    cache: EngineCache | None = None,
+    precision: str = "auto",
+    threads: int = 1,
+) -> StepBackend:
+    """A ready backend; exported graphs and engines come from `cache` (built there when missing)."""
+    if kind not in BACKENDS:
+        raise BackendError(f"unknown backend {kind!r}; use one of {', '.join(BACKENDS)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"device {device!r} asked for, but torch sees no CUDA device")
+    cache = cache or EngineCache()
+    name = cache_name(generator, device)
+    if kind == "eager":
+        return EagerBackend(generator, device)
+    if kind == "compiled":
+        from engines.compiled import CompiledBackend
+
+        return CompiledBackend(generator, device, buckets)
+    if kind == "onnx":
+        from engines.onnx_backend import OnnxBackend, cached_onnx
+
+        return OnnxBackend(generator, cached_onnx(generator, name, cache, device).path, device, threads)
+    from engines.tensorrt_backend import TensorRTBackend, cached_engine
+
+    if not device.startswith("cuda"):
+        raise BackendError("the TensorRT backend needs --device cuda")
+    entry = cached_engine(generator, name, cache, buckets, precision, device)
+    return TensorRTBackend(generator, entry.path, buckets, device)

@@ -1,0 +1,74 @@
+"""The engine cache reuses an entry only when everything that shaped it is unchanged."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engines import onnx_backend
+from engines.cache import EngineCache, model_hash
+from engines.factory import cache_name
+from engines.onnx_backend import cached_onnx
+from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+
+
+def small_face(seed: int, lookahead: int = 7, steps: int = 2) -> FaceGenerator:
+    torch.manual_seed(seed)
+    network = FaceNetwork(FaceConfig(channels=16, dilations=(1,), hidden=24)).eval()
+    return FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval()
+
+
+def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    face = small_face(0)
+    first = cached_onnx(face, cache_name(face, "cpu"), cache)
+    again = cached_onnx(small_face(0), cache_name(face, "cpu"), cache)  # same weights, rebuilt object
+    assert first.built and not again.built
+    assert again.path == first.path
+    assert again.meta["fields"]["model"] == model_hash(face)
+    keyed_by = {"model", "backend", "onnxruntime", "exporter", "device", "compute_capability", "precision", "profile"}
+    assert keyed_by <= set(again.meta["fields"])
+
+
+def test_new_weights_rebuild_and_the_stale_entry_is_removed(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    old = cached_onnx(small_face(0), "face", cache)
+    new = cached_onnx(small_face(1), "face", cache)
+    assert new.built and new.path != old.path
+    assert not old.path.exists(), "a stale entry must not stay behind to be reused"
+    assert [e["key"] for e in cache.entries()] == [new.meta["key"]]
+
+
+def test_lookahead_and_step_count_are_part_of_the_model(tmp_path: Path) -> None:
+    assert len({model_hash(small_face(0, lookahead=la, steps=s)) for la, s in ((7, 2), (7, 1), (4, 2))}) == 3
+    assert cache_name(small_face(0, 4, 1), "cpu") == "face-lookahead4-steps1-cpu"
+
+
+def test_a_new_runtime_version_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = EngineCache(tmp_path)
+    cached_onnx(small_face(0), "face", cache)
+    monkeypatch.setattr(onnx_backend, "onnxruntime_version", lambda: "99.0.0")
+    rebuilt = cached_onnx(small_face(0), "face", cache)
+    assert rebuilt.built and rebuilt.meta["fields"]["onnxruntime"] == "99.0.0"
+
+
+def test_an_artifact_changed_on_disk_is_rebuilt_not_trusted(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    entry = cached_onnx(small_face(0), "face", cache)
+    entry.path.write_bytes(entry.path.read_bytes()[:-10])  # truncated, as by a full disk
+    rebuilt = cached_onnx(small_face(0), "face", cache)
+    assert rebuilt.built and rebuilt.meta["sha256"] == entry.meta["sha256"]
+
+
+def test_an_interrupted_build_leaves_no_entry(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+
+    def failing_build(path: Path) -> dict[str, str]:
+        path.write_bytes(b"half an engine")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("onnx", "face", {"model": "x"}, "step.onnx", failing_build)
+    assert cache.entries() == []
+    entry = cache.get_or_build("onnx", "face", {"model": "x"}, "step.onnx", lambda p: p.write_bytes(b"ok") and {})
+    assert entry.built
