@@ -45,7 +45,7 @@ def free_port() -> int:
 class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
-    def __init__(self, max_sessions: int, checkpoint: Path | None) -> None:
+    def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager") -> None:
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -56,13 +56,15 @@ class ServerProcess:
             str(self.port),
             "--max-sessions",
             str(max_sessions),
+            "--backend",
+            backend,
         ]
         if checkpoint:
             cmd += ["--checkpoint", str(checkpoint)]
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a first start on onnx or compiled exports or compiles first
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
@@ -143,8 +145,8 @@ async def run_sessions(url: str, n: int, seconds: float) -> dict:
     }
 
 
-def measure(n: int, seconds: float, checkpoint: Path | None) -> dict:
-    server = ServerProcess(max(n, 1), checkpoint)
+def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager") -> dict:
+    server = ServerProcess(max(n, 1), checkpoint, backend)
     try:
         row = asyncio.run(run_sessions(server.url, n, seconds))
         m = server.metrics()
@@ -200,12 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per session")
     parser.add_argument("--capacity", action="store_true", help="find the most sessions with <= 1%% late frames")
     parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
     args = parser.parse_args(argv)
-    m = machine()
+    m = machine() | {"backend": args.backend}
+    suffix = "" if args.backend == "eager" else f"-{args.backend}"
     if args.capacity:
         rows, best = [], 0
         for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
-            row = measure(n, args.seconds, args.checkpoint)
+            row = measure(n, args.seconds, args.checkpoint, args.backend)
             rows.append(row)
             print(
                 f"{n} sessions: late {100 * row['late_fraction']:.2f}%, e2e p99 {row['end_to_end']['p99_ms']:.1f} ms",
@@ -216,16 +220,17 @@ def main(argv: list[str] | None = None) -> None:
             best = n
         result = {"benchmark": "capacity", "machine": m, "capacity_sessions": best, "rows": rows}
         print(f"\ncapacity: {best} sessions with at most 1% late frames\n\n{table(rows)}")
-        write_result("capacity", result)
-        plot(rows, RESULTS / "capacity.png", f"capacity sweep ({m['cpu']}, {m['cores']} cores)")
+        write_result(f"capacity{suffix}", result)
+        title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
+        plot(rows, RESULTS / f"capacity{suffix}.png", title)
         return
-    rows = [measure(int(n), args.seconds, args.checkpoint) for n in args.sessions.split(",")]
+    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend) for n in args.sessions.split(",")]
     print(
         f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, face only "
         f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"
     )
-    write_result("latency", {"benchmark": "latency", "machine": m, "rows": rows})
-    plot(rows, RESULTS / "latency.png", f"end-to-end latency ({m['cpu']}, {m['cores']} cores)")
+    write_result(f"latency{suffix}", {"benchmark": "latency", "machine": m, "rows": rows})
+    plot(rows, RESULTS / f"latency{suffix}.png", f"end-to-end latency, {args.backend} ({m['cpu']}, {m['cores']} cores)")
 
 
 if __name__ == "__main__":

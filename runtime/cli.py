@@ -166,6 +166,7 @@ BENCHMARKS = {
     "face-quality": "benchmarks.face_quality",
     "latency": "benchmarks.latency",
     "capacity": "benchmarks.capacity",
+    "backends": "benchmarks.backends",
 }
 
 
