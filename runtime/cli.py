@@ -146,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
-                          engine_cache=args.engine_cache)  # fmt: skip
+                          engine_cache=args.engine_cache, zmq_bind=args.zmq)  # fmt: skip
     try:
         asyncio.run(serve_forever(network, config))
     except KeyboardInterrupt:
@@ -168,6 +168,12 @@ BENCHMARKS = {
     "capacity": "benchmarks.capacity",
     "backends": "benchmarks.backends",
 }
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from clients.bridges.cli import main as bridge_main
+
+    return bridge_main(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -243,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint")
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     add_backend_arguments(serve_parser)
+    serve_parser.add_argument("--zmq", default=None, metavar="ENDPOINT",
+                              help="also publish frames on a ZeroMQ PUB socket, e.g. tcp://127.0.0.1:5557")  # fmt: skip
     serve_parser.set_defaults(run=_serve)
 
     from clients.stream import add_arguments
@@ -259,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     rigs = sub.add_parser("rigs", help="print the face and body rigs (channel names, skeleton) as JSON")
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")
     rigs.set_defaults(run=_rigs)
+
+    from clients.bridges.cli import add_arguments as add_bridge_arguments
+
+    bridge = sub.add_parser("bridge", help="stream audio to a server and pass frames to ZeroMQ, VMC or Live Link")
+    add_bridge_arguments(bridge)
+    bridge.set_defaults(run=_bridge)
 
     from engines.export import add_arguments as add_export_arguments
 

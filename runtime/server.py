@@ -38,6 +38,7 @@ from runtime.models.face import FEATURE_MS, FaceGenerator, FaceNetwork, lookahea
 from runtime.rigs import FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
 from runtime.step import StepRunner
+from runtime.zmq_publisher import PublishedFrame, StreamInfo, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
 
@@ -66,6 +67,7 @@ class ServerConfig:
     backend: str = "eager"  # eager, compiled, onnx or tensorrt (engines/)
     device: str = "cpu"
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
+    zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (runtime/zmq_publisher.py)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
@@ -119,6 +121,7 @@ class EmostreamServer:
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
+        self.zmq: ZmqPublisher | None = None
 
     def _runner_factory(self) -> Callable[[FaceGenerator], StepRunner] | None:
         """How the inference loop wraps each generator: None runs it eager on the CPU."""
@@ -139,6 +142,9 @@ class EmostreamServer:
     async def start(self) -> int:
         """Starts listening; returns the bound port."""
         self._loop = asyncio.get_running_loop()
+        if self.config.zmq_bind:
+            self.zmq = ZmqPublisher(self.config.zmq_bind)
+            log.info("publishing frames on ZeroMQ %s", self.zmq.endpoint)
         self.inference.start()
         # Everything allocated so far (the model, warm-up) lives as long as the server: keep it out of the
         # collector's full passes, which otherwise stall every stream for tens of milliseconds.
@@ -168,6 +174,8 @@ class EmostreamServer:
             self._server.close()
             await self._server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self.inference.stop)
+        if self.zmq is not None:
+            self.zmq.close()
 
     # -- HTTP on the same port --------------------------------------------------------------------
 
@@ -247,6 +255,10 @@ class EmostreamServer:
                 self.frames_dropped += 1
             session.outbox.append(frame)
             session.wake.set()
+            if self.zmq is not None:  # independent of the WebSocket client's pace
+                values = apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
+                self.zmq.publish(PublishedFrame("face", session.id, frame.index, frame.index / FACE_FPS,
+                                                frame.capture_time_us, now_us(), frame.degraded, values))  # fmt: skip
 
     async def _sender(self, session: Session) -> None:
         """Sends the outbox oldest first; after the last expected frame, the end message."""
@@ -326,6 +338,8 @@ class EmostreamServer:
                 task.cancel()
             self.inference.close(session.id)
             self.sessions.pop(session.id, None)
+            if self.zmq is not None:
+                self.zmq.end_session(session.id)
             log.info("session %s closed: %d frames sent, %d dropped", session.id, session.frames_sent,
                      session.frames_dropped)  # fmt: skip
 
@@ -345,6 +359,8 @@ class EmostreamServer:
         controls = controls.merged(P.Controls(lookahead_ms=round(lookahead * FEATURE_MS, 3)))
         session = Session(secrets.token_hex(6), connection, hello, controls, lookahead)
         self.sessions[session.id] = session
+        if self.zmq is not None:
+            self.zmq.start_session(session.id, {"face": StreamInfo(FACE_FPS, tuple(FACE_CHANNELS))})
         emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
         self.inference.open(
             session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2

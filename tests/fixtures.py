@@ -42,7 +42,7 @@ def server_in_thread(seed: int = 0, **config: Any) -> Iterator[tuple[EmostreamSe
     `config`: ServerConfig fields."""
     network = small_face_network(seed)
     loop = asyncio.new_event_loop()
-    server = EmostreamServer(network, ServerConfig(port=0, **config))
+    server = EmostreamServer(network, ServerConfig(**{"port": 0, **config}))
     port = loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

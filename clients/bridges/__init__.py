@@ -1,0 +1,1 @@
+"""Bridges to external engines: ZeroMQ, VMC (OSC), Unreal Live Link Face (docs/bridges.md)."""

@@ -1,0 +1,136 @@
+"""The VMC protocol (Virtual Motion Capture, OSC over UDP) for VSeeFace, Warudo and other VTuber apps.
+
+One OSC bundle per frame (or one datagram per message, `bundled=False`, for receivers that cannot read
+bundles), in the order performers send them:
+  /VMC/Ext/Root/Pos "root" px py pz qx qy qz qw
+  /VMC/Ext/Bone/Pos  name  px py pz qx qy qz qw   Head, LeftEye, RightEye; the humanoid bones with a body
+  /VMC/Ext/Blend/Val name  value                  the 52 ARKit shapes in PascalCase "perfect sync" names
+  /VMC/Ext/Blend/Apply
+  /VMC/Ext/T time                                 seconds of media time
+  /VMC/Ext/OK 1                                   avatar loaded
+
+Coordinates: our rigs are right-handed with the character's left at +X; Unity (and so VMC) is
+left-handed with the character's right at +X. Mirroring X converts one into the other; a rotation
+quaternion (x, y, z, w) becomes (x, -y, -z, w). Bone positions are the local rest offsets (receivers
+use the rotations; the root carries the translation).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from clients.viewer.camera import head_rotation
+from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS, rest_offsets
+from runtime.rotations import matrix_to_quat
+
+_FACE = {name: i for i, name in enumerate(FACE_CHANNELS)}
+BLEND_NAMES = tuple(name[0].upper() + name[1:] for name in ARKIT_BLENDSHAPES)  # eyeBlinkLeft -> EyeBlinkLeft
+
+FINGERS = (("thumb", "Thumb"), ("index", "Index"), ("middle", "Middle"), ("ring", "Ring"), ("pinky", "Little"))
+# SMPL-X joint -> Unity HumanBodyBones name (SMPL-X "foot" is the ball of the foot: Unity's Toes bone).
+SMPLX_TO_UNITY = {
+    "pelvis": "Hips",
+    "left_hip": "LeftUpperLeg",
+    "right_hip": "RightUpperLeg",
+    "spine1": "Spine",
+    "left_knee": "LeftLowerLeg",
+    "right_knee": "RightLowerLeg",
+    "spine2": "Chest",
+    "left_ankle": "LeftFoot",
+    "right_ankle": "RightFoot",
+    "spine3": "UpperChest",
+    "left_foot": "LeftToes",
+    "right_foot": "RightToes",
+    "neck": "Neck",
+    "left_collar": "LeftShoulder",
+    "right_collar": "RightShoulder",
+    "head": "Head",
+    "left_shoulder": "LeftUpperArm",
+    "right_shoulder": "RightUpperArm",
+    "left_elbow": "LeftLowerArm",
+    "right_elbow": "RightLowerArm",
+    "left_wrist": "LeftHand",
+    "right_wrist": "RightHand",
+    "jaw": "Jaw",
+    "left_eye_smplhf": "LeftEye",
+    "right_eye_smplhf": "RightEye",
+} | {
+    f"{side}_{finger}{k}": f"{side.capitalize()}{unity}{part}"
+    for side in ("left", "right")
+    for finger, unity in FINGERS
+    for k, part in ((1, "Proximal"), (2, "Intermediate"), (3, "Distal"))
+}
+
+
+def to_unity_quat(q: np.ndarray) -> np.ndarray:
+    """(..., 4) xyzw in our right-handed frame -> Unity's left-handed frame (X mirrored)."""
+    return q * np.array([1.0, -1.0, -1.0, 1.0], dtype=q.dtype)
+
+
+def to_unity_position(p: np.ndarray) -> np.ndarray:
+    return p * np.array([-1.0, 1.0, 1.0], dtype=p.dtype)
+
+
+def _message(address: str, *args: str | float | int) -> OscMessage:
+    builder = OscMessageBuilder(address=address)
+    for a in args:
+        builder.add_arg(a)
+    return builder.build()
+
+
+class VmcSender:
+    def __init__(self, host: str = "127.0.0.1", port: int = 39539, bundled: bool = True) -> None:
+        self.address = (host, port)
+        self.bundled = bundled
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        offsets = rest_offsets()
+        self.offsets = {j: to_unity_position(offsets[i]).astype(np.float32) for i, j in enumerate(SMPLX_JOINTS)}
+        self.sent = 0
+        self.send_errors = 0  # datagrams the OS refused (e.g. nothing listening); the bridge goes on
+
+    def messages(self, face: np.ndarray, media_time_s: float, body: np.ndarray | None = None) -> list[OscMessage]:
+        """The messages for one frame. face: (59,) FACE_CHANNELS; body: (55, 4) local xyzw quats or None."""
+        out = [_message("/VMC/Ext/Root/Pos", "root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)]
+        bones: dict[str, np.ndarray] = {}
+        if body is not None:
+            for i, joint in enumerate(SMPLX_JOINTS):
+                bones[SMPLX_TO_UNITY[joint]] = to_unity_quat(body[i])
+        head = matrix_to_quat(head_rotation(face[_FACE["headYaw"]], face[_FACE["headPitch"]], face[_FACE["headRoll"]]))
+        bones["Head"] = to_unity_quat(head)
+        for side in ("left", "right"):
+            eye = head_rotation(face[_FACE[f"{side}EyeYaw"]], face[_FACE[f"{side}EyePitch"]], 0.0)
+            bones[f"{side.capitalize()}Eye"] = to_unity_quat(matrix_to_quat(eye))
+        unity_to_joint = {v: k for k, v in SMPLX_TO_UNITY.items()}
+        for name, q in bones.items():
+            p = self.offsets[unity_to_joint[name]]
+            out.append(_message("/VMC/Ext/Bone/Pos", name, *map(float, p), *map(float, q)))
+        for name, value in zip(BLEND_NAMES, face[: len(BLEND_NAMES)], strict=True):
+            out.append(_message("/VMC/Ext/Blend/Val", name, float(value)))
+        out += [_message("/VMC/Ext/Blend/Apply"), _message("/VMC/Ext/T", float(media_time_s)),
+                _message("/VMC/Ext/OK", 1)]  # fmt: skip
+        return out
+
+    def datagrams(self, face: np.ndarray, media_time_s: float, body: np.ndarray | None = None) -> list[bytes]:
+        messages = self.messages(face, media_time_s, body)
+        if not self.bundled:
+            return [m.dgram for m in messages]
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        for m in messages:
+            bundle.add_content(m)
+        return [bundle.build().dgram]
+
+    def send(self, face: np.ndarray, media_time_s: float, body: np.ndarray | None = None) -> None:
+        for datagram in self.datagrams(face, media_time_s, body):
+            try:
+                self.socket.sendto(datagram, self.address)
+                self.sent += 1
+            except OSError:
+                self.send_errors += 1
+
+    def close(self) -> None:
+        self.socket.close()
