@@ -167,6 +167,7 @@ BENCHMARKS = {
     "latency": "benchmarks.latency",
     "capacity": "benchmarks.capacity",
     "backends": "benchmarks.backends",
+    "bridges": "benchmarks.bridges",
 }
 
 
