@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engines.parity import random_sequence
 from runtime.step import StreamingGenerator, TensorDict
 
 N_STEPS = 48  # streamed steps per check: long enough to fill every cache and ring buffer
@@ -24,15 +25,7 @@ BATCH = 4
 ONNX_TOLERANCE = 1e-4
 
 
-def random_inputs(model: StreamingGenerator, batch: int, n_steps: int, seed: int) -> tuple[TensorDict, torch.Tensor]:
-    """Whole-sequence inputs (batch, n_steps * I, ...) and noise (batch, n_steps, ...)."""
-    g = torch.Generator().manual_seed(seed)
-    spec = model.spec
-    inputs = {
-        t.name: torch.randn((batch, n_steps * t.shape[0], *t.shape[1:]), generator=g).to(t.dtype) for t in spec.inputs
-    }
-    noise = torch.randn((batch, n_steps, *spec.noise.shape), generator=g)
-    return inputs, noise
+random_inputs = random_sequence  # whole-sequence inputs and noise, standard normal (engines/parity.py)
 
 
 def step_inputs(model: StreamingGenerator, inputs: TensorDict, s: int) -> TensorDict:
