@@ -38,7 +38,7 @@ from runtime.models.face import FEATURE_MS, FaceGenerator, FaceNetwork, lookahea
 from runtime.rigs import FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
 from runtime.step import StepRunner
-from runtime.zmq_publisher import PublishedFrame, StreamInfo, ZmqPublisher
+from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
 
@@ -360,7 +360,7 @@ class EmostreamServer:
         session = Session(secrets.token_hex(6), connection, hello, controls, lookahead)
         self.sessions[session.id] = session
         if self.zmq is not None:
-            self.zmq.start_session(session.id, {"face": StreamInfo(FACE_FPS, tuple(FACE_CHANNELS))})
+            self.zmq.start_session(session.id, {"face": P.StreamInfo(FACE_FPS, tuple(FACE_CHANNELS))})
         emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
         self.inference.open(
             session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2

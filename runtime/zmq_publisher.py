@@ -18,22 +18,17 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import zmq
 
-from runtime.protocol import PROTOCOL_VERSION
+from runtime.protocol import PROTOCOL_VERSION, StreamInfo
 
 TOPIC_PREFIX = "emostream/"
 FRAME_META = struct.Struct("<IdqqB")
 DEFAULT_HWM = 120  # messages per subscriber: 2 s of face frames
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    fps: int
-    channels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ def encode_frame(frame: PublishedFrame) -> bytes:
     return topic + meta + np.ascontiguousarray(frame.values, dtype="<f4").tobytes()
 
 
-def encode_header(session: str, streams: dict[str, StreamInfo]) -> bytes:
+def encode_header(session: str, streams: Mapping[str, StreamInfo]) -> bytes:
     body = {"protocol": PROTOCOL_VERSION, "session": session,
             "streams": {k: {"fps": v.fps, "channels": list(v.channels)} for k, v in streams.items()}}  # fmt: skip
     return f"{TOPIC_PREFIX}header/{session} ".encode() + json.dumps(body).encode()
@@ -83,7 +78,7 @@ class ZmqPublisher:
         self.headers: dict[str, tuple[bytes, float]] = {}  # session -> (message, last sent)
         self.sent = 0  # frames handed to ZeroMQ; a subscriber whose queue is full misses them (PUB drops)
 
-    def start_session(self, session: str, streams: dict[str, StreamInfo]) -> None:
+    def start_session(self, session: str, streams: Mapping[str, StreamInfo]) -> None:
         message = encode_header(session, streams)
         self.headers[session] = (message, time.monotonic())
         self._send(message)

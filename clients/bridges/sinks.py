@@ -6,7 +6,7 @@ from clients.bridges.livelink import LiveLinkSender
 from clients.bridges.vmc import VmcSender
 from clients.client import ReceivedFrame
 from runtime import protocol as P
-from runtime.zmq_publisher import PublishedFrame, StreamInfo, ZmqPublisher
+from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 
 class ZmqSink:
@@ -17,9 +17,8 @@ class ZmqSink:
 
     def start(self, header: P.Header) -> None:
         self.session = header.session_id
-        streams = {k: StreamInfo(v.fps, tuple(v.channels)) for k, v in header.streams.items()}
-        self.fps = {k: v.fps for k, v in streams.items()}
-        self.publisher.start_session(self.session, streams)
+        self.fps = {k: v.fps for k, v in header.streams.items()}
+        self.publisher.start_session(self.session, header.streams)
 
     def send(self, frame: ReceivedFrame) -> None:
         media_time = frame.index / self.fps.get(frame.stream, 60)

@@ -88,8 +88,8 @@ class VmcSender:
         self.address = (host, port)
         self.bundled = bundled
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        offsets = rest_offsets()
-        self.offsets = {j: to_unity_position(offsets[i]).astype(np.float32) for i, j in enumerate(SMPLX_JOINTS)}
+        offsets = to_unity_position(rest_offsets()).astype(np.float32)
+        self.offsets = {SMPLX_TO_UNITY[j]: offsets[i] for i, j in enumerate(SMPLX_JOINTS)}  # by Unity bone
         self.sent = 0
         self.send_errors = 0  # datagrams the OS refused (e.g. nothing listening); the bridge goes on
 
@@ -105,9 +105,8 @@ class VmcSender:
         for side in ("left", "right"):
             eye = head_rotation(face[_FACE[f"{side}EyeYaw"]], face[_FACE[f"{side}EyePitch"]], 0.0)
             bones[f"{side.capitalize()}Eye"] = to_unity_quat(matrix_to_quat(eye))
-        unity_to_joint = {v: k for k, v in SMPLX_TO_UNITY.items()}
         for name, q in bones.items():
-            p = self.offsets[unity_to_joint[name]]
+            p = self.offsets[name]
             out.append(_message("/VMC/Ext/Bone/Pos", name, *map(float, p), *map(float, q)))
         for name, value in zip(BLEND_NAMES, face[: len(BLEND_NAMES)], strict=True):
             out.append(_message("/VMC/Ext/Blend/Val", name, float(value)))
