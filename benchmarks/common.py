@@ -42,3 +42,33 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2))
     return path
+
+
+def step_cost(generator: Any, batches: tuple[int, ...] = (1, 64)) -> dict[str, float]:
+    """A generator's step on one thread: ms per frame at batch 1 and frames per second at larger batches,
+    with random inputs shaped by its step spec and state carried from step to step."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result = {}
+    spec = generator.spec
+    for batch in batches:
+        state = generator.init_state(batch)
+        inputs = {t.name: torch.randn(batch, *t.shape) for t in spec.inputs}
+        noise = torch.randn(batch, *spec.noise.shape)
+        yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
+        with torch.no_grad():
+            for _ in range(50):  # warm up
+                _, state = generator.step(inputs, state, noise, no, yes)
+            n = 400 if batch == 1 else 60
+            start = time.perf_counter()
+            for _ in range(n):
+                _, state = generator.step(inputs, state, noise, no, yes)
+            elapsed = time.perf_counter() - start
+        if batch == 1:
+            result["ms_per_frame_batch1_1core"] = elapsed / n * 1e3
+        else:
+            result[f"fps_batch{batch}_1core"] = n * batch * spec.frames_per_step / elapsed
+    torch.set_num_threads(threads)
+    return result

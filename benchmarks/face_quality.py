@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.common import RESULTS, machine, write_result
+from benchmarks.common import RESULTS, machine, step_cost, write_result
 from runtime.audio import N_MELS, LogMelFrontEnd
-from runtime.face_batcher import SILENT_FEATURES
-from runtime.face_stream import emotion_vector
+from runtime.batcher import SILENT_FEATURES
 from runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
 from runtime.protocol import EMOTIONS
 from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from runtime.stream import emotion_vector
 from training.align import Phone
 from training.corpus import build, load_utterance
-from training.face_data import _supported
+from training.face_data import supported_rate
 from training.metrics import closure_rates
 from training.teacher_face import MOUTH_CHANNELS, teach
 from training.visemes import VISEMES
@@ -62,7 +62,7 @@ def load_set(corpus: Path, held_out: bool, limit: int) -> list[Utterance]:
     out = []
     for e in entries:
         audio, rate, phones = load_utterance(corpus / f"{e['id']}.npz")
-        audio, rate = _supported(audio, rate)
+        audio, rate = supported_rate(audio, rate)
         out.append(Utterance(audio, rate, phones, LogMelFrontEnd(rate).offline(audio)))
     return out
 
@@ -152,28 +152,7 @@ def lip_metrics(generated: list[np.ndarray], teacher: list[np.ndarray], utts: li
 
 def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
     """ms per frame at batch 1 on one thread, and frames per second at batch 64."""
-    torch.set_num_threads(1)
-    result = {}
-    for batch in (1, 64):
-        generator = FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval()
-        state = generator.init_state(batch)
-        inputs = {"features": torch.randn(batch, 2, N_MELS), "emotion": torch.zeros(batch, 1, 8)}
-        noise = torch.randn(batch, len(FACE_CHANNELS))
-        yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
-        with torch.no_grad():
-            for _ in range(50):  # warm up
-                _, state = generator.step(inputs, state, noise, no, yes)
-            n = 400 if batch == 1 else 60
-            start = time.perf_counter()
-            for _ in range(n):
-                _, state = generator.step(inputs, state, noise, no, yes)
-            elapsed = time.perf_counter() - start
-        if batch == 1:
-            result["ms_per_frame_batch1_1core"] = elapsed / n * 1e3
-        else:
-            result["fps_batch64_1core"] = n * batch / elapsed
-    torch.set_num_threads(2)
-    return result
+    return step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
 
 
 def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classifier_seconds: float = 20.0) -> dict:

@@ -153,9 +153,13 @@ class EmostreamClient:
         return best
 
     async def end(self, timeout_s: float = 15.0) -> P.EndOfSession:
-        """No more audio: waits for the remaining frames and the server's end message."""
+        """No more audio: waits for the remaining frames, the server's end message and its closing
+        handshake (so a caller that stops its event loop next leaves no half-closed connection behind)."""
         await self.connection.send(P.encode_control(P.EndRequest()))
-        return await asyncio.wait_for(asyncio.shield(self.ended), timeout_s)
+        end = await asyncio.wait_for(asyncio.shield(self.ended), timeout_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connection.wait_closed(), 2.0)
+        return end
 
     async def close(self) -> None:
         self._reader.cancel()

@@ -1,7 +1,8 @@
-"""`emostream animate`: a speech file through the streaming path, chunk by chunk, to a face animation file.
+"""`emostream animate`: a speech file through the streaming path, chunk by chunk, to an animation file.
 
-The same FaceStream the server runs per session is fed 20 ms chunks; nothing here looks ahead further
-than the model's lookahead. Output formats: .npz, .json, and .csv in Live Link Face column order.
+The face and (by default) the gesture generator each run in a GeneratorStream, as the server runs them per
+session, fed the same 20 ms chunks; nothing here looks ahead further than the models' lookahead.
+Output formats: .npz (face and body arrays), .json, and .csv (the face in Live Link Face column order).
 """
 
 from __future__ import annotations
@@ -17,19 +18,27 @@ import numpy as np
 
 from clients.audio_files import chunks, read_audio
 from runtime.audio import SUPPORTED_RATES_HZ, Resampler
+from runtime.body_pose import body_frames, frames_to_quat
 from runtime.errors import ConfigError
-from runtime.face_stream import FaceStream, emotion_vector
 from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
-from runtime.step import StepRunner
+from runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
+from runtime.rigs import ARKIT_BLENDSHAPES, BODY_FPS, FACE_CHANNELS, FACE_FPS, SMPLX_JOINTS, SMPLX_PARENTS
+from runtime.rotations import quat_to_axis_angle
+from runtime.step import StepRunner, StreamingGenerator
+from runtime.stream import GeneratorStream, emotion_vector
 
 CHUNK_MS = 20.0
 DEFAULT_LOOKAHEAD_MS = 60.0  # rounds to 58.3 ms: 7 feature frames
 DEFAULT_STEPS = 2
+DEFAULT_STYLE = "ada"
 
 
 def default_face_checkpoint() -> Path:
     return Path(str(resources.files("runtime") / "assets" / "face.pt"))
+
+
+def default_gesture_checkpoint() -> Path:
+    return Path(str(resources.files("runtime") / "assets" / "gesture.pt"))
 
 
 @dataclass(frozen=True)
@@ -37,11 +46,27 @@ class Animation:
     face: np.ndarray  # float32 (T, 59) in FACE_CHANNELS order
     fps: int
     meta: dict[str, Any]
+    body: np.ndarray | None = None  # float32 (T_b, 223) body frames in the wire layout (BODY_CHANNELS)
+    body_fps: int = BODY_FPS
 
     @property
     def time(self) -> np.ndarray:
-        """Media time in seconds of each frame."""
+        """Media time in seconds of each face frame."""
         return np.arange(self.face.shape[0]) / self.fps
+
+    @property
+    def body_time(self) -> np.ndarray:
+        return np.arange(0 if self.body is None else self.body.shape[0]) / self.body_fps
+
+
+def make_runner(generator: StreamingGenerator, backend: str, device: str, engine_cache: Path | None) -> StepRunner:
+    """The generator itself for eager on the CPU, otherwise an engines backend around it."""
+    if backend == "eager" and device == "cpu":
+        return generator
+    from engines.cache import EngineCache
+    from engines.factory import make_backend
+
+    return make_backend(backend, generator, device=device, buckets=(1,), cache=EngineCache(engine_cache))
 
 
 def load_speech(path: Path) -> tuple[np.ndarray, int]:
@@ -65,6 +90,9 @@ def animate(
     backend: str = "eager",
     device: str = "cpu",
     engine_cache: Path | None = None,
+    body: bool = True,
+    style: str = DEFAULT_STYLE,
+    gesture_checkpoint: Path | None = None,
 ) -> Animation:
     """Runs the file through the same streaming path as the server, on any engines backend."""
     checkpoint = checkpoint or default_face_checkpoint()
@@ -76,16 +104,28 @@ def animate(
         raise ConfigError(str(exc)) from None
     network, metadata = load_checkpoint(checkpoint)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(lookahead_ms), n_steps=steps).eval()
-    runner: StepRunner = generator
-    if backend != "eager" or device != "cpu":
-        from engines.cache import EngineCache
-        from engines.factory import make_backend
-
-        runner = make_backend(backend, generator, device=device, buckets=(1,), cache=EngineCache(engine_cache))
     samples, rate = load_speech(audio_path)
-    stream = FaceStream(generator, rate, seed=seed, emotion=vector, runner=runner)
-    frames = [stream.push(chunk) for _, chunk in chunks(samples, rate, CHUNK_MS)]
-    frames.append(stream.finish())
+    streams = [GeneratorStream(generator, rate, seed=seed, emotion=vector,
+                               runner=make_runner(generator, backend, device, engine_cache))]  # fmt: skip
+    body_meta: dict[str, Any] = {}
+    if body:
+        gesture_checkpoint = gesture_checkpoint or default_gesture_checkpoint()
+        if not gesture_checkpoint.exists():
+            raise ConfigError(f"no gesture checkpoint at {gesture_checkpoint}; train one with "
+                              "`emostream train gesture`, or pass --no-body")  # fmt: skip
+        gesture_network, style_names, _ = load_gesture_checkpoint(gesture_checkpoint)
+        gestures = GestureGenerator(gesture_network, n_steps=steps).eval()
+        embedding = style_embedding(gesture_network, style_names, style)
+        streams.append(GeneratorStream(gestures, rate, seed=seed, emotion=vector, fps=BODY_FPS, style=embedding,
+                                       runner=make_runner(gestures, backend, device, engine_cache)))  # fmt: skip
+        body_meta = {"body_model": gesture_checkpoint.name, "style": style,
+                     "body_lookahead_ms": round(gestures.lookahead_ms, 2)}  # fmt: skip
+    outputs: list[list[np.ndarray]] = [[] for _ in streams]
+    for _, chunk in chunks(samples, rate, CHUNK_MS):
+        for stream, out in zip(streams, outputs, strict=True):
+            out.append(stream.push(chunk))
+    for stream, out in zip(streams, outputs, strict=True):
+        out.append(stream.finish())
     meta = {
         "model": checkpoint.name,
         "model_created": metadata.get("created"),
@@ -98,8 +138,28 @@ def animate(
         "audio": audio_path.name,
         "sample_rate_hz": rate,
         "chunk_ms": CHUNK_MS,
+        **body_meta,
     }
-    return Animation(np.concatenate(frames).astype(np.float32), FACE_FPS, meta)
+    face = np.concatenate(outputs[0]).astype(np.float32)
+    poses = body_frames(np.concatenate(outputs[1])) if body else None
+    return Animation(face, FACE_FPS, meta, poses)
+
+
+def body_arrays(animation: Animation) -> dict[str, np.ndarray]:
+    """The npz body keys: local joint rotations as quaternions (x, y, z, w) and axis-angle, translation,
+    the skeleton, frame rate and media times."""
+    assert animation.body is not None
+    quat, trans = frames_to_quat(animation.body)
+
+    return {
+        "body_quat": quat.astype(np.float32),
+        "body_axis_angle": quat_to_axis_angle(quat).astype(np.float32),
+        "body_trans": trans.astype(np.float32),
+        "body_joints": np.array(SMPLX_JOINTS),
+        "body_parents": np.array(SMPLX_PARENTS),
+        "body_fps": np.array(animation.body_fps),
+        "body_time": animation.body_time,
+    }
 
 
 def _pascal(name: str) -> str:
@@ -118,14 +178,25 @@ def write_animation(animation: Animation, path: Path) -> None:
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
-        np.savez(
-            path, face=animation.face, face_channels=np.array(FACE_CHANNELS), fps=animation.fps,
-            time=animation.time, meta=json.dumps(animation.meta),
-        )  # fmt: skip
+        arrays: dict[str, Any] = {
+            "face": animation.face,
+            "face_channels": np.array(FACE_CHANNELS),
+            "fps": animation.fps,
+            "time": animation.time,
+            "meta": json.dumps(animation.meta),
+        }
+        if animation.body is not None:
+            arrays |= body_arrays(animation)
+        np.savez(path, **arrays)
     elif suffix == ".json":
-        body = {"face_channels": list(FACE_CHANNELS), "fps": animation.fps, "time": animation.time.tolist(),
-                "face": animation.face.round(5).tolist(), "meta": animation.meta}  # fmt: skip
-        path.write_text(json.dumps(body))
+        document = {"face_channels": list(FACE_CHANNELS), "fps": animation.fps, "time": animation.time.tolist(),
+                    "face": animation.face.round(5).tolist(), "meta": animation.meta}  # fmt: skip
+        if animation.body is not None:
+            arrays = body_arrays(animation)
+            document |= {"body_joints": list(SMPLX_JOINTS), "body_parents": list(SMPLX_PARENTS),
+                         "body_fps": animation.body_fps, "body_quat": arrays["body_quat"].round(6).tolist(),
+                         "body_trans": arrays["body_trans"].round(6).tolist()}  # fmt: skip
+        path.write_text(json.dumps(document))
     elif suffix == ".csv":
         idx = {n: i for i, n in enumerate(FACE_CHANNELS)}
         order = ["headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", None,

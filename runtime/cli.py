@@ -111,14 +111,28 @@ def _animate(args: argparse.Namespace) -> int:
 
     animation = animate(
         args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps,
-        backend=args.backend, device=args.device, engine_cache=args.engine_cache,
+        backend=args.backend, device=args.device, engine_cache=args.engine_cache, body=args.body,
+        style=args.style, gesture_checkpoint=args.gesture_checkpoint,
     )  # fmt: skip
     write_animation(animation, args.output)
     m = animation.meta
+    body = "" if animation.body is None else (
+        f"; {animation.body.shape[0]} body frames at {animation.body_fps} fps, style {m['style']}")  # fmt: skip
     print(
-        f"{args.output}: {animation.face.shape[0]} frames at {animation.fps} fps ({m['emotion']} "
+        f"{args.output}: {animation.face.shape[0]} face frames at {animation.fps} fps{body} ({m['emotion']} "
         f"{m['intensity']:.2f}, lookahead {m['lookahead_ms']} ms, {m['steps']} steps, seed {m['seed']})"
     )
+    return 0
+
+
+def _export_bvh(args: argparse.Namespace) -> int:
+    from runtime.bvh import write_bvh
+    from runtime.motion_files import load_motion
+    from runtime.rotations import axis_angle_to_matrix
+
+    axis_angle, trans = load_motion(args.animation)
+    write_bvh(args.output, axis_angle_to_matrix(axis_angle), trans, fps=30)
+    print(f"{args.output}: {axis_angle.shape[0]} frames at 30 fps, {axis_angle.shape[1]} SMPL-X joints")
     return 0
 
 
@@ -144,11 +158,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)  # small batches gain little from more; the event loop needs a core
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
+    gesture = None
+    if args.body:
+        from runtime.animate import default_gesture_checkpoint
+        from runtime.models.gesture import load_gesture_checkpoint
+
+        path = args.gesture_checkpoint or default_gesture_checkpoint()
+        gesture_network, style_names, _ = load_gesture_checkpoint(path)
+        gesture = (gesture_network, style_names)
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
-                          engine_cache=args.engine_cache, zmq_bind=args.zmq)  # fmt: skip
+                          engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body)  # fmt: skip
     try:
-        asyncio.run(serve_forever(network, config))
+        asyncio.run(serve_forever(network, config, gesture))
     except KeyboardInterrupt:
         print("emostream serve: stopped")
     return 0
@@ -160,7 +182,7 @@ def _stream(args: argparse.Namespace) -> int:
     return stream_main(args)
 
 
-TRAINERS = {"face": "training.train_face"}
+TRAINERS = {"face": "training.train_face", "gesture": "training.train_gesture"}
 BENCHMARKS = {
     "frontend": "benchmarks.frontend",
     "face-quality": "benchmarks.face_quality",
@@ -237,8 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100 ms")
     anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
     anim.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
+    anim.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
+                      help="also generate SMPL-X body gestures (default: on)")  # fmt: skip
+    anim.add_argument("--style", default="ada",
+                      help="gesture style: a preset (docs/gestures.md) or a 4-10 s motion clip .npz")  # fmt: skip
+    anim.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
     add_backend_arguments(anim)
     anim.set_defaults(run=_animate)
+
+    bvh = sub.add_parser("export-bvh", help="body motion .npz (animate, stream or BEAT2) -> BVH for Blender")
+    bvh.add_argument("animation", type=Path, help="an .npz with body_axis_angle, or a BEAT2 SMPL-X npz")
+    bvh.add_argument("-o", "--output", type=Path, required=True, help="output .bvh")
+    bvh.set_defaults(run=_export_bvh)
 
     serve_parser = sub.add_parser("serve", help="run the WebSocket server")
     serve_parser.add_argument("--host", default="127.0.0.1")
@@ -248,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--certfile", type=Path, default=None, help="TLS certificate (with --keyfile)")
     serve_parser.add_argument("--keyfile", type=Path, default=None)
     serve_parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint")
+    serve_parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
+                              help="serve the SMPL-X body stream to sessions asking for it")  # fmt: skip
+    serve_parser.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     add_backend_arguments(serve_parser)
     serve_parser.add_argument("--zmq", default=None, metavar="ENDPOINT",

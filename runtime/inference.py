@@ -1,11 +1,13 @@
 """The one inference loop: a thread that owns the models and runs every session's audio through the
-front-end and the batched face steps. The asyncio event loop never runs model code; it hands the loop
-commands through a queue and receives frames through a callback.
+front-end and the batched face and gesture steps. The asyncio event loop never runs model code; it hands
+the loop commands through a queue and receives frames through a callback.
 
 Scheduling: commands are applied as they arrive; on a fixed clock (500 Hz by default, 2 ms) the loop
 steps every batcher while any slot has audio for a frame, one batched step over all ready slots each
-time. Sessions are grouped by lookahead (the lookahead fixes a stream's timeline); each group's batcher
-can swap between generators with different sampler step counts, which share weights and state layout.
+time. Face sessions are grouped by lookahead (the lookahead fixes a stream's timeline); the body has one
+group (its lookahead is fixed at 200 ms). A session's log-mel frames feed both its face and body slots.
+Each group's batcher can swap between generators with different sampler step counts, which share weights
+and state layout.
 When the loop falls behind (more than `shed_after_frames` frames of audio queued in a group) it steps
 that group with one sampler step until it catches up: frames are flagged degraded and counted.
 
@@ -23,25 +25,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from runtime.audio import LogMelFrontEnd
+from runtime.batcher import StreamBatcher
+from runtime.body_pose import body_frames
 from runtime.errors import SessionError
-from runtime.face_batcher import FaceBatcher
-from runtime.models.face import N_EMOTIONS, FaceGenerator, FaceNetwork
-from runtime.rigs import FACE_FPS
-from runtime.step import StepRunner
+from runtime.models.face import FaceGenerator, FaceNetwork
+from runtime.models.gesture import GestureGenerator, GestureNetwork
+from runtime.rigs import BODY_FPS, FACE_FPS
+from runtime.step import StepRunner, StreamingGenerator
+
+BODY_GROUP = -1  # the key of the body group among the face groups (keyed by lookahead)
 
 log = logging.getLogger("emostream.inference")
 
 
 @dataclass(frozen=True)
 class OutFrame:
-    """A face frame for one session, with what its wire header needs."""
+    """A frame of one stream ("face" or "body") for one session, with what its wire header needs."""
 
     session_id: str
     index: int
@@ -49,6 +55,7 @@ class OutFrame:
     capture_time_us: int  # client clock of the newest audio sample this frame used
     received_us: int  # server clock when that sample's chunk arrived (for lateness)
     degraded: bool
+    stream: str = "face"
 
 
 @dataclass
@@ -60,21 +67,19 @@ class _Session:
     front_end: LogMelFrontEnd
     front_state: Any
     lookahead_s: float
+    body_slot: int | None = None  # the session's slot in the body group, when it wants the body
     samples_in: int = 0
     chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
 
 
 @torch.no_grad()
-def warm_up(generator: FaceGenerator, runner: StepRunner, batch: int) -> None:
+def warm_up(generator: StreamingGenerator, runner: StepRunner, batch: int) -> None:
     state = runner.init_state(batch)
     device = next(iter(state.values())).device
-    c = generator.network.config
-    inputs = {
-        "features": torch.zeros(batch, 2, c.n_mels, device=device),
-        "emotion": torch.zeros(batch, 1, N_EMOTIONS, device=device),
-    }
+    spec = generator.spec
+    inputs = {t.name: torch.zeros(batch, *t.shape, device=device) for t in spec.inputs}
     masks = torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool, device=device)
-    runner.step(inputs, state, torch.zeros(batch, c.n_channels, device=device), *masks)
+    runner.step(inputs, state, torch.zeros(batch, *spec.noise.shape, device=device), *masks)
 
 
 @dataclass
@@ -87,20 +92,26 @@ class LoopStats:
 
 
 class _Group:
-    """One lookahead: a batcher, and the generator and its runner for each sampler step count."""
+    """One timeline (a face lookahead, or the body): a batcher, and the generator and its runner for each
+    sampler step count."""
 
     def __init__(
-        self, network: FaceNetwork, lookahead: int, n_slots: int, make_runner: Callable[[FaceGenerator], StepRunner]
+        self,
+        make_generator: Callable[[int], StreamingGenerator],
+        n_slots: int,
+        make_runner: Callable[[StreamingGenerator], StepRunner],
+        stream: str,
+        fps: int,
     ) -> None:
-        self.network, self.lookahead = network, lookahead
-        self.make_runner = make_runner
-        self.generators: dict[int, FaceGenerator] = {}
+        self.make_generator, self.make_runner = make_generator, make_runner
+        self.stream, self.fps = stream, fps
+        self.generators: dict[int, StreamingGenerator] = {}
         self.runners: dict[int, StepRunner] = {}
-        self.batcher = FaceBatcher(self.generator(2), n_slots, self.runner(2))
+        self.batcher = StreamBatcher(self.generator(2), n_slots, self.runner(2), fps=fps)
 
-    def generator(self, steps: int) -> FaceGenerator:
+    def generator(self, steps: int) -> StreamingGenerator:
         if steps not in self.generators:
-            self.generators[steps] = FaceGenerator(self.network, self.lookahead, steps).eval()
+            self.generators[steps] = self.make_generator(steps).eval()
         return self.generators[steps]
 
     def runner(self, steps: int) -> StepRunner:
@@ -118,9 +129,11 @@ class InferenceLoop:
         shed_after_frames: int = 6,
         tick_hz: float = 500.0,
         on_error: Callable[[str, str], None] | None = None,
-        make_runner: Callable[[FaceGenerator], StepRunner] | None = None,
+        make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
+        gesture: GestureNetwork | None = None,
     ) -> None:
         self.network = network
+        self.gesture = gesture  # None: no body stream
         self.backend_runner = make_runner  # None: eager
         self.max_sessions = max_sessions
         self.deliver = deliver  # called from the loop's thread; must be thread-safe
@@ -140,19 +153,30 @@ class InferenceLoop:
     def start(self, warm_lookaheads: tuple[int, ...] = (7,)) -> None:
         """Starts the thread after one step at every batch size for the given lookaheads, so that no
         session pays for the first use of a shape (kernel selection, allocations) while streaming."""
-        for lookahead in warm_lookaheads:
-            group = self._group(lookahead)
+        groups = [self._group(lookahead) for lookahead in warm_lookaheads]
+        if self.gesture is not None:
+            groups.append(self._group(BODY_GROUP))
+        for group in groups:
             for steps in (1, 2):
                 for batch in range(1, self.max_sessions + 1):
                     warm_up(group.generator(steps), group.runner(steps), batch)
         self._thread.start()
 
-    def _group(self, lookahead: int) -> _Group:
-        if lookahead not in self.groups:
-            self.groups[lookahead] = _Group(self.network, lookahead, self.max_sessions, self._make_runner)
-        return self.groups[lookahead]
+    def _group(self, key: int) -> _Group:
+        """The face group of a lookahead, or the body group for BODY_GROUP."""
+        if key not in self.groups:
+            if key == BODY_GROUP:
+                gesture = self.gesture
+                if gesture is None:
+                    raise SessionError("this server has no gesture model")
+                self.groups[key] = _Group(lambda steps: GestureGenerator(gesture, steps), self.max_sessions,
+                                          self._make_runner, "body", BODY_FPS)  # fmt: skip
+            else:
+                self.groups[key] = _Group(lambda steps: FaceGenerator(self.network, key, steps), self.max_sessions,
+                                          self._make_runner, "face", FACE_FPS)  # fmt: skip
+        return self.groups[key]
 
-    def _make_runner(self, generator: FaceGenerator) -> StepRunner:
+    def _make_runner(self, generator: StreamingGenerator) -> StepRunner:
         if self.backend_runner is None:
             return generator
         if self._thread.is_alive():
@@ -167,8 +191,10 @@ class InferenceLoop:
         self._stopped.wait(timeout=5)
 
     def open(self, session_id: str, sample_rate_hz: int, seed: int, emotion: np.ndarray, lookahead: int,
-             steps: int) -> None:  # fmt: skip
-        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps)))
+             steps: int, style: np.ndarray | None = None) -> None:  # fmt: skip
+        """A new session; with a style embedding it also gets the body stream (the server needs a
+        gesture model)."""
+        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps, style)))
 
     def audio(self, session_id: str, start_sample: int, capture_time_us: int, pcm: np.ndarray) -> None:
         received_us = time.time_ns() // 1000
@@ -176,6 +202,9 @@ class InferenceLoop:
 
     def set_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
         self.commands.put(("emotion", (session_id, emotion, transition_ms)))
+
+    def set_style(self, session_id: str, style: np.ndarray) -> None:
+        self.commands.put(("style", (session_id, style)))
 
     def set_steps(self, session_id: str, steps: int) -> None:
         self.commands.put(("steps", (session_id, steps)))
@@ -226,12 +255,20 @@ class InferenceLoop:
                 if self.on_error is not None:
                     self.on_error(session_id, f"{kind} failed: {exc.__class__.__name__}")
 
-    def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int) -> None:
+    def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int,
+                 style: np.ndarray | None) -> None:  # fmt: skip
         group = self._group(lookahead)
         front_end = LogMelFrontEnd(rate)  # first: it refuses a bad rate before a slot is taken
-        slot = group.batcher.open(seed, emotion)
+        body = self._group(BODY_GROUP) if style is not None else None
+        body_slot = body.batcher.open(seed, emotion, style) if body is not None else None
+        try:
+            slot = group.batcher.open(seed, emotion)
+        except SessionError:
+            if body is not None and body_slot is not None:
+                body.batcher.close(body_slot)
+            raise
         self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
-                                             lookahead_s=lookahead / 120.0)  # fmt: skip
+                                             lookahead_s=lookahead / 120.0, body_slot=body_slot)  # fmt: skip
 
     def _session(self, session_id: str) -> _Session:
         session = self.sessions.get(session_id)
@@ -251,11 +288,23 @@ class InferenceLoop:
     def _feed(self, s: _Session, pcm: np.ndarray) -> None:
         features, s.front_state = s.front_end.push(s.front_state, pcm)
         s.samples_in += pcm.shape[0]
+        self._feed_features(s, features)
+
+    def _feed_features(self, s: _Session, features: np.ndarray) -> None:
         self.groups[s.group].batcher.feed(s.slot, features)
+        if s.body_slot is not None:
+            self.groups[BODY_GROUP].batcher.feed(s.body_slot, features)
 
     def _on_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
         s = self._session(session_id)
         self.groups[s.group].batcher.slot(s.slot).emotion.set(emotion, transition_ms)
+        if s.body_slot is not None:
+            self.groups[BODY_GROUP].batcher.slot(s.body_slot).emotion.set(emotion, transition_ms)
+
+    def _on_style(self, session_id: str, style: np.ndarray) -> None:
+        s = self._session(session_id)
+        if s.body_slot is not None:
+            self.groups[BODY_GROUP].batcher.set_style(s.body_slot, style)
 
     def _on_steps(self, session_id: str, steps: int) -> None:
         self._session(session_id).steps = steps
@@ -263,23 +312,34 @@ class InferenceLoop:
     def _on_finish(self, session_id: str) -> None:
         s = self._session(session_id)
         features, s.front_state = s.front_end.flush(s.front_state)
-        batcher = self.groups[s.group].batcher
-        batcher.feed(s.slot, features)
+        self._feed_features(s, features)
         # Silence past the end so the frames that wait for the lookahead come out.
-        tail = int(np.ceil((s.lookahead_s + 0.05) * s.front_end.input_rate_hz))
+        lookahead_s = max(s.lookahead_s, self._body_lookahead_s() if s.body_slot is not None else 0.0)
+        tail = int(np.ceil((lookahead_s + 0.05) * s.front_end.input_rate_hz))
         silent, s.front_state = s.front_end.push(s.front_state, np.zeros(tail, np.float32), max_seconds=None)
-        batcher.feed(s.slot, silent)
+        self._feed_features(s, silent)
+
+    def _body_lookahead_s(self) -> float:
+        generator = self.groups[BODY_GROUP].generator(2)
+        assert isinstance(generator, GestureGenerator)
+        return generator.lookahead_ms / 1000.0
 
     def _on_close(self, session_id: str) -> None:
         s = self.sessions.pop(session_id, None)
         if s is not None:
             self.groups[s.group].batcher.close(s.slot)
+            if s.body_slot is not None:
+                self.groups[BODY_GROUP].batcher.close(s.body_slot)
 
-    def _stamps(self, s: _Session, frame: int) -> tuple[int, int]:
+    def _stamps(self, s: _Session, frame: int, stream: str) -> tuple[int, int]:
         """(client capture time, server receive time) of the newest sample frame `frame` used: the sample
         at its media time plus the lookahead."""
         rate = s.front_end.input_rate_hz
-        newest = min(s.samples_in - 1, int((frame / FACE_FPS + s.lookahead_s) * rate))
+        if stream == "body":
+            media_s, lookahead_s = frame / BODY_FPS, self._body_lookahead_s()
+        else:
+            media_s, lookahead_s = frame / FACE_FPS, s.lookahead_s
+        newest = min(s.samples_in - 1, int((media_s + lookahead_s) * rate))
         for start, capture_us, received_us in reversed(s.chunks):
             if start <= newest:
                 capture = capture_us + round((newest - start) * 1e6 / rate) if capture_us else 0
@@ -288,10 +348,11 @@ class InferenceLoop:
 
     def _step_all(self) -> None:
         by_slot = {(s.group, s.slot): s for s in self.sessions.values()}
+        by_slot |= {(BODY_GROUP, s.body_slot): s for s in self.sessions.values() if s.body_slot is not None}
         for lookahead, group in self.groups.items():
             batcher = group.batcher
             while (ready := batcher.ready()) and not self._stopping.is_set():
-                backlog = max(batcher.slot(i).pending.shape[0] for i in ready) // 2
+                backlog = max(batcher.slot(i).pending.shape[0] for i in ready) // batcher.inputs_per_step
                 shed = backlog > self.shed_after_frames
                 # Slots that asked for different step counts run in separate ticks of the same batcher.
                 wanted = {by_slot[(lookahead, i)].steps for i in ready if (lookahead, i) in by_slot}
@@ -300,12 +361,16 @@ class InferenceLoop:
                     only = {i for i in ready if (lookahead, i) in by_slot and by_slot[(lookahead, i)].steps == steps}
                     started = time.perf_counter()
                     frames = batcher.tick(only=only)
+                    if group.stream == "body" and frames:  # pose features -> the wire layout
+                        wire = body_frames(np.stack([f.values for f in frames]))
+                        frames = [replace(f, values=v) for f, v in zip(frames, wire, strict=True)]
                     self.stats.tick_ms.append((time.perf_counter() - started) * 1e3)
                     self.stats.ticks += 1
                     out = []
                     for f in frames:
                         s = by_slot[(lookahead, f.slot)]
-                        out.append(OutFrame(s.session_id, f.index, f.values, *self._stamps(s, f.index), shed))
+                        stamps = self._stamps(s, f.index, group.stream)
+                        out.append(OutFrame(s.session_id, f.index, f.values, *stamps, shed, group.stream))
                     self.stats.frames += len(out)
                     if shed:
                         self.stats.shed_frames += len(out)

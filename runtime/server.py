@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -32,21 +33,23 @@ from websockets.http11 import Request, Response
 from runtime import protocol as P
 from runtime.audio import LogMelFrontEnd
 from runtime.errors import ProtocolError
-from runtime.face_stream import emotion_vector
 from runtime.inference import InferenceLoop, OutFrame
-from runtime.models.face import FEATURE_MS, FaceGenerator, FaceNetwork, lookahead_from_ms
-from runtime.rigs import FACE_CHANNELS, FACE_FPS, apply_face_strength
+from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
+from runtime.models.gesture import GestureNetwork
+from runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
-from runtime.step import StepRunner
+from runtime.step import StepRunner, StreamingGenerator
+from runtime.stream import emotion_vector
 from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
 
 DEFAULT_CONTROLS = P.Controls(
-    emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="default",
+    emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="ada",
     face_strength={"lower": 1.0, "upper": 1.0, "head": 1.0, "eyes": 1.0},
 )  # fmt: skip
-OUTBOX_HARD_LIMIT = 240  # frames (4 s): the bound on any client's queue, whatever happens
+OUTBOX_HARD_LIMIT = 240  # frames (4 s of face): the bound on any client's queue, whatever happens
+STREAM_INFO = {"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS), "body": P.StreamInfo(BODY_FPS, BODY_CHANNELS)}
 TICK_BUCKETS_MS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 33.0, 66.0)
 
 
@@ -68,6 +71,7 @@ class ServerConfig:
     device: str = "cpu"
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
     zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (runtime/zmq_publisher.py)
+    body: bool = True  # serve the body stream (needs a gesture model)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
@@ -87,29 +91,44 @@ class Session:
     hello: P.Hello
     controls: P.Controls
     lookahead: int
+    streams: tuple[str, ...] = ("face",)  # what this session receives
     outbox: deque[OutFrame] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped_since_send: int = 0
-    frames_sent: int = 0
-    frames_dropped: int = 0
-    late_frames: int = 0
+    frames_sent: dict[str, int] = field(default_factory=dict)
+    frames_dropped: dict[str, int] = field(default_factory=dict)
+    late_frames: dict[str, int] = field(default_factory=dict)
     degraded_frames: int = 0
-    expected_frames: int | None = None  # known once the client ends the audio
+    expected_frames: dict[str, int] | None = None  # per stream, known once the client ends the audio
+    finals_left: set[str] = field(default_factory=set)
     samples: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def count(self, counter: dict[str, int], stream: str) -> None:
+        counter[stream] = counter.get(stream, 0) + 1
+
     def stats(self) -> dict[str, float]:
-        return {
-            "frames_sent.face": self.frames_sent, "frames_dropped.face": self.frames_dropped,
-            "late_frames.face": self.late_frames, "shed_steps": self.degraded_frames,
-            "audio_samples": self.samples, "queue_depth": len(self.outbox),
-        }  # fmt: skip
+        per_stream: dict[str, float] = {f"{name}.{stream}": counter.get(stream, 0) for stream in self.streams
+                      for name, counter in (("frames_sent", self.frames_sent), ("frames_dropped", self.frames_dropped),
+                                            ("late_frames", self.late_frames))}  # fmt: skip
+        return per_stream | {"shed_steps": self.degraded_frames, "audio_samples": self.samples,
+                             "queue_depth": len(self.outbox)}  # fmt: skip
 
 
 class EmostreamServer:
-    def __init__(self, network: FaceNetwork, config: ServerConfig = ServerConfig()) -> None:
+    """`gesture`: the gesture network and its style names; the body stream is served when it is given and
+    config.body is on."""
+
+    def __init__(
+        self,
+        network: FaceNetwork,
+        config: ServerConfig = ServerConfig(),
+        gesture: tuple[GestureNetwork, list[str]] | None = None,
+    ) -> None:
         self.config = config
         self.network = network
+        self.gesture = gesture if config.body else None
+        self.served = ("face", "body") if self.gesture is not None else ("face",)
         self.sessions: dict[str, Session] = {}
         self.refused = 0
         self.frames_sent = 0
@@ -118,12 +137,13 @@ class EmostreamServer:
         self.inference = InferenceLoop(
             network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
             on_error=self._session_failed_threadsafe, make_runner=self._runner_factory(),
+            gesture=self.gesture[0] if self.gesture is not None else None,
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self.zmq: ZmqPublisher | None = None
 
-    def _runner_factory(self) -> Callable[[FaceGenerator], StepRunner] | None:
+    def _runner_factory(self) -> Callable[[StreamingGenerator], StepRunner] | None:
         """How the inference loop wraps each generator: None runs it eager on the CPU."""
         config = self.config
         if config.backend == "eager" and config.device == "cpu":
@@ -242,7 +262,9 @@ class EmostreamServer:
             session = self.sessions.get(frame.session_id)
             if session is None:
                 continue
-            if session.expected_frames is not None and frame.index >= session.expected_frames:
+            if frame.stream not in session.streams:
+                continue  # computed for every session, sent only to those that asked
+            if session.expected_frames is not None and frame.index >= session.expected_frames[frame.stream]:
                 continue  # silence fed past the end to flush the lookahead
             # Drop only for a client that reads too slowly (bytes pile up in its socket's write buffer) and
             # keep the newest frames; a burst from the inference loop to a client that keeps up loses nothing.
@@ -250,15 +272,23 @@ class EmostreamServer:
             behind = behind and len(session.outbox) >= self.config.outbox_frames
             if behind or len(session.outbox) >= OUTBOX_HARD_LIMIT:
                 session.outbox.popleft()
+                dropped = session.outbox.popleft()
                 session.dropped_since_send += 1
-                session.frames_dropped += 1
+                session.count(session.frames_dropped, dropped.stream)
                 self.frames_dropped += 1
             session.outbox.append(frame)
             session.wake.set()
             if self.zmq is not None:  # independent of the WebSocket client's pace
-                values = apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
-                self.zmq.publish(PublishedFrame("face", session.id, frame.index, frame.index / FACE_FPS,
-                                                frame.capture_time_us, now_us(), frame.degraded, values))  # fmt: skip
+                fps = STREAM_INFO[frame.stream].fps
+                self.zmq.publish(PublishedFrame(frame.stream, session.id, frame.index, frame.index / fps,
+                                                frame.capture_time_us, now_us(), frame.degraded,
+                                                self._values(session, frame)))  # fmt: skip
+
+    @staticmethod
+    def _values(session: Session, frame: OutFrame) -> np.ndarray:
+        if frame.stream == "face":
+            return apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
+        return frame.values
 
     async def _sender(self, session: Session) -> None:
         """Sends the outbox oldest first; after the last expected frame, the end message."""
@@ -267,24 +297,27 @@ class EmostreamServer:
             session.wake.clear()
             while session.outbox:
                 frame = session.outbox.popleft()
-                final = session.expected_frames is not None and frame.index == session.expected_frames - 1
+                expected = session.expected_frames
+                final = expected is not None and frame.index == expected[frame.stream] - 1
                 send_us = now_us()
                 flags = (P.FRAME_FLAG_DEGRADED if frame.degraded else 0) | (P.FRAME_FLAG_FINAL if final else 0)
-                values = apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
+                fps = STREAM_INFO[frame.stream].fps
                 data = P.encode_frame(P.Frame(
-                    "face", frame.index, P.frame_media_sample(frame.index, session.hello.sample_rate_hz, FACE_FPS),
-                    frame.capture_time_us, send_us, session.dropped_since_send, values, flags,
+                    frame.stream, frame.index, P.frame_media_sample(frame.index, session.hello.sample_rate_hz, fps),
+                    frame.capture_time_us, send_us, session.dropped_since_send, self._values(session, frame), flags,
                 ))  # fmt: skip
                 session.dropped_since_send = 0
                 await session.connection.send(data)
-                session.frames_sent += 1
+                session.count(session.frames_sent, frame.stream)
                 self.frames_sent += 1
                 session.degraded_frames += frame.degraded
-                if frame.received_us and send_us - frame.received_us > 1e6 / FACE_FPS:
-                    session.late_frames += 1
+                if frame.received_us and send_us - frame.received_us > 1e6 / fps:
+                    session.count(session.late_frames, frame.stream)
                     self.late_frames += 1
                 if final:
-                    session.done.set()
+                    session.finals_left.discard(frame.stream)
+                    if not session.finals_left:
+                        session.done.set()
 
     async def _stats(self, session: Session) -> None:
         while True:
@@ -340,8 +373,8 @@ class EmostreamServer:
             self.sessions.pop(session.id, None)
             if self.zmq is not None:
                 self.zmq.end_session(session.id)
-            log.info("session %s closed: %d frames sent, %d dropped", session.id, session.frames_sent,
-                     session.frames_dropped)  # fmt: skip
+            log.info("session %s closed: %d frames sent, %d dropped", session.id, sum(session.frames_sent.values()),
+                     sum(session.frames_dropped.values()))  # fmt: skip
 
     def _admit(self, hello: P.Hello) -> None:
         token = self.config.token
@@ -349,26 +382,39 @@ class EmostreamServer:
             raise ProtocolError("unauthorized", "missing or wrong token", fatal=True)
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError("server_full", f"all {self.config.max_sessions} sessions are taken", fatal=True)
-        if "face" not in hello.streams:
-            raise ProtocolError("bad_message", "this server streams 'face' only so far", fatal=True)
+        if not set(hello.streams) & set(self.served):
+            raise ProtocolError("bad_message", f"this server streams {', '.join(self.served)} only", fatal=True)
+        style = hello.controls.style
+        if style is not None and "body" in self.served and not self._style_known(style):
+            raise ProtocolError("bad_control", f"unknown style {style!r}", fatal=True)
+
+    def _style_known(self, style: str) -> bool:
+        return self.gesture is not None and style in self.gesture[1]
+
+    def _style(self, style: str) -> np.ndarray:
+        assert self.gesture is not None
+        network, names = self.gesture
+        return network.style_presets[names.index(style)].numpy().copy()
 
     async def _open(self, connection: ServerConnection, hello: P.Hello) -> Session:
         controls = DEFAULT_CONTROLS.merged(hello.controls)
         assert controls.lookahead_ms is not None
         lookahead = lookahead_from_ms(controls.lookahead_ms)
         controls = controls.merged(P.Controls(lookahead_ms=round(lookahead * FEATURE_MS, 3)))
-        session = Session(secrets.token_hex(6), connection, hello, controls, lookahead)
+        streams = tuple(s for s in self.served if s in hello.streams)
+        session = Session(secrets.token_hex(6), connection, hello, controls, lookahead, streams)
         self.sessions[session.id] = session
+        infos = {name: STREAM_INFO[name] for name in streams}
         if self.zmq is not None:
-            self.zmq.start_session(session.id, {"face": P.StreamInfo(FACE_FPS, tuple(FACE_CHANNELS))})
+            self.zmq.start_session(session.id, infos)
         emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
+        style = self._style(controls.style or "") if "body" in streams else None
         self.inference.open(
-            session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2
+            session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2, style
         )
         resampler_ms = 1000 * LogMelFrontEnd(hello.sample_rate_hz).resampler_delay_s
         header = P.Header(
-            session_id=session.id, sample_rate_hz=hello.sample_rate_hz,
-            streams={"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS)},
+            session_id=session.id, sample_rate_hz=hello.sample_rate_hz, streams=infos,
             algorithmic_latency_ms=lookahead * FEATURE_MS + resampler_ms, controls=controls, server_time_us=now_us(),
         )  # fmt: skip
         await connection.send(P.encode_control(header))
@@ -422,12 +468,18 @@ class EmostreamServer:
             )
         if update.steps is not None:
             self.inference.set_steps(session.id, update.steps)
+        if update.style is not None and "body" in session.streams:
+            if not self._style_known(update.style):
+                raise ProtocolError("bad_control", f"unknown style {update.style!r}")
+            self.inference.set_style(session.id, self._style(update.style))
         await session.connection.send(P.encode_control(P.Ack(request.request_id, c, session.samples)))
 
     async def _end(self, session: Session) -> None:
         rate = session.hello.sample_rate_hz
-        session.expected_frames = math.ceil(session.samples / rate * FACE_FPS)
-        if session.expected_frames == 0:
+        expected = {s: math.ceil(session.samples / rate * STREAM_INFO[s].fps) for s in session.streams}
+        session.finals_left = {s for s, n in expected.items() if n > 0}
+        session.expected_frames = expected
+        if not session.finals_left:
             session.done.set()
         self.inference.finish(session.id)
         with contextlib.suppress(TimeoutError):
@@ -439,8 +491,10 @@ class EmostreamServer:
 ERROR_CLOSE = {code: close for code, (_, close) in P.ERROR_CODES.items()}
 
 
-async def serve_forever(network: FaceNetwork, config: ServerConfig) -> None:
-    server = EmostreamServer(network, config)
+async def serve_forever(
+    network: FaceNetwork, config: ServerConfig, gesture: tuple[GestureNetwork, list[str]] | None = None
+) -> None:
+    server = EmostreamServer(network, config, gesture)
     port = await server.start()
     print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics); Ctrl-C stops",
           flush=True)  # fmt: skip

@@ -15,6 +15,7 @@ import soundfile
 import torch
 
 from runtime.models.face import FaceConfig, FaceNetwork
+from runtime.models.gesture import GestureConfig, GestureNetwork
 from runtime.server import EmostreamServer, ServerConfig
 
 DATA = Path(__file__).parent / "data"
@@ -35,14 +36,27 @@ def small_face_network(seed: int = 0) -> FaceNetwork:
     return FaceNetwork(FaceConfig(channels=32, dilations=(1, 2), hidden=48)).eval()
 
 
+SMALL_STYLES = ["ada", "ben", "cleo"]
+
+
+def small_gesture_network(seed: int = 0) -> GestureNetwork:
+    """A small untrained gesture network with three style presets, for plumbing tests."""
+    torch.manual_seed(seed)
+    network = GestureNetwork(GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4),
+                             n_styles=len(SMALL_STYLES))  # fmt: skip
+    network.style_presets.normal_()
+    return network.eval()
+
+
 @contextmanager
-def server_in_thread(seed: int = 0, **config: Any) -> Iterator[tuple[EmostreamServer, str]]:
-    """A real server with a small untrained face model, on a free port, its event loop on a thread of its
-    own so blocking code (subprocesses, asyncio.run clients) can talk to it. Yields it and its URL.
-    `config`: ServerConfig fields."""
+def server_in_thread(seed: int = 0, body: bool = False, **config: Any) -> Iterator[tuple[EmostreamServer, str]]:
+    """A real server with a small untrained face model (and with body=True a small gesture model), on a
+    free port, its event loop on a thread of its own so blocking code (subprocesses, asyncio.run clients)
+    can talk to it. Yields it and its URL. `config`: ServerConfig fields."""
     network = small_face_network(seed)
     loop = asyncio.new_event_loop()
-    server = EmostreamServer(network, ServerConfig(**{"port": 0, **config}))
+    gesture = (small_gesture_network(seed), SMALL_STYLES) if body else None
+    server = EmostreamServer(network, ServerConfig(**{"port": 0, **config}), gesture)
     port = loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

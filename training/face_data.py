@@ -36,7 +36,7 @@ class FaceExample:
     time_scales: list[float]  # per audio version: how much it stretched time (speed perturbation)
 
 
-def _supported(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+def supported_rate(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     if rate in SUPPORTED_RATES_HZ:
         return audio, rate
     return Resampler(rate, 16_000).offline(audio).astype(np.float32), 16_000
@@ -65,7 +65,7 @@ def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
     path, n_audio, n_renders, seed = job
     rng = np.random.default_rng(seed)
     audio, rate, phones = load_utterance(path)
-    audio, rate = _supported(audio, rate)
+    audio, rate = supported_rate(audio, rate)
     features, scales = audio_versions(rng, audio, rate, n_audio)
     faces, emotions = [], []
     # Renders use the clean timing; a speed-perturbed version is matched by stretching at sample time.
@@ -86,7 +86,7 @@ def capture_example(capture: Capture, n_audio: int, seed: int) -> FaceExample:
     """A real capture as a training example. With no phone labels, the closure target comes from the
     captured lips themselves (closed where the lip gap is under the metric's threshold)."""
     audio, rate = read_audio(capture.audio_path, require_supported_rate=False)
-    audio, rate = _supported(audio, rate)
+    audio, rate = supported_rate(audio, rate)
     features, scales = audio_versions(np.random.default_rng(seed), audio, rate, n_audio)
     vector = np.zeros(len(EMOTIONS), np.float32)
     vector[EMOTIONS.index(capture.emotion)] = capture.intensity

@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from runtime.audio import N_MELS
-from runtime.face_batcher import SILENT_FEATURES
+from runtime.batcher import SILENT_FEATURES
 from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from runtime.rigs import FACE_CHANNELS
 from training.face_data import FaceExample, build_capture_dataset, build_dataset

@@ -3,9 +3,9 @@ import threading
 import numpy as np
 import torch
 
-from runtime.face_stream import emotion_vector
 from runtime.inference import InferenceLoop, OutFrame
 from runtime.models.face import FaceConfig, FaceNetwork
+from runtime.stream import emotion_vector
 
 
 def make_loop(**kwargs: object) -> tuple[InferenceLoop, list[OutFrame], threading.Event]:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.face_stream import FaceStream, emotion_vector
 from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+from runtime.stream import GeneratorStream, emotion_vector
 from tests.fixtures import speech_sample
 
 
@@ -16,7 +16,7 @@ def generator() -> FaceGenerator:
 
 
 def run(generator: FaceGenerator, pcm: np.ndarray, rate: int, sizes: list[int], seed: int = 0) -> np.ndarray:
-    stream = FaceStream(generator, rate, seed=seed)
+    stream = GeneratorStream(generator, rate, seed=seed)
     out, start, i = [], 0, 0
     while start < pcm.size:
         size = sizes[i % len(sizes)]

@@ -1,7 +1,7 @@
-"""One face stream: PCM chunks in, 60 fps face frames out, through the streaming front-end and a
-one-slot FaceBatcher. The server runs the same batcher with many slots.
+"""One stream of one generator: PCM chunks in, frames out (60 fps faces or 30 fps poses), through the
+streaming front-end and a one-slot StreamBatcher. The server runs the same batcher with many slots.
 
-Frame k stands for media time k / 60 s. `finish` feeds silence after the audio so the last frames,
+Frame k stands for media time k / fps. `finish` feeds silence after the audio so the last frames,
 which wait for the lookahead, come out too.
 """
 
@@ -12,11 +12,11 @@ import math
 import numpy as np
 
 from runtime.audio import N_MELS, LogMelFrontEnd
-from runtime.face_batcher import SILENT_FEATURES, FaceBatcher
-from runtime.models.face import N_EMOTIONS, FaceGenerator
+from runtime.batcher import SILENT_FEATURES, StreamBatcher
+from runtime.models.face import N_EMOTIONS
 from runtime.protocol import EMOTIONS
 from runtime.rigs import FACE_FPS
-from runtime.step import StepRunner
+from runtime.step import StepRunner, StreamingGenerator
 
 
 def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
@@ -28,21 +28,24 @@ def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
     return vector
 
 
-class FaceStream:
+class GeneratorStream:
     def __init__(
         self,
-        generator: FaceGenerator,
+        generator: StreamingGenerator,
         sample_rate_hz: int,
         seed: int = 0,
         emotion: np.ndarray | None = None,
         runner: StepRunner | None = None,
+        fps: int = FACE_FPS,
+        style: np.ndarray | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
+        self.fps = fps
         self.front_end = LogMelFrontEnd(sample_rate_hz)
         self.front_state = self.front_end.init_state()
-        self.batcher = FaceBatcher(generator, n_slots=1, runner=runner)
+        self.batcher = StreamBatcher(generator, n_slots=1, runner=runner, fps=fps)
         start = emotion if emotion is not None else emotion_vector("neutral", 1.0)
-        self.slot = self.batcher.open(seed, start)
+        self.slot = self.batcher.open(seed, start, style)
         self.samples_in = 0
         self.frames_out = 0
 
@@ -51,7 +54,7 @@ class FaceStream:
         self.batcher.slot(self.slot).emotion.set(vector, transition_ms)
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
-        """Consumes a PCM chunk; returns the face frames (n, 59) it completes, in order."""
+        """Consumes a PCM chunk; returns the frames (n, channels) it completes, in order."""
         features, self.front_state = self.front_end.push(self.front_state, pcm)
         self.samples_in += pcm.shape[0]
         return self._run(features)
@@ -60,8 +63,8 @@ class FaceStream:
         """Ends the audio: flushes the front-end, then silence until every frame up to the end is out."""
         features, self.front_state = self.front_end.flush(self.front_state)
         frames = [self._run(features)]
-        n_total = math.ceil(self.samples_in / self.sample_rate_hz * FACE_FPS)
-        silence = np.full((2, N_MELS), SILENT_FEATURES, np.float32)
+        n_total = math.ceil(self.samples_in / self.sample_rate_hz * self.fps)
+        silence = np.full((self.batcher.inputs_per_step, N_MELS), SILENT_FEATURES, np.float32)
         while self.frames_out < n_total:
             frames.append(self._run(silence))
         out = np.concatenate(frames)

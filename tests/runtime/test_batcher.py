@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.batcher import EmotionBlend, StreamBatcher
 from runtime.errors import SessionError
-from runtime.face_batcher import EmotionBlend, FaceBatcher
-from runtime.face_stream import emotion_vector
 from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+from runtime.stream import emotion_vector
 
 NEUTRAL = emotion_vector("neutral", 1.0)
 
@@ -20,7 +20,7 @@ def features(seed: int, n: int = 60) -> np.ndarray:
     return np.random.default_rng(seed).normal(-5, 2, (n, 80)).astype(np.float32)
 
 
-def drain(batcher: FaceBatcher) -> dict[int, list[np.ndarray]]:
+def drain(batcher: StreamBatcher) -> dict[int, list[np.ndarray]]:
     out: dict[int, list[np.ndarray]] = {}
     while batcher.ready():
         for frame in batcher.tick():
@@ -29,12 +29,12 @@ def drain(batcher: FaceBatcher) -> dict[int, list[np.ndarray]]:
 
 
 def test_a_stream_gives_the_same_frames_alone_or_beside_others_fed_at_other_times(generator: FaceGenerator) -> None:
-    alone = FaceBatcher(generator, n_slots=3)
+    alone = StreamBatcher(generator, n_slots=3)
     a = alone.open(seed=1, emotion=NEUTRAL)
     alone.feed(a, features(1))
     expected = np.stack(drain(alone)[a])
 
-    shared = FaceBatcher(generator, n_slots=3)
+    shared = StreamBatcher(generator, n_slots=3)
     other = shared.open(seed=9, emotion=emotion_vector("angry", 1.0))
     mine = shared.open(seed=1, emotion=NEUTRAL)
     got: list[np.ndarray] = []
@@ -51,7 +51,7 @@ def test_a_stream_gives_the_same_frames_alone_or_beside_others_fed_at_other_time
 
 
 def test_full_batcher_refuses_and_a_closed_slot_starts_fresh(generator: FaceGenerator) -> None:
-    batcher = FaceBatcher(generator, n_slots=1)
+    batcher = StreamBatcher(generator, n_slots=1)
     slot = batcher.open(seed=1, emotion=NEUTRAL)
     with pytest.raises(SessionError, match="all 1 slots"):
         batcher.open(seed=2, emotion=NEUTRAL)

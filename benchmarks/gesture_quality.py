@@ -1,0 +1,308 @@
+"""Gesture quality on held-out voices: beat alignment, diversity, smoothness, grounding, emotion and style
+recognisability, compute.
+
+    python -m benchmarks.gesture_quality [--clips 16] [--checkpoint runtime/assets/gesture.pt]
+
+Every generated take runs through the streaming path (GeneratorStream, 20 ms chunks, batch 1) exactly as
+`emostream animate` runs it. The teacher renders the same audio with the same emotion and style as the
+reference. Prints a Markdown table and writes benchmarks/results/gesture_quality.{json,md,png}.
+
+Definitions (docs/gestures.md):
+- beat alignment (BEAT / EMAGE): audio onsets (spectral flux peaks of the log-mel) against motion beats
+  (local minima of the mean upper-body joint speed that the motion clearly rises out of); the score is
+  the mean over onsets of exp(-d^2 / (2 sigma^2)), d the distance to the nearest motion beat, sigma 0.1 s;
+- diversity: mean L1 distance (cm) of upper-body joint positions from the take's own mean pose, and
+  between two seeds of the same take;
+- smoothness: mean jerk (m/s^3) of upper-body and finger joints; pelvis drift: the largest horizontal
+  distance (cm) the pelvis moves from where it started;
+- emotion accuracy: a classifier trained on teacher motion of training voices (4 s windows of pose
+  statistics), applied to generated motion; style recovery: a style classifier trained the same way,
+  applied to motion generated from another take's motion as the style reference (chance 1/16);
+- compute: ms per frame at batch 1 and frames per second at batch 64, one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import RESULTS, machine, step_cost, write_result
+from benchmarks.face_quality import predict, train_classifier
+from clients.audio_files import chunks
+from runtime.audio import LogMelFrontEnd
+from runtime.body_pose import features_to_matrices, pose_features
+from runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
+from runtime.protocol import EMOTIONS
+from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS, forward_kinematics, rest_offsets
+from runtime.stream import GeneratorStream, emotion_vector
+from training.align import Phone
+from training.face_data import supported_rate
+from training.gesture_data import clip_jobs, join_utterances
+from training.teacher_gesture import STYLES, teach_gesture
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGMA_S = 0.1
+WINDOW = 120  # frames per classifier window (4 s)
+HANDS = tuple(range(25, 55))
+OFFSETS = rest_offsets()
+STYLE_NAMES = list(STYLES)
+
+
+@dataclass
+class Take:
+    audio: np.ndarray
+    rate: int
+    phones: list[Phone]
+
+
+def load_takes(corpus: Path, held_out: bool, limit: int) -> list[Take]:
+    takes = []
+    for paths, _, _, seed in clip_jobs(corpus, held_out, 1, limit, seed=7):
+        gaps = list(np.random.default_rng(seed).uniform(0.25, 0.8, len(paths)))
+        audio, rate, phones = join_utterances(paths, gaps)
+        audio, rate = supported_rate(audio, rate)
+        takes.append(Take(audio, rate, phones))
+    return takes
+
+
+def positions(poses: np.ndarray) -> np.ndarray:
+    rotations, trans = features_to_matrices(poses)
+    return forward_kinematics(rotations, trans, OFFSETS)[0]
+
+
+def audio_onsets(take: Take) -> np.ndarray:
+    """Onset times (s): peaks of the positive spectral flux of the log-mel, at least 0.1 s apart."""
+    mel = LogMelFrontEnd(take.rate).offline(take.audio)
+    flux = np.maximum(np.diff(mel, axis=0), 0).sum(axis=1)
+    flux = np.convolve(flux, np.ones(3) / 3, mode="same")
+    threshold = flux.mean() + 0.5 * flux.std()
+    onsets: list[int] = []
+    for k in range(6, flux.size - 6):
+        if flux[k] >= threshold and flux[k] == flux[k - 6 : k + 7].max() and (not onsets or k - onsets[-1] >= 12):
+            onsets.append(k)
+    return (np.array(onsets) + 1) / 120.0
+
+
+def motion_beats(pos: np.ndarray) -> np.ndarray:
+    """Times (s) of local minima of the mean upper-body joint speed that the speed rises at least
+    5 cm/s out of within 0.3 s on both sides (pauses, not noise)."""
+    joints = list(UPPER_BODY_JOINTS)
+    speed = np.linalg.norm(np.diff(pos[:, joints], axis=0), axis=-1).mean(axis=1) * 30
+    speed = np.convolve(speed, [0.25, 0.5, 0.25], mode="same")
+    beats = []
+    for k in range(1, speed.size - 1):
+        if speed[k] <= speed[k - 1] and speed[k] < speed[k + 1]:
+            left, right = speed[max(0, k - 9) : k], speed[k + 1 : k + 10]
+            if left.size and right.size and min(left.max(), right.max()) - speed[k] > 0.05:
+                beats.append(k + 1)
+    return np.array(beats) / 30.0
+
+
+def beat_alignment(onsets: np.ndarray, beats: np.ndarray) -> float:
+    if onsets.size == 0:
+        return float("nan")
+    if beats.size == 0:
+        return 0.0
+    d = np.abs(onsets[:, None] - beats[None, :]).min(axis=1)
+    return float(np.mean(np.exp(-(d**2) / (2 * SIGMA_S**2))))
+
+
+def motion_metrics(pos: np.ndarray) -> dict[str, float]:
+    upper = pos[:, list(UPPER_BODY_JOINTS) + list(HANDS)]
+    velocity = np.diff(upper, axis=0) * 30
+    jerk = np.diff(velocity, n=2, axis=0) * 900
+    arms = pos[:, list(UPPER_BODY_JOINTS)]
+    pelvis = pos[:, SMPLX_JOINTS.index("pelvis")]
+    return {
+        "diversity_cm": float(np.abs(arms - arms.mean(axis=0)).mean() * 100),
+        "jerk_m_s3": float(np.linalg.norm(jerk, axis=-1).mean()),
+        "speed_m_s": float(np.linalg.norm(velocity, axis=-1).mean()),
+        "pelvis_drift_cm": float(np.linalg.norm((pelvis - pelvis[0])[:, [0, 2]], axis=-1).max() * 100),
+    }
+
+
+def window_features(poses: np.ndarray) -> np.ndarray:
+    """Per 4 s window: mean and std of every pose feature and of their frame-to-frame change."""
+    n = poses.shape[0] // WINDOW
+    w = poses[: n * WINDOW].reshape(n, WINDOW, -1)
+    d = np.diff(w, axis=1)
+    return np.concatenate([w.mean(1), w.std(1), np.abs(d).mean(1), d.std(1)], axis=1)
+
+
+@torch.no_grad()
+def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int, steps: int = 2
+             ) -> np.ndarray:  # fmt: skip
+    generator = GestureGenerator(network, n_steps=steps).eval()
+    stream = GeneratorStream(generator, take.rate, seed=seed, emotion=emotion_vector(emotion, 1.0), fps=30,
+                             style=style)  # fmt: skip
+    out = [stream.push(chunk) for _, chunk in chunks(take.audio, take.rate, 20.0)]
+    return np.concatenate(out + [stream.finish()])
+
+
+def teacher(take: Take, emotion: str, style: str, seed: int) -> np.ndarray:
+    out = teach_gesture(take.phones, take.audio, take.rate, emotion, 1.0, style, seed=seed)
+    return pose_features(out.axis_angle, out.trans)
+
+
+def train_classifiers(takes: list[Take], seconds: float) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Emotion and style classifiers on teacher motion of training voices."""
+    rng = np.random.default_rng(0)
+    xs, emotions, styles = [], [], []
+    for i, take in enumerate(takes):
+        for e, emotion in enumerate(EMOTIONS):
+            s = int(rng.integers(len(STYLE_NAMES)))
+            f = window_features(teacher(take, emotion, STYLE_NAMES[s], seed=100 * i + e))
+            xs.append(f)
+            emotions += [e] * len(f)
+            styles += [s] * len(f)
+    x = np.concatenate(xs)
+    return (train_classifier(x, np.array(emotions), len(EMOTIONS), seconds),
+            train_classifier(x, np.array(styles), len(STYLE_NAMES), seconds))  # fmt: skip
+
+
+def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_seconds: float) -> dict:
+    network, style_names, metadata = load_gesture_checkpoint(checkpoint)
+    torch.set_num_threads(2)
+    test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
+    emotion_clf, style_clf = train_classifiers(load_takes(corpus, False, n_train), classifier_seconds)
+    rows: dict[str, list[dict[str, float]]] = {"teacher": [], "model": []}
+    emotion_hits, teacher_emotion_hits, seed_l1 = [], [], []
+    examples: dict[str, np.ndarray] = {}
+    for i, take in enumerate(test):
+        onsets = audio_onsets(take)
+        for emotion in EMOTIONS:
+            style = STYLE_NAMES[(i + EMOTIONS.index(emotion)) % len(STYLE_NAMES)]
+            preset = network.style_presets[style_names.index(style)].numpy()
+            taught = teacher(take, emotion, style, seed=i)
+            made = generate(network, take, emotion, preset, seed=i)
+            for name, poses in (("teacher", taught), ("model", made)):
+                pos = positions(poses)
+                beats = motion_beats(pos)
+                alignment = {"beat_alignment": beat_alignment(onsets, beats), "beats_per_s": beats.size * 30 / len(pos)}
+                rows[name].append(motion_metrics(pos) | alignment)
+            e = EMOTIONS.index(emotion)
+            emotion_hits += list(predict(emotion_clf, window_features(made)) == e)
+            teacher_emotion_hits += list(predict(emotion_clf, window_features(taught)) == e)
+            if i == 0:
+                examples[emotion] = made
+        if i < 6:
+            other = generate(network, take, "neutral", network.style_presets[0].numpy(), seed=i + 1000)
+            same = generate(network, take, "neutral", network.style_presets[0].numpy(), seed=i)
+            seed_l1.append(float(np.abs(positions(other) - positions(same))[:, list(UPPER_BODY_JOINTS)].mean() * 100))
+    # Style transfer: the reference is a teacher take of another held-out clip in that style.
+    style_hits, chance_hits = [], []
+    for s, style in enumerate(STYLE_NAMES):
+        for k in range(2):
+            reference_take = test[(s + k + 1) % len(test)]
+            reference = teacher(reference_take, str(EMOTIONS[(s + k) % len(EMOTIONS)]), style, seed=50 + k)
+            clip = torch.from_numpy(reference[:300])[None]
+            embedding = network.embed_style(clip)[0].detach().numpy()
+            made = generate(network, test[(s + k) % len(test)], "neutral", embedding, seed=s)
+            predicted = predict(style_clf, window_features(made))
+            style_hits += list(predicted == s)
+            chance_hits += [1.0 / len(STYLE_NAMES)] * len(predicted)
+
+    def mean(name: str, key: str) -> float:
+        return float(np.nanmean([r[key] for r in rows[name]]))
+
+    keys = ("beat_alignment", "beats_per_s", "diversity_cm", "jerk_m_s3", "speed_m_s", "pelvis_drift_cm")
+    summary = {name: {k: mean(name, k) for k in keys} for name in rows}
+    summary["model"] |= {
+        "emotion_accuracy": float(np.mean(emotion_hits)),
+        "style_recovery_accuracy": float(np.mean(style_hits)),
+        "style_chance": float(np.mean(chance_hits)),
+        "seed_l1_cm": float(np.mean(seed_l1)),
+        "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
+    }
+    summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
+    summary["compute"] = step_cost(GestureGenerator(network, n_steps=2).eval())
+    model = summary["model"]
+    targets = {
+        "beat_alignment": model["beat_alignment"] >= summary["teacher"]["beat_alignment"] - 0.05,
+        "emotion_accuracy": model["emotion_accuracy"] >= 0.9,
+        "style_recovery_above_twice_chance": model["style_recovery_accuracy"] > 2 * model["style_chance"],
+        "jerk_within_1.5x_teacher": model["jerk_ratio_to_teacher"] <= 1.5,
+        "ms_per_frame_batch1_le_2": summary["compute"]["ms_per_frame_batch1_1core"] <= 2.0,
+    }
+    plot(examples, rows, RESULTS / "gesture_quality.png")
+    return {"machine": machine(), "checkpoint": checkpoint.name, "checkpoint_created": metadata.get("created"),
+            "held_out_clips": len(test), "takes_per_clip": len(EMOTIONS), "sigma_s": SIGMA_S,
+            "summary": summary, "targets_met": targets}  # fmt: skip
+
+
+def plot(examples: dict[str, np.ndarray], rows: dict[str, list[dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    wrist = SMPLX_JOINTS.index("right_wrist")
+    for emotion in ("angry", "neutral", "sad"):
+        if emotion in examples:
+            pos = positions(examples[emotion])
+            axes[0].plot(np.arange(len(pos)) / 30, pos[:, wrist, 1], label=emotion)
+    axes[0].set_xlabel("s")
+    axes[0].set_ylabel("right wrist height (m)")
+    axes[0].set_title("generated motion, one held-out clip")
+    axes[0].legend()
+    for ax, key, label in ((axes[1], "beat_alignment", "beat alignment"), (axes[2], "jerk_m_s3", "mean jerk (m/s³)")):
+        data = [[r[key] for r in rows[name] if np.isfinite(r[key])] for name in ("teacher", "model")]
+        ax.boxplot(data, tick_labels=["teacher", "model"])
+        ax.set_title(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(result: dict) -> str:
+    s = result["summary"]
+    t, m, c = s["teacher"], s["model"], s["compute"]
+    rows = [
+        (f"beat alignment (σ {SIGMA_S} s)", f"{t['beat_alignment']:.3f}", f"{m['beat_alignment']:.3f}",
+         "≥ teacher − 0.05"),
+        ("motion beats per second", f"{t['beats_per_s']:.2f}", f"{m['beats_per_s']:.2f}", ""),
+        ("diversity: L1 from the take's mean pose", f"{t['diversity_cm']:.2f} cm", f"{m['diversity_cm']:.2f} cm", ""),
+        ("diversity: L1 between two seeds", "", f"{m['seed_l1_cm']:.2f} cm", "> 0"),
+        ("mean jerk", f"{t['jerk_m_s3']:.1f} m/s³", f"{m['jerk_m_s3']:.1f} m/s³ ({m['jerk_ratio_to_teacher']:.2f}x)",
+         "≤ 1.5x teacher"),
+        ("mean joint speed", f"{t['speed_m_s']:.3f} m/s", f"{m['speed_m_s']:.3f} m/s", ""),
+        ("pelvis drift (max)", f"{t['pelvis_drift_cm']:.2f} cm", f"{m['pelvis_drift_cm']:.2f} cm", ""),
+        ("emotion accuracy", f"{t['emotion_accuracy']:.3f}", f"{m['emotion_accuracy']:.3f}", "≥ 0.9"),
+        ("style recovery from a reference clip", "",
+         f"{m['style_recovery_accuracy']:.3f} (chance {m['style_chance']:.3f})", "above chance"),
+        ("ms per frame, batch 1, one core", "", f"{c['ms_per_frame_batch1_1core']:.3f}", "≤ 2"),
+        ("frames per second, batch 64, one core", "", f"{c['fps_batch64_1core']:.0f}", ""),
+    ]  # fmt: skip
+    lines = ["| metric | teacher | model | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Gesture quality on held-out voices.")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "gesture.pt")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument("--clips", type=int, default=16, help="held-out clips (8 takes each, one per emotion)")
+    parser.add_argument("--train-clips", type=int, default=60, help="training-voice clips for the classifiers")
+    parser.add_argument("--classifier-seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    if not (args.corpus / "manifest.json").exists():
+        from training.corpus import build
+
+        build(args.corpus, 2400)
+    result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_seconds)
+    path = write_result("gesture_quality", result)
+    title = f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}"
+    markdown = f"{title}\n\n{table(result)}\n"
+    (RESULTS / "gesture_quality.md").write_text(markdown)
+    print(markdown)
+    print(f"targets met: {result['targets_met']}\nwrote {path}, gesture_quality.md and gesture_quality.png")
+
+
+if __name__ == "__main__":
+    main()

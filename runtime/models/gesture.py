@@ -1,0 +1,354 @@
+"""The gesture generator: live speech to SMPL-X trunk, arms and hands at 30 fps by few-step latent diffusion.
+
+Per step (one body frame, 33.3 ms) it takes four log-mel frames, the emotion weights and a style
+embedding, and returns one pose (runtime/body_pose.py: 6D rotations and the root translation). Inside:
+
+- a causal dilated-convolution audio encoder (conv caches) and a ring buffer of the last D + 1 encodings,
+  so a frame sees D = 5 frames of future audio: its audio ends 200 ms after the frame's media time;
+- a motion latent: a small VAE whose encoder reads a short window of poses (the frame and the three
+  before it) and whose decoder turns a latent back into the frame's pose. The decoder does not see the
+  previous pose, so errors cannot pile up frame after frame; the latent carries the motion of the window.
+  Training fits it first; the diffusion then works in its 32-dimensional latent instead of the 285 pose
+  features;
+- flow matching in that latent (Lipman et al. 2023) with 1 to 4 Euler steps, conditioned on the audio
+  window, emotion, style and the recent poses (history). The noise input is low-passed in the state
+  (an AR(1) process with unit variance), so neighbouring frames draw related samples and seeds change
+  the motion without making it jitter;
+- a style encoder (AMUSE's idea, made causal-friendly): a 4 to 10 s reference motion clip becomes a
+  16-dimensional embedding; the checkpoint also holds one preset embedding per teacher style.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from runtime.audio import N_MELS
+from runtime.body_pose import GESTURE_JOINTS, N_POSE_FEATURES, pose_features
+from runtime.errors import ConfigError
+from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
+from runtime.models.face import N_EMOTIONS, timestep_embedding
+from runtime.motion_files import load_motion
+from runtime.rigs import SMPLX_JOINTS
+from runtime.step import (
+    StepSpec,
+    StreamingGenerator,
+    TensorDict,
+    TensorSpec,
+    apply_reset,
+    keep_inactive,
+    zero_inactive,
+)
+
+FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
+POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
+STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
+
+
+@dataclass(frozen=True)
+class GestureConfig:
+    """Architecture; saved inside the checkpoint and rebuilt from it."""
+
+    n_mels: int = N_MELS
+    channels: int = 128  # audio encoder width
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field: 31 frames (1 s) of past audio
+    lookahead_frames: int = 5  # future frames of audio each frame waits for (D)
+    history_frames: int = 8  # produced poses fed back as context
+    vae_window: int = 4  # poses the VAE encoder reads per latent
+    latent: int = 32
+    hidden: int = 256
+    style_dim: int = 16
+    n_pose: int = N_POSE_FEATURES
+    noise_correlation: float = 0.8  # AR(1) coefficient of the noise between frames
+
+    def __post_init__(self) -> None:
+        if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
+            raise ValueError(f"GestureConfig sizes must be positive: {self}")
+        if not 0 <= self.lookahead_frames <= 6:
+            raise ValueError(f"lookahead must be 0..6 frames (at most 200 ms past the frame's end): {self}")
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> GestureConfig:
+        return GestureConfig(**{**d, "dilations": tuple(d["dilations"])})
+
+
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                         nn.Linear(hidden, n_out))  # fmt: skip
+
+
+class MotionVAE(nn.Module):
+    """Latent of a short pose window, decoded into the window's last pose."""
+
+    def __init__(self, c: GestureConfig) -> None:
+        super().__init__()
+        self.encoder = mlp(c.vae_window * c.n_pose, c.hidden, 2 * c.latent)
+        self.decoder = mlp(c.latent, c.hidden, c.n_pose)
+
+    def encode(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, W, n_pose) normalised poses, oldest first -> mean and log-variance (B, latent)."""
+        mean, log_var = self.encoder(window.flatten(1)).chunk(2, dim=-1)
+        return mean, log_var.clamp(-8, 4)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, latent) -> (B, n_pose) normalised pose."""
+        return self.decoder(z)
+
+
+class StyleEncoder(nn.Module):
+    """A reference motion clip (B, T, n_pose), normalised, any T >= 16 -> style embedding (B, style_dim)."""
+
+    def __init__(self, c: GestureConfig) -> None:
+        super().__init__()
+        width = 128
+        self.convs = nn.Sequential(
+            nn.Conv1d(2 * c.n_pose, width, 5, stride=2), nn.SiLU(),
+            nn.Conv1d(width, width, 5, stride=2), nn.SiLU(),
+            nn.Conv1d(width, width, 5, stride=2), nn.SiLU(),
+        )  # fmt: skip
+        self.out = nn.Linear(2 * width, c.style_dim)
+
+    def forward(self, clip: Tensor) -> Tensor:
+        velocity = torch.diff(clip, dim=1, prepend=clip[:, :1])  # style is as much in motion as in pose
+        h = self.convs(torch.cat([clip, velocity], dim=-1).transpose(1, 2))  # (B, width, T')
+        return torch.tanh(self.out(torch.cat([h.mean(-1), h.std(-1)], dim=-1)))
+
+
+class GestureNetwork(nn.Module):
+    """The weights: audio encoder, motion VAE, latent flow, style encoder and the style presets."""
+
+    feature_mean: Tensor
+    feature_std: Tensor
+    pose_mean: Tensor
+    pose_std: Tensor
+    latent_mean: Tensor
+    latent_std: Tensor
+    style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
+
+    def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
+        super().__init__()
+        c = self.config = config
+        self.register_buffer("feature_mean", torch.zeros(c.n_mels))
+        self.register_buffer("feature_std", torch.ones(c.n_mels))
+        self.register_buffer("pose_mean", torch.zeros(c.n_pose))
+        self.register_buffer("pose_std", torch.ones(c.n_pose))
+        self.register_buffer("latent_mean", torch.zeros(c.latent))
+        self.register_buffer("latent_std", torch.ones(c.latent))
+        self.register_buffer("style_presets", torch.zeros(n_styles, c.style_dim))
+        self.project = nn.Linear(FEATURES_PER_FRAME * c.n_mels, c.channels)
+        self.convs = nn.ModuleList(CausalConv1d(c.channels, c.channels, c.kernel_size, d) for d in c.dilations)
+        self.vae = MotionVAE(c)
+        self.style_encoder = StyleEncoder(c)
+        self.audio_context = nn.Linear((c.lookahead_frames + 1) * c.channels, c.hidden)
+        self.emotion = nn.Linear(N_EMOTIONS, c.hidden)
+        self.style = nn.Linear(c.style_dim, c.hidden)
+        self.history = nn.Linear(c.history_frames * c.n_pose, c.hidden)
+        self.x_in = nn.Linear(c.latent, c.hidden)
+        self.t_in = nn.Linear(32, c.hidden)
+        self.blocks = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(2))
+        self.out = nn.Linear(c.hidden, c.latent)
+
+    @property
+    def conv_layers(self) -> list[CausalConv1d]:
+        return [cast(CausalConv1d, conv) for conv in self.convs]
+
+    def encode_frames(self, features: Tensor) -> Tensor:
+        """(B, M, 4, n_mels) raw log-mel -> (B, M, C) projected, before the convolutions."""
+        B, M = features.shape[:2]
+        return self.project(((features - self.feature_mean) / self.feature_std).reshape(B, M, -1))
+
+    def encode_sequence(self, features: Tensor) -> Tensor:
+        """(B, M, 4, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
+        h = self.encode_frames(features).transpose(1, 2)
+        return residual_convs(self.conv_layers, h).transpose(1, 2)
+
+    def condition(self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor) -> Tensor:
+        """window (B, D + 1, C); emotion (B, 8); style (B, style_dim); history (B, N, n_pose) -> (B, hidden)."""
+        return nn.functional.silu(
+            self.audio_context(window.flatten(1))
+            + self.emotion(emotion)
+            + self.style(style)
+            + self.history(history.flatten(1))
+        )
+
+    def time_term(self, t: Tensor) -> Tensor:
+        return self.t_in(timestep_embedding(t, 32))
+
+    def velocity(self, z: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
+        h = nn.functional.silu(self.x_in(z) + time_term + cond)
+        for block in self.blocks:
+            h = h + nn.functional.silu(block(h))
+        return self.out(h)
+
+    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
+        """Euler steps of the latent flow from noise (t = 0) to a normalised latent (t = 1), unrolled."""
+        z = noise
+        n_steps = time_terms.shape[0]
+        for i in range(n_steps):
+            z = z + self.velocity(z, time_terms[i : i + 1], cond) / n_steps
+        return z
+
+    def next_pose(self, z: Tensor) -> Tensor:
+        """Normalised latent -> normalised pose, bounded: it feeds the history, so one wild frame must not
+        grow into a runaway or a NaN that never leaves the state."""
+        pose = self.vae.decode(z * self.latent_std + self.latent_mean)
+        return torch.nan_to_num(pose, nan=0.0, posinf=0.0, neginf=0.0).clamp(-POSE_BOUND, POSE_BOUND)
+
+    def normalize_pose(self, pose: Tensor) -> Tensor:
+        return (pose - self.pose_mean) / self.pose_std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x * self.pose_std + self.pose_mean
+
+    def embed_style(self, clip: Tensor) -> Tensor:
+        """(B, T, n_pose) pose features (not normalised) of a reference clip -> (B, style_dim)."""
+        return self.style_encoder(self.normalize_pose(clip))
+
+
+class GestureGenerator(StreamingGenerator):
+    """The step function around a GestureNetwork for one number of sampler steps."""
+
+    time_terms: Tensor
+
+    def __init__(self, network: GestureNetwork, n_steps: int = 2) -> None:
+        super().__init__()
+        if not 1 <= n_steps <= 8:
+            raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
+        self.network = network
+        self.n_steps = n_steps
+        c = network.config
+        self.delay = c.lookahead_frames
+        with torch.no_grad():
+            times = torch.arange(n_steps, dtype=torch.float32) / n_steps
+            self.register_buffer("time_terms", network.time_term(times), persistent=False)
+        self.rho = c.noise_correlation
+        self.spec = StepSpec(
+            inputs=(
+                TensorSpec("features", (FEATURES_PER_FRAME, c.n_mels)),
+                TensorSpec("emotion", (1, N_EMOTIONS)),
+                TensorSpec("style", (1, c.style_dim)),
+            ),
+            state=tuple(
+                TensorSpec(f"conv{i}", (c.channels, conv.context)) for i, conv in enumerate(network.conv_layers)
+            )
+            + (
+                TensorSpec("encoded", (self.delay + 1, c.channels)),
+                TensorSpec("history", (c.history_frames, c.n_pose)),
+                TensorSpec("noise_state", (c.latent,)),
+                TensorSpec("warmed", (1,)),
+            ),
+            noise=TensorSpec("noise", (c.latent,)),
+            outputs=(TensorSpec("pose", (1, c.n_pose)),),
+            inputs_per_step=FEATURES_PER_FRAME,
+            frames_per_step=1,
+            delay_frames=self.delay,
+            lookahead_inputs=FEATURES_PER_FRAME * self.delay,
+        )
+
+    @property
+    def engine_name(self) -> str:
+        return f"gesture-steps{self.n_steps}"
+
+    @property
+    def lookahead_ms(self) -> float:
+        """Audio past a frame's media time that the frame waits for."""
+        return (self.delay + 1) * 1000.0 / 30.0
+
+    def init_state(self, batch: int) -> TensorDict:
+        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
+
+    def _correlated(self, previous: Tensor, noise: Tensor) -> Tensor:
+        return self.rho * previous + math.sqrt(1 - self.rho**2) * noise
+
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]:
+        net = self.network
+        B = reset.shape[0]
+        state = apply_reset(state, self.init_state(B), reset)
+        h = net.encode_frames(inputs["features"][:, None]).transpose(1, 2)  # (B, C, 1)
+        h, new_state = residual_convs_step(net.conv_layers, h, state)
+        encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
+        cond = net.condition(encoded, inputs["emotion"][:, 0], inputs["style"][:, 0], state["history"])
+        eps = self._correlated(state["noise_state"], noise)
+        x = net.next_pose(net.integrate(eps, cond, self.time_terms))
+        warm = (state["warmed"] >= self.delay).reshape(B, 1)
+        new_state |= {
+            "encoded": encoded,
+            "history": torch.where(warm[..., None], push_ring(state["history"], x[:, None]), state["history"]),
+            "noise_state": torch.where(warm, eps, state["noise_state"]),
+            "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
+        }
+        outputs = zero_inactive({"pose": net.denormalize(x)[:, None]}, active)
+        return outputs, keep_inactive(new_state, state, active)
+
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        net = self.network
+        c = net.config
+        features = inputs["features"]  # (B, 4S, n_mels)
+        B, T_in, n_mels = features.shape
+        S = T_in // FEATURES_PER_FRAME
+        encoded = net.encode_sequence(features.reshape(B, S, FEATURES_PER_FRAME, n_mels))
+        history = features.new_zeros(B, c.history_frames, c.n_pose)
+        eps = features.new_zeros(B, c.latent)
+        frames = []
+        for k in range(S - self.delay):
+            d = k + self.delay
+            cond = net.condition(encoded[:, k : d + 1], inputs["emotion"][:, d], inputs["style"][:, d], history)
+            eps = self._correlated(eps, noise[:, d])
+            x = net.next_pose(net.integrate(eps, cond, self.time_terms))
+            history = push_ring(history, x[:, None])
+            frames.append(net.denormalize(x))
+        return {"pose": torch.stack(frames, dim=1)}
+
+
+def save_gesture_checkpoint(path: Any, network: GestureNetwork, style_names: list[str], metadata: dict) -> None:
+    """Weights, architecture config, rig (joint names and which are generated), styles and metadata."""
+    torch.save(
+        {
+            "kind": "emostream-gesture",
+            "config": asdict(network.config),
+            "rig": {"joints": list(SMPLX_JOINTS), "generated": list(GESTURE_JOINTS)},
+            "style_names": style_names,
+            "state_dict": network.state_dict(),
+            "metadata": metadata,
+        },
+        path,
+    )
+
+
+def load_gesture_checkpoint(path: Any) -> tuple[GestureNetwork, list[str], dict[str, Any]]:
+    """Rebuilds the network from its own config; refuses a checkpoint for another skeleton."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    rig = blob.get("rig", {})
+    if blob.get("kind") != "emostream-gesture" or rig.get("joints") != list(SMPLX_JOINTS) or rig.get(
+            "generated") != list(GESTURE_JOINTS):  # fmt: skip
+        raise ValueError(f"{path} is not a gesture checkpoint for this skeleton")
+    names = list(blob["style_names"])
+    network = GestureNetwork(GestureConfig.from_dict(blob["config"]), n_styles=len(names))
+    network.load_state_dict(blob["state_dict"])
+    return network.eval(), names, blob["metadata"]
+
+
+def style_embedding(network: GestureNetwork, style_names: list[str], style: str) -> np.ndarray:
+    """A style preset by name, or the embedding of a 4 to 10 s reference clip: an .npz with
+    body_axis_angle (`emostream animate`) or BEAT2's poses. Longer clips use their first 10 s."""
+    if style in style_names:
+        return network.style_presets[style_names.index(style)].numpy().copy()
+    if not style.endswith(".npz"):
+        raise ConfigError(f"unknown style {style!r}: use one of {', '.join(style_names)} or a motion clip .npz")
+    axis_angle, trans = load_motion(Path(style))
+    lo, hi = STYLE_CLIP_FRAMES
+    if axis_angle.shape[0] < lo:
+        raise ConfigError(f"{style}: a style reference needs at least {lo / 30:.0f} s of motion, "
+                          f"got {axis_angle.shape[0] / 30:.1f} s")  # fmt: skip
+    clip = pose_features(axis_angle[:hi], trans[:hi] - trans[:1])
+    with torch.no_grad():
+        return network.embed_style(torch.from_numpy(clip)[None])[0].numpy()

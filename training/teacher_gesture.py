@@ -1,0 +1,407 @@
+"""Procedural gesture teacher: speech (phones + audio) to SMPL-X body motion at 30 fps.
+
+Motion is built from a few readable parts, all documented in docs/gestures.md:
+
+- idle: breathing in the chest and collars, a slow sway, a weight shift of the pelvis with the hips
+  compensating so the feet stay planted, small drifts of arms and fingers so nothing is ever frozen;
+- gesture phrases (McNeill; Kendon): preparation, stroke, hold, retraction. Strokes end on stressed
+  syllables (loud, long vowels that stand out from their neighbours), so the hand is fastest just before
+  the syllable and slows to a stop on it. Shapes: beat, open palm, pointing, two-handed framing;
+- emotion changes posture (lean, slumped or raised shoulders), speed, size, gesture rate and tension
+  (fists against open hands); intensity blends from neutral;
+- style is a set of per-speaker parameters (handedness, gesture space, height, tempo, rest posture,
+  gesture rate, sway, preferred shapes): `STYLES` holds 16 of them.
+
+Angles follow runtime/rigs.py: the T-pose has arms along +-X with palms down; a left shoulder rotation
+about Z by -a lowers the arm, elbow flexion is about the local Y axis, finger curl about the local Z axis.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from runtime.protocol import EMOTIONS
+from runtime.rigs import BODY_FPS, SMPLX_JOINTS
+from runtime.rotations import matrix_to_axis_angle
+from training.align import Phone
+from training.teacher_face import loudness_envelope
+
+J = {name: i for i, name in enumerate(SMPLX_JOINTS)}
+VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
+FINGERS = ("index", "middle", "pinky", "ring")
+SHAPES = ("beat", "open", "point", "two_hands")
+
+
+@dataclass(frozen=True)
+class GestureStyle:
+    """A speaker's gesture habits (AMUSE's 'personal style', made explicit)."""
+
+    name: str
+    right_handed: float = 0.7  # share of one-handed gestures made with the right hand
+    space: float = 1.0  # size of gestures
+    height: float = 0.0  # radians added to the arm's forward raise while gesturing
+    tempo: float = 1.0  # speed of every movement
+    rate: float = 0.7  # share of stressed syllables that get a stroke
+    rest: str = "hang"  # rest posture: "hang" (arms at the sides), "front" (hands together in front), "wide"
+    sway: float = 1.0  # amount of idle body sway and weight shift
+    shapes: tuple[float, float, float, float] = (0.4, 0.3, 0.1, 0.2)  # weights of SHAPES
+
+    def vector(self) -> np.ndarray:
+        """The numeric parameters, for the style-recovery benchmark."""
+        rest = ("hang", "front", "wide").index(self.rest)
+        return np.array([self.right_handed, self.space, self.height, self.tempo, self.rate, rest, self.sway])
+
+
+STYLE_PARAMETERS = ("right_handed", "space", "height", "tempo", "rate", "rest", "sway")
+
+
+def _make_styles() -> dict[str, GestureStyle]:
+    """16 speakers spread over the parameter space, from a fixed seed (the same on every machine)."""
+    names = ("ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana",
+             "ivo", "jun", "kai", "lena", "milo", "nora", "omar", "pia")  # fmt: skip
+    rng = np.random.default_rng(2026)
+    styles = {}
+    for i, name in enumerate(names):
+        shapes = rng.dirichlet(np.ones(4) * 1.5)
+        styles[name] = GestureStyle(
+            name=name,
+            right_handed=float((0.15, 0.5, 0.9)[i % 3] + rng.uniform(-0.05, 0.05)),
+            space=float(rng.uniform(0.65, 1.35)),
+            height=float(rng.uniform(-0.15, 0.25)),
+            tempo=float(rng.uniform(0.75, 1.3)),
+            rate=float(rng.uniform(0.35, 0.95)),
+            rest=("hang", "front", "wide")[(i // 3 + i) % 3],
+            sway=float(rng.uniform(0.4, 1.6)),
+            shapes=tuple(float(s) for s in shapes),  # type: ignore[arg-type]
+        )
+    return styles
+
+
+STYLES: dict[str, GestureStyle] = _make_styles()
+
+
+@dataclass(frozen=True)
+class EmotionMotion:
+    """How an emotion moves the body; intensity blends each field from the neutral value."""
+
+    size: float = 1.0  # gesture amplitude
+    speed: float = 1.0  # movement speed
+    rate: float = 1.0  # gesture frequency
+    tension: float = 0.3  # finger curl: 0 open hands, 1 fists
+    lean: float = 0.0  # trunk flexion in radians (positive: forward, slumped)
+    shoulders: float = 0.0  # collar raise in radians (negative: dropped)
+    spread: float = 0.0  # arms away from the body in radians
+    palm_up: float = 0.0  # extra supination: open, offering hands
+    sway: float = 1.0  # idle motion amount
+    asymmetry: float = 0.0  # one-sided posture (contempt, disgust)
+    shape_bias: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # multiplies the style's SHAPES weights
+
+
+EMOTION_MOTION: dict[str, EmotionMotion] = {
+    "neutral": EmotionMotion(),
+    "happy": EmotionMotion(size=1.3, speed=1.2, rate=1.25, tension=0.1, lean=-0.04, spread=0.18, palm_up=0.5,
+                           sway=1.4, shape_bias=(1.0, 1.8, 0.6, 1.6)),
+    "sad": EmotionMotion(size=0.5, speed=0.6, rate=0.5, tension=0.35, lean=0.3, shoulders=-0.12, spread=-0.12,
+                         sway=0.5, shape_bias=(1.5, 0.8, 0.3, 0.4)),
+    "surprised": EmotionMotion(size=1.35, speed=1.35, rate=0.9, tension=0.0, lean=-0.1, shoulders=0.14,
+                               spread=0.25, palm_up=0.8, sway=1.1, shape_bias=(0.5, 1.5, 0.5, 2.0)),
+    "fear": EmotionMotion(size=0.6, speed=1.25, rate=0.7, tension=0.7, lean=0.14, shoulders=0.2, spread=-0.2,
+                          sway=0.7, shape_bias=(1.0, 0.6, 0.2, 1.5)),
+    "angry": EmotionMotion(size=1.45, speed=1.55, rate=1.35, tension=0.95, lean=0.12, shoulders=0.05, spread=0.05,
+                           sway=1.2, shape_bias=(1.6, 0.3, 2.5, 0.6)),
+    "disgusted": EmotionMotion(size=0.8, speed=0.9, rate=0.7, tension=0.45, lean=-0.16, shoulders=0.06,
+                               spread=-0.05, palm_up=-0.6, asymmetry=0.6, shape_bias=(0.6, 1.6, 0.4, 0.8)),
+    "contempt": EmotionMotion(size=0.6, speed=0.75, rate=0.45, tension=0.2, lean=-0.08, asymmetry=1.0,
+                              sway=0.7, shape_bias=(1.0, 1.0, 1.2, 0.2)),
+}  # fmt: skip
+assert set(EMOTION_MOTION) == set(EMOTIONS)
+
+
+def blend_emotion(emotion: str, intensity: float) -> EmotionMotion:
+    """The emotion's motion at `intensity` in [0, 1], blended from neutral field by field."""
+    base, target = EMOTION_MOTION["neutral"], EMOTION_MOTION[emotion]
+    w = float(np.clip(intensity, 0.0, 1.0))
+    mix = {
+        f: (1 - w) * getattr(base, f) + w * getattr(target, f)
+        for f in ("size", "speed", "rate", "tension", "lean", "shoulders", "spread", "palm_up", "sway", "asymmetry")
+    }
+    bias = tuple((1 - w) * b + w * t for b, t in zip(base.shape_bias, target.shape_bias, strict=True))
+    return EmotionMotion(**mix, shape_bias=bias)  # type: ignore[arg-type]
+
+
+@dataclass
+class ArmPose:
+    """One arm's parameters; the teacher keyframes these and turns them into joint rotations."""
+
+    down: float = 1.25  # shoulder: lowers the arm from the T-pose
+    forward: float = 0.05  # shoulder: raises the arm forward
+    inward: float = 0.0  # shoulder: swings the arm toward the midline
+    elbow: float = 0.35  # elbow flexion
+    supination: float = 0.0  # forearm turn: positive turns the palm up
+    wrist: float = 0.1  # wrist flexion
+    curl: float = 0.35  # curl of the four fingers (0 open, 1.4 fist)
+    point: float = 0.0  # 1: index straight while the others curl
+    spread: float = 0.05  # finger spread
+
+    def array(self) -> np.ndarray:
+        return np.array([self.down, self.forward, self.inward, self.elbow, self.supination, self.wrist,
+                         self.curl, self.point, self.spread])  # fmt: skip
+
+
+N_ARM = len(ArmPose().array())
+REST_POSES = {
+    "hang": ArmPose(),
+    "front": ArmPose(down=1.15, forward=0.3, inward=0.35, elbow=1.25, supination=0.4, wrist=0.0, curl=0.5),
+    "wide": ArmPose(down=1.05, forward=0.1, elbow=0.6, wrist=0.2, curl=0.3),
+}
+
+
+@dataclass
+class Phrase:
+    """One gesture phrase on one arm: the hand reaches `prep`, strikes to `stroke`, holds, then leaves."""
+
+    stroke_end: float  # seconds: the stressed syllable
+    prep: np.ndarray
+    stroke: np.ndarray
+    stroke_s: float
+    prep_s: float
+    hold_s: float
+    shape: str = "beat"
+    both: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def stressed_syllables(phones: list[Phone], loud: np.ndarray) -> list[tuple[float, float]]:
+    """(time in seconds, prominence) of each vowel that is louder and longer than its neighbours.
+
+    The time is where the vowel's loudness rises: 40% into a short vowel, 30 ms in for a long one.
+    """
+    out = []
+    vowels = [p for p in phones if p.label in VOWELS and p.end_s - p.start_s >= 0.05]
+    for p in vowels:
+        centre = min(int((p.start_s + p.end_s) / 2 * BODY_FPS), loud.size - 1)
+        near = [q for q in vowels if q is not p and abs((q.start_s + q.end_s) / 2 - (p.start_s + p.end_s) / 2) < 0.35]
+        level = loud[centre]
+        neighbours = max((loud[min(int((q.start_s + q.end_s) / 2 * BODY_FPS), loud.size - 1)] for q in near),
+                         default=0.0)  # fmt: skip
+        prominence = level - 0.5 * neighbours + 2.0 * min(p.end_s - p.start_s, 0.25)
+        if level > 0.55:
+            out.append((p.start_s + min(0.4 * (p.end_s - p.start_s), 0.03), float(prominence)))
+    return out
+
+
+def _arm_shape(shape: str, rest: ArmPose, style: GestureStyle, mood: EmotionMotion, rng: np.random.Generator,
+               mirror: bool) -> tuple[np.ndarray, np.ndarray, dict]:  # fmt: skip
+    """(prep, stroke) arm parameter arrays for one gesture shape."""
+    size = style.space * mood.size * rng.uniform(0.8, 1.2)
+    lift = style.height + rng.uniform(-0.08, 0.08)
+    base = ArmPose(down=1.1 - mood.spread, forward=0.35 + lift, inward=0.1, elbow=1.05, supination=0.2 + mood.palm_up,
+                   wrist=0.0, curl=0.25 + 0.9 * mood.tension, spread=0.1)  # fmt: skip
+    prep, stroke = replace(base), replace(base)
+    if shape == "beat":
+        prep.elbow += 0.35 * size
+        prep.wrist -= 0.25
+        stroke.elbow -= 0.25 * size
+        stroke.wrist += 0.2
+    elif shape in ("open", "two_hands"):
+        prep.inward = 0.35
+        prep.supination = 0.6 + mood.palm_up
+        prep.curl = 0.3 + 0.5 * mood.tension
+        stroke.down -= 0.35 * size
+        stroke.inward = -0.15 * size
+        stroke.elbow = 0.8
+        stroke.supination = 1.1 + mood.palm_up
+        stroke.curl = 0.05 + 0.4 * mood.tension
+        stroke.spread = 0.25
+        if shape == "two_hands":
+            stroke.forward += 0.15
+    elif shape == "point":
+        prep.elbow = 1.4
+        prep.forward += 0.1
+        prep.point = 1.0
+        stroke.forward += 0.35 * size
+        stroke.elbow = 0.55
+        stroke.inward = 0.15
+        stroke.supination = -0.3
+        stroke.point = 1.0
+        stroke.curl = 1.1
+    return prep.array(), stroke.array(), {}
+
+
+def plan_phrases(phones: list[Phone], loud: np.ndarray, duration_s: float, style: GestureStyle,
+                 mood: EmotionMotion, rng: np.random.Generator) -> dict[str, list[Phrase]]:  # fmt: skip
+    """Chooses which stressed syllables get strokes, with which shape and arm."""
+    speed = style.tempo * mood.speed
+    min_gap = 0.55 / speed
+    candidates = sorted(stressed_syllables(phones, loud), key=lambda c: -c[1])
+    rate = min(1.0, style.rate * mood.rate)
+    chosen: list[float] = []
+    for time_s, _ in candidates:
+        if time_s < 0.35 / speed or time_s > duration_s - 0.05:
+            continue
+        if all(abs(time_s - c) >= min_gap for c in chosen) and rng.random() < rate:
+            chosen.append(time_s)
+    weights = np.array(style.shapes) * np.array(mood.shape_bias)
+    weights /= weights.sum()
+    phrases: dict[str, list[Phrase]] = {"left": [], "right": []}
+    rest = REST_POSES[style.rest]
+    for time_s in sorted(chosen):
+        shape = str(rng.choice(SHAPES, p=weights))
+        stroke_s = rng.uniform(0.14, 0.22) / speed
+        prep_s = rng.uniform(0.25, 0.4) / speed
+        hold_s = rng.uniform(0.08, 0.25) / speed
+        one_hand = "right" if rng.random() < style.right_handed else "left"
+        arms = ["left", "right"] if shape == "two_hands" else [one_hand]
+        for arm in arms:
+            prep, stroke, extra = _arm_shape(shape, rest, style, mood, rng, arm == "left")
+            phrases[arm].append(Phrase(time_s, prep, stroke, stroke_s, prep_s, hold_s, shape, len(arms) == 2, extra))
+    return phrases
+
+
+def min_jerk(s: np.ndarray) -> np.ndarray:
+    """Minimum-jerk easing from 0 to 1 (Flash & Hogan 1985): zero velocity and acceleration at both ends."""
+    s = np.clip(s, 0.0, 1.0)
+    return s**3 * (10 - 15 * s + 6 * s**2)
+
+
+def keyframe_track(keys: list[tuple[float, np.ndarray]], t: np.ndarray) -> np.ndarray:
+    """Parameters (T, P) through time-sorted keyframes, eased with minimum jerk between each pair."""
+    out = np.repeat(keys[0][1][None], t.size, axis=0)
+    for (t0, v0), (t1, v1) in itertools.pairwise(keys):
+        inside = (t >= t0) & (t < t1)
+        s = min_jerk((t[inside] - t0) / max(t1 - t0, 1e-6))
+        out[inside] = v0 + s[:, None] * (v1 - v0)
+        out[t >= t1] = v1
+    return out
+
+
+def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: float) -> np.ndarray:
+    """The arm's parameters over time: rest, then each phrase, retracting when the next one is far."""
+    keys: list[tuple[float, np.ndarray]] = [(0.0, rest)]
+    retract_s = 0.45 / speed
+    for i, ph in enumerate(phrases):
+        stroke_start = ph.stroke_end - ph.stroke_s
+        prep_start = max(stroke_start - ph.prep_s, keys[-1][0] + 0.05)
+        if prep_start >= stroke_start - 0.05:
+            continue  # no time to prepare after the previous phrase
+        keys += [(prep_start, keys[-1][1]), (stroke_start, ph.prep), (ph.stroke_end, ph.stroke)]
+        hold_end = ph.stroke_end + ph.hold_s
+        keys.append((hold_end, ph.stroke + 0.03 * (ph.prep - ph.stroke)))  # a hold drifts a little
+        following = phrases[i + 1].stroke_end - phrases[i + 1].stroke_s - phrases[i + 1].prep_s if i + 1 < len(
+            phrases) else np.inf  # fmt: skip
+        if following - hold_end > retract_s + 0.2:
+            keys.append((hold_end + retract_s, rest))
+    return keyframe_track(keys, t)
+
+
+def smooth_noise(rng: np.random.Generator, n: int, tau_s: float, sigma: float, dims: int = 1) -> np.ndarray:
+    """(n, dims) slow random drift at BODY_FPS: an Ornstein-Uhlenbeck process, then a 0.3 s low-pass."""
+    a = np.exp(-1.0 / (BODY_FPS * tau_s))
+    pad = 12
+    x = np.empty((n + 2 * pad, dims))
+    value = rng.normal(0, sigma, dims)
+    innovations = rng.normal(0, sigma * np.sqrt(1 - a * a), (n + 2 * pad, dims))
+    for i in range(n + 2 * pad):
+        value = a * value + innovations[i]
+        x[i] = value
+    kernel = np.hanning(11)[1:-1]
+    kernel /= kernel.sum()
+    return np.stack([np.convolve(x[:, d], kernel, mode="same") for d in range(dims)], axis=1)[pad : pad + n]
+
+
+def _rot(axis: int, angle: np.ndarray) -> np.ndarray:
+    """(T,) angles -> (T, 3, 3) rotations about the x (0), y (1) or z (2) axis."""
+    angle = np.asarray(angle, dtype=np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    m = np.zeros(angle.shape + (3, 3))
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    m[..., axis, axis] = 1
+    m[..., i, i], m[..., i, j], m[..., j, i], m[..., j, j] = c, -s, s, c
+    return m
+
+
+def arm_rotations(params: np.ndarray, sign: float) -> dict[str, np.ndarray]:
+    """Arm parameters (T, N_ARM) to local rotations of one side's joints (sign +1 left, -1 right)."""
+    down, forward, inward, elbow, supination, wrist, curl, point, spread = params.T
+    out = {
+        "shoulder": _rot(1, -sign * inward) @ _rot(0, -forward) @ _rot(2, -sign * down),
+        "elbow": _rot(1, -sign * elbow),
+        "wrist": _rot(0, sign * supination) @ _rot(2, -sign * wrist),
+    }
+    for k, finger in enumerate(FINGERS):
+        c = curl * (1 - point) + point * (0.05 if finger == "index" else 1.3)
+        c = c * (1.0 + 0.12 * k)  # the little fingers curl a bit more
+        splay = spread * (1.5 - k) * 0.6
+        out[f"{finger}1"] = _rot(1, sign * splay) @ _rot(2, -sign * c)
+        out[f"{finger}2"] = _rot(2, -sign * c * 1.1)
+        out[f"{finger}3"] = _rot(2, -sign * c * 0.8)
+    thumb = 0.3 + 0.5 * np.clip(curl, 0, 1.4)
+    out["thumb1"] = _rot(1, -sign * 0.35) @ _rot(0, -sign * 0.2 * thumb)
+    out["thumb2"] = _rot(2, -sign * 0.4 * thumb)
+    out["thumb3"] = _rot(2, -sign * 0.5 * thumb)
+    return out
+
+
+@dataclass
+class GestureOutput:
+    axis_angle: np.ndarray  # float32 (T, 55, 3) local joint rotations
+    trans: np.ndarray  # float32 (T, 3) root translation in metres
+    strokes: np.ndarray  # float32 stroke times in seconds (the planned beats)
+
+
+def teach_gesture(
+    phones: list[Phone],
+    audio: np.ndarray,
+    rate_hz: int,
+    emotion: str = "neutral",
+    intensity: float = 1.0,
+    style: GestureStyle | str = "ada",
+    seed: int = 0,
+) -> GestureOutput:
+    """Body motion for one utterance; the phones' times are in seconds from the audio's start."""
+    style = STYLES[style] if isinstance(style, str) else style
+    mood = blend_emotion(emotion, intensity)
+    rng = np.random.default_rng(seed)
+    duration = audio.size / rate_hz
+    n = int(np.ceil(duration * BODY_FPS))
+    t = np.arange(n) / BODY_FPS
+    loud = loudness_envelope(audio, rate_hz, 2 * n)[::2]
+    speed = style.tempo * mood.speed
+    phrases = plan_phrases(phones, loud, duration, style, mood, rng)
+    rest = REST_POSES[style.rest].array()
+    rest = rest + np.array([-mood.spread, 0, 0, 0, 0.5 * mood.palm_up, 0, 0.9 * (mood.tension - 0.3), 0, 0])
+    rotations = np.broadcast_to(np.eye(3), (n, len(SMPLX_JOINTS), 3, 3)).copy()
+    sway = style.sway * mood.sway
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        params = arm_track(phrases[side], rest, t, speed)
+        drift = smooth_noise(rng, n, 1.2, 1.0, N_ARM) * np.array([0.03, 0.03, 0.02, 0.05, 0.05, 0.04, 0.06, 0, 0.02])
+        for joint, rotation in arm_rotations(params + drift, sign).items():
+            rotations[:, J[f"{side}_{joint}"]] = rotation
+
+    # Trunk: emotional lean shared by the spine joints, breathing, sway; one-sided posture for asymmetry.
+    breathing = np.sin(2 * np.pi * 0.25 * t * (0.8 + 0.4 * mood.speed) + rng.uniform(0, 2 * np.pi))
+    trunk = smooth_noise(rng, n, 2.0, 0.02 * sway, 3)
+    lean = mood.lean / 3 + 0.006 * breathing
+    for k, joint in enumerate(("spine1", "spine2", "spine3")):
+        roll = trunk[:, 2] + (0.04 * mood.asymmetry if k == 2 else 0.0)
+        rotations[:, J[joint]] = _rot(1, trunk[:, 1]) @ _rot(0, lean + (0.004 * breathing if k == 2 else 0)) @ _rot(
+            2, roll)  # fmt: skip
+    rotations[:, J["neck"]] = _rot(0, -0.5 * mood.lean * np.ones(n))  # keeps the gaze level when leaning
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        raise_ = mood.shoulders + 0.01 * breathing + (0.05 * mood.asymmetry * sign)
+        rotations[:, J[f"{side}_collar"]] = _rot(2, sign * raise_)
+
+    # Weight shift: the pelvis slides and rolls a little; the hips counter-roll so the legs stay vertical.
+    shift = smooth_noise(rng, n, 3.0, 0.012 * sway)[:, 0]
+    roll = -1.2 * shift
+    rotations[:, J["pelvis"]] = _rot(1, trunk[:, 0] * 0.5) @ _rot(2, roll)
+    for side in ("left", "right"):
+        rotations[:, J[f"{side}_hip"]] = _rot(2, -roll) @ _rot(0, -0.03 * np.ones(n))
+        rotations[:, J[f"{side}_knee"]] = _rot(0, 0.06 + 0.02 * np.abs(shift) / 0.012 * np.ones(n))
+    trans = np.stack([shift, 0.002 * breathing - 0.004 * np.abs(shift) / 0.012, np.zeros(n)], axis=1)
+
+    strokes = np.array(sorted({p.stroke_end for ps in phrases.values() for p in ps}), np.float32)
+    return GestureOutput(matrix_to_axis_angle(rotations).astype(np.float32), trans.astype(np.float32), strokes)

@@ -1,0 +1,321 @@
+"""Trains the gesture generator from scratch: corpus -> teacher clips -> motion VAE -> latent flow
+-> style presets -> runtime/assets/gesture.pt.
+
+    python -m training.train_gesture [--minutes 45] [--beat2 DIR]
+
+Reproduces the shipped checkpoint on 2 CPU cores in about an hour (clips, both training stages), with
+progress bars, loss curves in benchmarks/results/gesture_training.png and the recipe in the checkpoint.
+With --beat2, trains on BEAT2-style SMPL-X takes (npz + wav) instead of the teacher (training/beat2.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from runtime.models.gesture import (
+    FEATURES_PER_FRAME,
+    STYLE_CLIP_FRAMES,
+    GestureConfig,
+    GestureNetwork,
+    save_gesture_checkpoint,
+)
+from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
+from training.train_face import VTLP_PROBABILITY, warp_mel
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = ROOT / "runtime" / "assets" / "gesture.pt"
+RESULTS = ROOT / "benchmarks" / "results"
+CROP = 120  # frames per training sequence (4 s)
+CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
+KL_WEIGHT = 0.005
+HISTORY_NOISE = 0.1  # robustness of the flow and the decoder to their own errors in the history
+VAE_SHARE = 0.25  # of the time budget
+
+
+class Batches:
+    """Random crops of clips: audio with context and lookahead, poses with history, a style reference."""
+
+    def __init__(self, clips: list[GestureClip], config: GestureConfig, seed: int) -> None:
+        self.clips, self.c = clips, config
+        self.rng = np.random.default_rng(seed)
+        self.by_style: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for i, clip in enumerate(clips):
+            for r, s in enumerate(clip.styles):
+                if clip.poses[r].shape[0] >= STYLE_CLIP_FRAMES[0]:
+                    self.by_style[s].append((i, r))
+        self.silence = min(float(c.features[0].min()) for c in clips[:50])
+        self.back = max(config.history_frames, config.vae_window)
+
+    def __call__(self, batch_size: int) -> dict[str, Tensor]:
+        c, rng = self.c, self.rng
+        D, n_mels = c.lookahead_frames, c.n_mels
+        n_feature_frames = CONTEXT + CROP + D
+        features = np.full((batch_size, n_feature_frames, FEATURES_PER_FRAME, n_mels), self.silence, np.float32)
+        poses = np.zeros((batch_size, self.back + CROP, c.n_pose), np.float32)
+        valid = np.zeros((batch_size, self.back + CROP), np.float32)
+        ref_len = int(rng.integers(STYLE_CLIP_FRAMES[0], STYLE_CLIP_FRAMES[1] + 1))
+        references = np.zeros((batch_size, ref_len, c.n_pose), np.float32)
+        emotions, styles = [], []
+        for b in range(batch_size):
+            clip = self.clips[int(rng.integers(len(self.clips)))]
+            r = int(rng.integers(len(clip.poses)))
+            pose = clip.poses[r].astype(np.float32)
+            feats = clip.features[clip.versions[r]].astype(np.float32)
+            if rng.random() < VTLP_PROBABILITY:
+                feats = warp_mel(feats, rng.uniform(0.88, 1.12))
+            feats = feats.reshape(-1, FEATURES_PER_FRAME, n_mels)
+            T = pose.shape[0]
+            start = int(rng.integers(0, max(1, T - CROP)))
+            for k in range(n_feature_frames):  # feature frames start - CONTEXT .. start + CROP + D
+                j = start - CONTEXT + k
+                if 0 <= j < feats.shape[0]:
+                    features[b, k] = feats[j]
+            lo, hi = max(0, start - self.back), min(T, start + CROP)
+            poses[b, lo - (start - self.back) : hi - (start - self.back)] = pose[lo:hi]
+            valid[b, lo - (start - self.back) : hi - (start - self.back)] = 1
+            emotions.append(clip.emotions[r])
+            styles.append(clip.styles[r])
+            i, rr = self._reference(clip.styles[r], clip)
+            ref = self.clips[i].poses[rr].astype(np.float32)
+            s = int(rng.integers(0, max(1, ref.shape[0] - ref_len)))
+            piece = ref[s : s + ref_len]
+            references[b, : piece.shape[0]] = piece
+            references[b, piece.shape[0] :] = piece[-1]
+        return {
+            "features": torch.from_numpy(features),
+            "poses": torch.from_numpy(poses),
+            "valid": torch.from_numpy(valid),
+            "emotion": torch.from_numpy(np.stack(emotions)),
+            "style": torch.tensor(styles),
+            "reference": torch.from_numpy(references),
+        }
+
+    def _reference(self, style: int, clip: GestureClip) -> tuple[int, int]:
+        """Another take of the same style, from a different clip when there is one."""
+        options = self.by_style[style]
+        for _ in range(8):
+            i, r = options[int(self.rng.integers(len(options)))]
+            if self.clips[i] is not clip:
+                return i, r
+        return options[int(self.rng.integers(len(options)))]
+
+
+def pose_windows(x: Tensor, back: int, size: int) -> Tensor:
+    """(B, back + K, P) -> (B, K, size, P): for each crop frame, it and the size - 1 frames before it."""
+    K = x.shape[1] - back
+    return torch.stack([x[:, back - size + 1 + j : back - size + 1 + j + K] for j in range(size)], dim=2)
+
+
+def normalized_poses(net: GestureNetwork, batch: dict[str, Tensor]) -> Tensor:
+    """Normalised poses with frames before a clip's start at zero, as the stream's initial history."""
+    return net.normalize_pose(batch["poses"]) * batch["valid"][..., None]
+
+
+def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator) -> Tensor:
+    c = net.config
+    back = batch["poses"].shape[1] - CROP
+    x = normalized_poses(net, batch)
+    window = pose_windows(x, back, c.vae_window).flatten(0, 1)  # (B K, W, P)
+    target = window[:, -1]
+    mean, log_var = net.vae.encode(window)
+    z = mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=gen)
+    mask = batch["valid"][:, back:].reshape(-1, 1)
+    recon = (((net.vae.decode(z) - target) ** 2) * mask).sum() / (mask.sum() * c.n_pose)
+    kl = (-0.5 * (1 + log_var - mean**2 - log_var.exp()) * mask).sum() / (mask.sum() * c.latent)
+    return recon + KL_WEIGHT * kl
+
+
+def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator) -> Tensor:
+    c = net.config
+    back = batch["poses"].shape[1] - CROP
+    B, D = batch["poses"].shape[0], c.lookahead_frames
+    x = normalized_poses(net, batch)
+    with torch.no_grad():
+        z1 = net.vae.encode(pose_windows(x, back, c.vae_window).flatten(0, 1))[0]
+        z1 = (z1 - net.latent_mean) / net.latent_std
+    encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
+    windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
+    history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
+    history = history + HISTORY_NOISE * torch.randn(history.shape, generator=gen)
+    style = net.embed_style(batch["reference"])  # (B, style_dim)
+    cond = net.condition(
+        windows.flatten(0, 1),
+        batch["emotion"][:, None].expand(B, CROP, -1).flatten(0, 1),
+        style[:, None].expand(B, CROP, -1).flatten(0, 1),
+        history.flatten(0, 1),
+    )
+    z0 = torch.randn(z1.shape, generator=gen)
+    t = torch.rand(z1.shape[0], generator=gen)
+    zt = (1 - t[:, None]) * z0 + t[:, None] * z1
+    error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
+    mask = batch["valid"][:, back:].reshape(-1, 1)
+    return (error * mask).sum() / (mask.sum() * c.latent)
+
+
+def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
+    feats = np.concatenate([c.features[0].astype(np.float32) for c in clips[:300]])
+    poses = np.concatenate([p.astype(np.float32) for c in clips[:300] for p in c.poses])
+    net.feature_mean.copy_(torch.from_numpy(feats.mean(0)))
+    net.feature_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
+    net.pose_mean.copy_(torch.from_numpy(poses.mean(0)))
+    net.pose_std.copy_(torch.from_numpy(poses.std(0) + 0.01))
+
+
+@torch.no_grad()
+def fit_latent_statistics(net: GestureNetwork, batches: Batches, n: int = 20) -> None:
+    c = net.config
+    means = []
+    for _ in range(n):
+        batch = batches(32)
+        back = batch["poses"].shape[1] - CROP
+        window = pose_windows(normalized_poses(net, batch), back, c.vae_window).flatten(0, 1)
+        keep = batch["valid"][:, back:].reshape(-1) > 0
+        means.append(net.vae.encode(window)[0][keep])
+    z = torch.cat(means)
+    net.latent_mean.copy_(z.mean(0))
+    net.latent_std.copy_(z.std(0) + 1e-3)
+
+
+@torch.no_grad()
+def fit_style_presets(net: GestureNetwork, clips: list[GestureClip], n_styles: int, seed: int) -> None:
+    """Each style's preset: the mean embedding of up to 24 of its takes (8 s each)."""
+    rng = np.random.default_rng(seed)
+    takes: dict[int, list[np.ndarray]] = defaultdict(list)
+    for clip in clips:
+        for r, s in enumerate(clip.styles):
+            if clip.poses[r].shape[0] >= 240 and len(takes[s]) < 24:
+                start = int(rng.integers(0, clip.poses[r].shape[0] - 240 + 1))
+                takes[s].append(clip.poses[r][start : start + 240].astype(np.float32))
+    for s in range(n_styles):
+        if takes[s]:
+            net.style_presets[s] = net.embed_style(torch.from_numpy(np.stack(takes[s]))).mean(0)
+
+
+def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: float, lr: float) -> list[float]:
+    """Adam with cosine decay over a time budget; returns the losses."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    losses: list[float] = []
+    started = time.monotonic()
+    with tqdm(total=int(minutes * 60), desc=name, unit="s") as bar:
+        while (elapsed := time.monotonic() - started) < minutes * 60:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(elapsed / (minutes * 60), 1.0)))
+            loss = loss_fn()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.n = int(elapsed)
+            bar.set_postfix(step=len(losses), loss=f"{np.mean(losses[-50:]):.4f}")
+    return losses
+
+
+def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int,
+          seed: int) -> tuple[GestureNetwork, dict]:  # fmt: skip
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = GestureNetwork(GestureConfig(), n_styles=len(style_names))
+    fit_normalisation(net, clips)
+    batches = Batches(clips, net.config, seed)
+    vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
+                           lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
+    net.vae.requires_grad_(False)
+    fit_latent_statistics(net, batches)
+    flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
+    flow_losses = run_stage("latent flow", flow_params, lambda: flow_loss(net, batches(batch_size), gen),
+                            minutes * (1 - VAE_SHARE), 2e-3)  # fmt: skip
+    net.eval()
+    fit_style_presets(net, clips, len(style_names), seed)
+    return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
+
+
+def plot_losses(log: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, title in ((axes[0], "vae_losses", "motion VAE"), (axes[1], "flow_losses", "latent flow")):
+        losses = log[key]
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(losses, alpha=0.3, linewidth=0.6)
+        ax.plot(np.arange(smooth.size) + window - 1, smooth)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"gesture training: {title}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the gesture generator from scratch.")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
+    parser.add_argument("--minutes", type=float, default=45.0, help="training time budget (both stages)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--renders", type=int, default=6, help="teacher renders per clip")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many clips")
+    parser.add_argument("--beat2", type=Path, default=None, help="train on BEAT2-style takes (npz + wav) instead")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    began = time.time()
+    if args.beat2 is not None:
+        from training.beat2 import build_beat2_dataset
+
+        clips, style_names = build_beat2_dataset(args.beat2)
+        data: dict = {"beat2": str(args.beat2), "takes": len(clips), "speakers": style_names}
+    else:
+        if not (args.corpus / "manifest.json").exists():
+            from training.corpus import build
+
+            build(args.corpus, args.utterances, seed=args.seed)
+        clips = build_gesture_dataset(args.corpus, n_renders=args.renders, limit=args.limit)
+        style_names = STYLE_NAMES
+        data = {
+            "clips": len(clips),
+            "renders_per_clip": args.renders,
+            "minutes_of_motion": sum(p.shape[0] for c in clips for p in c.poses) / 30 / 60,
+            "voices_train": sorted({c.voice for c in clips}),
+            "teacher_styles": style_names,
+            "audio_versions": "clean + 1 augmented (speed, EQ, reverb, noise, telephone, level)",
+        }
+    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed)
+    metadata = {
+        "data": data,
+        "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
+                     "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
+                     "final_vae_loss": float(np.mean(log["vae_losses"][-100:])),
+                     "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
+                     "wall_minutes_total": (time.time() - began) / 60},
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_gesture_checkpoint(args.out, net, style_names, metadata)
+    if args.out == CHECKPOINT:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot_losses(log, RESULTS / "gesture_training.png")
+        summary = {**metadata, "vae_losses": log["vae_losses"][::10], "flow_losses": log["flow_losses"][::10]}
+        (RESULTS / "gesture_training.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); "
+          f"flow loss {metadata['training']['final_flow_loss']:.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
