@@ -16,6 +16,7 @@ import numpy as np
 from clients.client import EmostreamClient, ReceivedFrame
 from clients.sources import file_source, microphone_source, stdin_source
 from runtime import protocol as P
+from runtime.body_pose import body_arrays
 
 
 def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
@@ -31,18 +32,24 @@ def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
 
 
 def save_frames(path: Path, header: P.Header, sample_rate_hz: int, frames: list[ReceivedFrame], meta: dict) -> None:
-    """Same layout as `emostream animate` (face, face_channels, fps, time, meta), plus arrival stamps."""
+    """Same layout as `emostream animate` (face, face_channels, fps, time, meta, and the body keys when the
+    session had the body), plus arrival stamps."""
     face = [f for f in frames if f.stream == "face"]
     channels = header.streams["face"].channels
-    np.savez(
-        path,
-        face=np.stack([f.values for f in face]) if face else np.zeros((0, len(channels)), np.float32),
-        face_channels=np.array(channels),
-        fps=header.streams["face"].fps,
-        time=np.array([f.media_sample / sample_rate_hz for f in face]),
-        latency_ms=np.array([f.latency_ms or np.nan for f in face]),
-        meta=json.dumps(meta),
-    )
+    arrays = {
+        "face": np.stack([f.values for f in face]) if face else np.zeros((0, len(channels)), np.float32),
+        "face_channels": np.array(channels),
+        "fps": header.streams["face"].fps,
+        "time": np.array([f.media_sample / sample_rate_hz for f in face]),
+        "latency_ms": np.array([f.latency_ms or np.nan for f in face]),
+        "meta": json.dumps(meta),
+    }
+    body = [f for f in frames if f.stream == "body"]
+    if body:
+        times = np.array([f.media_sample / sample_rate_hz for f in body])
+        arrays |= body_arrays(np.stack([f.values for f in body]), header.streams["body"].fps, times)
+        arrays["body_latency_ms"] = np.array([f.latency_ms or np.nan for f in body])
+    np.savez(path, **arrays)
 
 
 async def stream(args: argparse.Namespace) -> dict:
@@ -59,9 +66,11 @@ async def stream(args: argparse.Namespace) -> dict:
         rate = read_audio(args.audio)[1]
         source = file_source(args.audio, args.chunk_ms, realtime=args.realtime)
     controls = P.Controls(
-        emotion=args.emotion, intensity=args.intensity, seed=args.seed, lookahead_ms=args.lookahead_ms, steps=args.steps
-    )
-    client = await EmostreamClient.connect(args.url, rate, controls=controls, token=args.token)
+        emotion=args.emotion, intensity=args.intensity, seed=args.seed, lookahead_ms=args.lookahead_ms,
+        steps=args.steps, style=args.style if args.body else None,
+    )  # fmt: skip
+    streams = ("face", "body") if args.body else ("face",)
+    client = await EmostreamClient.connect(args.url, rate, streams=streams, controls=controls, token=args.token)
     clock = await client.clock_sync()
     frames: list[ReceivedFrame] = []
     try:
@@ -107,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead-ms", type=float, default=60.0)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--token", default=None)
+    parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=False,
+                        help="also ask for the SMPL-X body stream")  # fmt: skip
+    parser.add_argument("--style", default="ada", help="body style preset (with --body)")
 
 
 def main(args: argparse.Namespace) -> int:

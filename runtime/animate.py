@@ -18,12 +18,11 @@ import numpy as np
 
 from clients.audio_files import chunks, read_audio
 from runtime.audio import SUPPORTED_RATES_HZ, Resampler
-from runtime.body_pose import body_frames, frames_to_quat
+from runtime.body_pose import body_arrays, body_frames
 from runtime.errors import ConfigError
 from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
 from runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
 from runtime.rigs import ARKIT_BLENDSHAPES, BODY_FPS, FACE_CHANNELS, FACE_FPS, SMPLX_JOINTS, SMPLX_PARENTS
-from runtime.rotations import quat_to_axis_angle
 from runtime.step import StepRunner, StreamingGenerator
 from runtime.stream import GeneratorStream, emotion_vector
 
@@ -145,23 +144,6 @@ def animate(
     return Animation(face, FACE_FPS, meta, poses)
 
 
-def body_arrays(animation: Animation) -> dict[str, np.ndarray]:
-    """The npz body keys: local joint rotations as quaternions (x, y, z, w) and axis-angle, translation,
-    the skeleton, frame rate and media times."""
-    assert animation.body is not None
-    quat, trans = frames_to_quat(animation.body)
-
-    return {
-        "body_quat": quat.astype(np.float32),
-        "body_axis_angle": quat_to_axis_angle(quat).astype(np.float32),
-        "body_trans": trans.astype(np.float32),
-        "body_joints": np.array(SMPLX_JOINTS),
-        "body_parents": np.array(SMPLX_PARENTS),
-        "body_fps": np.array(animation.body_fps),
-        "body_time": animation.body_time,
-    }
-
-
 def _pascal(name: str) -> str:
     return name[0].upper() + name[1:]
 
@@ -173,8 +155,17 @@ def live_link_columns() -> list[str]:
     return ["Timecode", "BlendShapeCount", *[_pascal(n) for n in ARKIT_BLENDSHAPES], *rotations]
 
 
+OUTPUT_FORMATS = (".npz", ".json", ".csv")
+
+
+def check_output_format(path: Path) -> None:
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown output format {path.suffix!r}: use .npz, .json or .csv")
+
+
 def write_animation(animation: Animation, path: Path) -> None:
     """Writes .npz (arrays), .json (lists) or .csv (Live Link Face layout, angles in radians)."""
+    check_output_format(path)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
@@ -186,18 +177,18 @@ def write_animation(animation: Animation, path: Path) -> None:
             "meta": json.dumps(animation.meta),
         }
         if animation.body is not None:
-            arrays |= body_arrays(animation)
+            arrays |= body_arrays(animation.body, animation.body_fps)
         np.savez(path, **arrays)
     elif suffix == ".json":
         document = {"face_channels": list(FACE_CHANNELS), "fps": animation.fps, "time": animation.time.tolist(),
                     "face": animation.face.round(5).tolist(), "meta": animation.meta}  # fmt: skip
         if animation.body is not None:
-            arrays = body_arrays(animation)
+            arrays = body_arrays(animation.body, animation.body_fps)
             document |= {"body_joints": list(SMPLX_JOINTS), "body_parents": list(SMPLX_PARENTS),
                          "body_fps": animation.body_fps, "body_quat": arrays["body_quat"].round(6).tolist(),
                          "body_trans": arrays["body_trans"].round(6).tolist()}  # fmt: skip
         path.write_text(json.dumps(document))
-    elif suffix == ".csv":
+    else:  # .csv
         idx = {n: i for i, n in enumerate(FACE_CHANNELS)}
         order = ["headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", None,
                  "rightEyeYaw", "rightEyePitch", None]  # fmt: skip
@@ -209,5 +200,3 @@ def write_animation(animation: Animation, path: Path) -> None:
                 timecode = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{sub:02d}.000"
                 rotations = [frame[idx[n]] if n else 0.0 for n in order]
                 writer.writerow([timecode, 61, *[f"{v:.5f}" for v in frame[:52]], *[f"{v:.5f}" for v in rotations]])
-    else:
-        raise ConfigError(f"unknown output format {suffix!r}: use .npz, .json or .csv")

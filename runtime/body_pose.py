@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.rigs import SMPLX_JOINTS
+from runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS
 from runtime.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quat,
     matrix_to_sixd,
+    quat_to_axis_angle,
     sixd_to_matrix,
 )
 
@@ -65,3 +66,18 @@ def body_frames(features: np.ndarray) -> np.ndarray:
 def frames_to_quat(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, 223) wire-layout body frames -> quaternions (T, 55, 4) and translation (T, 3)."""
     return frames[:, : 4 * N_JOINTS].reshape(len(frames), N_JOINTS, 4), frames[:, 4 * N_JOINTS :]
+
+
+def body_arrays(frames: np.ndarray, fps: int, time_s: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The body keys of an animation .npz from wire-layout frames (T, 223): local joint rotations as
+    quaternions (x, y, z, w) and axis-angle, root translation, the skeleton, frame rate and media times."""
+    quat, trans = frames_to_quat(frames)
+    return {
+        "body_quat": quat.astype(np.float32),
+        "body_axis_angle": quat_to_axis_angle(quat).astype(np.float32),
+        "body_trans": trans.astype(np.float32),
+        "body_joints": np.array(SMPLX_JOINTS),
+        "body_parents": np.array(SMPLX_PARENTS),
+        "body_fps": np.array(fps),
+        "body_time": np.arange(len(frames)) / fps if time_s is None else time_s,
+    }

@@ -107,8 +107,9 @@ def _rigs(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from runtime.animate import animate, write_animation
+    from runtime.animate import animate, check_output_format, write_animation
 
+    check_output_format(args.output)
     animation = animate(
         args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps,
         backend=args.backend, device=args.device, engine_cache=args.engine_cache, body=args.body,

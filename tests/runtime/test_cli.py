@@ -36,6 +36,7 @@ def test_demo_streams_through_a_real_server_and_renders_video_sheet_and_latency(
 def test_animate_writes_npz_json_and_live_link_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wav = str(DATA / "speech_22050.wav")
     args = ["--emotion", "happy", "--intensity", "0.7", "--seed", "3", "--lookahead-ms", "60", "--steps", "2"]
+    args += ["--no-body"]  # the body has its own test
     assert main(["animate", wav, "-o", str(tmp_path / "a.npz"), *args]) == 0
     out = np.load(tmp_path / "a.npz")
     assert out["face"].shape == (120, 59) and out["face"].dtype == np.float32 and int(out["fps"]) == 60
@@ -69,3 +70,32 @@ def test_rigs_prints_named_channels_and_skeleton(capsys: pytest.CaptureFixture[s
     rigs = json.loads(capsys.readouterr().out)
     assert rigs["face"]["channels"][17] == "jawOpen" and rigs["face"]["fps"] == 60
     assert len(rigs["body"]["parents"]) == 55 and len(rigs["body"]["rest_offsets_m"]) == 55
+
+
+def test_animate_with_the_body_writes_the_body_keys_and_takes_a_style_clip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime.models.gesture import save_gesture_checkpoint
+    from tests.fixtures import SMALL_STYLES, small_gesture_network
+
+    checkpoint = tmp_path / "gesture.pt"
+    save_gesture_checkpoint(checkpoint, small_gesture_network(), SMALL_STYLES, {})
+    wav = str(DATA / "speech_16000.wav")
+    common = ["--gesture-checkpoint", str(checkpoint)]
+    assert main(["animate", wav, "-o", str(tmp_path / "a.npz"), "--style", "ben", *common]) == 0
+    out = np.load(tmp_path / "a.npz")
+    assert out["body_quat"].shape == (60, 55, 4) and out["body_trans"].shape == (60, 3)
+    assert list(out["body_joints"][:3]) == ["pelvis", "left_hip", "right_hip"] and int(out["body_fps"]) == 30
+    np.testing.assert_allclose(np.linalg.norm(out["body_quat"], axis=-1), 1.0, atol=1e-5)
+    assert json.loads(str(out["meta"]))["style"] == "ben"
+    # A 2 s clip is too short to carry a style; a 5 s one works.
+    assert main(["animate", wav, "-o", str(tmp_path / "b.npz"), "--style", str(tmp_path / "a.npz"), *common]) == 2
+    assert "at least 4 s" in capsys.readouterr().err
+    clip = tmp_path / "clip.npz"
+    rng = np.random.default_rng(0)
+    np.savez(clip, body_axis_angle=rng.normal(0, 0.2, (150, 55, 3)), body_trans=np.zeros((150, 3)), body_fps=30)
+    assert main(["animate", wav, "-o", str(tmp_path / "c.npz"), "--style", str(clip), *common]) == 0
+    assert main(["animate", wav, "-o", str(tmp_path / "d.npz"), "--style", "nobody", *common]) == 2
+    assert "unknown style" in capsys.readouterr().err
+    assert main(["animate", wav, "-o", str(tmp_path / "e.npz"), "--no-body"]) == 0
+    assert "body_quat" not in np.load(tmp_path / "e.npz")
