@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def save_frames(path: Path, header: P.Header, sample_rate_hz: int, frames: list[
     session had the body), plus arrival stamps."""
     face = [f for f in frames if f.stream == "face"]
     channels = header.streams["face"].channels
-    arrays = {
+    arrays: dict[str, Any] = {
         "face": np.stack([f.values for f in face]) if face else np.zeros((0, len(channels)), np.float32),
         "face_channels": np.array(channels),
         "fps": header.streams["face"].fps,
