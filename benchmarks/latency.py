@@ -3,6 +3,8 @@
     python -m benchmarks.latency [--sessions 1,8,32] [--seconds 10]        # emostream bench latency
     python -m benchmarks.latency --capacity [--seconds 6]                  # emostream bench capacity
 
+Sessions ask for the face and the body (60 + 30 frames per second each); --no-body measures face only.
+
 The server runs as its own process (`emostream serve`), the clients in this one. Every client paces the
 bundled speech on its own clock in 20 ms chunks, never waiting for replies, and stamps each chunk with
 its capture time. From the frames' stamps (docs/protocol.md) it reports, per session count:
@@ -45,7 +47,7 @@ def free_port() -> int:
 class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
-    def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager") -> None:
+    def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True) -> None:
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -58,6 +60,7 @@ class ServerProcess:
             str(max_sessions),
             "--backend",
             backend,
+            "--body" if body else "--no-body",
         ]
         if checkpoint:
             cmd += ["--checkpoint", str(checkpoint)]
@@ -98,9 +101,11 @@ def speech_loop(seconds: float) -> tuple[np.ndarray, int]:
     return to_int16(np.tile(samples, repeats)[: int(seconds * rate)]), rate
 
 
-async def paced_client(url: str, pcm: np.ndarray, rate: int, seed: int, start_delay_s: float) -> list[ReceivedFrame]:
+async def paced_client(
+    url: str, pcm: np.ndarray, rate: int, seed: int, start_delay_s: float, streams: tuple[str, ...]
+) -> list[ReceivedFrame]:
     await asyncio.sleep(start_delay_s)  # clients start out of phase, as real ones do
-    client = await EmostreamClient.connect(url, rate, controls=P.Controls(seed=seed))
+    client = await EmostreamClient.connect(url, rate, streams=streams, controls=P.Controls(seed=seed))
     started_us, started = now_us(), time.monotonic()
     for start, chunk in chunks(pcm, rate, CHUNK_MS):
         await asyncio.sleep(max(0.0, started + (start + chunk.size) / rate - time.monotonic()))
@@ -118,25 +123,33 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-async def run_sessions(url: str, n: int, seconds: float) -> dict:
+async def run_sessions(url: str, n: int, seconds: float, body: bool = True) -> dict:
     pcm, rate = speech_loop(seconds)
     gc.collect()
     gc.freeze()  # the clients' own collector pauses would show up as server latency
+    streams = ("face", "body") if body else ("face",)
     results = await asyncio.gather(
-        *(paced_client(url, pcm, rate, i, i * CHUNK_MS / 1000 / max(n, 1)) for i in range(n))
+        *(paced_client(url, pcm, rate, i, i * CHUNK_MS / 1000 / max(n, 1), streams) for i in range(n))
     )
     frames = [f for r in results for f in r]
     e2e = np.array([(f.received_us - f.capture_time_us) / 1000 for f in frames])
+    per_stream = {
+        f"end_to_end_{s}": percentiles(np.array([(f.received_us - f.capture_time_us) / 1000 for f in frames
+                                                 if f.stream == s]))
+        for s in streams
+    }  # fmt: skip
     to_send = np.array([(f.send_time_us - f.capture_time_us) / 1000 for f in frames])
     downlink = np.array([(f.received_us - f.send_time_us) / 1000 for f in frames])
     jitter = [np.std(np.diff([(f.received_us - f.capture_time_us) / 1000 for f in r])) for r in results if len(r) > 2]
-    expected = int(np.ceil(pcm.size / rate * 60))
+    expected = sum(int(np.ceil(pcm.size / rate * fps)) for fps in (60, 30)[: len(streams)])
     return {
         "sessions": n,
         "seconds": seconds,
+        "streams": list(streams),
         "frames": len(frames),
         "frames_expected": expected * n,
         "end_to_end": percentiles(e2e),
+        **per_stream,
         "capture_to_send": percentiles(to_send),
         "send_to_receive": percentiles(downlink),
         "jitter_ms": float(np.mean(jitter)),
@@ -145,10 +158,10 @@ async def run_sessions(url: str, n: int, seconds: float) -> dict:
     }
 
 
-def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager") -> dict:
-    server = ServerProcess(max(n, 1), checkpoint, backend)
+def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True) -> dict:
+    server = ServerProcess(max(n, 1), checkpoint, backend, body)
     try:
-        row = asyncio.run(run_sessions(server.url, n, seconds))
+        row = asyncio.run(run_sessions(server.url, n, seconds, body))
         m = server.metrics()
         row["server_late_frames"] = int(m.get("emostream_late_frames_total", 0))
         row["server_frames_sent"] = int(m.get("emostream_frames_sent_total", 0))
@@ -162,16 +175,18 @@ def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eag
 def table(rows: list[dict]) -> str:
     lines = [
         "| sessions | end to end p50 | p95 | p99 | max | capture->send p99 | send->receive p99 | jitter | late "
-        "| dropped |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dropped | face p99 | body p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         e = r["end_to_end"]
+        face, body = (f"{r[k]['p99_ms']:.1f} ms" if k in r else "-" for k in ("end_to_end_face", "end_to_end_body"))
         lines.append(
             f"| {r['sessions']} | {e['p50_ms']:.1f} ms | {e['p95_ms']:.1f} ms | {e['p99_ms']:.1f} ms | "
             f"{e['max_ms']:.1f} ms | {r['capture_to_send']['p99_ms']:.1f} ms | "
             f"{r['send_to_receive']['p99_ms']:.2f} ms | {r['jitter_ms']:.2f} ms | "
-            f"{100 * r['late_fraction']:.2f}% | {r['dropped']} |"
+            f"{100 * r['late_fraction']:.2f}% | {r['dropped']} | "
+            f"{face} | {body} |"
         )
     return "\n".join(lines)
 
@@ -203,13 +218,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity", action="store_true", help="find the most sessions with <= 1%% late frames")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
+    parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
+                        help="sessions ask for the body stream too (default: on)")  # fmt: skip
     args = parser.parse_args(argv)
-    m = machine() | {"backend": args.backend}
-    suffix = "" if args.backend == "eager" else f"-{args.backend}"
+    m = machine() | {"backend": args.backend, "streams": "face+body" if args.body else "face"}
+    suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
     if args.capacity:
         rows, best = [], 0
         for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
-            row = measure(n, args.seconds, args.checkpoint, args.backend)
+            row = measure(n, args.seconds, args.checkpoint, args.backend, args.body)
             rows.append(row)
             print(
                 f"{n} sessions: late {100 * row['late_fraction']:.2f}%, e2e p99 {row['end_to_end']['p99_ms']:.1f} ms",
@@ -224,9 +241,9 @@ def main(argv: list[str] | None = None) -> None:
         title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
         plot(rows, RESULTS / f"capacity{suffix}.png", title)
         return
-    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend) for n in args.sessions.split(",")]
+    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend, args.body) for n in args.sessions.split(",")]
     print(
-        f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, face only "
+        f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, {m['streams']} "
         f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"
     )
     write_result(f"latency{suffix}", {"benchmark": "latency", "machine": m, "rows": rows})
