@@ -56,7 +56,8 @@ def _demo(args: argparse.Namespace) -> int:
             f"p99 {c['p99_ms']:.1f} ms, on top of the model's algorithmic latency (lookahead and "
             f"resampling) of {s['algorithmic_latency_ms']:.1f} ms"
         )
-    print(f"  wrote {out_dir}/: demo.mp4, contact.png, face.png, face.npz, face.csv, latency.json")
+    body = ", body.png (gestures)" if (out_dir / "body.png").exists() else ""
+    print(f"  wrote {out_dir}/: demo.mp4, contact.png{body}, face.png, face.npz, face.csv, latency.json")
     return 0
 
 

@@ -1,12 +1,13 @@
 """`emostream demo`: the README's main command.
 
-Starts a server in this process with the shipped face model, streams the bundled speech sample (or a
+Starts a server in this process with the shipped face and gesture models, streams the bundled speech sample (or a
 file) to it through a real WebSocket session, paced in 20 ms chunks on a real-time clock, and switches
 the emotion live with control messages. Then, headless (no display needed), it renders what came back:
 
 - demo.mp4: the built-in head lip-syncing, the speech muxed in, a HUD with emotion and per-frame latency;
-- contact.png: a contact sheet; face.png: speech, spectrogram, mouth and emotion curves;
-- face.npz and face.csv (the `emostream animate` layouts, plus arrival stamps in the npz);
+- contact.png: a contact sheet; body.png: the same moments in the body view (gestures);
+- face.png: speech, spectrogram, mouth and emotion curves;
+- face.npz and face.csv (the `emostream animate` layouts with the body keys, plus arrival stamps);
 - latency.json: capture of the newest audio a frame used -> frame received, p50/p95/p99, with the
   algorithmic latency (lookahead plus chunking) stated beside it.
 """
@@ -58,6 +59,23 @@ class Take:
     def face(self) -> np.ndarray:
         return np.stack([f.values for f in self.frames if f.stream == "face"])
 
+    @property
+    def body(self) -> np.ndarray | None:
+        frames = [f.values for f in self.frames if f.stream == "body"]
+        return np.stack(frames) if frames else None
+
+
+def shipped_gesture_model() -> tuple[Any, list[str]] | None:
+    """The shipped gesture network and its style names, or None when the checkpoint is absent."""
+    from runtime.animate import default_gesture_checkpoint
+    from runtime.models.gesture import load_gesture_checkpoint
+
+    path = default_gesture_checkpoint()
+    if not path.exists():
+        return None
+    network, names, _ = load_gesture_checkpoint(path)
+    return network, names
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -77,12 +95,14 @@ async def stream_take(audio_path: Path, n_samples: int, rate: int, realtime: boo
 
     torch.set_num_threads(1)  # as `emostream serve` runs: the event loop keeps a core
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
-    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4))
+    gesture = shipped_gesture_model()
+    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4), gesture)
     port = await server.start()
     try:
         client = await EmostreamClient.connect(
-            f"ws://127.0.0.1:{port}", rate, controls=P.Controls(emotion="neutral", transition_ms=TRANSITION_MS)
-        )
+            f"ws://127.0.0.1:{port}", rate, streams=("face", "body") if gesture else ("face",),
+            controls=P.Controls(emotion="neutral", transition_ms=TRANSITION_MS),
+        )  # fmt: skip
         await client.clock_sync()
         frames: list[ReceivedFrame] = []
         captions: list[tuple[float, str]] = []
@@ -145,7 +165,7 @@ def run_demo(
     (out_dir / "latency.json").write_text(json.dumps(summary, indent=2))
     plot_demo(LogMelFrontEnd(rate).offline(to_int16(samples)), samples, rate, face, out_dir)
 
-    clip = Clip(face=face, fps=FACE_FPS, captions=take.captions)
+    clip = Clip(face=face, fps=FACE_FPS, captions=take.captions, body=take.body)
     latencies = [f.latency_ms for f in face_frames]
 
     def hud(t: float) -> list[str]:
@@ -161,6 +181,8 @@ def run_demo(
     write_video(clip, out_dir / "demo.mp4", audio=(samples, rate), size=(video_size, video_size), hud=hud,
                 progress=progress)  # fmt: skip
     contact_sheet(clip, out_dir / "contact.png")
+    if take.body is not None:
+        contact_sheet(clip, out_dir / "body.png", view="body")
     return DemoResult(out_dir, int(face.shape[0]), summary)
 
 
@@ -214,7 +236,7 @@ def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
 
     torch.set_num_threads(1)
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
-    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4))
+    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4), shipped_gesture_model())
     loop = asyncio.new_event_loop()
     port = loop.run_until_complete(server.start())
     threading.Thread(target=loop.run_forever, name="emostream-demo-server", daemon=True).start()

@@ -29,6 +29,8 @@ def test_demo_streams_through_a_real_server_and_renders_video_sheet_and_latency(
     assert [c[1].split()[0] for c in meta["captions"]] == ["neutral", "happy", "sad", "surprised"]
     assert (tmp_path / "face.png").stat().st_size > 10_000
     assert (tmp_path / "contact.png").stat().st_size > 10_000
+    assert (tmp_path / "body.png").stat().st_size > 10_000  # the shipped gesture model's contact sheet
+    assert np.load(tmp_path / "face.npz")["body_quat"].shape[1:] == (55, 4)
     assert (tmp_path / "demo.mp4").stat().st_size > 10_000
     assert (tmp_path / "face.csv").read_text().startswith("Timecode,BlendShapeCount,EyeBlinkLeft")
 
