@@ -76,8 +76,10 @@ class JitterBuffer:
         with self._lock:
             return None if self.origin_s is None else now_s - self.origin_s - self.delay_s
 
-    def sample(self, now_s: float) -> np.ndarray | None:
-        """The frame for wall time `now_s`, interpolated between the two frames around its media time."""
+    def sample(self, now_s: float, at_least_s: float = 0.0) -> np.ndarray | None:
+        """The frame for wall time `now_s`, interpolated between the two frames around its media time.
+        `at_least_s` holds playout back further, so that two streams (face and body, whose frames wait for
+        different lookaheads) play in sync at the larger of their delays."""
         with self._lock:
             if self.origin_s is None or not self._times:
                 return None
@@ -87,7 +89,7 @@ class JitterBuffer:
                 floor = max(self.min_delay_s, float(np.percentile(self._lateness, 95)) + self.margin_s)
                 self.delay_s = max(floor, self.delay_s - self.decay_per_s * elapsed)
             self._last_sample_wall = now_s
-            t = now_s - self.origin_s - self.delay_s
+            t = now_s - self.origin_s - max(self.delay_s, at_least_s)
             k = bisect.bisect(self._times, t)
             if k == 0:
                 return self._values[0]

@@ -45,6 +45,7 @@ class LiveState:
     """Shared between the network thread and the window."""
 
     jitter: JitterBuffer = field(default_factory=JitterBuffer)
+    body_jitter: JitterBuffer = field(default_factory=JitterBuffer)  # stays empty without a body stream
     latencies_ms: list[float] = field(default_factory=list)
     dropped: int = 0
     emotion: str = "neutral"
@@ -74,8 +75,8 @@ async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -
         state.audio = to_int16(samples)  # played back on the playout clock
         source = file_source(args.audio, 20.0, realtime=True)
     state.rate = rate
-    client = await EmostreamClient.connect(args.url, rate, controls=P.Controls(emotion=state.emotion),
-                                           token=args.token)  # fmt: skip
+    client = await EmostreamClient.connect(args.url, rate, streams=("face", "body"),
+                                           controls=P.Controls(emotion=state.emotion), token=args.token)  # fmt: skip
     state.client = client
     await client.clock_sync()
     pending = list(script)
@@ -84,12 +85,15 @@ async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -
     async def receive() -> None:
         while True:
             frame = await client.frames.get()
-            if frame.stream != "face" or not origin_s:
+            if not origin_s:
+                continue
+            media_s = frame.media_sample / rate
+            if frame.stream == "body":
+                state.body_jitter.push(media_s, frame.values, frame.received_us / 1e6, origin_s[0] + media_s)
                 continue
             state.dropped += frame.dropped_before
             if frame.latency_ms is not None:
                 state.latencies_ms.append(frame.latency_ms)
-            media_s = frame.media_sample / rate
             state.jitter.push(media_s, frame.values, frame.received_us / 1e6, origin_s[0] + media_s)
 
     receiver = asyncio.create_task(receive())
@@ -232,7 +236,10 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             ctx.viewport = (0, 0, width, height)
             ctx.screen.use()
             ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
-            avatar.draw(state.jitter.sample(now), None, cameras[view[0]], width / max(height, 1))
+            # Face and body play at the larger of their delays: the body's frames wait for 200 ms of audio.
+            delay = max(state.jitter.delay_s, state.body_jitter.delay_s if state.body_jitter.origin_s else 0.0)
+            face, body = state.jitter.sample(now, delay), state.body_jitter.sample(now, delay)
+            avatar.draw(face, body, cameras[view[0]], width / max(height, 1))
             stats = state.jitter.stats()
             hud.draw([
                 f"emotion: {state.emotion}   (keys 1-{len(keys)}; F/B views)",
