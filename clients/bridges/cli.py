@@ -59,7 +59,9 @@ def main(args: argparse.Namespace) -> int:
     source, rate = make_source(args)
     stats = BridgeStats()
     try:
-        asyncio.run(run_bridge(args.url, source, rate, sink, P.Controls(emotion=args.emotion), args.token, stats))
+        streams = ("face",) if args.kind == "livelink" else ("face", "body")  # Live Link Face has no body
+        asyncio.run(run_bridge(args.url, source, rate, sink, P.Controls(emotion=args.emotion), args.token, stats,
+                               streams))  # fmt: skip
     except KeyboardInterrupt:
         pass
     finally:

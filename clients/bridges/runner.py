@@ -59,14 +59,16 @@ async def run_bridge(
     controls: P.Controls | None = None,
     token: str | None = None,
     stats: BridgeStats | None = None,
+    streams: tuple[str, ...] = ("face", "body"),
 ) -> BridgeStats:
-    """Runs until the source ends (then ends the session cleanly) or the task is cancelled."""
+    """Runs until the source ends (then ends the session cleanly) or the task is cancelled. `streams`:
+    what to ask for; a server without the body answers with the face alone."""
     stats = stats or BridgeStats()
     wait_s = RETRY_S[0]
     pending: tuple[np.ndarray, int] | None = None
     while True:
         try:
-            client = await EmostreamClient.connect(url, sample_rate_hz, controls=controls, token=token)
+            client = await EmostreamClient.connect(url, sample_rate_hz, streams=streams, controls=controls, token=token)
         except (OSError, SessionError, InvalidHandshake, TimeoutError) as exc:
             stats.failed_connects += 1
             log.warning("bridge: cannot reach %s (%s); retrying in %.1f s", url, exc, wait_s)

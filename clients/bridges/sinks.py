@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from clients.bridges.livelink import LiveLinkSender
 from clients.bridges.vmc import VmcSender
 from clients.client import ReceivedFrame
 from runtime import protocol as P
+from runtime.body_pose import frames_to_quat
 from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 
@@ -31,19 +34,29 @@ class ZmqSink:
 
 
 class VmcSink:
-    """Face frames drive the blendshapes, head and eyes. The server streams no body yet; VmcSender maps
-    SMPL-X body frames to humanoid bones already (tested), for when it does."""
+    """Face frames drive the blendshapes, head and eyes, body frames the humanoid bones. Every frame of
+    either stream sends one bundle with the newest frame of the other, so a receiver always holds a
+    whole pose, whichever stream arrives first."""
 
     def __init__(self, host: str, port: int, bundled: bool = True) -> None:
         self.sender = VmcSender(host, port, bundled)
         self.fps = 60
+        self.body: np.ndarray | None = None  # (55, 4) local quaternions of the newest body frame
+        self.face: tuple[np.ndarray, float] | None = None  # the newest face frame and its media time
 
     def start(self, header: P.Header) -> None:
         self.fps = header.streams["face"].fps
+        self.body = self.face = None
 
     def send(self, frame: ReceivedFrame) -> None:
-        if frame.stream == "face":
-            self.sender.send(frame.values, frame.index / self.fps)
+        if frame.stream == "body":
+            self.body = frames_to_quat(frame.values[None])[0][0]
+        elif frame.stream == "face":
+            self.face = frame.values, frame.index / self.fps
+        else:
+            return
+        if self.face is not None:
+            self.sender.send(*self.face, self.body)
 
     def close(self) -> None:
         self.sender.close()

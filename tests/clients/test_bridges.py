@@ -228,3 +228,18 @@ def test_the_bridge_waits_for_a_server_and_reconnects_after_it_restarts(tmp_path
     assert not bridge.is_alive()
     assert stats.failed_connects >= 1 and stats.sessions == 2
     assert frames_first > 0 and stats.frames > frames_first
+
+
+def test_the_vmc_bridge_sends_humanoid_bones_once_the_server_streams_the_body() -> None:
+    from clients.bridges.sinks import VmcSink
+
+    osc = OscCollector()
+    sink = VmcSink("127.0.0.1", osc.port)
+    with server_in_thread(body=True, max_sessions=2) as (_, url):
+        stats = asyncio.run(run_bridge(url, file_source(SPEECH, realtime=False), 16_000, sink))
+    time.sleep(0.3)
+    osc.close()
+    sink.close()
+    assert stats.frames == 120 + 60  # face and body frames
+    bones = {args[0] for address, args in osc.messages if address == "/VMC/Ext/Bone/Pos"}
+    assert {"Hips", "Spine", "LeftUpperArm", "RightLowerArm", "LeftIndexProximal", "Head"} <= bones
