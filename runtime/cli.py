@@ -127,6 +127,15 @@ def _animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_beat2(args: argparse.Namespace) -> int:
+    from runtime.motion_files import load_motion, write_beat2
+
+    axis_angle, trans = load_motion(args.animation)
+    write_beat2(args.output, axis_angle, trans)
+    print(f"{args.output}: {axis_angle.shape[0]} frames at 30 fps in BEAT2's SMPL-X layout")
+    return 0
+
+
 def _export_bvh(args: argparse.Namespace) -> int:
     from runtime.bvh import write_bvh
     from runtime.motion_files import load_motion
@@ -273,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     bvh.add_argument("animation", type=Path, help="an .npz with body_axis_angle, or a BEAT2 SMPL-X npz")
     bvh.add_argument("-o", "--output", type=Path, required=True, help="output .bvh")
     bvh.set_defaults(run=_export_bvh)
+
+    beat2 = sub.add_parser("export-beat2", help="body motion .npz (animate or stream) -> BEAT2-style SMPL-X npz")
+    beat2.add_argument("animation", type=Path, help="an .npz with body_axis_angle")
+    beat2.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    beat2.set_defaults(run=_export_beat2)
 
     serve_parser = sub.add_parser("serve", help="run the WebSocket server")
     serve_parser.add_argument("--host", default="127.0.0.1")

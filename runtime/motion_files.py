@@ -57,3 +57,19 @@ def load_motion(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(poses).all() and np.isfinite(trans).all()) or fps <= 0:
         raise ConfigError(f"{path}: non-finite values or a bad frame rate ({fps})")
     return resample_motion(poses.reshape(-1, N_JOINTS, 3), trans, fps)
+
+
+def write_beat2(path: Path, axis_angle: np.ndarray, trans: np.ndarray, fps: float = BODY_FPS) -> None:
+    """A BEAT2-style SMPL-X npz: poses (T, 165) axis-angle, trans (T, 3), mocap_frame_rate, and neutral
+    shape (betas) and expression arrays, which this runtime does not generate."""
+    T = axis_angle.shape[0]
+    np.savez(
+        path,
+        poses=axis_angle.reshape(T, 3 * N_JOINTS).astype(np.float32),
+        trans=trans.astype(np.float32),
+        mocap_frame_rate=np.array(fps),
+        betas=np.zeros(300, np.float32),
+        expressions=np.zeros((T, 100), np.float32),
+        gender=np.array("neutral"),
+        model=np.array("smplx2020"),
+    )

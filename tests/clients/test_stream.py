@@ -42,3 +42,7 @@ def test_stream_with_the_body_saves_the_animate_body_keys_and_exports_to_bvh(tmp
     assert main(["export-bvh", str(tmp_path / "frames.npz"), "-o", str(tmp_path / "body.bvh")]) == 0
     names, _, rotations, _, fps = read_bvh(tmp_path / "body.bvh")
     assert rotations.shape == (T, 55, 3, 3) and names[0] == "pelvis" and abs(fps - 30) < 1e-3
+    assert main(["export-beat2", str(tmp_path / "frames.npz"), "-o", str(tmp_path / "take.npz")]) == 0
+    take = np.load(tmp_path / "take.npz")
+    assert take["poses"].shape == (T, 165) and float(take["mocap_frame_rate"]) == 30
+    np.testing.assert_allclose(take["poses"].reshape(T, 55, 3), saved["body_axis_angle"], atol=1e-6)
