@@ -197,6 +197,7 @@ TRAINERS = {"face": "training.train_face", "gesture": "training.train_gesture"}
 BENCHMARKS = {
     "frontend": "benchmarks.frontend",
     "face-quality": "benchmarks.face_quality",
+    "gesture-quality": "benchmarks.gesture_quality",
     "latency": "benchmarks.latency",
     "capacity": "benchmarks.capacity",
     "backends": "benchmarks.backends",
