@@ -100,6 +100,10 @@ def test_animate_on_onnx_gives_the_frames_of_eager_within_1e_3(tmp_path: Path) -
     difference = float(np.abs(onnx.face - eager.face).max())
     print(f"animate --backend onnx vs eager: max abs difference {difference:.2e} over {eager.face.shape[0]} frames")
     assert difference < 1e-3
+    assert onnx.body is not None and eager.body is not None  # the gesture generator ran on onnx too
+    body_difference = float(np.abs(onnx.body - eager.body).max())
+    print(f"  body (quaternions, translation): {body_difference:.2e} over {eager.body.shape[0]} frames")
+    assert body_difference < 1e-3
 
 
 def test_buckets_pick_the_smallest_that_fits_and_refuse_beyond_the_largest() -> None:

@@ -81,7 +81,7 @@ def test_emotion_sets_speed_and_posture() -> None:
         runs = [teach_gesture(phones, audio, RATE, emotion, 1.0, "ada", seed=s) for s in range(4)]
         speeds[emotion] = np.mean([wrist_speed(r.axis_angle, r.trans).mean() for r in runs])
         lean[emotion] = np.mean([r.axis_angle[:, J["spine2"], 0].mean() for r in runs])
-    assert speeds["angry"] > 1.2 * speeds["neutral"] and speeds["neutral"] > 1.5 * speeds["sad"]
+    assert speeds["angry"] > 1.1 * speeds["neutral"] and speeds["neutral"] > 1.5 * speeds["sad"]
     assert lean["sad"] > lean["neutral"] + 0.05  # slumped forward
 
 
