@@ -50,10 +50,9 @@ class Batches:
         self.clips, self.c = clips, config
         self.rng = np.random.default_rng(seed)
         self.by_style: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        for i, clip in enumerate(clips):
+        for i, clip in enumerate(clips):  # a take shorter than a reference is padded with its last pose
             for r, s in enumerate(clip.styles):
-                if clip.poses[r].shape[0] >= STYLE_CLIP_FRAMES[0]:
-                    self.by_style[s].append((i, r))
+                self.by_style[s].append((i, r))
         self.silence = min(float(c.features[0].min()) for c in clips[:50])
         self.back = max(config.history_frames, config.vae_window)
 
@@ -189,17 +188,21 @@ def fit_latent_statistics(net: GestureNetwork, batches: Batches, n: int = 20) ->
 
 @torch.no_grad()
 def fit_style_presets(net: GestureNetwork, clips: list[GestureClip], n_styles: int, seed: int) -> None:
-    """Each style's preset: the mean embedding of up to 24 of its takes (8 s each)."""
+    """Each style's preset: the mean embedding of up to 24 of its takes, 8 s of each (or all of a
+    shorter one)."""
     rng = np.random.default_rng(seed)
-    takes: dict[int, list[np.ndarray]] = defaultdict(list)
+    embeddings: dict[int, list[Tensor]] = defaultdict(list)
     for clip in clips:
         for r, s in enumerate(clip.styles):
-            if clip.poses[r].shape[0] >= 240 and len(takes[s]) < 24:
-                start = int(rng.integers(0, clip.poses[r].shape[0] - 240 + 1))
-                takes[s].append(clip.poses[r][start : start + 240].astype(np.float32))
+            poses = clip.poses[r]
+            if len(embeddings[s]) >= 24 or poses.shape[0] < 32:  # the style encoder needs about 1 s
+                continue
+            start = int(rng.integers(0, max(1, poses.shape[0] - 240 + 1)))
+            take = torch.from_numpy(poses[start : start + 240].astype(np.float32))[None]
+            embeddings[s].append(net.embed_style(take)[0])
     for s in range(n_styles):
-        if takes[s]:
-            net.style_presets[s] = net.embed_style(torch.from_numpy(np.stack(takes[s]))).mean(0)
+        if embeddings[s]:
+            net.style_presets[s] = torch.stack(embeddings[s]).mean(0)
 
 
 def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: float, lr: float) -> list[float]:

@@ -80,3 +80,39 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
     losses = log["losses"]
     assert len(losses) >= 6 and np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it learns something in a few steps
+
+
+@needs_espeak
+def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) -> None:
+    from runtime.body_pose import N_POSE_FEATURES
+    from training.corpus import build
+    from training.gesture_data import STYLE_NAMES, build_gesture_dataset
+    from training.train_gesture import Batches, flow_loss, train
+
+    build(tmp_path / "corpus", n_utterances=6, seed=3, workers=1)
+    clips = build_gesture_dataset(tmp_path / "corpus", n_renders=2, workers=1)
+    clips += build_gesture_dataset(tmp_path / "corpus", n_renders=2, workers=1, held_out=True)
+    assert clips
+    for clip in clips:
+        assert len(clip.features) == 2 and len(clip.poses) == 2 and clip.poses[0].shape[1] == N_POSE_FEATURES
+        # Exactly four feature frames per body frame, on the audio version each render moves to.
+        for poses, version in zip(clip.poses, clip.versions, strict=True):
+            assert clip.features[version].shape[0] == 4 * poses.shape[0]
+    torch.manual_seed(0)
+    net, log = train(clips, STYLE_NAMES, minutes=0.1, batch_size=4, seed=0)
+    assert log["vae_losses"] and log["flow_losses"]
+    assert np.isfinite(log["vae_losses"]).all() and np.isfinite(log["flow_losses"]).all()
+    used = {s for clip in clips for s in clip.styles}
+    assert all(net.style_presets[s].abs().sum() > 0 for s in used)
+    # Gradients reach the flow, the audio encoder and the style encoder: a fixed batch is learned.
+    batch = Batches(clips, net.config, seed=1)(4)
+    params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
+    optimizer = torch.optim.Adam(params, lr=2e-3)
+    losses = []
+    for _ in range(12):
+        loss = flow_loss(net, batch, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
