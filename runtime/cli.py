@@ -179,7 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
         gesture = (gesture_network, style_names)
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
-                          engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body)  # fmt: skip
+                          engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
+                          face=args.face)  # fmt: skip
     try:
         asyncio.run(serve_forever(network, config, gesture))
     except KeyboardInterrupt:
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                               help="serve the SMPL-X body stream to sessions asking for it")  # fmt: skip
     serve_parser.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
+    serve_parser.add_argument("--face", action=argparse.BooleanOptionalAction, default=True,
+                              help="serve the face stream (default: on)")  # fmt: skip
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     add_backend_arguments(serve_parser)
     serve_parser.add_argument("--zmq", default=None, metavar="ENDPOINT",

@@ -72,10 +72,13 @@ class ServerConfig:
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
     zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (runtime/zmq_publisher.py)
     body: bool = True  # serve the body stream (needs a gesture model)
+    face: bool = True  # serve the face stream (off: a body-only server; the face still runs to pace sessions)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
             raise ValueError(f"invalid server config: {self}")
+        if not (self.face or self.body):
+            raise ValueError("a server must serve the face, the body or both")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
 
@@ -128,7 +131,9 @@ class EmostreamServer:
         self.config = config
         self.network = network
         self.gesture = gesture if config.body else None
-        self.served = ("face", "body") if self.gesture is not None else ("face",)
+        self.served = (("face",) if config.face else ()) + (("body",) if self.gesture is not None else ())
+        if not self.served:
+            raise ValueError("--no-face needs the body: a gesture model and body on")
         self.sessions: dict[str, Session] = {}
         self.refused = 0
         self.frames_sent = 0

@@ -81,3 +81,16 @@ def test_a_server_without_the_body_says_so() -> None:
     # An unknown style in hello is refused.
     with server_in_thread(body=True, max_sessions=4) as (_, url), pytest.raises(SessionError, match="unknown style"):
         asyncio.run(EmostreamClient.connect(url, RATE, streams=BOTH, controls=P.Controls(style="zed")))
+
+
+def test_a_body_only_server_sends_no_face() -> None:
+    async def main(url: str) -> None:
+        client = await EmostreamClient.connect(url, RATE, streams=BOTH)
+        assert set(client.header.streams) == {"body"}
+        frames = await stream_all(client, speech(1.0))
+        assert {f.stream for f in frames} == {"body"} and len(frames) == 30
+        with pytest.raises(SessionError, match="streams body only"):
+            await EmostreamClient.connect(url, RATE, streams=("face",))
+
+    with server_in_thread(body=True, face=False, max_sessions=2) as (_, url):
+        asyncio.run(asyncio.wait_for(main(url), 60))
