@@ -128,6 +128,8 @@ def motion_metrics(pos: np.ndarray) -> dict[str, float]:
 def window_features(poses: np.ndarray) -> np.ndarray:
     """Per 4 s window: mean and std of every pose feature and of their frame-to-frame change."""
     n = poses.shape[0] // WINDOW
+    if n == 0:
+        return np.zeros((0, 4 * poses.shape[1]), poses.dtype)
     w = poses[: n * WINDOW].reshape(n, WINDOW, -1)
     d = np.diff(w, axis=1)
     return np.concatenate([w.mean(1), w.std(1), np.abs(d).mean(1), d.std(1)], axis=1)

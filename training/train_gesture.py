@@ -28,6 +28,7 @@ from runtime.models.gesture import (
     STYLE_CLIP_FRAMES,
     GestureConfig,
     GestureNetwork,
+    load_gesture_checkpoint,
     save_gesture_checkpoint,
 )
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
@@ -39,7 +40,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 CROP = 120  # frames per training sequence (4 s)
 CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
 KL_WEIGHT = 0.005
-HISTORY_NOISE = 0.1  # robustness of the flow and the decoder to their own errors in the history
+HISTORY_NOISE = 0.2  # robustness of the flow to its own errors in the history
+# Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
+# (and with it emotion and style) from the history and ignores its emotion and style inputs.
+HISTORY_DROPOUT = 0.3
 VAE_SHARE = 0.25  # of the time budget
 
 
@@ -147,6 +151,7 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
     history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
     history = history + HISTORY_NOISE * torch.randn(history.shape, generator=gen)
+    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= HISTORY_DROPOUT)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
     cond = net.condition(
         windows.flatten(0, 1),
@@ -226,19 +231,26 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
 
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int,
-          seed: int) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          seed: int, resume: GestureNetwork | None = None) -> tuple[GestureNetwork, dict]:  # fmt: skip
+    """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
+    normalisation, VAE and latent statistics are kept), for the whole budget at a lower rate."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = GestureNetwork(GestureConfig(), n_styles=len(style_names))
-    fit_normalisation(net, clips)
-    batches = Batches(clips, net.config, seed)
-    vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
-                           lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
+    batches = Batches(clips, GestureConfig(), seed)
+    vae_losses: list[float] = []
+    if resume is None:
+        net = GestureNetwork(GestureConfig(), n_styles=len(style_names))
+        fit_normalisation(net, clips)
+        vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
+                               lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
+        fit_latent_statistics(net, batches)
+    else:
+        net = resume.train()
     net.vae.requires_grad_(False)
-    fit_latent_statistics(net, batches)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
+    flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
     flow_losses = run_stage("latent flow", flow_params, lambda: flow_loss(net, batches(batch_size), gen),
-                            minutes * (1 - VAE_SHARE), 2e-3)  # fmt: skip
+                            flow_minutes, rate)
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
@@ -253,6 +265,9 @@ def plot_losses(log: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, title in ((axes[0], "vae_losses", "motion VAE"), (axes[1], "flow_losses", "latent flow")):
         losses = log[key]
+        if not losses:
+            ax.set_title(f"{title}: kept from the resumed checkpoint")
+            continue
         window = max(1, len(losses) // 50)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(losses, alpha=0.3, linewidth=0.6)
@@ -275,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use at most this many clips")
     parser.add_argument("--beat2", type=Path, default=None, help="train on BEAT2-style takes (npz + wav) instead")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="go on training the flow of this checkpoint for --minutes (VAE kept)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -299,12 +316,17 @@ def main(argv: list[str] | None = None) -> None:
             "teacher_styles": style_names,
             "audio_versions": "clean + 1 augmented (speed, EQ, reverb, noise, telephone, level)",
         }
-    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed)
+    resumed, earlier = None, None
+    if args.resume is not None:
+        resumed, _, earlier = load_gesture_checkpoint(args.resume)
+    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed)
     metadata = {
         "data": data,
+        "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
-                     "final_vae_loss": float(np.mean(log["vae_losses"][-100:])),
+                     "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
+                     "history_dropout": HISTORY_DROPOUT, "history_noise": HISTORY_NOISE,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
