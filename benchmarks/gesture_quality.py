@@ -135,10 +135,13 @@ def window_features(poses: np.ndarray) -> np.ndarray:
     return np.concatenate([w.mean(1), w.std(1), np.abs(d).mean(1), d.std(1)], axis=1)
 
 
+SAMPLING: dict[str, float] = {}  # temperature and smoothing for GestureGenerator; empty: its defaults
+
+
 @torch.no_grad()
 def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int, steps: int = 2
              ) -> np.ndarray:  # fmt: skip
-    generator = GestureGenerator(network, n_steps=steps).eval()
+    generator = GestureGenerator(network, n_steps=steps, **SAMPLING).eval()
     stream = GeneratorStream(generator, take.rate, seed=seed, emotion=emotion_vector(emotion, 1.0), fps=30,
                              style=style)  # fmt: skip
     out = [stream.push(chunk) for _, chunk in chunks(take.audio, take.rate, 20.0)]
@@ -292,16 +295,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=16, help="held-out clips (8 takes each, one per emotion)")
     parser.add_argument("--train-clips", type=int, default=60, help="training-voice clips for the classifiers")
     parser.add_argument("--classifier-seconds", type=float, default=20.0)
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: model's)")
+    parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
+    parser.add_argument("--name", default="gesture_quality", help="result file name under benchmarks/results/")
     args = parser.parse_args(argv)
+    SAMPLING.update({k: v for k, v in (("temperature", args.temperature), ("smoothing", args.smoothing)) if v is not None})
     if not (args.corpus / "manifest.json").exists():
         from training.corpus import build
 
         build(args.corpus, 2400)
     result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_seconds)
-    path = write_result("gesture_quality", result)
+    result["sampling"] = dict(SAMPLING) or "GestureGenerator defaults"
+    path = write_result(args.name, result)
     title = f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}"
     markdown = f"{title}\n\n{table(result)}\n"
-    (RESULTS / "gesture_quality.md").write_text(markdown)
+    (RESULTS / f"{args.name}.md").write_text(markdown)
     print(markdown)
     print(f"targets met: {result['targets_met']}\nwrote {path}, gesture_quality.md and gesture_quality.png")
 

@@ -48,6 +48,8 @@ from runtime.step import (
 
 FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
 POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
+DEFAULT_TEMPERATURE = 0.6  # noise scale at sampling (docs/gestures.md: chosen on held-out voices)
+DEFAULT_SMOOTHING = 0.75  # weight of the new pose in the output's one-pole low-pass (1: no smoothing)
 STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
 
 
@@ -217,12 +219,23 @@ class GestureGenerator(StreamingGenerator):
 
     time_terms: Tensor
 
-    def __init__(self, network: GestureNetwork, n_steps: int = 2) -> None:
+    def __init__(
+        self,
+        network: GestureNetwork,
+        n_steps: int = 2,
+        temperature: float = DEFAULT_TEMPERATURE,
+        smoothing: float = DEFAULT_SMOOTHING,
+    ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
+        if not 0 < smoothing <= 1 or temperature < 0:
+            raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
         self.network = network
         self.n_steps = n_steps
+        # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
+        # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
+        self.temperature, self.smoothing = temperature, smoothing
         c = network.config
         self.delay = c.lookahead_frames
         with torch.no_grad():
@@ -242,6 +255,7 @@ class GestureGenerator(StreamingGenerator):
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_pose)),
                 TensorSpec("noise_state", (c.latent,)),
+                TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
                 TensorSpec("warmed", (1,)),
             ),
             noise=TensorSpec("noise", (c.latent,)),
@@ -264,6 +278,10 @@ class GestureGenerator(StreamingGenerator):
     def init_state(self, batch: int) -> TensorDict:
         return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
 
+    def _smooth(self, previous: Tensor, pose: Tensor) -> Tensor:
+        """One-pole low-pass of the normalised output; it starts from the mean pose, as the history does."""
+        return previous + self.smoothing * (pose - previous)
+
     def _correlated(self, previous: Tensor, noise: Tensor) -> Tensor:
         return self.rho * previous + math.sqrt(1 - self.rho**2) * noise
 
@@ -278,15 +296,17 @@ class GestureGenerator(StreamingGenerator):
         encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
         cond = net.condition(encoded, inputs["emotion"][:, 0], inputs["style"][:, 0], state["history"])
         eps = self._correlated(state["noise_state"], noise)
-        x = net.next_pose(net.integrate(eps, cond, self.time_terms))
+        x = net.next_pose(net.integrate(self.temperature * eps, cond, self.time_terms))
         warm = (state["warmed"] >= self.delay).reshape(B, 1)
+        smoothed = self._smooth(state["smoothed"], x)  # warm-up frames leave it alone (below)
         new_state |= {
             "encoded": encoded,
             "history": torch.where(warm[..., None], push_ring(state["history"], x[:, None]), state["history"]),
             "noise_state": torch.where(warm, eps, state["noise_state"]),
+            "smoothed": torch.where(warm, smoothed, state["smoothed"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
-        outputs = zero_inactive({"pose": net.denormalize(x)[:, None]}, active)
+        outputs = zero_inactive({"pose": net.denormalize(smoothed)[:, None]}, active)
         return outputs, keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
@@ -298,14 +318,16 @@ class GestureGenerator(StreamingGenerator):
         encoded = net.encode_sequence(features.reshape(B, S, FEATURES_PER_FRAME, n_mels))
         history = features.new_zeros(B, c.history_frames, c.n_pose)
         eps = features.new_zeros(B, c.latent)
+        smoothed = features.new_zeros(B, c.n_pose)
         frames = []
         for k in range(S - self.delay):
             d = k + self.delay
             cond = net.condition(encoded[:, k : d + 1], inputs["emotion"][:, d], inputs["style"][:, d], history)
             eps = self._correlated(eps, noise[:, d])
-            x = net.next_pose(net.integrate(eps, cond, self.time_terms))
+            x = net.next_pose(net.integrate(self.temperature * eps, cond, self.time_terms))
             history = push_ring(history, x[:, None])
-            frames.append(net.denormalize(x))
+            smoothed = self._smooth(smoothed, x)
+            frames.append(net.denormalize(smoothed))
         return {"pose": torch.stack(frames, dim=1)}
 
 
