@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from benchmarks.latency import main as latency_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    latency_main(["--capacity", *(argv or [])])
+    latency_main(["--capacity", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
