@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
     parser.add_argument("--name", default="gesture_quality", help="result file name under benchmarks/results/")
     args = parser.parse_args(argv)
-    SAMPLING.update({k: v for k, v in (("temperature", args.temperature), ("smoothing", args.smoothing)) if v is not None})
+    knobs = {"temperature": args.temperature, "smoothing": args.smoothing}
+    SAMPLING.update({k: v for k, v in knobs.items() if v is not None})
     if not (args.corpus / "manifest.json").exists():
         from training.corpus import build
 
