@@ -15,7 +15,6 @@ emits frame k = s - D, which stands for time k / 60 s. Lookahead = 2D + 2 - q fe
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 
 from runtime.audio import N_MELS
 from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
+from runtime.models.flow import TIME_FEATURES, FlowMatching
 from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
 from runtime.step import (
     StepSpec,
@@ -75,14 +75,7 @@ def lookahead_from_ms(lookahead_ms: float) -> int:
     return int(min(MAX_LOOKAHEAD, max(0, round(lookahead_ms / FEATURE_MS))))
 
 
-def timestep_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sinusoidal embedding of the flow time t in [0, 1]: (B,) -> (B, dim)."""
-    freqs = torch.exp(torch.arange(dim // 2, dtype=torch.float32) * (-math.log(1000.0) / (dim // 2)))
-    angles = t[:, None] * 1000.0 * freqs[None, :]
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
-
-
-class FaceNetwork(nn.Module):
+class FaceNetwork(FlowMatching, nn.Module):
     """The weights, shared by every lookahead and step count: encoder, conditioning, velocity field."""
 
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
@@ -106,7 +99,7 @@ class FaceNetwork(nn.Module):
         self.lookahead = nn.Embedding(MAX_LOOKAHEAD + 1, c.hidden)
         self.history = nn.Linear(c.history_frames * c.n_channels, c.hidden)
         self.x_in = nn.Linear(c.n_channels, c.hidden)
-        self.t_in = nn.Linear(32, c.hidden)
+        self.t_in = nn.Linear(TIME_FEATURES, c.hidden)
         self.blocks = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(2))
         self.out = nn.Linear(c.hidden, c.n_channels)
         # Bilabial closure is an event, not an average: a deterministic head predicts it from the audio so
@@ -138,33 +131,11 @@ class FaceNetwork(nn.Module):
             + self.history(history.flatten(1))
         )
 
-    def time_term(self, t: Tensor) -> Tensor:
-        """Flow times (B,) in [0, 1] -> their (B, hidden) contribution to the velocity network."""
-        return self.t_in(timestep_embedding(t, 32))
-
-    def velocity(self, x: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
-        """x (B, n_channels) normalised sample; time_term from `time_term`, (B or 1, hidden) -> velocity."""
-        h = nn.functional.silu(self.x_in(x) + time_term + cond)
-        for block in self.blocks:
-            h = h + nn.functional.silu(block(h))
-        return self.out(h)
-
     def sample(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
         """Euler integration of the flow (see `integrate`), then bounded: the result feeds the history,
         so one wild frame must not grow into a runaway (or a NaN that would never leave the state)."""
         x = self.integrate(noise, cond, time_terms)
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-HISTORY_BOUND, HISTORY_BOUND)
-
-    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
-        """Euler integration of the flow from noise (t = 0) to a normalised frame (t = 1), unrolled.
-
-        time_terms: (n_steps, hidden), `time_term` at t = i / n_steps, computed once per generator.
-        """
-        x = noise
-        n_steps = time_terms.shape[0]
-        for i in range(n_steps):
-            x = x + self.velocity(x, time_terms[i : i + 1], cond) / n_steps
-        return x
 
     def closure_probability(self, cond: Tensor) -> Tensor:
         """(B, hidden) -> (B,) how closed the lips should be held for a bilabial in this frame."""

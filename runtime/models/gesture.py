@@ -33,7 +33,8 @@ from runtime.audio import N_MELS
 from runtime.body_pose import GESTURE_JOINTS, N_POSE_FEATURES, pose_features
 from runtime.errors import ConfigError
 from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
-from runtime.models.face import N_EMOTIONS, timestep_embedding
+from runtime.models.face import N_EMOTIONS
+from runtime.models.flow import TIME_FEATURES, FlowMatching
 from runtime.motion_files import load_motion
 from runtime.rigs import SMPLX_JOINTS
 from runtime.step import (
@@ -123,7 +124,7 @@ class StyleEncoder(nn.Module):
         return torch.tanh(self.out(torch.cat([h.mean(-1), h.std(-1)], dim=-1)))
 
 
-class GestureNetwork(nn.Module):
+class GestureNetwork(FlowMatching, nn.Module):
     """The weights: audio encoder, motion VAE, latent flow, style encoder and the style presets."""
 
     feature_mean: Tensor
@@ -153,7 +154,7 @@ class GestureNetwork(nn.Module):
         self.style = nn.Linear(c.style_dim, c.hidden)
         self.history = nn.Linear(c.history_frames * c.n_pose, c.hidden)
         self.x_in = nn.Linear(c.latent, c.hidden)
-        self.t_in = nn.Linear(32, c.hidden)
+        self.t_in = nn.Linear(TIME_FEATURES, c.hidden)
         self.blocks = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(2))
         self.out = nn.Linear(c.hidden, c.latent)
 
@@ -179,23 +180,6 @@ class GestureNetwork(nn.Module):
             + self.style(style)
             + self.history(history.flatten(1))
         )
-
-    def time_term(self, t: Tensor) -> Tensor:
-        return self.t_in(timestep_embedding(t, 32))
-
-    def velocity(self, z: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
-        h = nn.functional.silu(self.x_in(z) + time_term + cond)
-        for block in self.blocks:
-            h = h + nn.functional.silu(block(h))
-        return self.out(h)
-
-    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
-        """Euler steps of the latent flow from noise (t = 0) to a normalised latent (t = 1), unrolled."""
-        z = noise
-        n_steps = time_terms.shape[0]
-        for i in range(n_steps):
-            z = z + self.velocity(z, time_terms[i : i + 1], cond) / n_steps
-        return z
 
     def next_pose(self, z: Tensor) -> Tensor:
         """Normalised latent -> normalised pose, bounded: it feeds the history, so one wild frame must not

@@ -1,0 +1,51 @@
+"""The conditional flow-matching velocity network and its Euler sampler, shared by the face generator
+(in its output space) and the gesture generator (in its motion latent).
+
+`FlowMatching` is a mixin without parameters of its own: the network that uses it defines `x_in`,
+`t_in`, `blocks` and `out`, so checkpoints keep their parameter names.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+TIME_FEATURES = 32  # width of the sinusoidal flow-time embedding
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of the flow time t in [0, 1]: (B,) -> (B, dim)."""
+    freqs = torch.exp(torch.arange(dim // 2, dtype=torch.float32) * (-math.log(1000.0) / (dim // 2)))
+    angles = t[:, None] * 1000.0 * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class FlowMatching:
+    x_in: nn.Linear  # sample -> hidden
+    t_in: nn.Linear  # time embedding -> hidden
+    blocks: nn.ModuleList  # residual hidden -> hidden layers
+    out: nn.Linear  # hidden -> velocity
+
+    def time_term(self, t: Tensor) -> Tensor:
+        """Flow times (B,) in [0, 1] -> their (B, hidden) contribution to the velocity network."""
+        return self.t_in(timestep_embedding(t, TIME_FEATURES))
+
+    def velocity(self, x: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
+        """x (B, n) sample; time_term from `time_term`, (B or 1, hidden); cond (B, hidden) -> (B, n)."""
+        h = nn.functional.silu(self.x_in(x) + time_term + cond)
+        for block in self.blocks:
+            h = h + nn.functional.silu(block(h))
+        return self.out(h)
+
+    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
+        """Euler integration of the flow from noise (t = 0) to a sample (t = 1), unrolled.
+
+        time_terms: (n_steps, hidden), `time_term` at t = i / n_steps, computed once per generator.
+        """
+        x = noise
+        n_steps = time_terms.shape[0]
+        for i in range(n_steps):
+            x = x + self.velocity(x, time_terms[i : i + 1], cond) / n_steps
+        return x
