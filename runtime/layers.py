@@ -69,3 +69,12 @@ def push_ring(buffer: Tensor, frames: Tensor) -> Tensor:
     """
     n = frames.shape[1]
     return torch.cat([buffer[:, n:], frames], dim=1)
+
+
+def encode_step(
+    convs: list[CausalConv1d], projected: Tensor, state: dict[str, Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One frame through a causal encoder: projected (B, 1, C) -> the ring of recent encodings
+    state["encoded"] with this frame's pushed last (B, N, C), and the new convolution caches."""
+    h, new_state = residual_convs_step(convs, projected.transpose(1, 2), state)
+    return push_ring(state["encoded"], h.transpose(1, 2)), new_state

@@ -14,7 +14,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
+from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from runtime.step import (
     StepSpec,
     StreamingGenerator,
@@ -87,9 +87,8 @@ class CausalConvStack(StreamingGenerator):
         c = self.config
         B = reset.shape[0]
         state = apply_reset(state, self.init_state(B), reset)
-        h = self.project(inputs["features"].reshape(B, 1, -1)).transpose(1, 2)  # (B, C, 1)
-        h, new_state = residual_convs_step(self.conv_layers, h, state)
-        encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, L + 1, C)
+        projected = self.project(inputs["features"].reshape(B, 1, -1))  # (B, 1, C)
+        encoded, new_state = encode_step(self.conv_layers, projected, state)  # (B, L + 1, C)
         frame = self._frame(encoded, state["history"], noise)  # (B, n_out)
         # Warm-up frames (negative index) stay out of the history, as in the offline path.
         warm = (state["warmed"] >= c.lookahead_frames).reshape(B, 1, 1)

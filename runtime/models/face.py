@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from runtime.audio import N_MELS
-from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
+from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from runtime.models.flow import TIME_FEATURES, FlowMatching
 from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
 from runtime.step import (
@@ -241,9 +241,8 @@ class FaceGenerator(StreamingGenerator):
         net = self.network
         B = reset.shape[0]
         state = apply_reset(state, self.init_state(B), reset)
-        h = net.encode_pairs(inputs["features"][:, None]).transpose(1, 2)  # (B, C, 1)
-        h, new_state = residual_convs_step(net.conv_layers, h, state)
-        encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
+        # (B, D + 1, C): frame k's own encoding .. k + D
+        encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
         lookahead = self.lookahead_index.expand(B)
         cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised

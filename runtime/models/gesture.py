@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from runtime.audio import N_MELS
 from runtime.body_pose import GESTURE_JOINTS, N_POSE_FEATURES, pose_features
 from runtime.errors import ConfigError
-from runtime.layers import CausalConv1d, push_ring, residual_convs, residual_convs_step
+from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from runtime.models.face import N_EMOTIONS
 from runtime.models.flow import TIME_FEATURES, FlowMatching
 from runtime.motion_files import load_motion
@@ -275,9 +275,8 @@ class GestureGenerator(StreamingGenerator):
         net = self.network
         B = reset.shape[0]
         state = apply_reset(state, self.init_state(B), reset)
-        h = net.encode_frames(inputs["features"][:, None]).transpose(1, 2)  # (B, C, 1)
-        h, new_state = residual_convs_step(net.conv_layers, h, state)
-        encoded = push_ring(state["encoded"], h.transpose(1, 2))  # (B, D + 1, C): frame k's own .. k + D
+        # (B, D + 1, C): frame k's own encoding .. k + D
+        encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
         cond = net.condition(encoded, inputs["emotion"][:, 0], inputs["style"][:, 0], state["history"])
         eps = self._correlated(state["noise_state"], noise)
         x = net.next_pose(net.integrate(self.temperature * eps, cond, self.time_terms))
