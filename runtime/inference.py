@@ -66,7 +66,6 @@ class _Session:
     steps: int
     front_end: LogMelFrontEnd
     front_state: Any
-    lookahead_s: float
     body_slot: int | None = None  # the session's slot in the body group, when it wants the body
     samples_in: int = 0
     chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
@@ -102,9 +101,11 @@ class _Group:
         make_runner: Callable[[StreamingGenerator], StepRunner],
         stream: str,
         fps: int,
+        lookahead_s: float,
     ) -> None:
         self.make_generator, self.make_runner = make_generator, make_runner
         self.stream, self.fps = stream, fps
+        self.lookahead_s = lookahead_s  # audio past a frame's media time that the frame uses
         self.generators: dict[int, StreamingGenerator] = {}
         self.runners: dict[int, StepRunner] = {}
         self.batcher = StreamBatcher(self.generator(2), n_slots, self.runner(2), fps=fps)
@@ -169,11 +170,12 @@ class InferenceLoop:
                 gesture = self.gesture
                 if gesture is None:
                     raise SessionError("this server has no gesture model")
+                lookahead_s = GestureGenerator(gesture).lookahead_ms / 1000.0
                 self.groups[key] = _Group(lambda steps: GestureGenerator(gesture, steps), self.max_sessions,
-                                          self._make_runner, "body", BODY_FPS)  # fmt: skip
+                                          self._make_runner, "body", BODY_FPS, lookahead_s)  # fmt: skip
             else:
                 self.groups[key] = _Group(lambda steps: FaceGenerator(self.network, key, steps), self.max_sessions,
-                                          self._make_runner, "face", FACE_FPS)  # fmt: skip
+                                          self._make_runner, "face", FACE_FPS, key / 120.0)  # fmt: skip
         return self.groups[key]
 
     def _make_runner(self, generator: StreamingGenerator) -> StepRunner:
@@ -268,7 +270,7 @@ class InferenceLoop:
                 body.batcher.close(body_slot)
             raise
         self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
-                                             lookahead_s=lookahead / 120.0, body_slot=body_slot)  # fmt: skip
+                                             body_slot=body_slot)  # fmt: skip
 
     def _session(self, session_id: str) -> _Session:
         session = self.sessions.get(session_id)
@@ -314,15 +316,13 @@ class InferenceLoop:
         features, s.front_state = s.front_end.flush(s.front_state)
         self._feed_features(s, features)
         # Silence past the end so the frames that wait for the lookahead come out.
-        lookahead_s = max(s.lookahead_s, self._body_lookahead_s() if s.body_slot is not None else 0.0)
+        lookahead_s = max(group.lookahead_s for group in self._groups_of(s))
         tail = int(np.ceil((lookahead_s + 0.05) * s.front_end.input_rate_hz))
         silent, s.front_state = s.front_end.push(s.front_state, np.zeros(tail, np.float32), max_seconds=None)
         self._feed_features(s, silent)
 
-    def _body_lookahead_s(self) -> float:
-        generator = self.groups[BODY_GROUP].generator(2)
-        assert isinstance(generator, GestureGenerator)
-        return generator.lookahead_ms / 1000.0
+    def _groups_of(self, s: _Session) -> list[_Group]:
+        return [self.groups[s.group]] + ([self.groups[BODY_GROUP]] if s.body_slot is not None else [])
 
     def _on_close(self, session_id: str) -> None:
         s = self.sessions.pop(session_id, None)
@@ -331,15 +331,11 @@ class InferenceLoop:
             if s.body_slot is not None:
                 self.groups[BODY_GROUP].batcher.close(s.body_slot)
 
-    def _stamps(self, s: _Session, frame: int, stream: str) -> tuple[int, int]:
-        """(client capture time, server receive time) of the newest sample frame `frame` used: the sample
-        at its media time plus the lookahead."""
+    def _stamps(self, s: _Session, frame: int, group: _Group) -> tuple[int, int]:
+        """(client capture time, server receive time) of the newest sample frame `frame` of `group` used:
+        the sample at its media time plus the group's lookahead."""
         rate = s.front_end.input_rate_hz
-        if stream == "body":
-            media_s, lookahead_s = frame / BODY_FPS, self._body_lookahead_s()
-        else:
-            media_s, lookahead_s = frame / FACE_FPS, s.lookahead_s
-        newest = min(s.samples_in - 1, int((media_s + lookahead_s) * rate))
+        newest = min(s.samples_in - 1, int((frame / group.fps + group.lookahead_s) * rate))
         for start, capture_us, received_us in reversed(s.chunks):
             if start <= newest:
                 capture = capture_us + round((newest - start) * 1e6 / rate) if capture_us else 0
@@ -369,7 +365,7 @@ class InferenceLoop:
                     out = []
                     for f in frames:
                         s = by_slot[(lookahead, f.slot)]
-                        stamps = self._stamps(s, f.index, group.stream)
+                        stamps = self._stamps(s, f.index, group)
                         out.append(OutFrame(s.session_id, f.index, f.values, *stamps, shed, group.stream))
                     self.stats.frames += len(out)
                     if shed:
