@@ -7,11 +7,13 @@ Sessions ask for the face and the body (60 + 30 frames per second each); --no-bo
 
 The server runs as its own process (`emostream serve`), the clients in this one. Every client paces the
 bundled speech on its own clock in 20 ms chunks, never waiting for replies, and stamps each chunk with
-its capture time. From the frames' stamps (docs/protocol.md) it reports, per session count:
-end to end (capture of the newest audio a frame used -> frame received; the lookahead is excluded by
-construction, chunking is included), capture -> server send, server send -> received, p50/p95/p99/max
-and jitter; the server's late (sent more than one frame period after its audio arrived), dropped and
-shed frame counters. Capacity: the most sessions with at most 1% late frames.
+its capture time. Clients start spread evenly over `--start-spread-s` (1 s): out of phase, as real ones
+are, and without every session ending in the same 20 ms (each end flushes 0.3 s of frames at once;
+docs/server.md has what a synchronised end costs). From the frames' stamps (docs/protocol.md) it
+reports, per session count: end to end (capture of the newest audio a frame used -> frame received;
+the lookahead is excluded by construction, chunking is included), capture -> server send, server send
+-> received, p50/p95/p99/max and jitter; the server's late (sent more than one frame period after its
+audio arrived), dropped and shed frame counters. Capacity: the most sessions with at most 1% late frames.
 """
 
 from __future__ import annotations
@@ -123,13 +125,13 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-async def run_sessions(url: str, n: int, seconds: float, body: bool = True) -> dict:
+async def run_sessions(url: str, n: int, seconds: float, body: bool = True, spread_s: float = 1.0) -> dict:
     pcm, rate = speech_loop(seconds)
     gc.collect()
     gc.freeze()  # the clients' own collector pauses would show up as server latency
     streams = ("face", "body") if body else ("face",)
     results = await asyncio.gather(
-        *(paced_client(url, pcm, rate, i, i * CHUNK_MS / 1000 / max(n, 1), streams) for i in range(n))
+        *(paced_client(url, pcm, rate, i, i * spread_s / max(n, 1), streams) for i in range(n))
     )
     frames = [f for r in results for f in r]
     e2e = np.array([(f.received_us - f.capture_time_us) / 1000 for f in frames])
@@ -145,6 +147,7 @@ async def run_sessions(url: str, n: int, seconds: float, body: bool = True) -> d
     return {
         "sessions": n,
         "seconds": seconds,
+        "start_spread_s": spread_s,
         "streams": list(streams),
         "frames": len(frames),
         "frames_expected": expected * n,
@@ -158,10 +161,11 @@ async def run_sessions(url: str, n: int, seconds: float, body: bool = True) -> d
     }
 
 
-def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True) -> dict:
+def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True,
+            spread_s: float = 1.0) -> dict:  # fmt: skip
     server = ServerProcess(max(n, 1), checkpoint, backend, body)
     try:
-        row = asyncio.run(run_sessions(server.url, n, seconds, body))
+        row = asyncio.run(run_sessions(server.url, n, seconds, body, spread_s))
         m = server.metrics()
         row["server_late_frames"] = int(m.get("emostream_late_frames_total", 0))
         row["server_frames_sent"] = int(m.get("emostream_frames_sent_total", 0))
@@ -220,13 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
+    parser.add_argument("--start-spread-s", type=float, default=1.0, help="clients start spread over this long")
     args = parser.parse_args(argv)
     m = machine() | {"backend": args.backend, "streams": "face+body" if args.body else "face"}
     suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
     if args.capacity:
         rows, best = [], 0
         for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
-            row = measure(n, args.seconds, args.checkpoint, args.backend, args.body)
+            row = measure(n, args.seconds, args.checkpoint, args.backend, args.body, args.start_spread_s)
             rows.append(row)
             print(
                 f"{n} sessions: late {100 * row['late_fraction']:.2f}%, e2e p99 {row['end_to_end']['p99_ms']:.1f} ms",
@@ -241,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
         plot(rows, RESULTS / f"capacity{suffix}.png", title)
         return
-    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend, args.body) for n in args.sessions.split(",")]
+    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend, args.body, args.start_spread_s)
+            for n in args.sessions.split(",")]  # fmt: skip
     print(
         f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, {m['streams']} "
         f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"

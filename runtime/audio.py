@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from runtime.errors import AudioFormatError
 
@@ -35,6 +36,7 @@ MAX_FLOAT_PEAK = 2.0  # float PCM is nominally in [-1, 1]; far beyond that is in
 
 _RESAMPLER_ZERO_CROSSINGS = 16  # sinc lobes on each side of the centre tap
 _RESAMPLER_ROLLOFF = 0.94  # cutoff as a fraction of the lower Nyquist frequency
+_POLYPHASE_LOOP_MAX_UP = 8  # up to this many phases, filter phase by phase (strided views); beyond, gather
 _KAISER_BETA = 8.6
 
 
@@ -127,6 +129,19 @@ class Resampler:
         head, state = self.push(self.init_state(), np.asarray(samples, dtype=np.float64))
         return np.concatenate([head, self.flush(state)[0]])
 
+    def _filter_by_phase(self, buffer: np.ndarray, n: np.ndarray, buffer_start: int) -> np.ndarray:
+        """The outputs n, one strided matrix-vector product per phase: outputs of one phase are `down`
+        input samples apart, so their windows are a strided view of the buffer (no gather, no copy)."""
+        W, up, down = self.half_width, self.up, self.down
+        out = np.empty(n.size)
+        windows = sliding_window_view(buffer, 2 * W)  # windows[j] = buffer[j : j + 2W]
+        for r in range(min(up, n.size)):
+            first_n = int(n[r])
+            count = (n.size - r + up - 1) // up
+            first = first_n * down // up - W + 1 - buffer_start
+            out[r::up] = windows[first : first + (count - 1) * down + 1 : down] @ self.taps[first_n % up]
+        return out
+
     def _emit(
         self, state: ResamplerState, samples: np.ndarray, n_real: int, limit: int | None
     ) -> tuple[np.ndarray, ResamplerState]:
@@ -138,9 +153,14 @@ class Resampler:
         if limit is not None:
             n_end = min(n_end, limit)
         n = np.arange(state.n_out, n_end)
-        base = n * down // up  # floor of each output's input position
-        gather = base[:, None] + np.arange(-W + 1, W + 1)[None, :] - state.history_start
-        out = np.sum(buffer[gather] * self.taps[n % up], axis=1)
+        if n.size == 0:
+            out = np.zeros(0)
+        elif up <= _POLYPHASE_LOOP_MAX_UP:
+            out = self._filter_by_phase(buffer, n, state.history_start)
+        else:
+            base = n * down // up  # floor of each output's input position
+            gather = base[:, None] + np.arange(-W + 1, W + 1)[None, :] - state.history_start
+            out = np.sum(buffer[gather] * self.taps[n % up], axis=1)
         keep_from = (n_end * down // up) - W + 1  # first input the next output needs
         keep_from = min(keep_from, newest + 1)
         history = buffer[keep_from - state.history_start :]
@@ -190,6 +210,14 @@ class LogMelFrontEnd:
         self.resampler = Resampler(input_rate_hz, MODEL_SAMPLE_RATE_HZ)
         self._window = np.hanning(WIN_LENGTH + 1)[:-1]  # periodic Hann
         self._filters = mel_filterbank()
+
+    def newest_input_sample(self, end_s: float) -> int:
+        """Index of the newest input sample that the feature frames ending at `end_s` (a multiple of the
+        hop) depend on: their newest model-rate sample, plus the `half_width` input samples past it that
+        the resampler waits for."""
+        newest_model_sample = round(end_s * MODEL_SAMPLE_RATE_HZ) - 1
+        r = self.resampler
+        return newest_model_sample * r.down // r.up + r.half_width
 
     @property
     def resampler_delay_s(self) -> float:

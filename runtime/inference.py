@@ -2,14 +2,21 @@
 front-end and the batched face and gesture steps. The asyncio event loop never runs model code; it hands
 the loop commands through a queue and receives frames through a callback.
 
-Scheduling: commands are applied as they arrive; on a fixed clock (500 Hz by default, 2 ms) the loop
-steps every batcher while any slot has audio for a frame, one batched step over all ready slots each
-time. Face sessions are grouped by lookahead (the lookahead fixes a stream's timeline); the body has one
-group (its lookahead is fixed at 200 ms). A session's log-mel frames feed both its face and body slots.
+Scheduling (continuous batching): the thread applies every queued command (audio, controls), then
+steps each group (a timeline: one face lookahead, or the body) that has a ready slot, one batched step
+over all its ready slots, the groups taking turns so that a backlog in one never holds the other's frames
+back; then it waits for the next command. A lone session is stepped the moment its audio completes a
+frame. Under load, audio that arrives while a step runs is queued and joins the next step, so batches
+grow with the load and no frame ever waits for a batch to fill. (Waiting up to a quarter of a frame
+period for more slots, and the earlier fixed 500 Hz clock, both measured worse: docs/server.md.)
+A session's log-mel frames feed both its face and body slots.
 Each group's batcher can swap between generators with different sampler step counts, which share weights
 and state layout.
-When the loop falls behind (more than `shed_after_frames` frames of audio queued in a group) it steps
-that group with one sampler step until it catches up: frames are flagged degraded and counted.
+When the loop falls behind, it steps with one sampler step until it catches up: frames are flagged
+degraded and counted. Behind means audio waited more than `shed_after_lag_ms` in the command queue before
+this thread took it (the thread is saturated), or a group holds more than `shed_after_frames` frames of a
+live session's audio (a client sent a burst; the silence that flushes a finished session's last frames
+does not count).
 
 Steps run on a runner made by `make_runner(generator)`: the generator itself (eager) or an engines
 backend. Backends that export or compile are made before the thread starts, for the warmed lookaheads
@@ -41,6 +48,7 @@ from runtime.rigs import BODY_FPS, FACE_FPS
 from runtime.step import StepRunner, StreamingGenerator
 
 BODY_GROUP = -1  # the key of the body group among the face groups (keyed by lookahead)
+COMMANDS_PER_PASS = 64
 
 log = logging.getLogger("emostream.inference")
 
@@ -67,6 +75,7 @@ class _Session:
     front_end: LogMelFrontEnd
     front_state: Any
     body_slot: int | None = None  # the session's slot in the body group, when it wants the body
+    tail_features: int = 0  # the flush and silence queued when its audio ended (not a backlog)
     samples_in: int = 0
     chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
 
@@ -128,7 +137,7 @@ class InferenceLoop:
         max_sessions: int,
         deliver: Callable[[list[OutFrame]], None],
         shed_after_frames: int = 6,
-        tick_hz: float = 500.0,
+        shed_after_lag_ms: float = 15.0,
         on_error: Callable[[str, str], None] | None = None,
         make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
         gesture: GestureNetwork | None = None,
@@ -140,7 +149,8 @@ class InferenceLoop:
         self.deliver = deliver  # called from the loop's thread; must be thread-safe
         self.on_error = on_error  # (session id, message) when a session's command fails; thread-safe too
         self.shed_after_frames = shed_after_frames
-        self.tick_hz = tick_hz  # how often the models step over every ready slot
+        self.shed_after_lag_ms = shed_after_lag_ms
+        self.audio_lag_ms = 0.0  # how long the newest audio command waited in the queue for this thread
         self.commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self.sessions: dict[str, _Session] = {}
         self.groups: dict[int, _Group] = {}
@@ -221,26 +231,28 @@ class InferenceLoop:
     # -- the loop's own thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Commands are handled as they come; the models step on a fixed clock (tick_hz), so audio that
-        arrives from many unsynchronised clients is batched into few large steps instead of many small
-        ones. A tick that finds no ready slot costs nothing."""
-        period = 1.0 / self.tick_hz
-        next_tick = time.monotonic()
+        """Applies the queued commands, steps the groups with ready slots, then waits for a command."""
         try:
             while True:
+                anything_ready = any(group.batcher.ready() for group in self.groups.values())
+                handled = 0
                 try:
-                    command = self.commands.get(timeout=max(0.0, next_tick - time.monotonic()))
-                    if command[0] == "stop":
-                        return
-                    self._handle(*command)
-                    continue  # keep draining until the tick is due
+                    command = self.commands.get(timeout=0.0 if anything_ready else None)
+                    while True:
+                        if command[0] == "stop":
+                            return
+                        self._handle(*command)
+                        handled += 1
+                        if handled == COMMANDS_PER_PASS:  # bounded, so a flood of audio cannot starve the steps
+                            break
+                        command = self.commands.get_nowait()
                 except queue.Empty:
-                    pass
+                    if handled == 0:  # nothing was waiting: the thread is not behind the clients
+                        self.audio_lag_ms = 0.0
                 try:
-                    self._step_all()
+                    self._step_ready()
                 except Exception:
-                    log.exception("inference: a tick failed; the loop goes on")
-                next_tick = max(next_tick + period, time.monotonic())
+                    log.exception("inference: a step failed; the loop goes on")
         finally:
             self._stopped.set()
 
@@ -280,6 +292,7 @@ class InferenceLoop:
 
     def _on_audio(self, session_id: str, start: int, capture_us: int, received_us: int, pcm: np.ndarray) -> None:
         s = self._session(session_id)
+        self.audio_lag_ms = (time.time_ns() // 1000 - received_us) / 1000
         if start > s.samples_in:  # a gap the client left: silence keeps media time right
             self._feed(s, np.zeros(start - s.samples_in, pcm.dtype))
         s.chunks.append((start, capture_us, received_us))
@@ -320,6 +333,7 @@ class InferenceLoop:
         tail = int(np.ceil((lookahead_s + 0.05) * s.front_end.input_rate_hz))
         silent, s.front_state = s.front_end.push(s.front_state, np.zeros(tail, np.float32), max_seconds=None)
         self._feed_features(s, silent)
+        s.tail_features = features.shape[0] + silent.shape[0]
 
     def _groups_of(self, s: _Session) -> list[_Group]:
         return [self.groups[s.group]] + ([self.groups[BODY_GROUP]] if s.body_slot is not None else [])
@@ -333,42 +347,55 @@ class InferenceLoop:
 
     def _stamps(self, s: _Session, frame: int, group: _Group) -> tuple[int, int]:
         """(client capture time, server receive time) of the newest sample frame `frame` of `group` used:
-        the sample at its media time plus the group's lookahead."""
+        the sample at its media time plus the group's lookahead, plus the resampler's wait past it."""
         rate = s.front_end.input_rate_hz
-        newest = min(s.samples_in - 1, int((frame / group.fps + group.lookahead_s) * rate))
+        newest = min(s.samples_in - 1, s.front_end.newest_input_sample(frame / group.fps + group.lookahead_s))
         for start, capture_us, received_us in reversed(s.chunks):
             if start <= newest:
                 capture = capture_us + round((newest - start) * 1e6 / rate) if capture_us else 0
                 return capture, received_us
         return 0, 0
 
-    def _step_all(self) -> None:
+    def _step_ready(self) -> None:
+        """Batched steps for each group with a ready slot, in proportion to the groups' frame rates (two
+        face steps to one body step), so that under load every stream falls behind at the same pace. A
+        backlog takes its steps pass by pass, between passes over the commands, so a session that sent a
+        second of audio at once delays no other's."""
         by_slot = {(s.group, s.slot): s for s in self.sessions.values()}
         by_slot |= {(BODY_GROUP, s.body_slot): s for s in self.sessions.values() if s.body_slot is not None}
-        for lookahead, group in self.groups.items():
-            batcher = group.batcher
-            while (ready := batcher.ready()) and not self._stopping.is_set():
-                backlog = max(batcher.slot(i).pending.shape[0] for i in ready) // batcher.inputs_per_step
-                shed = backlog > self.shed_after_frames
-                # Slots that asked for different step counts run in separate ticks of the same batcher.
-                wanted = {by_slot[(lookahead, i)].steps for i in ready if (lookahead, i) in by_slot}
-                for steps in sorted(wanted) or [2]:
-                    batcher.runner = group.runner(1 if shed else steps)
-                    only = {i for i in ready if (lookahead, i) in by_slot and by_slot[(lookahead, i)].steps == steps}
-                    started = time.perf_counter()
-                    frames = batcher.tick(only=only)
-                    if group.stream == "body" and frames:  # pose features -> the wire layout
-                        wire = body_frames(np.stack([f.values for f in frames]))
-                        frames = [replace(f, values=v) for f, v in zip(frames, wire, strict=True)]
-                    self.stats.tick_ms.append((time.perf_counter() - started) * 1e3)
-                    self.stats.ticks += 1
-                    out = []
-                    for f in frames:
-                        s = by_slot[(lookahead, f.slot)]
-                        stamps = self._stamps(s, f.index, group)
-                        out.append(OutFrame(s.session_id, f.index, f.values, *stamps, shed, group.stream))
-                    self.stats.frames += len(out)
-                    if shed:
-                        self.stats.shed_frames += len(out)
-                    if out:
-                        self.deliver(out)
+        slowest = min((group.fps for group in self.groups.values()), default=1)
+        for key, group in self.groups.items():
+            for _ in range(max(1, round(group.fps / slowest))):
+                if not group.batcher.ready() or self._stopping.is_set():
+                    break
+                self._step_group(key, group, by_slot)
+
+    def _step_group(self, key: int, group: _Group, by_slot: dict[tuple[int, int], _Session]) -> None:
+        batcher = group.batcher
+        ready = batcher.ready()
+        sessions = {i: by_slot.get((key, i)) for i in ready}  # None: no session (never expected; stepped anyway)
+        queued = [batcher.slot(i).pending.shape[0] - (s.tail_features if s is not None else 0)
+                  for i, s in sessions.items()]  # fmt: skip
+        backlog = max(queued) // batcher.inputs_per_step
+        shed = backlog > self.shed_after_frames or self.audio_lag_ms > self.shed_after_lag_ms
+        steps_of = {i: s.steps if s is not None else 2 for i, s in sessions.items()}
+        # Slots that asked for different step counts run in separate steps of the same batcher.
+        for steps in sorted(set(steps_of.values())):
+            batcher.runner = group.runner(1 if shed else steps)
+            started = time.perf_counter()
+            frames = batcher.tick(only={i for i in ready if steps_of[i] == steps})
+            if group.stream == "body" and frames:  # pose features -> the wire layout
+                wire = body_frames(np.stack([f.values for f in frames]))
+                frames = [replace(f, values=v) for f, v in zip(frames, wire, strict=True)]
+            self.stats.tick_ms.append((time.perf_counter() - started) * 1e3)
+            self.stats.ticks += 1
+            out = []
+            for f in frames:
+                if (s := sessions[f.slot]) is not None:
+                    stamps = self._stamps(s, f.index, group)
+                    out.append(OutFrame(s.session_id, f.index, f.values, *stamps, shed, group.stream))
+            self.stats.frames += len(out)
+            if shed:
+                self.stats.shed_frames += len(out)
+            if out:
+                self.deliver(out)

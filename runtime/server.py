@@ -18,6 +18,7 @@ import math
 import secrets
 import socket
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from runtime.stream import emotion_vector
 from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
+GIL_SWITCH_INTERVAL_S = 0.0005  # see serve_forever
 
 DEFAULT_CONTROLS = P.Controls(
     emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="ada",
@@ -67,6 +69,7 @@ class ServerConfig:
     stats_interval_s: float = 1.0  # how often each client gets a stats message
     send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
     shed_after_frames: int = 6  # backlog (frames) beyond which a group steps with one sampler step
+    shed_after_lag_ms: float = 15.0  # audio that waited this long for the inference thread: one step too
     backend: str = "eager"  # eager, compiled, onnx or tensorrt (engines/)
     device: str = "cpu"
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
@@ -141,6 +144,7 @@ class EmostreamServer:
         self.late_frames = 0
         self.inference = InferenceLoop(
             network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
+            shed_after_lag_ms=config.shed_after_lag_ms,
             on_error=self._session_failed_threadsafe, make_runner=self._runner_factory(),
             gesture=self.gesture[0] if self.gesture is not None else None,
         )  # fmt: skip
@@ -499,6 +503,9 @@ ERROR_CLOSE = {code: close for code, (_, close) in P.ERROR_CODES.items()}
 async def serve_forever(
     network: FaceNetwork, config: ServerConfig, gesture: tuple[GestureNetwork, list[str]] | None = None
 ) -> None:
+    # The event loop and the inference thread hand the GIL to each other several times per frame; at
+    # Python's default 5 ms switch interval a waiting thread can lose up to 5 ms at each hand-over.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server = EmostreamServer(network, config, gesture)
     port = await server.start()
     print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics); Ctrl-C stops",

@@ -40,7 +40,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 CROP = 120  # frames per training sequence (4 s)
 CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
 KL_WEIGHT = 0.005
-HISTORY_NOISE = 0.2  # robustness of the flow to its own errors in the history
+# Gaussian noise (normalised units) on the history the flow sees: it makes the flow robust to its own
+# errors and pulls a drifting posture back towards what emotion and style call for, instead of copying it.
+HISTORY_NOISE = 0.2
+# A random offset shared by all history frames of a step: it moves the posture the history shows but
+# keeps its motion (velocity, the phase of a gesture), so the flow learns to take motion from the history
+# and posture from emotion, style and audio, and pulls a drifting posture back instead of copying it.
+HISTORY_OFFSET = 0.0
 # Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
 # (and with it emotion and style) from the history and ignores its emotion and style inputs.
 HISTORY_DROPOUT = 0.3
@@ -139,7 +145,9 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     return recon + KL_WEIGHT * kl
 
 
-def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator) -> Tensor:
+def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator,
+              history_noise: float = HISTORY_NOISE, history_dropout: float = HISTORY_DROPOUT,
+              history_offset: float = HISTORY_OFFSET) -> Tensor:  # fmt: skip
     c = net.config
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
@@ -150,8 +158,9 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
     windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
     history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
-    history = history + HISTORY_NOISE * torch.randn(history.shape, generator=gen)
-    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= HISTORY_DROPOUT)
+    history = history + history_noise * torch.randn(history.shape, generator=gen)
+    history = history + history_offset * torch.randn((*history.shape[:2], 1, history.shape[3]), generator=gen)
+    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= history_dropout)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
     cond = net.condition(
         windows.flatten(0, 1),
@@ -230,8 +239,10 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
     return losses
 
 
-def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int,
-          seed: int, resume: GestureNetwork | None = None) -> tuple[GestureNetwork, dict]:  # fmt: skip
+def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
+          resume: GestureNetwork | None = None, history_noise: float = HISTORY_NOISE,
+          history_dropout: float = HISTORY_DROPOUT, history_offset: float = HISTORY_OFFSET
+          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, VAE and latent statistics are kept), for the whole budget at a lower rate."""
     torch.manual_seed(seed)
@@ -249,8 +260,10 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
-    flow_losses = run_stage("latent flow", flow_params, lambda: flow_loss(net, batches(batch_size), gen),
-                            flow_minutes, rate)
+    def step_loss() -> Tensor:
+        return flow_loss(net, batches(batch_size), gen, history_noise, history_dropout, history_offset)
+
+    flow_losses = run_stage("latent flow", flow_params, step_loss, flow_minutes, rate)
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
@@ -292,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beat2", type=Path, default=None, help="train on BEAT2-style takes (npz + wav) instead")
     parser.add_argument("--resume", type=Path, default=None,
                         help="go on training the flow of this checkpoint for --minutes (VAE kept)")  # fmt: skip
+    parser.add_argument("--history-noise", type=float, default=HISTORY_NOISE)
+    parser.add_argument("--history-dropout", type=float, default=HISTORY_DROPOUT)
+    parser.add_argument("--history-offset", type=float, default=HISTORY_OFFSET)
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -319,14 +335,16 @@ def main(argv: list[str] | None = None) -> None:
     resumed, earlier = None, None
     if args.resume is not None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
-    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed)
+    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed,
+                     args.history_noise, args.history_dropout, args.history_offset)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
-                     "history_dropout": HISTORY_DROPOUT, "history_noise": HISTORY_NOISE,
+                     "history_dropout": args.history_dropout, "history_noise": args.history_noise,
+                     "history_offset": args.history_offset,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),

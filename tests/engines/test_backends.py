@@ -132,7 +132,10 @@ def serve_speech(backend: str, cache: Path) -> tuple[np.ndarray, str]:
 
     pcm = speech_sample(16_000)
     # Audio goes in faster than real time; no shedding, so every frame has the requested two sampler steps.
-    with server_in_thread(backend=backend, engine_cache=cache, shed_after_frames=10**6) as (server, url):
+    with server_in_thread(backend=backend, engine_cache=cache, shed_after_frames=10**6, shed_after_lag_ms=1e9) as (
+        server,
+        url,
+    ):
         client = BlockingClient(url, 16_000)
         for start in range(0, pcm.size, 320):
             client.send_audio(pcm[start : start + 320])

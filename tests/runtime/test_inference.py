@@ -1,4 +1,5 @@
 import threading
+import time
 
 import numpy as np
 import torch
@@ -51,7 +52,9 @@ def test_capture_stamps_follow_the_newest_audio_each_frame_used() -> None:
     finally:
         loop.stop()
     frame = next(f for f in received if f.index == 30)  # media time 0.5 s, lookahead 0
-    assert frame.capture_time_us == 1_000_000 + 500_000
+    # Its newest 24 kHz sample is number 11999 (just before 0.5 s), which sits at 16 kHz input sample
+    # 7999.33; the resampler waits for its half width (16 samples at this rate) past input sample 7999.
+    assert frame.capture_time_us == 1_000_000 + round((7999 + 16) * 1e6 / 16_000)
 
 
 def test_a_failing_command_does_not_stop_the_loop() -> None:
@@ -67,3 +70,39 @@ def test_a_failing_command_does_not_stop_the_loop() -> None:
         loop.stop()
     assert "bad" not in loop.sessions and [f.index for f in received[:60]] == list(range(60))
     assert sum(slot is not None for slot in loop.groups[7].batcher.slots) == 1  # no slot leaked to "bad"
+
+
+def test_the_silence_that_flushes_a_finished_session_is_not_counted_as_a_backlog() -> None:
+    loop, received, got_all = make_loop(shed_after_frames=6)
+    loop.start()
+    try:
+        loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=2)
+        for k in range(50):  # 1 s in real time: never behind
+            loop.audio("s", 320 * k, 1_000 + 20_000 * k, np.zeros(320, np.int16))
+            time.sleep(0.02)
+        loop.finish("s")  # its tail flush is 0.3 s of frames at once: more than 6
+        assert got_all.wait(timeout=30)
+    finally:
+        loop.stop()
+    assert [f.index for f in received[:60]] == list(range(60))
+    assert loop.stats.shed_frames == 0 and not any(f.degraded for f in received)
+
+
+def test_audio_that_waited_for_a_busy_loop_is_stepped_with_one_sampler_step() -> None:
+    loop, received, got_all = make_loop(shed_after_frames=1000, shed_after_lag_ms=10.0)
+    loop._on_stall = lambda: time.sleep(0.1)  # type: ignore[attr-defined]  # the thread busy for 100 ms
+    loop.start()
+    try:
+        loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=2)
+        for k in range(50):  # 1 s in real time; the chunks after 0.4 s wait behind a stall, later ones do not
+            if k == 20:
+                loop.commands.put(("stall", ()))
+            loop.audio("s", 320 * k, 1_000 + 20_000 * k, np.zeros(320, np.int16))
+            time.sleep(0.02)
+        loop.finish("s")
+        assert got_all.wait(timeout=30)
+    finally:
+        loop.stop()
+    degraded = [f.degraded for f in received[:60]]
+    assert not any(degraded[:20]) and any(degraded[20:40]) and not degraded[-1]
+    assert loop.stats.shed_frames == sum(f.degraded for f in received)

@@ -89,7 +89,7 @@ def test_a_control_changes_the_frames_that_follow_and_is_acknowledged(network: F
     async def main() -> None:
         pcm = speech(1.0)
         # No shedding: both sessions must run the same sampler steps whatever their backlog.
-        async with running(network, shed_after_frames=10_000) as (_, url):
+        async with running(network, shed_after_frames=10_000, shed_after_lag_ms=1e9) as (_, url):
             plain = await EmostreamClient.connect(url, RATE, controls=P.Controls(seed=5))
             reference = await stream_all(plain, pcm)
             changed = await EmostreamClient.connect(url, RATE, controls=P.Controls(seed=5))
