@@ -169,7 +169,8 @@ def train_classifiers(takes: list[Take], seconds: float) -> tuple[torch.nn.Modul
             train_classifier(x, np.array(styles), len(STYLE_NAMES), seconds))  # fmt: skip
 
 
-def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_seconds: float) -> dict:
+def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_seconds: float,
+        plot_path: Path = RESULTS / "gesture_quality.png") -> dict:  # fmt: skip
     network, style_names, metadata = load_gesture_checkpoint(checkpoint)
     torch.set_num_threads(2)
     test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
@@ -233,7 +234,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "jerk_within_1.5x_teacher": model["jerk_ratio_to_teacher"] <= 1.5,
         "ms_per_frame_batch1_le_2": summary["compute"]["ms_per_frame_batch1_1core"] <= 2.0,
     }
-    plot(examples, rows, RESULTS / "gesture_quality.png")
+    plot(examples, rows, plot_path)
     return {"machine": machine(), "checkpoint": checkpoint.name, "checkpoint_created": metadata.get("created"),
             "held_out_clips": len(test), "takes_per_clip": len(EMOTIONS), "sigma_s": SIGMA_S,
             "summary": summary, "targets_met": targets}  # fmt: skip
@@ -305,14 +306,15 @@ def main(argv: list[str] | None = None) -> None:
         from training.corpus import build
 
         build(args.corpus, 2400)
-    result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_seconds)
+    result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_seconds,
+                 RESULTS / f"{args.name}.png")  # fmt: skip
     result["sampling"] = dict(SAMPLING) or "GestureGenerator defaults"
     path = write_result(args.name, result)
     title = f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}"
     markdown = f"{title}\n\n{table(result)}\n"
     (RESULTS / f"{args.name}.md").write_text(markdown)
     print(markdown)
-    print(f"targets met: {result['targets_met']}\nwrote {path}, gesture_quality.md and gesture_quality.png")
+    print(f"targets met: {result['targets_met']}\nwrote {path}, {args.name}.md and {args.name}.png")
 
 
 if __name__ == "__main__":

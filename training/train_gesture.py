@@ -42,11 +42,11 @@ CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its rece
 KL_WEIGHT = 0.005
 # Gaussian noise (normalised units) on the history the flow sees: it makes the flow robust to its own
 # errors and pulls a drifting posture back towards what emotion and style call for, instead of copying it.
-HISTORY_NOISE = 0.2
+HISTORY_NOISE = 0.15
 # A random offset shared by all history frames of a step: it moves the posture the history shows but
 # keeps its motion (velocity, the phase of a gesture), so the flow learns to take motion from the history
 # and posture from emotion, style and audio, and pulls a drifting posture back instead of copying it.
-HISTORY_OFFSET = 0.0
+HISTORY_OFFSET = 0.5
 # Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
 # (and with it emotion and style) from the history and ignores its emotion and style inputs.
 HISTORY_DROPOUT = 0.3
