@@ -69,12 +69,10 @@ class OutFrame:
 @dataclass
 class _Session:
     session_id: str
-    group: int  # lookahead, in feature frames
-    slot: int
+    slots: dict[int, int]  # group key (a face lookahead, or BODY_GROUP) -> the session's slot in it
     steps: int
     front_end: LogMelFrontEnd
     front_state: Any
-    body_slot: int | None = None  # the session's slot in the body group, when it wants the body
     tail_features: int = 0  # the flush and silence queued when its audio ended (not a backlog)
     samples_in: int = 0
     chunks: deque[tuple[int, int, int]] = field(default_factory=deque)  # (start, capture us, received us)
@@ -203,10 +201,10 @@ class InferenceLoop:
         self._stopped.wait(timeout=5)
 
     def open(self, session_id: str, sample_rate_hz: int, seed: int, emotion: np.ndarray, lookahead: int,
-             steps: int, style: np.ndarray | None = None) -> None:  # fmt: skip
+             steps: int, style: np.ndarray | None = None, face: bool = True) -> None:  # fmt: skip
         """A new session; with a style embedding it also gets the body stream (the server needs a
-        gesture model)."""
-        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps, style)))
+        gesture model); with face=False it gets no face stream, and no face compute is spent on it."""
+        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps, style, face)))
 
     def audio(self, session_id: str, start_sample: int, capture_time_us: int, pcm: np.ndarray) -> None:
         received_us = time.time_ns() // 1000
@@ -270,19 +268,20 @@ class InferenceLoop:
                     self.on_error(session_id, f"{kind} failed: {exc.__class__.__name__}")
 
     def _on_open(self, session_id: str, rate: int, seed: int, emotion: np.ndarray, lookahead: int, steps: int,
-                 style: np.ndarray | None) -> None:  # fmt: skip
-        group = self._group(lookahead)
+                 style: np.ndarray | None, face: bool) -> None:  # fmt: skip
         front_end = LogMelFrontEnd(rate)  # first: it refuses a bad rate before a slot is taken
-        body = self._group(BODY_GROUP) if style is not None else None
-        body_slot = body.batcher.open(seed, emotion, style) if body is not None else None
+        wanted = ([lookahead] if face else []) + ([BODY_GROUP] if style is not None else [])
+        if not wanted:
+            raise SessionError(f"session {session_id} asks for no stream")
+        slots: dict[int, int] = {}
         try:
-            slot = group.batcher.open(seed, emotion)
-        except SessionError:
-            if body is not None and body_slot is not None:
-                body.batcher.close(body_slot)
+            for key in wanted:
+                slots[key] = self._group(key).batcher.open(seed, emotion, style if key == BODY_GROUP else None)
+        except SessionError:  # a full group: give back what was taken
+            for key, slot in slots.items():
+                self.groups[key].batcher.close(slot)
             raise
-        self.sessions[session_id] = _Session(session_id, lookahead, slot, steps, front_end, front_end.init_state(),
-                                             body_slot=body_slot)  # fmt: skip
+        self.sessions[session_id] = _Session(session_id, slots, steps, front_end, front_end.init_state())
 
     def _session(self, session_id: str) -> _Session:
         session = self.sessions.get(session_id)
@@ -306,20 +305,17 @@ class InferenceLoop:
         self._feed_features(s, features)
 
     def _feed_features(self, s: _Session, features: np.ndarray) -> None:
-        self.groups[s.group].batcher.feed(s.slot, features)
-        if s.body_slot is not None:
-            self.groups[BODY_GROUP].batcher.feed(s.body_slot, features)
+        for key, slot in s.slots.items():
+            self.groups[key].batcher.feed(slot, features)
 
     def _on_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
-        s = self._session(session_id)
-        self.groups[s.group].batcher.slot(s.slot).emotion.set(emotion, transition_ms)
-        if s.body_slot is not None:
-            self.groups[BODY_GROUP].batcher.slot(s.body_slot).emotion.set(emotion, transition_ms)
+        for key, slot in self._session(session_id).slots.items():
+            self.groups[key].batcher.slot(slot).emotion.set(emotion, transition_ms)
 
     def _on_style(self, session_id: str, style: np.ndarray) -> None:
         s = self._session(session_id)
-        if s.body_slot is not None:
-            self.groups[BODY_GROUP].batcher.set_style(s.body_slot, style)
+        if BODY_GROUP in s.slots:
+            self.groups[BODY_GROUP].batcher.set_style(s.slots[BODY_GROUP], style)
 
     def _on_steps(self, session_id: str, steps: int) -> None:
         self._session(session_id).steps = steps
@@ -329,21 +325,17 @@ class InferenceLoop:
         features, s.front_state = s.front_end.flush(s.front_state)
         self._feed_features(s, features)
         # Silence past the end so the frames that wait for the lookahead come out.
-        lookahead_s = max(group.lookahead_s for group in self._groups_of(s))
+        lookahead_s = max(self.groups[key].lookahead_s for key in s.slots)
         tail = int(np.ceil((lookahead_s + 0.05) * s.front_end.input_rate_hz))
         silent, s.front_state = s.front_end.push(s.front_state, np.zeros(tail, np.float32), max_seconds=None)
         self._feed_features(s, silent)
         s.tail_features = features.shape[0] + silent.shape[0]
 
-    def _groups_of(self, s: _Session) -> list[_Group]:
-        return [self.groups[s.group]] + ([self.groups[BODY_GROUP]] if s.body_slot is not None else [])
-
     def _on_close(self, session_id: str) -> None:
         s = self.sessions.pop(session_id, None)
         if s is not None:
-            self.groups[s.group].batcher.close(s.slot)
-            if s.body_slot is not None:
-                self.groups[BODY_GROUP].batcher.close(s.body_slot)
+            for key, slot in s.slots.items():
+                self.groups[key].batcher.close(slot)
 
     def _stamps(self, s: _Session, frame: int, group: _Group) -> tuple[int, int]:
         """(client capture time, server receive time) of the newest sample frame `frame` of `group` used:
@@ -361,8 +353,7 @@ class InferenceLoop:
         face steps to one body step), so that under load every stream falls behind at the same pace. A
         backlog takes its steps pass by pass, between passes over the commands, so a session that sent a
         second of audio at once delays no other's."""
-        by_slot = {(s.group, s.slot): s for s in self.sessions.values()}
-        by_slot |= {(BODY_GROUP, s.body_slot): s for s in self.sessions.values() if s.body_slot is not None}
+        by_slot = {(key, slot): s for s in self.sessions.values() for key, slot in s.slots.items()}
         slowest = min((group.fps for group in self.groups.values()), default=1)
         for key, group in self.groups.items():
             for _ in range(max(1, round(group.fps / slowest))):

@@ -36,7 +36,7 @@ from runtime.audio import LogMelFrontEnd
 from runtime.errors import ProtocolError
 from runtime.inference import InferenceLoop, OutFrame
 from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
-from runtime.models.gesture import GestureNetwork
+from runtime.models.gesture import GestureGenerator, GestureNetwork
 from runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
 from runtime.step import StepRunner, StreamingGenerator
@@ -135,6 +135,7 @@ class EmostreamServer:
         self.network = network
         self.gesture = gesture if config.body else None
         self.served = (("face",) if config.face else ()) + (("body",) if self.gesture is not None else ())
+        self.body_lookahead_ms = GestureGenerator(self.gesture[0]).lookahead_ms if self.gesture is not None else 0.0
         if not self.served:
             raise ValueError("--no-face needs the body: a gesture model and body on")
         self.sessions: dict[str, Session] = {}
@@ -418,13 +419,13 @@ class EmostreamServer:
             self.zmq.start_session(session.id, infos)
         emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
         style = self._style(controls.style or "") if "body" in streams else None
-        self.inference.open(
-            session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead, controls.steps or 2, style
-        )
+        self.inference.open(session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead,
+                            controls.steps or 2, style, face="face" in streams)  # fmt: skip
         resampler_ms = 1000 * LogMelFrontEnd(hello.sample_rate_hz).resampler_delay_s
+        lookahead_ms = lookahead * FEATURE_MS if "face" in streams else self.body_lookahead_ms
         header = P.Header(
             session_id=session.id, sample_rate_hz=hello.sample_rate_hz, streams=infos,
-            algorithmic_latency_ms=lookahead * FEATURE_MS + resampler_ms, controls=controls, server_time_us=now_us(),
+            algorithmic_latency_ms=lookahead_ms + resampler_ms, controls=controls, server_time_us=now_us(),
         )  # fmt: skip
         await connection.send(P.encode_control(header))
         log.info(

@@ -311,12 +311,8 @@ def test_a_session_the_inference_thread_cannot_serve_is_closed_with_internal(
     original = InferenceLoop._on_audio
 
     def fails_for_seed_13(self, session_id, start, capture_us, received_us, pcm):  # type: ignore[no-untyped-def]
-        if (
-            self.groups[self.sessions[session_id].group]
-            .batcher.slot(self.sessions[session_id].slot)
-            .noise.initial_seed()
-            == 13
-        ):
+        (key, slot), *_ = self.sessions[session_id].slots.items()
+        if self.groups[key].batcher.slot(slot).noise.initial_seed() == 13:
             raise RuntimeError("simulated fault")
         return original(self, session_id, start, capture_us, received_us, pcm)
 

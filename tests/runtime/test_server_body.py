@@ -10,7 +10,9 @@ import pytest
 from clients.client import EmostreamClient, ReceivedFrame
 from runtime import protocol as P
 from runtime.errors import ProtocolError, SessionError
+from runtime.inference import BODY_GROUP
 from runtime.rigs import BODY_CHANNELS
+from runtime.server import EmostreamServer
 from tests.fixtures import server_in_thread
 from tests.runtime.test_server import RATE, speech, stream_all
 
@@ -83,14 +85,18 @@ def test_a_server_without_the_body_says_so() -> None:
         asyncio.run(EmostreamClient.connect(url, RATE, streams=BOTH, controls=P.Controls(style="zed")))
 
 
-def test_a_body_only_server_sends_no_face() -> None:
-    async def main(url: str) -> None:
+def test_a_body_only_server_sends_no_face_and_spends_no_face_compute() -> None:
+    async def main(server: EmostreamServer, url: str) -> None:
         client = await EmostreamClient.connect(url, RATE, streams=BOTH)
         assert set(client.header.streams) == {"body"}
+        assert client.header.algorithmic_latency_ms == pytest.approx(200.0, abs=3.0)  # the body's lookahead
         frames = await stream_all(client, speech(1.0))
         assert {f.stream for f in frames} == {"body"} and len(frames) == 30
+        face_groups = [g for key, g in server.inference.groups.items() if key != BODY_GROUP]
+        assert all(g.batcher.slots == [None] * g.batcher.n_slots for g in face_groups)
+        assert all(g.batcher.state["conv0"].abs().sum() == 0 for g in face_groups)  # never stepped
         with pytest.raises(SessionError, match="streams body only"):
             await EmostreamClient.connect(url, RATE, streams=("face",))
 
-    with server_in_thread(body=True, face=False, max_sessions=2) as (_, url):
-        asyncio.run(asyncio.wait_for(main(url), 60))
+    with server_in_thread(body=True, face=False, max_sessions=2) as (server, url):
+        asyncio.run(asyncio.wait_for(main(server, url), 60))
