@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from runtime.body_pose import GESTURE_JOINTS
 from runtime.models.gesture import (
     FEATURES_PER_FRAME,
     STYLE_CLIP_FRAMES,
@@ -31,6 +32,7 @@ from runtime.models.gesture import (
     load_gesture_checkpoint,
     save_gesture_checkpoint,
 )
+from runtime.rigs import SMPLX_JOINTS
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
 from training.train_face import VTLP_PROBABILITY, warp_mel
 
@@ -47,10 +49,12 @@ HISTORY_NOISE = 0.15
 # keeps its motion (velocity, the phase of a gesture), so the flow learns to take motion from the history
 # and posture from emotion, style and audio, and pulls a drifting posture back instead of copying it.
 HISTORY_OFFSET = 0.5
+HISTORY_OFFSET_LIMBS: float | None = 0.15  # the offset on shoulders, arms and hands: strokes live there
 # Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
 # (and with it emotion and style) from the history and ignores its emotion and style inputs.
 HISTORY_DROPOUT = 0.3
 VAE_SHARE = 0.25  # of the time budget
+LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
 
 
 class Batches:
@@ -147,7 +151,8 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
 
 def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator,
               history_noise: float = HISTORY_NOISE, history_dropout: float = HISTORY_DROPOUT,
-              history_offset: float = HISTORY_OFFSET) -> Tensor:  # fmt: skip
+              history_offset: float = HISTORY_OFFSET,
+              history_offset_limbs: float | None = HISTORY_OFFSET_LIMBS) -> Tensor:  # fmt: skip
     c = net.config
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
@@ -159,7 +164,8 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
     history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
     history = history + history_noise * torch.randn(history.shape, generator=gen)
-    history = history + history_offset * torch.randn((*history.shape[:2], 1, history.shape[3]), generator=gen)
+    offset = torch.randn((*history.shape[:2], 1, history.shape[3]), generator=gen)
+    history = history + offset * offset_scales(c.n_pose, history_offset, history_offset_limbs)
     history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= history_dropout)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
     cond = net.condition(
@@ -174,6 +180,14 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
     mask = batch["valid"][:, back:].reshape(-1, 1)
     return (error * mask).sum() / (mask.sum() * c.latent)
+
+
+def offset_scales(n_pose: int, trunk: float, limbs: float | None) -> Tensor:
+    """Per pose feature: the history offset's σ, `limbs` on the shoulders, arms and hands (when given)."""
+    scales = torch.full((n_pose,), trunk)
+    if limbs is not None:
+        scales[LIMB_FEATURES_START : 6 * len(GESTURE_JOINTS)] = limbs
+    return scales
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
@@ -241,8 +255,8 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
           resume: GestureNetwork | None = None, history_noise: float = HISTORY_NOISE,
-          history_dropout: float = HISTORY_DROPOUT, history_offset: float = HISTORY_OFFSET
-          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          history_dropout: float = HISTORY_DROPOUT, history_offset: float = HISTORY_OFFSET,
+          history_offset_limbs: float | None = HISTORY_OFFSET_LIMBS) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, VAE and latent statistics are kept), for the whole budget at a lower rate."""
     torch.manual_seed(seed)
@@ -261,7 +275,8 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
     def step_loss() -> Tensor:
-        return flow_loss(net, batches(batch_size), gen, history_noise, history_dropout, history_offset)
+        return flow_loss(net, batches(batch_size), gen, history_noise, history_dropout, history_offset,
+                         history_offset_limbs)
 
     flow_losses = run_stage("latent flow", flow_params, step_loss, flow_minutes, rate)
     net.eval()
@@ -308,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-noise", type=float, default=HISTORY_NOISE)
     parser.add_argument("--history-dropout", type=float, default=HISTORY_DROPOUT)
     parser.add_argument("--history-offset", type=float, default=HISTORY_OFFSET)
+    parser.add_argument("--history-offset-limbs", type=float, default=HISTORY_OFFSET_LIMBS,
+                        help="the offset on shoulders, arms and hands, where strokes live")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -336,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume is not None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed,
-                     args.history_noise, args.history_dropout, args.history_offset)
+                     args.history_noise, args.history_dropout, args.history_offset, args.history_offset_limbs)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -344,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
                      "history_dropout": args.history_dropout, "history_noise": args.history_noise,
-                     "history_offset": args.history_offset,
+                     "history_offset": args.history_offset, "history_offset_limbs": args.history_offset_limbs,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
