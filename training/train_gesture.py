@@ -16,6 +16,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,19 +43,31 @@ RESULTS = ROOT / "benchmarks" / "results"
 CROP = 120  # frames per training sequence (4 s)
 CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
 KL_WEIGHT = 0.005
-# Gaussian noise (normalised units) on the history the flow sees: it makes the flow robust to its own
-# errors and pulls a drifting posture back towards what emotion and style call for, instead of copying it.
-HISTORY_NOISE = 0.15
-# A random offset shared by all history frames of a step: it moves the posture the history shows but
-# keeps its motion (velocity, the phase of a gesture), so the flow learns to take motion from the history
-# and posture from emotion, style and audio, and pulls a drifting posture back instead of copying it.
-HISTORY_OFFSET = 0.5
-HISTORY_OFFSET_LIMBS: float | None = 0.15  # the offset on shoulders, arms and hands: strokes live there
-# Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
-# (and with it emotion and style) from the history and ignores its emotion and style inputs.
-HISTORY_DROPOUT = 0.3
 VAE_SHARE = 0.25  # of the time budget
 LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
+
+
+@dataclass(frozen=True)
+class HistoryAugmentation:
+    """What the flow's history (its last poses) goes through in training, in normalised units."""
+
+    # Gaussian noise on every history frame: the flow becomes robust to its own errors.
+    noise: float = 0.15
+    # Sequences whose history is zeroed, as at a stream's start: without it the flow learns to copy posture
+    # (and with it emotion and style) from the history and ignores its emotion and style inputs.
+    dropout: float = 0.3
+    # A random offset shared by all history frames of a step: it moves the posture the history shows but
+    # keeps its motion (velocity, the phase of a gesture), so the flow learns to take motion from the
+    # history and posture from emotion, style and audio, and pulls a drifting posture back.
+    offset: float = 0.5
+    offset_limbs: float | None = 0.15  # the offset on shoulders, arms and hands, where strokes live
+
+    def offset_scales(self, n_pose: int) -> Tensor:
+        """Per pose feature: the offset's σ (`offset_limbs` on shoulders, arms and hands, when given)."""
+        scales = torch.full((n_pose,), self.offset)
+        if self.offset_limbs is not None:
+            scales[LIMB_FEATURES_START : 6 * len(GESTURE_JOINTS)] = self.offset_limbs
+        return scales
 
 
 class Batches:
@@ -150,9 +163,7 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
 
 
 def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator,
-              history_noise: float = HISTORY_NOISE, history_dropout: float = HISTORY_DROPOUT,
-              history_offset: float = HISTORY_OFFSET,
-              history_offset_limbs: float | None = HISTORY_OFFSET_LIMBS) -> Tensor:  # fmt: skip
+              augment: HistoryAugmentation = HistoryAugmentation()) -> Tensor:  # fmt: skip
     c = net.config
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
@@ -163,10 +174,10 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
     windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
     history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
-    history = history + history_noise * torch.randn(history.shape, generator=gen)
+    history = history + augment.noise * torch.randn(history.shape, generator=gen)
     offset = torch.randn((*history.shape[:2], 1, history.shape[3]), generator=gen)
-    history = history + offset * offset_scales(c.n_pose, history_offset, history_offset_limbs)
-    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= history_dropout)
+    history = history + offset * augment.offset_scales(c.n_pose)
+    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
     cond = net.condition(
         windows.flatten(0, 1),
@@ -180,14 +191,6 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
     mask = batch["valid"][:, back:].reshape(-1, 1)
     return (error * mask).sum() / (mask.sum() * c.latent)
-
-
-def offset_scales(n_pose: int, trunk: float, limbs: float | None) -> Tensor:
-    """Per pose feature: the history offset's σ, `limbs` on the shoulders, arms and hands (when given)."""
-    scales = torch.full((n_pose,), trunk)
-    if limbs is not None:
-        scales[LIMB_FEATURES_START : 6 * len(GESTURE_JOINTS)] = limbs
-    return scales
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
@@ -254,9 +257,8 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
 
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
-          resume: GestureNetwork | None = None, history_noise: float = HISTORY_NOISE,
-          history_dropout: float = HISTORY_DROPOUT, history_offset: float = HISTORY_OFFSET,
-          history_offset_limbs: float | None = HISTORY_OFFSET_LIMBS) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation()
+          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, VAE and latent statistics are kept), for the whole budget at a lower rate."""
     torch.manual_seed(seed)
@@ -274,11 +276,8 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
-    def step_loss() -> Tensor:
-        return flow_loss(net, batches(batch_size), gen, history_noise, history_dropout, history_offset,
-                         history_offset_limbs)
-
-    flow_losses = run_stage("latent flow", flow_params, step_loss, flow_minutes, rate)
+    flow_losses = run_stage("latent flow", flow_params, lambda: flow_loss(net, batches(batch_size), gen, augment),
+                            flow_minutes, rate)  # fmt: skip
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
@@ -320,10 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beat2", type=Path, default=None, help="train on BEAT2-style takes (npz + wav) instead")
     parser.add_argument("--resume", type=Path, default=None,
                         help="go on training the flow of this checkpoint for --minutes (VAE kept)")  # fmt: skip
-    parser.add_argument("--history-noise", type=float, default=HISTORY_NOISE)
-    parser.add_argument("--history-dropout", type=float, default=HISTORY_DROPOUT)
-    parser.add_argument("--history-offset", type=float, default=HISTORY_OFFSET)
-    parser.add_argument("--history-offset-limbs", type=float, default=HISTORY_OFFSET_LIMBS,
+    recipe = HistoryAugmentation()
+    parser.add_argument("--history-noise", type=float, default=recipe.noise)
+    parser.add_argument("--history-dropout", type=float, default=recipe.dropout)
+    parser.add_argument("--history-offset", type=float, default=recipe.offset)
+    parser.add_argument("--history-offset-limbs", type=float, default=recipe.offset_limbs,
                         help="the offset on shoulders, arms and hands, where strokes live")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
@@ -352,16 +352,16 @@ def main(argv: list[str] | None = None) -> None:
     resumed, earlier = None, None
     if args.resume is not None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
-    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed,
-                     args.history_noise, args.history_dropout, args.history_offset, args.history_offset_limbs)
+    augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
+                                  args.history_offset_limbs)  # fmt: skip
+    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
-                     "history_dropout": args.history_dropout, "history_noise": args.history_noise,
-                     "history_offset": args.history_offset, "history_offset_limbs": args.history_offset_limbs,
+                     **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
