@@ -109,7 +109,7 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     optimizer = torch.optim.Adam(params, lr=2e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(30):
         loss = flow_loss(net, batch, torch.Generator().manual_seed(0))
         optimizer.zero_grad()
         loss.backward()
