@@ -135,7 +135,7 @@ def window_features(poses: np.ndarray) -> np.ndarray:
     return np.concatenate([w.mean(1), w.std(1), np.abs(d).mean(1), d.std(1)], axis=1)
 
 
-SAMPLING: dict[str, float] = {}  # temperature and smoothing for GestureGenerator; empty: its defaults
+SAMPLING: dict[str, float] = {}  # temperature, smoothing, guidance for GestureGenerator; empty: its defaults
 
 
 @torch.no_grad()
@@ -225,7 +225,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
     }
     summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
-    summary["compute"] = step_cost(GestureGenerator(network, n_steps=2).eval())
+    summary["compute"] = step_cost(GestureGenerator(network, n_steps=2, **SAMPLING).eval())
     model = summary["model"]
     targets = {
         "beat_alignment": model["beat_alignment"] >= summary["teacher"]["beat_alignment"] - 0.05,
@@ -298,9 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classifier-seconds", type=float, default=20.0)
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: model's)")
     parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: model's)")
     parser.add_argument("--name", default="gesture_quality", help="result file name under benchmarks/results/")
     args = parser.parse_args(argv)
-    knobs = {"temperature": args.temperature, "smoothing": args.smoothing}
+    knobs = {"temperature": args.temperature, "smoothing": args.smoothing, "guidance": args.guidance}
     SAMPLING.update({k: v for k, v in knobs.items() if v is not None})
     if not (args.corpus / "manifest.json").exists():
         from training.corpus import build

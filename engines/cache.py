@@ -37,10 +37,12 @@ def default_cache_root() -> Path:
 
 
 def model_hash(generator: StreamingGenerator) -> str:
-    """SHA-256 over every tensor the step reads (persistent or not), the class and the step spec."""
+    """SHA-256 over every tensor the step reads (persistent or not), the class, the step spec and the
+    constants the module names in its extra_repr (sampling settings baked into the graph)."""
     h = hashlib.sha256()
     h.update(type(generator).__qualname__.encode())
     h.update(repr(generator.spec).encode())
+    h.update(generator.extra_repr().encode())
     tensors = dict(generator.named_parameters()) | dict(generator.named_buffers())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()

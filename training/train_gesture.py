@@ -16,7 +16,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its rece
 KL_WEIGHT = 0.005
 VAE_SHARE = 0.25  # of the time budget
 LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
+EMOTION_DROPOUT = 0.15  # frames trained on the null emotion, for classifier-free guidance on the emotion
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,10 @@ def pose_windows(x: Tensor, back: int, size: int) -> Tensor:
 
 
 def normalized_poses(net: GestureNetwork, batch: dict[str, Tensor]) -> Tensor:
-    """Normalised poses with frames before a clip's start at zero, as the stream's initial history."""
-    return net.normalize_pose(batch["poses"]) * batch["valid"][..., None]
+    """Normalised residual poses (the emotion's posture taken off) with frames before a clip's start at
+    zero, as the stream's initial history."""
+    residual = net.normalize_pose(batch["poses"]) - net.posture(batch["emotion"])[:, None]
+    return residual * batch["valid"][..., None]
 
 
 def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator) -> Tensor:
@@ -179,11 +182,13 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     history = history + offset * augment.offset_scales(c.n_pose)
     history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
+    dropped = torch.rand(B * CROP, generator=gen) < c.emotion_dropout if net.guidable else None
     cond = net.condition(
         windows.flatten(0, 1),
         batch["emotion"][:, None].expand(B, CROP, -1).flatten(0, 1),
         style[:, None].expand(B, CROP, -1).flatten(0, 1),
         history.flatten(0, 1),
+        dropped,
     )
     z0 = torch.randn(z1.shape, generator=gen)
     t = torch.rand(z1.shape[0], generator=gen)
@@ -200,6 +205,20 @@ def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
     net.feature_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
     net.pose_mean.copy_(torch.from_numpy(poses.mean(0)))
     net.pose_std.copy_(torch.from_numpy(poses.std(0) + 0.01))
+    if net.config.emotion_posture:
+        fit_emotion_posture(net, clips)
+
+
+@torch.no_grad()
+def fit_emotion_posture(net: GestureNetwork, clips: list[GestureClip]) -> None:
+    """Least squares of the normalised poses on the emotion weights (and a constant): each emotion's
+    posture offset per unit of weight."""
+    renders = [(e, p[::4]) for c in clips[:300] for e, p in zip(c.emotions, c.poses, strict=True)]  # every 4th frame
+    weights = np.concatenate([np.repeat(e[None], p.shape[0], axis=0) for e, p in renders])
+    poses = net.normalize_pose(torch.from_numpy(np.concatenate([p for _, p in renders]).astype(np.float32)))
+    design = np.concatenate([weights, np.ones((len(weights), 1))], axis=1)
+    solution = np.linalg.lstsq(design, poses.numpy().astype(np.float64), rcond=None)[0]
+    net.emotion_offsets.copy_(torch.from_numpy(solution[:-1].astype(np.float32)))
 
 
 @torch.no_grad()
@@ -256,23 +275,36 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
     return losses
 
 
+def with_emotion_dropout(net: GestureNetwork, dropout: float) -> GestureNetwork:
+    """The same weights under a config with this emotion dropout; a null emotion it did not have
+    starts at zero."""
+    out = GestureNetwork(replace(net.config, emotion_dropout=dropout), n_styles=net.style_presets.shape[0])
+    missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or set(missing) - {"null_emotion"}:
+        raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
+    return out
+
+
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
-          resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation()
+          resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
+          emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True
           ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
-    normalisation, VAE and latent statistics are kept), for the whole budget at a lower rate."""
+    normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
+    rate."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    batches = Batches(clips, GestureConfig(), seed)
+    config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture)
+    batches = Batches(clips, config, seed)
     vae_losses: list[float] = []
     if resume is None:
-        net = GestureNetwork(GestureConfig(), n_styles=len(style_names))
+        net = GestureNetwork(config, n_styles=len(style_names))
         fit_normalisation(net, clips)
         vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
                                lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
         fit_latent_statistics(net, batches)
     else:
-        net = resume.train()
+        net = with_emotion_dropout(resume, emotion_dropout).train()
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
@@ -311,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the gesture generator from scratch.")
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
-    parser.add_argument("--minutes", type=float, default=45.0, help="training time budget (both stages)")
+    parser.add_argument("--minutes", type=float, default=55.0, help="training time budget (both stages)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--renders", type=int, default=6, help="teacher renders per clip")
     parser.add_argument("--seed", type=int, default=0)
@@ -325,6 +357,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-offset", type=float, default=recipe.offset)
     parser.add_argument("--history-offset-limbs", type=float, default=recipe.offset_limbs,
                         help="the offset on shoulders, arms and hands, where strokes live")  # fmt: skip
+    parser.add_argument("--emotion-dropout", type=float, default=EMOTION_DROPOUT,
+                        help="share of frames trained on the null emotion (0: no classifier-free guidance)")
+    parser.add_argument("--emotion-posture", action=argparse.BooleanOptionalAction, default=True,
+                        help="model poses as a residual from a fitted per-emotion posture (from scratch only)")
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -354,7 +390,8 @@ def main(argv: list[str] | None = None) -> None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
-    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment)
+    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
+                     args.emotion_dropout, args.emotion_posture)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -362,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
+                     "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),

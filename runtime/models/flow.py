@@ -39,13 +39,25 @@ class FlowMatching:
             h = h + nn.functional.silu(block(h))
         return self.out(h)
 
-    def integrate(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
+    def integrate(
+        self, noise: Tensor, cond: Tensor, time_terms: Tensor, null: Tensor | None = None, guidance: float = 1.0
+    ) -> Tensor:
         """Euler integration of the flow from noise (t = 0) to a sample (t = 1), unrolled.
 
         time_terms: (n_steps, hidden), `time_term` at t = i / n_steps, computed once per generator.
+        null: the condition without what is guided (B, hidden), for classifier-free guidance; each step's
+        velocity is then null's + guidance * (cond's - null's), both halves in one batch.
         """
         x = noise
         n_steps = time_terms.shape[0]
+        both = None if null is None else torch.cat([cond, null])
         for i in range(n_steps):
-            x = x + self.velocity(x, time_terms[i : i + 1], cond) / n_steps
+            if both is None:
+                v = self.velocity(x, time_terms[i : i + 1], cond)
+            else:
+                v_both = self.velocity(torch.cat([x, x]), time_terms[i : i + 1], both)
+                # Sliced, not chunked: chunk(2) makes the ONNX exporter fix the batch size.
+                v_cond, v_null = v_both[: x.shape[0]], v_both[x.shape[0] :]
+                v = v_null + guidance * (v_cond - v_null)
+            x = x + v / n_steps
         return x

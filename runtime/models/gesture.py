@@ -10,12 +10,20 @@ embedding, and returns one pose (runtime/body_pose.py: 6D rotations and the root
   previous pose, so errors cannot pile up frame after frame; the latent carries the motion of the window.
   Training fits it first; the diffusion then works in its 32-dimensional latent instead of the 285 pose
   features;
+- an emotion posture: a linear map from the emotion weights to a posture offset, fitted to the training
+  poses by least squares. The VAE, the flow and the history work on the pose minus that offset, and the
+  output adds it back, so an emotion's posture is set by the control, not by what the history drifted to;
 - flow matching in that latent (Lipman et al. 2023) with 1 to 4 Euler steps, conditioned on the audio
   window, emotion, style and the recent poses (history). The noise input is low-passed in the state
   (an AR(1) process with unit variance), so neighbouring frames draw related samples and seeds change
   the motion without making it jitter;
 - a style encoder (AMUSE's idea, made causal-friendly): a 4 to 10 s reference motion clip becomes a
-  16-dimensional embedding; the checkpoint also holds one preset embedding per teacher style.
+  16-dimensional embedding; the checkpoint also holds one preset embedding per teacher style;
+- classifier-free guidance on the emotion (Ho and Salimans 2022): training replaces the emotion term of
+  some frames by a learned null emotion, so each Euler step can also ask what the same audio, style and
+  history predict without the emotion, and push the velocity away from that, by the guidance weight.
+  Only the emotion is guided: guiding audio, emotion and style together made the motion fast and
+  jittery and lost the emotion (docs/gestures.md). Both halves run as one batch of twice the size.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
 POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
 DEFAULT_TEMPERATURE = 0.6  # noise scale at sampling (docs/gestures.md: chosen on held-out voices)
 DEFAULT_SMOOTHING = 0.75  # weight of the new pose in the output's one-pole low-pass (1: no smoothing)
+DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight on the emotion, for networks with a null emotion
 STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
 
 
@@ -70,10 +79,16 @@ class GestureConfig:
     style_dim: int = 16
     n_pose: int = N_POSE_FEATURES
     noise_correlation: float = 0.8  # AR(1) coefficient of the noise between frames
+    # Share of training frames whose emotion gives way to the learned null emotion; above 0, the network
+    # has one and its generators can use classifier-free guidance on the emotion.
+    emotion_dropout: float = 0.0
+    emotion_posture: bool = False  # poses are modelled as a residual from the emotion's posture offset
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
             raise ValueError(f"GestureConfig sizes must be positive: {self}")
+        if not 0 <= self.emotion_dropout < 1:
+            raise ValueError(f"emotion_dropout must be in [0, 1): {self}")
         if not 0 <= self.lookahead_frames <= 6:
             raise ValueError(f"lookahead must be 0..6 frames (at most 200 ms past the frame's end): {self}")
 
@@ -157,6 +172,15 @@ class GestureNetwork(FlowMatching, nn.Module):
         self.t_in = nn.Linear(TIME_FEATURES, c.hidden)
         self.blocks = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(2))
         self.out = nn.Linear(c.hidden, c.latent)
+        if self.guidable:
+            self.null_emotion = nn.Parameter(torch.zeros(c.hidden))
+        if c.emotion_posture:  # (8, n_pose) normalised posture offset per unit of each emotion's weight
+            self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
+
+    @property
+    def guidable(self) -> bool:
+        """Whether it was trained with a null emotion, which classifier-free guidance needs."""
+        return self.config.emotion_dropout > 0
 
     @property
     def conv_layers(self) -> list[CausalConv1d]:
@@ -172,14 +196,25 @@ class GestureNetwork(FlowMatching, nn.Module):
         h = self.encode_frames(features).transpose(1, 2)
         return residual_convs(self.conv_layers, h).transpose(1, 2)
 
-    def condition(self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor) -> Tensor:
-        """window (B, D + 1, C); emotion (B, 8); style (B, style_dim); history (B, N, n_pose) -> (B, hidden)."""
-        return nn.functional.silu(
-            self.audio_context(window.flatten(1))
-            + self.emotion(emotion)
-            + self.style(style)
-            + self.history(history.flatten(1))
-        )
+    def _context(self, window: Tensor, style: Tensor, history: Tensor) -> Tensor:
+        return self.audio_context(window.flatten(1)) + self.style(style) + self.history(history.flatten(1))
+
+    def condition(
+        self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor, dropped: Tensor | None = None
+    ) -> Tensor:
+        """window (B, D + 1, C); emotion (B, 8); style (B, style_dim); history (B, N, n_pose) -> (B, hidden).
+        `dropped` (B,) bool, in training: the rows whose emotion gives way to the null emotion."""
+        emotion_term = self.emotion(emotion)
+        if dropped is not None:
+            emotion_term = torch.where(dropped[:, None], self.null_emotion, emotion_term)
+        return nn.functional.silu(self._context(window, style, history) + emotion_term)
+
+    def guidance_conditions(self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor
+                            ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """The condition, and the same with the null emotion: guidance pushes away from the second."""
+        context = self._context(window, style, history)
+        return (nn.functional.silu(context + self.emotion(emotion)),
+                nn.functional.silu(context + self.null_emotion))  # fmt: skip
 
     def next_pose(self, z: Tensor) -> Tensor:
         """Normalised latent -> normalised pose, bounded: it feeds the history, so one wild frame must not
@@ -189,6 +224,13 @@ class GestureNetwork(FlowMatching, nn.Module):
 
     def normalize_pose(self, pose: Tensor) -> Tensor:
         return (pose - self.pose_mean) / self.pose_std
+
+    def posture(self, emotion: Tensor) -> Tensor:
+        """(..., 8) emotion weights -> (..., n_pose) the normalised posture offset that the residual the
+        model makes is added to (zero for a network without one)."""
+        if not self.config.emotion_posture:
+            return emotion.new_zeros((*emotion.shape[:-1], self.config.n_pose))
+        return emotion @ self.emotion_offsets
 
     def denormalize(self, x: Tensor) -> Tensor:
         return x * self.pose_std + self.pose_mean
@@ -209,14 +251,20 @@ class GestureGenerator(StreamingGenerator):
         n_steps: int = 2,
         temperature: float = DEFAULT_TEMPERATURE,
         smoothing: float = DEFAULT_SMOOTHING,
+        guidance: float | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
         if not 0 < smoothing <= 1 or temperature < 0:
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
+        if guidance is None:
+            guidance = DEFAULT_GUIDANCE if network.guidable else 1.0
+        if guidance != 1.0 and not network.guidable:
+            raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
         self.network = network
         self.n_steps = n_steps
+        self.guidance = guidance
         # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
         # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
         self.temperature, self.smoothing = temperature, smoothing
@@ -237,7 +285,7 @@ class GestureGenerator(StreamingGenerator):
             )
             + (
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
-                TensorSpec("history", (c.history_frames, c.n_pose)),
+                TensorSpec("history", (c.history_frames, c.n_pose)),  # residual poses (without the posture)
                 TensorSpec("noise_state", (c.latent,)),
                 TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
                 TensorSpec("warmed", (1,)),
@@ -254,6 +302,11 @@ class GestureGenerator(StreamingGenerator):
     def engine_name(self) -> str:
         return f"gesture-steps{self.n_steps}"
 
+    def extra_repr(self) -> str:
+        """The sampling constants that the step bakes in (engines/cache.py hashes them with the weights)."""
+        return f"n_steps={self.n_steps}, temperature={self.temperature}, smoothing={self.smoothing}, " \
+               f"guidance={self.guidance}"  # fmt: skip
+
     @property
     def lookahead_ms(self) -> float:
         """Audio past a frame's media time that the frame waits for."""
@@ -269,6 +322,17 @@ class GestureGenerator(StreamingGenerator):
     def _correlated(self, previous: Tensor, noise: Tensor) -> Tensor:
         return self.rho * previous + math.sqrt(1 - self.rho**2) * noise
 
+    def _sample(self, eps: Tensor, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor) -> Tensor:
+        """Correlated noise (B, latent) and the condition's inputs -> the next normalised pose, with
+        guidance on the emotion when its weight is not 1."""
+        net = self.network
+        if self.guidance == 1.0:
+            z = net.integrate(self.temperature * eps, net.condition(window, emotion, style, history), self.time_terms)
+        else:
+            cond, null = net.guidance_conditions(window, emotion, style, history)
+            z = net.integrate(self.temperature * eps, cond, self.time_terms, null, self.guidance)
+        return net.next_pose(z)
+
     def step(
         self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
     ) -> tuple[TensorDict, TensorDict]:
@@ -277,11 +341,11 @@ class GestureGenerator(StreamingGenerator):
         state = apply_reset(state, self.init_state(B), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
-        cond = net.condition(encoded, inputs["emotion"][:, 0], inputs["style"][:, 0], state["history"])
         eps = self._correlated(state["noise_state"], noise)
-        x = net.next_pose(net.integrate(self.temperature * eps, cond, self.time_terms))
+        emotion = inputs["emotion"][:, 0]
+        x = self._sample(eps, encoded, emotion, inputs["style"][:, 0], state["history"])  # residual pose
         warm = (state["warmed"] >= self.delay).reshape(B, 1)
-        smoothed = self._smooth(state["smoothed"], x)  # warm-up frames leave it alone (below)
+        smoothed = self._smooth(state["smoothed"], x + net.posture(emotion))  # warm-up leaves it alone (below)
         new_state |= {
             "encoded": encoded,
             "history": torch.where(warm[..., None], push_ring(state["history"], x[:, None]), state["history"]),
@@ -305,11 +369,11 @@ class GestureGenerator(StreamingGenerator):
         frames = []
         for k in range(S - self.delay):
             d = k + self.delay
-            cond = net.condition(encoded[:, k : d + 1], inputs["emotion"][:, d], inputs["style"][:, d], history)
             eps = self._correlated(eps, noise[:, d])
-            x = net.next_pose(net.integrate(self.temperature * eps, cond, self.time_terms))
+            emotion = inputs["emotion"][:, d]
+            x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], history)
             history = push_ring(history, x[:, None])
-            smoothed = self._smooth(smoothed, x)
+            smoothed = self._smooth(smoothed, x + net.posture(emotion))
             frames.append(net.denormalize(smoothed))
         return {"pose": torch.stack(frames, dim=1)}
 

@@ -16,15 +16,27 @@ from tests.harness.step_contract import StepContractSuite
 SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
 
 
-def small_network(lookahead: int = 5) -> GestureNetwork:
+def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False) -> GestureNetwork:
     torch.manual_seed(0)
-    config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead})
-    return GestureNetwork(config, n_styles=3).eval()
+    config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
+                              "emotion_posture": posture})  # fmt: skip
+    net = GestureNetwork(config, n_styles=3).eval()
+    with torch.no_grad():  # trained ones are not zero
+        if net.guidable:
+            net.null_emotion.normal_()
+        if posture:
+            net.emotion_offsets.normal_()
+    return net
 
 
 class TestGestureGeneratorTwoSteps(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(), n_steps=2)
+
+
+class TestGuidedGestureGeneratorWithEmotionPosture(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return GestureGenerator(small_network(emotion_dropout=0.2, posture=True), n_steps=2, guidance=2.5)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(StepContractSuite):
@@ -40,8 +52,39 @@ def test_lookahead_is_at_most_200_ms() -> None:
         GestureConfig(lookahead_frames=7)
 
 
+def test_guidance_pushes_away_from_the_null_emotion_and_needs_one() -> None:
+    guidable = small_network(emotion_dropout=0.2)
+    S = 30
+    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
+    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain, guided = (GestureGenerator(guidable, n_steps=2, guidance=w).forward_sequence(inputs, noise)["pose"]
+                         for w in (1.0, 3.0))  # fmt: skip
+    assert torch.isfinite(guided).all() and not torch.allclose(plain, guided)
+    assert GestureGenerator(guidable).guidance > 1.0  # the default guides a network that can be guided
+    assert GestureGenerator(small_network()).guidance == 1.0  # and leaves an older network unguided
+    with pytest.raises(ValueError, match="null emotion"):
+        GestureGenerator(small_network(), guidance=2.0)
+
+
+def test_the_emotion_posture_is_added_to_the_pose_and_left_out_of_the_history() -> None:
+    net = small_network(posture=True)
+    generator = GestureGenerator(net, n_steps=1, smoothing=1.0)
+    state = generator.init_state(2)
+    inputs = {"features": torch.randn(2, 4, 80), "style": torch.zeros(2, 1, 4),
+              "emotion": torch.tensor([[[1.0] + [0.0] * 7], [[0.0] * 7 + [1.0]]])}  # fmt: skip
+    on, noise = torch.ones(2, dtype=torch.bool), torch.zeros(2, 8)
+    with torch.no_grad():
+        for _ in range(generator.delay + 1):
+            out, state = generator.step(inputs, state, noise, ~on, on)
+    pose = net.normalize_pose(out["pose"][:, 0])
+    residual = state["history"][:, -1]
+    torch.testing.assert_close(pose - residual, net.emotion_offsets[[0, 7]], atol=1e-4, rtol=1e-4)
+    assert small_network().posture(torch.ones(3, 8)).abs().sum() == 0  # a network without one adds nothing
+
+
 def test_checkpoint_round_trip_keeps_weights_and_style_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    net = small_network()
+    net = small_network(emotion_dropout=0.2, posture=True)
     net.style_presets.normal_()
     path = tmp_path / "gesture.pt"
     save_gesture_checkpoint(path, net, ["a", "b", "c"], {"note": "test"})
@@ -71,3 +114,11 @@ def test_seeds_change_the_motion_but_not_its_range() -> None:
             poses.append(generator.forward_sequence(inputs, noise)["pose"].numpy())
     assert not np.allclose(poses[0], poses[1])
     assert np.isfinite(poses[0]).all()
+
+
+def test_engine_cache_tells_sampling_settings_apart() -> None:
+    from engines.cache import model_hash
+
+    net = small_network(emotion_dropout=0.2)
+    hashes = {model_hash(GestureGenerator(net, **knob)) for knob in ({}, {"guidance": 1.5}, {"temperature": 0.3})}
+    assert len(hashes) == 3  # else a server would reuse a graph exported with other settings

@@ -116,3 +116,23 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+    # Some frames train the null condition that classifier-free guidance samples against.
+    assert net.guidable and net.null_emotion.grad is not None and net.null_emotion.grad.abs().sum() > 0
+
+
+def test_emotion_posture_is_recovered_by_least_squares() -> None:
+    from runtime.models.gesture import GestureConfig, GestureNetwork
+    from training.gesture_data import GestureClip
+    from training.train_gesture import fit_emotion_posture
+
+    rng = np.random.default_rng(0)
+    net = GestureNetwork(GestureConfig(emotion_posture=True))
+    offsets = rng.normal(size=(8, net.config.n_pose)).astype(np.float32)
+    clips = []
+    for i in range(40):
+        emotion = np.zeros(8, np.float32)
+        emotion[i % 8] = rng.uniform(0.3, 1.0)
+        poses = emotion @ offsets + 0.1 + 0.02 * rng.normal(size=(60, net.config.n_pose))
+        clips.append(GestureClip([], [poses.astype(np.float16)], [0], [emotion], [0], "v"))
+    fit_emotion_posture(net, clips)
+    np.testing.assert_allclose(net.emotion_offsets.numpy(), offsets, atol=0.05)
