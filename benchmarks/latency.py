@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -36,6 +37,8 @@ from clients.audio_files import chunks, read_audio, to_int16
 from clients.client import EmostreamClient, ReceivedFrame, now_us
 from runtime import protocol as P
 from runtime.demo import bundled_speech
+from runtime.event_loop import EVENT_LOOPS, default_event_loop
+from runtime.event_loop import run as run_event_loop
 
 CHUNK_MS = 20.0
 
@@ -49,7 +52,8 @@ def free_port() -> int:
 class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
-    def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True) -> None:
+    def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True,
+                 event_loop: str | None = None) -> None:  # fmt: skip
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -64,6 +68,8 @@ class ServerProcess:
             backend,
             "--body" if body else "--no-body",
         ]
+        if event_loop:
+            cmd += ["--event-loop", event_loop]
         if checkpoint:
             cmd += ["--checkpoint", str(checkpoint)]
         self.process = subprocess.Popen(
@@ -91,6 +97,11 @@ class ServerProcess:
                 name, value = line.split()
                 out[name] = float(value)
         return out
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server process has used (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -161,11 +172,21 @@ async def run_sessions(url: str, n: int, seconds: float, body: bool = True, spre
     }
 
 
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True,
-            spread_s: float = 1.0) -> dict:  # fmt: skip
-    server = ServerProcess(max(n, 1), checkpoint, backend, body)
+            spread_s: float = 1.0, event_loop: str | None = None) -> dict:  # fmt: skip
+    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop)
     try:
-        row = asyncio.run(run_sessions(server.url, n, seconds, body, spread_s))
+        server_cpu, client_cpu, started = server.cpu_seconds(), client_cpu_seconds(), time.monotonic()
+        row = run_event_loop(run_sessions(server.url, n, seconds, body, spread_s), event_loop)
+        wall = time.monotonic() - started
+        row["event_loop"] = event_loop or default_event_loop()
+        row["server_cpu_cores"] = (server.cpu_seconds() - server_cpu) / wall  # busy cores, averaged over the run
+        row["client_cpu_cores"] = (client_cpu_seconds() - client_cpu) / wall
         m = server.metrics()
         row["server_late_frames"] = int(m.get("emostream_late_frames_total", 0))
         row["server_frames_sent"] = int(m.get("emostream_frames_sent_total", 0))
@@ -176,11 +197,15 @@ def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eag
         server.stop()
 
 
+def cpu(row: dict, key: str) -> str:
+    return f"{row[key]:.2f} cores" if key in row else "-"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| sessions | end to end p50 | p95 | p99 | max | capture->send p99 | send->receive p99 | jitter | late "
-        "| dropped | face p99 | body p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dropped | face p99 | body p99 | server CPU | clients CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         e = r["end_to_end"]
@@ -190,7 +215,7 @@ def table(rows: list[dict]) -> str:
             f"{e['max_ms']:.1f} ms | {r['capture_to_send']['p99_ms']:.1f} ms | "
             f"{r['send_to_receive']['p99_ms']:.2f} ms | {r['jitter_ms']:.2f} ms | "
             f"{100 * r['late_fraction']:.2f}% | {r['dropped']} | "
-            f"{face} | {body} |"
+            f"{face} | {body} | {cpu(r, 'server_cpu_cores')} | {cpu(r, 'client_cpu_cores')} |"
         )
     return "\n".join(lines)
 
@@ -225,13 +250,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
     parser.add_argument("--start-spread-s", type=float, default=1.0, help="clients start spread over this long")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=None,
+                        help="server's and clients' event loop (default: uvloop where installed)")
     args = parser.parse_args(argv)
-    m = machine() | {"backend": args.backend, "streams": "face+body" if args.body else "face"}
+    setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop)
+    m = machine() | {"backend": args.backend, "streams": "face+body" if args.body else "face",
+                     "event_loop": args.event_loop or default_event_loop()}
     suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
     if args.capacity:
         rows, best = [], 0
         for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
-            row = measure(n, args.seconds, args.checkpoint, args.backend, args.body, args.start_spread_s)
+            row = measure(n, args.seconds, *setup)
             rows.append(row)
             print(
                 f"{n} sessions: late {100 * row['late_fraction']:.2f}%, e2e p99 {row['end_to_end']['p99_ms']:.1f} ms",
@@ -246,8 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
         plot(rows, RESULTS / f"capacity{suffix}.png", title)
         return
-    rows = [measure(int(n), args.seconds, args.checkpoint, args.backend, args.body, args.start_spread_s)
-            for n in args.sessions.split(",")]  # fmt: skip
+    rows = [measure(int(n), args.seconds, *setup) for n in args.sessions.split(",")]
     print(
         f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, {m['streams']} "
         f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"

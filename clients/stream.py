@@ -6,7 +6,6 @@ It prints a latency summary from the frames' own stamps (capture of the newest a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from clients.client import EmostreamClient, ReceivedFrame
 from clients.sources import file_source, microphone_source, stdin_source
 from runtime import protocol as P
 from runtime.body_pose import body_arrays
+from runtime.event_loop import run as run_event_loop
 
 
 def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if not args.mic and args.audio is None:
         raise SystemExit("emostream stream: give an audio file, - for stdin, or --mic")
-    summary = asyncio.run(stream(args))
+    summary = run_event_loop(stream(args))
     lat = summary["latency"]
     print(f"{summary['frames']} frames; algorithmic latency {summary['algorithmic_latency_ms']:.1f} ms")
     if lat:

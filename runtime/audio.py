@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from runtime.errors import AudioFormatError
 
@@ -130,16 +129,16 @@ class Resampler:
         return np.concatenate([head, self.flush(state)[0]])
 
     def _filter_by_phase(self, buffer: np.ndarray, n: np.ndarray, buffer_start: int) -> np.ndarray:
-        """The outputs n, one strided matrix-vector product per phase: outputs of one phase are `down`
-        input samples apart, so their windows are a strided view of the buffer (no gather, no copy)."""
+        """The outputs n, one correlation per phase: outputs of one phase are `down` input samples apart,
+        so they are every `down`-th value of the buffer correlated with that phase's taps (no gather)."""
         W, up, down = self.half_width, self.up, self.down
         out = np.empty(n.size)
-        windows = sliding_window_view(buffer, 2 * W)  # windows[j] = buffer[j : j + 2W]
         for r in range(min(up, n.size)):
             first_n = int(n[r])
             count = (n.size - r + up - 1) // up
             first = first_n * down // up - W + 1 - buffer_start
-            out[r::up] = windows[first : first + (count - 1) * down + 1 : down] @ self.taps[first_n % up]
+            span = buffer[first : first + (count - 1) * down + 2 * W]
+            out[r::up] = np.correlate(span, self.taps[first_n % up], "valid")[::down]
         return out
 
     def _emit(
@@ -260,7 +259,8 @@ class LogMelFrontEnd:
             return np.zeros((0, N_MELS), np.float32), FrontEndState(resampler_state, pending, state.n_frames)
         starts = np.arange(n_new) * HOP_LENGTH
         windows = pending[starts[:, None] + np.arange(WIN_LENGTH)[None, :]] * self._window  # (n, WIN)
-        power = np.abs(np.fft.rfft(windows, n=N_FFT, axis=1)) ** 2  # (n, N_FFT // 2 + 1)
+        spectrum = np.fft.rfft(windows, n=N_FFT, axis=1)
+        power = spectrum.real**2 + spectrum.imag**2  # (n, N_FFT // 2 + 1); |.|**2 without the square root
         mel = power @ self._filters.T  # (n, N_MELS)
         features = np.log(mel + LOG_FLOOR).astype(np.float32)
         rest = pending[n_new * HOP_LENGTH :]

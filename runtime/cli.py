@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.errors import EmostreamError
+from runtime.event_loop import EVENT_LOOPS
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -156,10 +157,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
 
     from runtime.animate import default_face_checkpoint
+    from runtime.event_loop import run as run_event_loop
     from runtime.models.face import load_checkpoint
     from runtime.server import ServerConfig, serve_forever
 
@@ -182,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
                           face=args.face)  # fmt: skip
     try:
-        asyncio.run(serve_forever(network, config, gesture))
+        run_event_loop(serve_forever(network, config, gesture), args.event_loop)
     except KeyboardInterrupt:
         print("emostream serve: stopped")
     return 0
@@ -294,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8765)
     serve_parser.add_argument("--max-sessions", type=int, default=32)
+    serve_parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default=None, help="uvloop (the default where installed) or asyncio's own"
+    )
     serve_parser.add_argument("--token", default=None, help="require this token in every hello")
     serve_parser.add_argument("--certfile", type=Path, default=None, help="TLS certificate (with --keyfile)")
     serve_parser.add_argument("--keyfile", type=Path, default=None)

@@ -149,6 +149,7 @@ class GestureNetwork(FlowMatching, nn.Module):
     latent_mean: Tensor
     latent_std: Tensor
     style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
+    emotion_offsets: Tensor  # (8, n_pose), with config.emotion_posture
 
     def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
         super().__init__()

@@ -106,3 +106,19 @@ def test_audio_that_waited_for_a_busy_loop_is_stepped_with_one_sampler_step() ->
     degraded = [f.degraded for f in received[:60]]
     assert not any(degraded[:20]) and any(degraded[20:40]) and not degraded[-1]
     assert loop.stats.shed_frames == sum(f.degraded for f in received)
+
+
+def test_the_group_whose_frame_waited_longest_is_stepped_first() -> None:
+    loop, _, _ = make_loop(shed_after_frames=1000)  # not started: the test runs the thread's methods itself
+    neutral = emotion_vector("neutral", 1.0)
+    for session, lookahead in (("waits for 58 ms of future audio", 7), ("waits for none", 0)):
+        loop._on_open(session, 16_000, 0, neutral, lookahead, 1, None, True)
+        loop._on_audio(session, 0, 1_000, 1_000, np.zeros(1_600, np.int16))  # 100 ms each
+    stepped: list[int] = []
+    step_group = loop._step_group
+    loop._step_group = lambda key, group, by_slot: (stepped.append(key), step_group(key, group, by_slot))  # type: ignore[method-assign]
+    loop._step_ready()
+    # Both groups have a ready frame 0. The lookahead-0 group's frame needed audio up to 0 s, which came
+    # in 100 ms ago; the other's needed audio up to 58 ms: the first is the more overdue, though its
+    # group was made second.
+    assert list(loop.groups) == [7, 0] and stepped[:2] == [0, 7]
