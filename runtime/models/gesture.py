@@ -59,7 +59,7 @@ FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
 POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
 DEFAULT_TEMPERATURE = 0.6  # noise scale at sampling (docs/gestures.md: chosen on held-out voices)
 DEFAULT_SMOOTHING = 0.75  # weight of the new pose in the output's one-pole low-pass (1: no smoothing)
-DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight on the emotion, for networks with a null emotion
+DEFAULT_GUIDANCE = 1.0  # no guidance unless asked: it traded emotion and smoothness for strokes (docs/gestures.md)
 STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
 
 
@@ -252,15 +252,13 @@ class GestureGenerator(StreamingGenerator):
         n_steps: int = 2,
         temperature: float = DEFAULT_TEMPERATURE,
         smoothing: float = DEFAULT_SMOOTHING,
-        guidance: float | None = None,
+        guidance: float = DEFAULT_GUIDANCE,
     ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
         if not 0 < smoothing <= 1 or temperature < 0:
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
-        if guidance is None:
-            guidance = DEFAULT_GUIDANCE if network.guidable else 1.0
         if guidance != 1.0 and not network.guidable:
             raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
         self.network = network

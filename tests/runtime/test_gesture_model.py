@@ -61,8 +61,6 @@ def test_guidance_pushes_away_from_the_null_emotion_and_needs_one() -> None:
         plain, guided = (GestureGenerator(guidable, n_steps=2, guidance=w).forward_sequence(inputs, noise)["pose"]
                          for w in (1.0, 3.0))  # fmt: skip
     assert torch.isfinite(guided).all() and not torch.allclose(plain, guided)
-    assert GestureGenerator(guidable).guidance > 1.0  # the default guides a network that can be guided
-    assert GestureGenerator(small_network()).guidance == 1.0  # and leaves an older network unguided
     with pytest.raises(ValueError, match="null emotion"):
         GestureGenerator(small_network(), guidance=2.0)
 
