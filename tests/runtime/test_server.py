@@ -308,14 +308,20 @@ def test_a_session_the_inference_thread_cannot_serve_is_closed_with_internal(
 ) -> None:
     from runtime.inference import InferenceLoop
 
-    original = InferenceLoop._on_audio
+    original_open, original_audio = InferenceLoop._on_open, InferenceLoop._on_audio
+    seed_13: set[str] = set()
+
+    def notes_seed_13(self, session_id, rate, seed, *args):  # type: ignore[no-untyped-def]
+        if seed == 13:
+            seed_13.add(session_id)
+        return original_open(self, session_id, rate, seed, *args)
 
     def fails_for_seed_13(self, session_id, start, capture_us, received_us, pcm):  # type: ignore[no-untyped-def]
-        (key, slot), *_ = self.sessions[session_id].slots.items()
-        if self.groups[key].batcher.slot(slot).noise.initial_seed() == 13:
+        if session_id in seed_13:
             raise RuntimeError("simulated fault")
-        return original(self, session_id, start, capture_us, received_us, pcm)
+        return original_audio(self, session_id, start, capture_us, received_us, pcm)
 
+    monkeypatch.setattr(InferenceLoop, "_on_open", notes_seed_13)
     monkeypatch.setattr(InferenceLoop, "_on_audio", fails_for_seed_13)
 
     async def main() -> None:
