@@ -356,22 +356,22 @@ class InferenceLoop:
         second of audio at once delays no other's."""
         by_slot = {(key, slot): s for s in self.sessions.values() for key, slot in s.slots.items()}
         slowest = min((group.fps for group in self.groups.values()), default=1)
-        ready = [(key, group) for key, group in self.groups.items() if group.batcher.ready()]
+        ready = [(key, group, slots) for key, group in self.groups.items() if (slots := group.batcher.ready())]
         if len(ready) > 1:  # earliest deadline first: the group whose frame's audio came in longest ago
-            ready.sort(key=lambda item: -self._waited_s(item[0], item[1], by_slot))
-        for key, group in ready:
+            ready.sort(key=lambda item: -self._waited_s(item[0], item[1], item[2], by_slot))
+        for key, group, _ in ready:
             for _ in range(max(1, round(group.fps / slowest))):
                 if not group.batcher.ready() or self._stopping.is_set():
                     break
                 self._step_group(key, group, by_slot)
 
     @staticmethod
-    def _waited_s(key: int, group: _Group, by_slot: dict[tuple[int, int], _Session]) -> float:
-        """How long (in media time) the newest audio that the group's most overdue ready frame needs has
-        been in. A chunk that completes a face and a body frame completes them at different points: the
-        one whose audio ended early in the chunk has already waited most of a chunk for the rest."""
+    def _waited_s(key: int, group: _Group, ready: list[int], by_slot: dict[tuple[int, int], _Session]) -> float:
+        """How long (in media time) the newest audio that the most overdue frame of the group's `ready`
+        slots needs has been in. A chunk that completes a face and a body frame completes them at different
+        points: the one whose audio ended early in the chunk has already waited most of a chunk for the rest."""
         waited = -float("inf")
-        for i in group.batcher.ready():
+        for i in ready:
             if (s := by_slot.get((key, i))) is not None:
                 frame = max(0, group.batcher.slot(i).steps_taken - group.batcher.delay)  # warm-up: for frame 0
                 in_s = s.samples_in / s.front_end.input_rate_hz

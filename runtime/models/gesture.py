@@ -218,8 +218,8 @@ class GestureNetwork(FlowMatching, nn.Module):
                 nn.functional.silu(context + self.null_emotion))  # fmt: skip
 
     def next_pose(self, z: Tensor) -> Tensor:
-        """Normalised latent -> normalised pose, bounded: it feeds the history, so one wild frame must not
-        grow into a runaway or a NaN that never leaves the state."""
+        """Normalised latent -> normalised (residual) pose, bounded: it feeds the history, so one wild
+        frame must not grow into a runaway or a NaN that never leaves the state."""
         pose = self.vae.decode(z * self.latent_std + self.latent_mean)
         return torch.nan_to_num(pose, nan=0.0, posinf=0.0, neginf=0.0).clamp(-POSE_BOUND, POSE_BOUND)
 
@@ -322,8 +322,8 @@ class GestureGenerator(StreamingGenerator):
         return self.rho * previous + math.sqrt(1 - self.rho**2) * noise
 
     def _sample(self, eps: Tensor, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor) -> Tensor:
-        """Correlated noise (B, latent) and the condition's inputs -> the next normalised pose, with
-        guidance on the emotion when its weight is not 1."""
+        """Correlated noise (B, latent) and the condition's inputs -> the next normalised residual pose
+        (without the emotion posture), with guidance on the emotion when its weight is not 1."""
         net = self.network
         if self.guidance == 1.0:
             z = net.integrate(self.temperature * eps, net.condition(window, emotion, style, history), self.time_terms)
