@@ -28,6 +28,10 @@ def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert image.shape == (320, 320, 3)
-    skin = (image[..., 0] > 150) & (image[..., 0] > image[..., 2] + 40)  # the head is in view
-    assert skin.mean() > 0.05
+    # The head is in view: skin and hair, the warm pixels (the background and the shirt are blue-grey).
+    # Counting skin alone failed once in CI (4.8% skin against a 5% bar): the untrained test model can turn
+    # the head until the view shows mostly hair. In three local runs skin was 8% to 15% and the warm
+    # pixels 24% to 29%; the neck alone is a few percent.
+    head = (image[..., 0] > 60) & (image[..., 0] > image[..., 2] + 30)
+    assert head.mean() > 0.15
     assert frames_sent >= 120  # the whole 2 s take went through the session
