@@ -37,7 +37,7 @@ from clients.audio_files import chunks, read_audio, to_int16
 from clients.client import EmostreamClient, ReceivedFrame, now_us
 from runtime import protocol as P
 from runtime.demo import bundled_speech
-from runtime.event_loop import EVENT_LOOPS, default_event_loop
+from runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES, default_event_loop
 from runtime.event_loop import run as run_event_loop
 
 CHUNK_MS = 20.0
@@ -49,11 +49,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it has just exited
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                children.append(int(entry.name))
+    return children
+
+
 class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
     def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True,
-                 event_loop: str | None = None) -> None:  # fmt: skip
+                 event_loop: str | None = None, inference: str | None = None) -> None:  # fmt: skip
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -70,6 +91,8 @@ class ServerProcess:
         ]
         if event_loop:
             cmd += ["--event-loop", event_loop]
+        if inference:
+            cmd += ["--inference", inference]
         if checkpoint:
             cmd += ["--checkpoint", str(checkpoint)]
         self.process = subprocess.Popen(
@@ -99,9 +122,9 @@ class ServerProcess:
         return out
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the server process has used (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time the server has used, its live child processes (the inference
+        process) included (Linux /proc)."""
+        return sum(process_cpu_seconds(pid) for pid in (self.process.pid, *child_pids(self.process.pid)))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -178,13 +201,14 @@ def client_cpu_seconds() -> float:
 
 
 def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True,
-            spread_s: float = 1.0, event_loop: str | None = None) -> dict:  # fmt: skip
-    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop)
+            spread_s: float = 1.0, event_loop: str | None = None, inference: str | None = None) -> dict:  # fmt: skip
+    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop, inference)
     try:
         server_cpu, client_cpu, started = server.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         row = run_event_loop(run_sessions(server.url, n, seconds, body, spread_s), event_loop)
         wall = time.monotonic() - started
         row["event_loop"] = event_loop or default_event_loop()
+        row["inference"] = inference or DEFAULT_INFERENCE
         row["server_cpu_cores"] = (server.cpu_seconds() - server_cpu) / wall  # busy cores, averaged over the run
         row["client_cpu_cores"] = (client_cpu_seconds() - client_cpu) / wall
         m = server.metrics()
@@ -250,12 +274,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
     parser.add_argument("--start-spread-s", type=float, default=1.0, help="clients start spread over this long")
-    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=None,
-                        help="server's and clients' event loop (default: uvloop where installed)")
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=None,
+        help="server's and clients' event loop (default: uvloop where installed)",
+    )
+    parser.add_argument(
+        "--inference",
+        choices=INFERENCE_MODES,
+        default=DEFAULT_INFERENCE,
+        help="where the server runs its inference loop (default: %(default)s, as `emostream serve`)",
+    )
     args = parser.parse_args(argv)
-    setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop)
-    m = machine() | {"backend": args.backend, "streams": "face+body" if args.body else "face",
-                     "event_loop": args.event_loop or default_event_loop()}
+    setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop, args.inference)
+    m = machine() | {
+        "backend": args.backend,
+        "streams": "face+body" if args.body else "face",
+        "event_loop": args.event_loop or default_event_loop(),
+        "inference": args.inference,
+    }
     suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
     if args.capacity:
         rows, best = [], 0

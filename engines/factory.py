@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -50,3 +52,18 @@ def make_backend(
         raise BackendError("the TensorRT backend needs --device cuda")
     entry = cached_engine(generator, name, cache, buckets, precision, device)
     return TensorRTBackend(generator, entry.path, buckets, device)
+
+
+@dataclass(frozen=True)
+class BackendFactory:
+    """`make_backend` with its options bound, as the inference loop's runner factory. A plain value, so
+    it pickles: an inference loop in a child process builds its own backends from it."""
+
+    kind: str
+    device: str = "cpu"
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS
+    cache_root: Path | None = None  # default: engines.cache.default_cache_root()
+
+    def __call__(self, generator: StreamingGenerator) -> StepBackend:
+        cache = EngineCache(self.cache_root)
+        return make_backend(self.kind, generator, device=self.device, buckets=self.buckets, cache=cache)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.errors import EmostreamError
-from runtime.event_loop import EVENT_LOOPS
+from runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -181,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
-                          face=args.face)  # fmt: skip
+                          face=args.face, inference=args.inference)  # fmt: skip
     try:
         run_event_loop(serve_forever(network, config, gesture), args.event_loop)
     except KeyboardInterrupt:
@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--event-loop", choices=EVENT_LOOPS, default=None, help="uvloop (the default where installed) or asyncio's own"
     )
+    serve_parser.add_argument("--inference", choices=INFERENCE_MODES, default=DEFAULT_INFERENCE,
+                              help="run the inference loop in a process of its own (its own GIL: the default) or "
+                                   "on a thread of the server's process")  # fmt: skip
     serve_parser.add_argument("--token", default=None, help="require this token in every hello")
     serve_parser.add_argument("--certfile", type=Path, default=None, help="TLS certificate (with --keyfile)")
     serve_parser.add_argument("--keyfile", type=Path, default=None)

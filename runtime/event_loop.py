@@ -4,6 +4,9 @@ uvloop (libuv under asyncio's API) handles a WebSocket message in a fraction of 
 Python work; the server and the benchmark clients pass thousands a second at 32 sessions
 (docs/server.md has the measurement). Everything works on either loop; `--event-loop asyncio` picks the
 standard one.
+
+Also where the server's inference loop runs (`INFERENCE_MODES`): on a thread of the server's process, or
+in a process of its own (runtime/inference_process.py), so that the two loops do not share a GIL.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 EVENT_LOOPS = ("uvloop", "asyncio")
+INFERENCE_MODES = ("thread", "process")
+DEFAULT_INFERENCE = "process"  # what `emostream serve` uses; ServerConfig's default is "thread" (docs/server.md)
 
 
 def default_event_loop() -> str:

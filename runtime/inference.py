@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -88,6 +88,20 @@ def warm_up(generator: StreamingGenerator, runner: StepRunner, batch: int) -> No
     runner.step(inputs, state, torch.zeros(batch, *spec.noise.shape, device=device), *masks)
 
 
+Command = tuple[str, tuple[Any, ...]]
+
+
+class CommandQueue(Protocol):
+    """Where the loop's thread takes its commands from: a queue here, or the pipe from the server's
+    process (runtime/inference_process.py). `get` raises queue.Empty when nothing came in time."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Command: ...
+
+    def get_nowait(self) -> Command: ...
+
+    def put(self, command: Command) -> None: ...
+
+
 @dataclass
 class LoopStats:
     ticks: int = 0  # batched steps run
@@ -128,7 +142,42 @@ class _Group:
         return self.runners[steps]
 
 
-class InferenceLoop:
+class InferenceCommands:
+    """What the server asks of the inference loop, the same whether the loop runs on a thread of this
+    process (InferenceLoop) or in a child process (runtime/inference_process.py): every call queues a
+    command and returns at once; callable from any thread."""
+
+    def _put(self, kind: str, args: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def open(self, session_id: str, sample_rate_hz: int, seed: int, emotion: np.ndarray, lookahead: int,
+             steps: int, style: np.ndarray | None = None, face: bool = True) -> None:  # fmt: skip
+        """A new session; with a style embedding it also gets the body stream (the server needs a
+        gesture model); with face=False it gets no face stream, and no face compute is spent on it."""
+        self._put("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps, style, face))
+
+    def audio(self, session_id: str, start_sample: int, capture_time_us: int, pcm: np.ndarray) -> None:
+        received_us = time.time_ns() // 1000
+        self._put("audio", (session_id, start_sample, capture_time_us, received_us, pcm))
+
+    def set_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
+        self._put("emotion", (session_id, emotion, transition_ms))
+
+    def set_style(self, session_id: str, style: np.ndarray) -> None:
+        self._put("style", (session_id, style))
+
+    def set_steps(self, session_id: str, steps: int) -> None:
+        self._put("steps", (session_id, steps))
+
+    def finish(self, session_id: str) -> None:
+        """No more audio: flush the front-end and feed silence until the last frame is out."""
+        self._put("finish", (session_id,))
+
+    def close(self, session_id: str) -> None:
+        self._put("close", (session_id,))
+
+
+class InferenceLoop(InferenceCommands):
     def __init__(
         self,
         network: FaceNetwork,
@@ -149,7 +198,7 @@ class InferenceLoop:
         self.shed_after_frames = shed_after_frames
         self.shed_after_lag_ms = shed_after_lag_ms
         self.audio_lag_ms = 0.0  # how long the newest audio command waited in the queue for this thread
-        self.commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self.commands: CommandQueue = queue.SimpleQueue()
         self.sessions: dict[str, _Session] = {}
         self.groups: dict[int, _Group] = {}
         self.stats = LoopStats()
@@ -170,6 +219,10 @@ class InferenceLoop:
                 for batch in range(1, self.max_sessions + 1):
                     warm_up(group.generator(steps), group.runner(steps), batch)
         self._thread.start()
+
+    def wait(self) -> None:
+        """Returns once the thread has stopped."""
+        self._stopped.wait()
 
     def _group(self, key: int) -> _Group:
         """The face group of a lookahead, or the body group for BODY_GROUP."""
@@ -200,31 +253,8 @@ class InferenceLoop:
         self.commands.put(("stop", ()))
         self._stopped.wait(timeout=5)
 
-    def open(self, session_id: str, sample_rate_hz: int, seed: int, emotion: np.ndarray, lookahead: int,
-             steps: int, style: np.ndarray | None = None, face: bool = True) -> None:  # fmt: skip
-        """A new session; with a style embedding it also gets the body stream (the server needs a
-        gesture model); with face=False it gets no face stream, and no face compute is spent on it."""
-        self.commands.put(("open", (session_id, sample_rate_hz, seed, emotion, lookahead, steps, style, face)))
-
-    def audio(self, session_id: str, start_sample: int, capture_time_us: int, pcm: np.ndarray) -> None:
-        received_us = time.time_ns() // 1000
-        self.commands.put(("audio", (session_id, start_sample, capture_time_us, received_us, pcm)))
-
-    def set_emotion(self, session_id: str, emotion: np.ndarray, transition_ms: float) -> None:
-        self.commands.put(("emotion", (session_id, emotion, transition_ms)))
-
-    def set_style(self, session_id: str, style: np.ndarray) -> None:
-        self.commands.put(("style", (session_id, style)))
-
-    def set_steps(self, session_id: str, steps: int) -> None:
-        self.commands.put(("steps", (session_id, steps)))
-
-    def finish(self, session_id: str) -> None:
-        """No more audio: flush the front-end and feed silence until the last frame is out."""
-        self.commands.put(("finish", (session_id,)))
-
-    def close(self, session_id: str) -> None:
-        self.commands.put(("close", (session_id,)))
+    def _put(self, kind: str, args: tuple[Any, ...]) -> None:
+        self.commands.put((kind, args))
 
     # -- the loop's own thread ---------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ from websockets.http11 import Request, Response
 from runtime import protocol as P
 from runtime.audio import LogMelFrontEnd
 from runtime.errors import ProtocolError
+from runtime.event_loop import INFERENCE_MODES
 from runtime.inference import InferenceLoop, OutFrame
+from runtime.inference_process import InferenceProcess
 from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
 from runtime.models.gesture import GestureGenerator, GestureNetwork
 from runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
@@ -76,12 +78,15 @@ class ServerConfig:
     zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (runtime/zmq_publisher.py)
     body: bool = True  # serve the body stream (needs a gesture model)
     face: bool = True  # serve the face stream (off: a body-only server; the face still runs to pace sessions)
+    inference: str = "thread"  # where the inference loop runs: "thread" (this process) or "process" (its own)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
             raise ValueError(f"invalid server config: {self}")
         if not (self.face or self.body):
             raise ValueError("a server must serve the face, the body or both")
+        if self.inference not in INFERENCE_MODES:
+            raise ValueError(f"inference runs in a {' or a '.join(INFERENCE_MODES)}, not {self.inference!r}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
 
@@ -143,7 +148,8 @@ class EmostreamServer:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.late_frames = 0
-        self.inference = InferenceLoop(
+        loop_class = InferenceProcess if config.inference == "process" else InferenceLoop
+        self.inference: InferenceLoop | InferenceProcess = loop_class(
             network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
             shed_after_lag_ms=config.shed_after_lag_ms,
             on_error=self._session_failed_threadsafe, make_runner=self._runner_factory(),
@@ -158,14 +164,10 @@ class EmostreamServer:
         config = self.config
         if config.backend == "eager" and config.device == "cpu":
             return None
-        from engines.cache import EngineCache
-        from engines.factory import make_backend
+        from engines.factory import BackendFactory
 
-        cache = EngineCache(config.engine_cache)
         buckets = tuple(b for b in (1, 8, 32, 128) if b < config.max_sessions) + (config.max_sessions,)
-        return lambda generator: make_backend(
-            config.backend, generator, device=config.device, buckets=buckets, cache=cache
-        )
+        return BackendFactory(config.backend, config.device, buckets, config.engine_cache)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
