@@ -9,7 +9,7 @@ sockets each get a core.
 `InferenceProcess` takes the same commands as `InferenceLoop` (runtime/inference.InferenceCommands) and
 calls the same `deliver` and `on_error` callbacks, from a reader thread. Two pipes join the processes:
 commands go down one, and the loop's thread in the child reads them straight from it (no relay thread
-there); frames, session errors and the loop's stats come back up the other. The child is started with
+there); frames, session errors, the loop's stats and its log records come back up the other. The child is started with
 `spawn` (a fork would copy torch's thread pools mid-state) and ends when told to or when the pipe from its
 parent closes, so it never outlives the server. If the child dies, every open session gets an error and
 new sessions are refused with one.
@@ -20,14 +20,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
 import torch
 
 from runtime.inference import Command, InferenceCommands, InferenceLoop, LoopStats, OutFrame
@@ -53,6 +56,33 @@ class LoopSpec:
     warm_lookaheads: tuple[int, ...]
     torch_threads: int
     log_level: int
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """The frames of one delivery (one group's step: one stream, one degraded flag) as arrays, which
+    pickle in a fraction of the time a list of OutFrames takes."""
+
+    stream: str
+    degraded: bool
+    session_ids: list[str]
+    indices: np.ndarray  # (n,) int64
+    values: np.ndarray  # (n, channels) float32
+    capture_time_us: np.ndarray  # (n,) int64
+    received_us: np.ndarray  # (n,) int64
+
+    @classmethod
+    def pack(cls, frames: list[OutFrame]) -> FrameBatch:
+        ints = np.array([(f.index, f.capture_time_us, f.received_us) for f in frames], np.int64).reshape(-1, 3)
+        values = np.stack([f.values for f in frames])
+        return cls(frames[0].stream, frames[0].degraded, [f.session_id for f in frames], ints[:, 0], values,
+                   ints[:, 1], ints[:, 2])  # fmt: skip
+
+    def unpack(self) -> list[OutFrame]:
+        fields = zip(self.session_ids, self.indices.tolist(), self.values, self.capture_time_us.tolist(),
+                     self.received_us.tolist(), strict=True)  # fmt: skip
+        return [OutFrame(session_id, index, v, capture, received, self.degraded, self.stream)
+                for session_id, index, v, capture, received in fields]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,9 +119,19 @@ class PipeCommands:
         raise RuntimeError("the child's commands come from the server's process")
 
 
+class _PipeLog:
+    """The queue a QueueHandler in the child puts its (already formatted, picklable) records on."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self.send = send
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        self.send(("log", record))
+
+
 def _child_main(commands: Connection, results: Connection, spec: LoopSpec) -> None:
     """The child process: builds and warms the loop, says ready, and runs it until told to stop."""
-    logging.basicConfig(level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the server stops us
     torch.set_num_threads(spec.torch_threads)
     send_lock = threading.Lock()
     reported = [0]  # ticks already reported
@@ -100,15 +140,21 @@ def _child_main(commands: Connection, results: Connection, spec: LoopSpec) -> No
         with send_lock:
             results.send(message)
 
+    # Log records go up the pipe and out through the server's own handlers, in the server's format.
+    root = logging.getLogger()
+    root.handlers = [QueueHandler(_PipeLog(send))]  # type: ignore[arg-type]
+    root.setLevel(spec.log_level)
+
     def stats_update(stats: LoopStats) -> StatsUpdate:
         new = min(stats.ticks - reported[0], len(stats.tick_ms))
         reported[0] = stats.ticks
-        recent = list(stats.tick_ms)[len(stats.tick_ms) - new :] if new else []
+        recent = [stats.tick_ms[-k] for k in range(new, 0, -1)]  # indexing from the end: no copy of the deque
         return StatsUpdate(stats.ticks, stats.frames, stats.shed_frames, stats.eager_fallbacks, recent)
 
     try:
         loop = InferenceLoop(
-            spec.network, spec.max_sessions, lambda frames: send(("frames", frames, stats_update(loop.stats))),
+            spec.network, spec.max_sessions,
+            lambda frames: send(("frames", FrameBatch.pack(frames), stats_update(loop.stats))),
             spec.shed_after_frames, spec.shed_after_lag_ms,
             on_error=lambda session_id, message: send(("error", session_id, message)),
             make_runner=spec.make_runner, gesture=spec.gesture,
@@ -234,11 +280,15 @@ class InferenceProcess(InferenceCommands):
             kind = message[0]
             if kind == "frames":
                 self._update(message[2])
-                self.deliver(message[1])
+                self.deliver(message[1].unpack())
             elif kind == "error":
                 self.open_sessions.discard(message[1])
                 if self.on_error is not None:
                     self.on_error(message[1], message[2])
+            elif kind == "log":
+                logger = logging.getLogger(message[1].name)
+                if logger.isEnabledFor(message[1].levelno):
+                    logger.handle(message[1])
             elif kind == "stopped":
                 self._update(message[1])
         self._dead = True
