@@ -135,6 +135,13 @@ def window_features(poses: np.ndarray) -> np.ndarray:
     return np.concatenate([w.mean(1), w.std(1), np.abs(d).mean(1), d.std(1)], axis=1)
 
 
+def feature_blocks(width: int) -> dict[str, slice]:
+    """The parts of `window_features`' columns: posture (window mean), spread (window std) and motion
+    (frame-to-frame change), for telling which part of generated motion the emotion classifier misreads."""
+    p = width // 4
+    return {"posture": slice(0, p), "spread": slice(p, 2 * p), "motion": slice(2 * p, 4 * p)}
+
+
 SAMPLING: dict[str, float] = {}  # temperature, smoothing, guidance for GestureGenerator; empty: its defaults
 
 
@@ -177,6 +184,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     emotion_clf, style_clf = train_classifiers(load_takes(corpus, False, n_train), classifier_seconds)
     rows: dict[str, list[dict[str, float]]] = {"teacher": [], "model": []}
     emotion_hits, teacher_emotion_hits, seed_l1 = [], [], []
+    confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)  # rows: asked for; columns: recognised
+    swapped_hits: dict[str, list[bool]] = {}  # with the teacher's statistics of one part swapped in
     examples: dict[str, np.ndarray] = {}
     for i, take in enumerate(test):
         onsets = audio_onsets(take)
@@ -191,8 +200,16 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
                 alignment = {"beat_alignment": beat_alignment(onsets, beats), "beats_per_s": beats.size * 30 / len(pos)}
                 rows[name].append(motion_metrics(pos) | alignment)
             e = EMOTIONS.index(emotion)
-            emotion_hits += list(predict(emotion_clf, window_features(made)) == e)
-            teacher_emotion_hits += list(predict(emotion_clf, window_features(taught)) == e)
+            made_windows, taught_windows = window_features(made), window_features(taught)
+            recognised = predict(emotion_clf, made_windows)
+            emotion_hits += list(recognised == e)
+            np.add.at(confusion[e], recognised, 1)
+            teacher_emotion_hits += list(predict(emotion_clf, taught_windows) == e)
+            n = min(len(made_windows), len(taught_windows))
+            for part, columns in feature_blocks(made_windows.shape[1]).items():
+                mixed = made_windows[:n].copy()
+                mixed[:, columns] = taught_windows[:n, columns]
+                swapped_hits.setdefault(part, []).extend(predict(emotion_clf, mixed) == e)
             if i == 0:
                 examples[emotion] = made
         if i < 6:
@@ -219,6 +236,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     summary = {name: {k: mean(name, k) for k in keys} for name in rows}
     summary["model"] |= {
         "emotion_accuracy": float(np.mean(emotion_hits)),
+        "emotion_confusion": confusion.tolist(),
+        "emotion_accuracy_with_teacher": {part: float(np.mean(h)) for part, h in swapped_hits.items()},
         "style_recovery_accuracy": float(np.mean(style_hits)),
         "style_chance": float(np.mean(chance_hits)),
         "seed_l1_cm": float(np.mean(seed_l1)),
@@ -279,6 +298,8 @@ def table(result: dict) -> str:
         ("mean joint speed", f"{t['speed_m_s']:.3f} m/s", f"{m['speed_m_s']:.3f} m/s", ""),
         ("pelvis drift (max)", f"{t['pelvis_drift_cm']:.2f} cm", f"{m['pelvis_drift_cm']:.2f} cm", ""),
         ("emotion accuracy", f"{t['emotion_accuracy']:.3f}", f"{m['emotion_accuracy']:.3f}", "≥ 0.9"),
+        *((f"emotion accuracy, the teacher's {part} statistics swapped in", "", f"{v:.3f}", "")
+          for part, v in m.get("emotion_accuracy_with_teacher", {}).items()),
         ("style recovery from a reference clip", "",
          f"{m['style_recovery_accuracy']:.3f} (chance {m['style_chance']:.3f})", "above chance"),
         ("ms per frame, batch 1, one core", "", f"{c['ms_per_frame_batch1_1core']:.3f}", "≤ 2"),
@@ -286,6 +307,12 @@ def table(result: dict) -> str:
     ]  # fmt: skip
     lines = ["| metric | teacher | model | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]
+    if "emotion_confusion" in m:
+        lines += ["", "Emotion confusion of the generated motion (rows: the emotion asked for; columns: what the "
+                  "classifier recognised; counts of 4 s windows):", "",
+                  "| | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|"]  # fmt: skip
+        lines += [f"| {name} | " + " | ".join(str(n) for n in row) + " |"
+                  for name, row in zip(EMOTIONS, m["emotion_confusion"], strict=True)]  # fmt: skip
     return "\n".join(lines)
 
 

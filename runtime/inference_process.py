@@ -60,8 +60,8 @@ class LoopSpec:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """The frames of one delivery (one group's step: one stream, one degraded flag) as arrays, which
-    pickle in a fraction of the time a list of OutFrames takes."""
+    """The frames of one delivery (one group's step: one stream, one degraded flag) as arrays: a few
+    arrays to pickle instead of an object per frame."""
 
     stream: str
     degraded: bool

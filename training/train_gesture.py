@@ -275,26 +275,28 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: f
     return losses
 
 
-def with_emotion_dropout(net: GestureNetwork, dropout: float) -> GestureNetwork:
-    """The same weights under a config with this emotion dropout; a null emotion it did not have
-    starts at zero."""
-    out = GestureNetwork(replace(net.config, emotion_dropout=dropout), n_styles=net.style_presets.shape[0])
+def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> GestureNetwork:
+    """The same weights under a config with this emotion dropout and FiLM; a null emotion or a FiLM
+    layer it did not have starts at zero (so the network starts out as it was)."""
+    config = replace(net.config, emotion_dropout=dropout, emotion_film=film or net.config.emotion_film)
+    out = GestureNetwork(config, n_styles=net.style_presets.shape[0])
     missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
-    if unexpected or set(missing) - {"null_emotion"}:
+    if unexpected or set(missing) - {"null_emotion", "emotion_film.weight", "emotion_film.bias"}:
         raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
     return out
 
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
-          emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True
+          emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False
           ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
     rate."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture)
+    config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
+                           emotion_film=emotion_film)  # fmt: skip
     batches = Batches(clips, config, seed)
     vae_losses: list[float] = []
     if resume is None:
@@ -304,7 +306,7 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
                                lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
         fit_latent_statistics(net, batches)
     else:
-        net = with_emotion_dropout(resume, emotion_dropout).train()
+        net = with_emotion_options(resume, emotion_dropout, emotion_film).train()
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
@@ -361,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of frames trained on the null emotion (0: no classifier-free guidance)")
     parser.add_argument("--emotion-posture", action=argparse.BooleanOptionalAction, default=True,
                         help="model poses as a residual from a fitted per-emotion posture (from scratch only)")
+    parser.add_argument("--emotion-film", action="store_true",
+                        help="the emotion also scales and shifts the flow's hidden units (FiLM); zero at the start")
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
-                     args.emotion_dropout, args.emotion_posture)
+                     args.emotion_dropout, args.emotion_posture, args.emotion_film)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -400,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
+                     "emotion_film": net.config.emotion_film,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),

@@ -33,10 +33,21 @@ class FlowMatching:
         return self.t_in(timestep_embedding(t, TIME_FEATURES))
 
     def velocity(self, x: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
-        """x (B, n) sample; time_term from `time_term`, (B or 1, hidden); cond (B, hidden) -> (B, n)."""
+        """x (B, n) sample; time_term from `time_term`, (B or 1, hidden); cond (B, hidden) -> (B, n).
+
+        A wider cond carries, after its first `hidden` values, a scale and a shift per block (FiLM): each
+        block's output h becomes h * (1 + scale) + shift."""
+        hidden = self.x_in.out_features
+        film = None
+        if cond.shape[-1] != hidden:
+            cond, film = cond[:, :hidden], cond[:, hidden:]
         h = nn.functional.silu(self.x_in(x) + time_term + cond)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = h + nn.functional.silu(block(h))
+            if film is not None:
+                scale = film[:, 2 * i * hidden : (2 * i + 1) * hidden]
+                shift = film[:, (2 * i + 1) * hidden : (2 * i + 2) * hidden]
+                h = h * (1 + scale) + shift
         return self.out(h)
 
     def integrate(

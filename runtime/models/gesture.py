@@ -83,6 +83,10 @@ class GestureConfig:
     # has one and its generators can use classifier-free guidance on the emotion.
     emotion_dropout: float = 0.0
     emotion_posture: bool = False  # poses are modelled as a residual from the emotion's posture offset
+    # The emotion also scales and shifts the flow's hidden units after each block (FiLM, Perez et al.
+    # 2018), on top of its additive term in the condition. Zero at initialisation: a network resumed with
+    # it starts as it was.
+    emotion_film: bool = False
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
@@ -175,6 +179,10 @@ class GestureNetwork(FlowMatching, nn.Module):
         self.out = nn.Linear(c.hidden, c.latent)
         if self.guidable:
             self.null_emotion = nn.Parameter(torch.zeros(c.hidden))
+        if c.emotion_film:  # per block: a scale and a shift of the hidden units
+            self.emotion_film = nn.Linear(N_EMOTIONS, 2 * len(self.blocks) * c.hidden)
+            nn.init.zeros_(self.emotion_film.weight)
+            nn.init.zeros_(self.emotion_film.bias)
         if c.emotion_posture:  # (8, n_pose) normalised posture offset per unit of each emotion's weight
             self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
 
@@ -208,14 +216,24 @@ class GestureNetwork(FlowMatching, nn.Module):
         emotion_term = self.emotion(emotion)
         if dropped is not None:
             emotion_term = torch.where(dropped[:, None], self.null_emotion, emotion_term)
-        return nn.functional.silu(self._context(window, style, history) + emotion_term)
+        cond = nn.functional.silu(self._context(window, style, history) + emotion_term)
+        if not self.config.emotion_film:
+            return cond
+        film = self.emotion_film(emotion)
+        if dropped is not None:
+            film = film * ~dropped[:, None]  # the null emotion modulates nothing
+        return torch.cat([cond, film], dim=-1)
 
     def guidance_conditions(self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor
                             ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """The condition, and the same with the null emotion: guidance pushes away from the second."""
         context = self._context(window, style, history)
-        return (nn.functional.silu(context + self.emotion(emotion)),
-                nn.functional.silu(context + self.null_emotion))  # fmt: skip
+        cond = nn.functional.silu(context + self.emotion(emotion))
+        null = nn.functional.silu(context + self.null_emotion)
+        if not self.config.emotion_film:
+            return cond, null
+        film = self.emotion_film(emotion)
+        return torch.cat([cond, film], dim=-1), torch.cat([null, torch.zeros_like(film)], dim=-1)
 
     def next_pose(self, z: Tensor) -> Tensor:
         """Normalised latent -> normalised (residual) pose, bounded: it feeds the history, so one wild

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from runtime.body_pose import N_POSE_FEATURES
 from runtime.models.gesture import (
@@ -16,16 +17,19 @@ from tests.harness.step_contract import StepContractSuite
 SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
 
 
-def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False) -> GestureNetwork:
+def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False
+                  ) -> GestureNetwork:  # fmt: skip
     torch.manual_seed(0)
     config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
-                              "emotion_posture": posture})  # fmt: skip
+                              "emotion_posture": posture, "emotion_film": film})  # fmt: skip
     net = GestureNetwork(config, n_styles=3).eval()
     with torch.no_grad():  # trained ones are not zero
         if net.guidable:
             net.null_emotion.normal_()
         if posture:
             net.emotion_offsets.normal_()
+        if film:
+            net.emotion_film.weight.normal_(std=0.3)
     return net
 
 
@@ -37,6 +41,11 @@ class TestGestureGeneratorTwoSteps(StepContractSuite):
 class TestGuidedGestureGeneratorWithEmotionPosture(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, posture=True), n_steps=2, guidance=2.5)
+
+
+class TestGuidedGestureGeneratorWithEmotionFilm(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return GestureGenerator(small_network(emotion_dropout=0.2, film=True), n_steps=2, guidance=2.0)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(StepContractSuite):
@@ -120,3 +129,24 @@ def test_engine_cache_tells_sampling_settings_apart() -> None:
     net = small_network(emotion_dropout=0.2)
     hashes = {model_hash(GestureGenerator(net, **knob)) for knob in ({}, {"guidance": 1.5}, {"temperature": 0.3})}
     assert len(hashes) == 3  # else a server would reuse a graph exported with other settings
+
+
+def test_emotion_film_starts_at_zero_and_then_changes_the_motion() -> None:
+    from training.train_gesture import with_emotion_options
+
+    def motion(net: GestureNetwork) -> Tensor:
+        generator = GestureGenerator(net, n_steps=2).eval()
+        state = generator.init_state(1)
+        inputs = {"features": torch.randn(1, 4, 80, generator=torch.Generator().manual_seed(1)),
+                  "style": torch.zeros(1, 1, 4), "emotion": torch.eye(8)[None, 2:3]}  # fmt: skip
+        masks = torch.ones(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool)
+        with torch.no_grad():
+            return generator.step(inputs, state, torch.ones(1, *generator.spec.noise.shape), *masks)[0]["pose"]
+
+    plain = small_network()
+    resumed = with_emotion_options(plain, 0.0, film=True).eval()
+    assert resumed.config.emotion_film and resumed.emotion_film.weight.abs().sum() == 0
+    torch.testing.assert_close(motion(resumed), motion(plain))  # resumed with FiLM: as it was
+    with torch.no_grad():
+        resumed.emotion_film.weight.normal_()
+    assert (motion(resumed) - motion(plain)).abs().max() > 1e-3
