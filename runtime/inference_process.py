@@ -173,6 +173,13 @@ def _child_main(commands: Connection, results: Connection, spec: LoopSpec) -> No
     send(("stopped", stats_update(loop.stats)))
 
 
+def _log_record(record: logging.LogRecord) -> None:
+    """A record from the child, through this process's handlers."""
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+
+
 class InferenceProcess(InferenceCommands):
     """An InferenceLoop in a child process; same constructor, commands and callbacks."""
 
@@ -217,20 +224,30 @@ class InferenceProcess(InferenceCommands):
         self._process.start()
         commands_in.close()  # the child's ends: closing ours lets each side see the other go
         results_out.close()
-        started = time.monotonic()
-        while not self._results.poll(1.0):
-            if not self._process.is_alive():
-                raise RuntimeError(f"the inference process exited while starting (exit code {self._process.exitcode})")
-            if time.monotonic() - started > START_TIMEOUT_S:
-                self._process.kill()
-                raise RuntimeError(f"the inference process was not ready within {START_TIMEOUT_S:.0f} s")
-        message = self._results.recv()
+        message = self._start_message()
         if message[0] != "ready":
             self._process.join(STOP_TIMEOUT_S)
             raise RuntimeError(f"the inference process failed to start:\n{message[1]}")
         self._update(message[1])
         self._reader.start()
         log.info("inference process %d ready", self._process.pid)
+
+    def _start_message(self) -> tuple[Any, ...]:
+        """The child's first message that is not a log record (those, such as engine builds, are passed
+        on): ready, or failed with its traceback."""
+        assert self._process is not None and self._results is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._results.poll(1.0):
+                message: tuple[Any, ...] = self._results.recv()
+                if message[0] != "log":
+                    return message
+                _log_record(message[1])
+            elif not self._process.is_alive():
+                raise RuntimeError(f"the inference process exited while starting (code {self._process.exitcode})")
+            elif time.monotonic() > deadline:
+                self._process.kill()
+                raise RuntimeError(f"the inference process was not ready within {START_TIMEOUT_S:.0f} s")
 
     @property
     def pid(self) -> int | None:
@@ -286,9 +303,7 @@ class InferenceProcess(InferenceCommands):
                 if self.on_error is not None:
                     self.on_error(message[1], message[2])
             elif kind == "log":
-                logger = logging.getLogger(message[1].name)
-                if logger.isEnabledFor(message[1].levelno):
-                    logger.handle(message[1])
+                _log_record(message[1])
             elif kind == "stopped":
                 self._update(message[1])
         self._dead = True

@@ -4,11 +4,13 @@ a thread, and a child that dies or fails to start is reported, never hung on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import queue
 import signal
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,3 +136,15 @@ def test_a_frame_batch_crosses_the_pipe_unchanged() -> None:
     ]
     for a, b in zip(frames, back, strict=True):
         np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_the_child_logs_through_the_server_while_it_builds_its_engines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # the child logs at the server's level: here its engine builds
+    loop = InferenceProcess(small_face_network(), 2, lambda frames: None,
+                            make_runner=BackendFactory("onnx", cache_root=tmp_path))  # fmt: skip
+    loop.start()
+    loop.stop()
+    built = [r for r in caplog.records if r.name == "emostream.engines" and "building onnx" in r.getMessage()]
+    assert built and all(r.process == loop.pid for r in built)
