@@ -9,10 +9,10 @@ sockets each get a core.
 `InferenceProcess` takes the same commands as `InferenceLoop` (runtime/inference.InferenceCommands) and
 calls the same `deliver` and `on_error` callbacks, from a reader thread. Two pipes join the processes:
 commands go down one, and the loop's thread in the child reads them straight from it (no relay thread
-there); frames, session errors, the loop's stats and its log records come back up the other. The child is started with
-`spawn` (a fork would copy torch's thread pools mid-state) and ends when told to or when the pipe from its
-parent closes, so it never outlives the server. If the child dies, every open session gets an error and
-new sessions are refused with one.
+there); frames, session errors, the loop's stats and its log records come back up the other. The child
+is started with `spawn` (a fork would copy torch's thread pools mid-state) and ends when told to or when
+the pipe from its parent closes, so it never outlives the server. If the child dies, every open session
+gets an error and new sessions are refused with one.
 """
 
 from __future__ import annotations
