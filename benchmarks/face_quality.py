@@ -98,8 +98,10 @@ def windows(face: np.ndarray, channels: list[int], half: int) -> np.ndarray:
     return np.concatenate([x[i : i + face.shape[0]] for i in range(2 * half + 1)], axis=1)
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, seconds: float = 20.0) -> nn.Module:
-    """A small MLP, trained with Adam for a fixed time budget."""
+def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, seconds: float = 20.0,
+                     steps: int | None = None) -> nn.Module:  # fmt: skip
+    """A small MLP, trained with Adam for a fixed time budget, or for a fixed number of steps (then the
+    same data gives the same classifier on any machine)."""
     torch.manual_seed(0)
     mean, std = x.mean(0), x.std(0) + 1e-3
     model = nn.Sequential(
@@ -108,7 +110,9 @@ def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, seconds: floa
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     xt, yt = torch.from_numpy((x - mean) / std).float(), torch.from_numpy(y).long()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    step = 0
+    while (step < steps) if steps is not None else (time.monotonic() < deadline):
+        step += 1
         idx = torch.randint(0, xt.shape[0], (512,))
         loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
         optimizer.zero_grad()

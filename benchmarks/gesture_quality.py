@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIGMA_S = 0.1
 WINDOW = 120  # frames per classifier window (4 s)
 HANDS = tuple(range(25, 55))
+CHIN_BELOW_HEAD_M = 0.1  # the chin's height below the SMPL-X head joint, roughly
 OFFSETS = rest_offsets()
 STYLE_NAMES = list(STYLES)
 
@@ -117,11 +118,15 @@ def motion_metrics(pos: np.ndarray) -> dict[str, float]:
     jerk = np.diff(velocity, n=2, axis=0) * 900
     arms = pos[:, list(UPPER_BODY_JOINTS)]
     pelvis = pos[:, SMPLX_JOINTS.index("pelvis")]
+    wrists = pos[:, [SMPLX_JOINTS.index("left_wrist"), SMPLX_JOINTS.index("right_wrist")], 1].max(axis=1)
+    chin = pos[:, SMPLX_JOINTS.index("head"), 1] - CHIN_BELOW_HEAD_M
     return {
         "diversity_cm": float(np.abs(arms - arms.mean(axis=0)).mean() * 100),
         "jerk_m_s3": float(np.linalg.norm(jerk, axis=-1).mean()),
         "speed_m_s": float(np.linalg.norm(velocity, axis=-1).mean()),
         "pelvis_drift_cm": float(np.linalg.norm((pelvis - pelvis[0])[:, [0, 2]], axis=-1).max() * 100),
+        # Conversational gesture stays below the face; the teacher lifts a hand that high only briefly.
+        "hand_above_chin_share": float((wrists > chin).mean()),
     }
 
 
@@ -160,8 +165,9 @@ def teacher(take: Take, emotion: str, style: str, seed: int) -> np.ndarray:
     return pose_features(out.axis_angle, out.trans)
 
 
-def train_classifiers(takes: list[Take], seconds: float) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Emotion and style classifiers on teacher motion of training voices."""
+def train_classifiers(takes: list[Take], steps: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Emotion and style classifiers on teacher motion of training voices, for a fixed number of steps: the
+    same on every run and machine, so two checkpoints are compared by one and the same classifier."""
     rng = np.random.default_rng(0)
     xs, emotions, styles = [], [], []
     for i, take in enumerate(takes):
@@ -172,16 +178,16 @@ def train_classifiers(takes: list[Take], seconds: float) -> tuple[torch.nn.Modul
             emotions += [e] * len(f)
             styles += [s] * len(f)
     x = np.concatenate(xs)
-    return (train_classifier(x, np.array(emotions), len(EMOTIONS), seconds),
-            train_classifier(x, np.array(styles), len(STYLE_NAMES), seconds))  # fmt: skip
+    return (train_classifier(x, np.array(emotions), len(EMOTIONS), steps=steps),
+            train_classifier(x, np.array(styles), len(STYLE_NAMES), steps=steps))  # fmt: skip
 
 
-def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_seconds: float,
+def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_steps: int,
         plot_path: Path = RESULTS / "gesture_quality.png") -> dict:  # fmt: skip
     network, style_names, metadata = load_gesture_checkpoint(checkpoint)
     torch.set_num_threads(2)
     test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
-    emotion_clf, style_clf = train_classifiers(load_takes(corpus, False, n_train), classifier_seconds)
+    emotion_clf, style_clf = train_classifiers(load_takes(corpus, False, n_train), classifier_steps)
     rows: dict[str, list[dict[str, float]]] = {"teacher": [], "model": []}
     emotion_hits, teacher_emotion_hits, seed_l1 = [], [], []
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)  # rows: asked for; columns: recognised
@@ -212,6 +218,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
                 swapped_hits.setdefault(part, []).extend(predict(emotion_clf, mixed) == e)
             if i == 0:
                 examples[emotion] = made
+                examples[f"teacher, {emotion}"] = taught
         if i < 6:
             other = generate(network, take, "neutral", network.style_presets[0].numpy(), seed=i + 1000)
             same = generate(network, take, "neutral", network.style_presets[0].numpy(), seed=i)
@@ -232,7 +239,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     def mean(name: str, key: str) -> float:
         return float(np.nanmean([r[key] for r in rows[name]]))
 
-    keys = ("beat_alignment", "beats_per_s", "diversity_cm", "jerk_m_s3", "speed_m_s", "pelvis_drift_cm")
+    keys = ("beat_alignment", "beats_per_s", "diversity_cm", "jerk_m_s3", "speed_m_s", "pelvis_drift_cm",
+            "hand_above_chin_share")
     summary = {name: {k: mean(name, k) for k in keys} for name in rows}
     summary["model"] |= {
         "emotion_accuracy": float(np.mean(emotion_hits)),
@@ -267,13 +275,14 @@ def plot(examples: dict[str, np.ndarray], rows: dict[str, list[dict[str, float]]
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     wrist = SMPLX_JOINTS.index("right_wrist")
-    for emotion in ("angry", "neutral", "sad"):
-        if emotion in examples:
-            pos = positions(examples[emotion])
-            axes[0].plot(np.arange(len(pos)) / 30, pos[:, wrist, 1], label=emotion)
+    for emotion, colour in (("angry", "C0"), ("neutral", "C1"), ("sad", "C2")):
+        for name, line in ((emotion, "-"), (f"teacher, {emotion}", ":")):
+            if name in examples:
+                pos = positions(examples[name])
+                axes[0].plot(np.arange(len(pos)) / 30, pos[:, wrist, 1], line, color=colour, label=name)
     axes[0].set_xlabel("s")
     axes[0].set_ylabel("right wrist height (m)")
-    axes[0].set_title("generated motion, one held-out clip")
+    axes[0].set_title("one held-out clip: model (solid), teacher (dotted)")
     axes[0].legend()
     for ax, key, label in ((axes[1], "beat_alignment", "beat alignment"), (axes[2], "jerk_m_s3", "mean jerk (m/s³)")):
         data = [[r[key] for r in rows[name] if np.isfinite(r[key])] for name in ("teacher", "model")]
@@ -297,6 +306,8 @@ def table(result: dict) -> str:
          "≤ 1.5x teacher"),
         ("mean joint speed", f"{t['speed_m_s']:.3f} m/s", f"{m['speed_m_s']:.3f} m/s", ""),
         ("pelvis drift (max)", f"{t['pelvis_drift_cm']:.2f} cm", f"{m['pelvis_drift_cm']:.2f} cm", ""),
+        ("frames with a hand above the chin", f"{100 * t['hand_above_chin_share']:.1f}%",
+         f"{100 * m['hand_above_chin_share']:.1f}%", ""),
         ("emotion accuracy", f"{t['emotion_accuracy']:.3f}", f"{m['emotion_accuracy']:.3f}", "≥ 0.9"),
         *((f"emotion accuracy, the teacher's {part} statistics swapped in", "", f"{v:.3f}", "")
           for part, v in m.get("emotion_accuracy_with_teacher", {}).items()),
@@ -322,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--clips", type=int, default=16, help="held-out clips (8 takes each, one per emotion)")
     parser.add_argument("--train-clips", type=int, default=60, help="training-voice clips for the classifiers")
-    parser.add_argument("--classifier-seconds", type=float, default=20.0)
+    parser.add_argument("--classifier-steps", type=int, default=3000)
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: model's)")
     parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: model's)")
@@ -334,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         from training.corpus import build
 
         build(args.corpus, 2400)
-    result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_seconds,
+    result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_steps,
                  RESULTS / f"{args.name}.png")  # fmt: skip
     result["sampling"] = dict(SAMPLING) or "GestureGenerator defaults"
     path = write_result(args.name, result)

@@ -145,7 +145,28 @@ class _Group:
 class InferenceCommands:
     """What the server asks of the inference loop, the same whether the loop runs on a thread of this
     process (InferenceLoop) or in a child process (runtime/inference_process.py): every call queues a
-    command and returns at once; callable from any thread."""
+    command and returns at once; callable from any thread. Both take the same constructor."""
+
+    def __init__(
+        self,
+        network: FaceNetwork,
+        max_sessions: int,
+        deliver: Callable[[list[OutFrame]], None],
+        shed_after_frames: int = 6,
+        shed_after_lag_ms: float = 15.0,
+        on_error: Callable[[str, str], None] | None = None,
+        make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
+        gesture: GestureNetwork | None = None,
+    ) -> None:
+        self.network = network
+        self.gesture = gesture  # None: no body stream
+        self.make_runner = make_runner  # None: eager
+        self.max_sessions = max_sessions
+        self.deliver = deliver  # called from the loop's (or the reader's) thread; must be thread-safe
+        self.on_error = on_error  # (session id, message) when a session's command fails; thread-safe too
+        self.shed_after_frames = shed_after_frames
+        self.shed_after_lag_ms = shed_after_lag_ms
+        self.stats = LoopStats()
 
     def _put(self, kind: str, args: tuple[Any, ...]) -> None:
         raise NotImplementedError
@@ -178,30 +199,12 @@ class InferenceCommands:
 
 
 class InferenceLoop(InferenceCommands):
-    def __init__(
-        self,
-        network: FaceNetwork,
-        max_sessions: int,
-        deliver: Callable[[list[OutFrame]], None],
-        shed_after_frames: int = 6,
-        shed_after_lag_ms: float = 15.0,
-        on_error: Callable[[str, str], None] | None = None,
-        make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
-        gesture: GestureNetwork | None = None,
-    ) -> None:
-        self.network = network
-        self.gesture = gesture  # None: no body stream
-        self.backend_runner = make_runner  # None: eager
-        self.max_sessions = max_sessions
-        self.deliver = deliver  # called from the loop's thread; must be thread-safe
-        self.on_error = on_error  # (session id, message) when a session's command fails; thread-safe too
-        self.shed_after_frames = shed_after_frames
-        self.shed_after_lag_ms = shed_after_lag_ms
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.audio_lag_ms = 0.0  # how long the newest audio command waited in the queue for this thread
         self.commands: CommandQueue = queue.SimpleQueue()
         self.sessions: dict[str, _Session] = {}
         self.groups: dict[int, _Group] = {}
-        self.stats = LoopStats()
         self._thread = threading.Thread(target=self._run, name="emostream-inference", daemon=True)
         self._stopped = threading.Event()
         self._stopping = threading.Event()
@@ -240,13 +243,13 @@ class InferenceLoop(InferenceCommands):
         return self.groups[key]
 
     def _make_runner(self, generator: StreamingGenerator) -> StepRunner:
-        if self.backend_runner is None:
+        if self.make_runner is None:
             return generator
         if self._thread.is_alive():
             self.stats.eager_fallbacks += 1
             log.warning("inference: %s was not built at start; it runs eager", generator.engine_name)
             return generator.to(next(self.network.parameters()).device)
-        return self.backend_runner(generator)
+        return self.make_runner(generator)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -151,6 +151,7 @@ def _child_main(commands: Connection, results: Connection, spec: LoopSpec) -> No
         recent = [stats.tick_ms[-k] for k in range(new, 0, -1)]  # indexing from the end: no copy of the deque
         return StatsUpdate(stats.ticks, stats.frames, stats.shed_frames, stats.eager_fallbacks, recent)
 
+    loop: InferenceLoop
     try:
         loop = InferenceLoop(
             spec.network, spec.max_sessions,
@@ -183,23 +184,8 @@ def _log_record(record: logging.LogRecord) -> None:
 class InferenceProcess(InferenceCommands):
     """An InferenceLoop in a child process; same constructor, commands and callbacks."""
 
-    def __init__(
-        self,
-        network: FaceNetwork,
-        max_sessions: int,
-        deliver: Callable[[list[OutFrame]], None],
-        shed_after_frames: int = 6,
-        shed_after_lag_ms: float = 15.0,
-        on_error: Callable[[str, str], None] | None = None,
-        make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
-        gesture: GestureNetwork | None = None,
-    ) -> None:
-        self.network, self.gesture, self.make_runner = network, gesture, make_runner
-        self.max_sessions = max_sessions
-        self.shed_after_frames, self.shed_after_lag_ms = shed_after_frames, shed_after_lag_ms
-        self.deliver = deliver  # called from the reader thread
-        self.on_error = on_error  # likewise
-        self.stats = LoopStats()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.open_sessions: set[str] = set()  # told of an error if the child dies
         self._context = multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None

@@ -56,3 +56,23 @@ def test_bad_takes_get_clear_errors(tmp_path: Path) -> None:
         load_motion(tmp_path / "none.npz")
     with pytest.raises(ConfigError, match=r"no <take>\.npz"):
         build_beat2_dataset(tmp_path)
+
+
+def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
+    """The same command users run on real motion capture: a checkpoint with the speakers as styles, its
+    recipe in the metadata, and loss curves beside it."""
+    from runtime.models.gesture import load_gesture_checkpoint
+    from training.train_gesture import main
+
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    write_take(takes, "2_scott_0_1_1")
+    write_take(takes, "4_lawrence_0_2_2")
+    out = tmp_path / "gesture.pt"
+    main(["--beat2", str(takes), "--minutes", "0.05", "--batch-size", "4", "--out", str(out)])
+    network, styles, metadata = load_gesture_checkpoint(out)
+    assert styles == ["lawrence", "scott"] and metadata["data"]["takes"] == 2
+    assert metadata["training"]["vae_steps"] > 0 and metadata["training"]["flow_steps"] > 0
+    assert network.config.emotion_film == metadata["training"]["emotion_film"]
+    assert (tmp_path / "gesture_training.png").stat().st_size > 0
+    assert (tmp_path / "gesture_training.json").exists()

@@ -99,7 +99,7 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
         for poses, version in zip(clip.poses, clip.versions, strict=True):
             assert clip.features[version].shape[0] == 4 * poses.shape[0]
     torch.manual_seed(0)
-    net, log = train(clips, STYLE_NAMES, minutes=0.1, batch_size=4, seed=0)
+    net, log = train(clips, STYLE_NAMES, minutes=0.1, batch_size=4, seed=0, emotion_dropout=0.15)
     assert log["vae_losses"] and log["flow_losses"]
     assert np.isfinite(log["vae_losses"]).all() and np.isfinite(log["flow_losses"]).all()
     used = {s for clip in clips for s in clip.styles}
@@ -136,3 +136,20 @@ def test_emotion_posture_is_recovered_by_least_squares() -> None:
         clips.append(GestureClip([], [poses.astype(np.float16)], [0], [emotion], [0], "v"))
     fit_emotion_posture(net, clips)
     np.testing.assert_allclose(net.emotion_offsets.numpy(), offsets, atol=0.05)
+
+
+def test_history_offsets_are_shared_by_a_steps_frames_and_wide_on_the_limbs_for_a_share() -> None:
+    from training.train_gesture import LIMB_FEATURES_START, HistoryAugmentation
+
+    shape = (64, 100, 8, 285)
+    gen = torch.Generator().manual_seed(0)
+    narrow = HistoryAugmentation(offset=0.5, offset_limbs=0.15).offsets(shape, gen)
+    assert narrow.shape == (64, 100, 1, 285)  # one offset per step, broadcast over its history frames
+    assert abs(narrow[..., :LIMB_FEATURES_START].std().item() - 0.5) < 0.01
+    limbs = slice(LIMB_FEATURES_START, LIMB_FEATURES_START + 36)  # the first six limb joints
+    assert abs(narrow[..., limbs].std().item() - 0.15) < 0.01
+    mixed = HistoryAugmentation(offset=0.5, offset_limbs=0.15, wide_limbs=0.6, wide_share=0.25).offsets(shape, gen)
+    per_step = mixed[..., limbs].std(dim=-1).flatten()
+    wide = per_step > 0.375  # halfway between the two σ on the log scale of a 36-feature estimate
+    assert abs(wide.float().mean().item() - 0.25) < 0.03
+    assert abs(mixed[..., :LIMB_FEATURES_START].std().item() - 0.5) < 0.01  # the trunk keeps its offset
