@@ -66,28 +66,17 @@ class HistoryAugmentation:
     # history and posture from emotion, style and audio, and pulls a drifting posture back.
     offset: float = 0.5
     offset_limbs: float | None = 0.15  # the offset on shoulders, arms and hands, where strokes live
-    # A share of steps whose limb offset is wide: the history shows a hand far from where the take has it,
-    # as after one of the model's own excursions (a hand raised and held), so the flow learns to bring it
-    # back. The narrow limb offset alone is too small for that; a wide one on every step calms the strokes.
-    wide_limbs: float = 0.0
-    wide_share: float = 0.0
 
-    def offset_scales(self, n_pose: int, limbs: float | None = None) -> Tensor:
-        """Per pose feature: the offset's σ (`limbs`, else `offset_limbs`, on shoulders, arms and hands)."""
+    def offset_scales(self, n_pose: int) -> Tensor:
+        """Per pose feature: the offset's σ (`offset_limbs` on shoulders, arms and hands, when given)."""
         scales = torch.full((n_pose,), self.offset)
-        limbs = self.offset_limbs if limbs is None else limbs
-        if limbs is not None:
-            scales[LIMB_FEATURES_START : 6 * len(GESTURE_JOINTS)] = limbs
+        if self.offset_limbs is not None:
+            scales[LIMB_FEATURES_START : 6 * len(GESTURE_JOINTS)] = self.offset_limbs
         return scales
 
     def offsets(self, shape: tuple[int, int, int, int], gen: torch.Generator) -> Tensor:
         """The offset of each step's history (B, frames, 1, n_pose): shared by the step's history frames."""
-        unit = torch.randn((*shape[:2], 1, shape[3]), generator=gen)
-        offset = unit * self.offset_scales(shape[3])
-        if self.wide_share > 0:
-            wide = torch.rand((*shape[:2], 1, 1), generator=gen) < self.wide_share
-            offset = torch.where(wide, unit * self.offset_scales(shape[3], self.wide_limbs), offset)
-        return offset
+        return torch.randn((*shape[:2], 1, shape[3]), generator=gen) * self.offset_scales(shape[3])
 
 
 class Batches:
@@ -377,9 +366,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-offset", type=float, default=recipe.offset)
     parser.add_argument("--history-offset-limbs", type=float, default=recipe.offset_limbs,
                         help="the offset on shoulders, arms and hands, where strokes live")  # fmt: skip
-    parser.add_argument("--history-wide-limbs", type=float, default=recipe.wide_limbs,
-                        help="a wide limb offset, for --history-wide-share of the steps")
-    parser.add_argument("--history-wide-share", type=float, default=recipe.wide_share)
     parser.add_argument("--emotion-dropout", type=float, default=EMOTION_DROPOUT,
                         help="share of frames trained on the null emotion (0: no classifier-free guidance)")
     parser.add_argument("--emotion-posture", action=argparse.BooleanOptionalAction, default=True,
@@ -414,8 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume is not None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
-                                  args.history_offset_limbs, args.history_wide_limbs,
-                                  args.history_wide_share)  # fmt: skip
+                                  args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
                      args.emotion_dropout, args.emotion_posture, args.emotion_film)
     metadata = {
