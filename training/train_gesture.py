@@ -419,12 +419,14 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_gesture_checkpoint(args.out, net, style_names, metadata)
     # The shipped checkpoint's curves go with the benchmark results; any other run's sit beside it.
-    curves = RESULTS / "gesture_training" if args.out == CHECKPOINT else args.out.with_name(f"{args.out.stem}_training")
-    curves.parent.mkdir(parents=True, exist_ok=True)
-    plot_losses(log, curves.with_suffix(".png"))
+    # Named by appending, not with_suffix, which would cut a stem that has a dot in it ("run.v2").
+    shipped = args.out == CHECKPOINT
+    folder, stem = (RESULTS, "gesture_training") if shipped else (args.out.parent, f"{args.out.stem}_training")
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_losses(log, folder / f"{stem}.png")
     summary = {**metadata, "vae_losses": log["vae_losses"][::10], "flow_losses": log["flow_losses"][::10]}
-    curves.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    print(f"loss curves: {curves}.png")
+    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    print(f"loss curves: {folder / stem}.png")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); "
           f"flow loss {metadata['training']['final_flow_loss']:.4f}")  # fmt: skip
 

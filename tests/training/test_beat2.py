@@ -68,11 +68,11 @@ def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
     takes.mkdir()
     write_take(takes, "2_scott_0_1_1")
     write_take(takes, "4_lawrence_0_2_2")
-    out = tmp_path / "gesture.pt"
+    out = tmp_path / "gesture.v2.pt"  # a dot in the stem: the curves keep the whole stem
     main(["--beat2", str(takes), "--minutes", "0.05", "--batch-size", "4", "--out", str(out)])
     network, styles, metadata = load_gesture_checkpoint(out)
     assert styles == ["lawrence", "scott"] and metadata["data"]["takes"] == 2
     assert metadata["training"]["vae_steps"] > 0 and metadata["training"]["flow_steps"] > 0
     assert network.config.emotion_film == metadata["training"]["emotion_film"]
-    assert (tmp_path / "gesture_training.png").stat().st_size > 0
-    assert (tmp_path / "gesture_training.json").exists()
+    assert (tmp_path / "gesture.v2_training.png").stat().st_size > 0
+    assert (tmp_path / "gesture.v2_training.json").exists()
