@@ -46,6 +46,10 @@ CROP = 120  # frames per training sequence (4 s)
 CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
 KL_WEIGHT = 0.005
 VAE_SHARE = 0.25  # of the time budget
+# Frames of each 4 s crop that the flow's loss is scored on. 40 halves a step's time on 2 cores and doubles
+# the hour's flow steps, but those models ignored their noise and their style reference and made half the
+# strokes (docs/gestures.md, "A sample of each crop's frames"), so all of them by default.
+FLOW_FRAMES = CROP
 LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
 # Share of frames trained on the null emotion, for classifier-free guidance on the emotion. From scratch in
 # one hour, this recipe without FiLM measured better than FiLM without dropout (docs/gestures.md).
@@ -112,10 +116,9 @@ class Batches:
             feats = feats.reshape(-1, FEATURES_PER_FRAME, n_mels)
             T = pose.shape[0]
             start = int(rng.integers(0, max(1, T - CROP)))
-            for k in range(n_feature_frames):  # feature frames start - CONTEXT .. start + CROP + D
-                j = start - CONTEXT + k
-                if 0 <= j < feats.shape[0]:
-                    features[b, k] = feats[j]
+            first = start - CONTEXT  # feature frames start - CONTEXT .. start + CROP + D; silence outside
+            lo_f, hi_f = max(0, first), min(feats.shape[0], first + n_feature_frames)
+            features[b, lo_f - first : hi_f - first] = feats[lo_f:hi_f]
             lo, hi = max(0, start - self.back), min(T, start + CROP)
             poses[b, lo - (start - self.back) : hi - (start - self.back)] = pose[lo:hi]
             valid[b, lo - (start - self.back) : hi - (start - self.back)] = 1
@@ -173,27 +176,41 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     return recon + KL_WEIGHT * kl
 
 
+def crop_frames(x: Tensor, picked: Tensor) -> Tensor:
+    """(B, CROP, ...) -> (B, K, ...): each sequence's picked frames, picked (B, K) frame indices."""
+    return torch.gather(x, 1, picked.reshape(*picked.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
+
+
 def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator,
-              augment: HistoryAugmentation = HistoryAugmentation()) -> Tensor:  # fmt: skip
+              augment: HistoryAugmentation = HistoryAugmentation(), frames: int = CROP) -> Tensor:  # fmt: skip
+    """The flow-matching loss on `frames` random frames of each crop. The audio encoder still runs over
+    the whole crop (its convolutions need the sequence); the frames it is scored on are a sample, since
+    neighbouring frames teach nearly the same thing and the per-frame parts (history, VAE, flow) are
+    most of a step's cost."""
     c = net.config
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
+    picked = torch.rand(B, CROP, generator=gen).argsort(dim=1)[:, : min(frames, CROP)]  # (B, K)
+    K = picked.shape[1]
     x = normalized_poses(net, batch)
+    window_size = max(c.vae_window, c.history_frames + 1)
+    poses = crop_frames(pose_windows(x, back, window_size), picked)  # (B, K, window, P): each frame, frames before
     with torch.no_grad():
-        z1 = net.vae.encode(pose_windows(x, back, c.vae_window).flatten(0, 1))[0]
+        z1 = net.vae.encode(poses[:, :, -c.vae_window :].flatten(0, 1))[0]
         z1 = (z1 - net.latent_mean) / net.latent_std
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
-    windows = torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2)
-    history = pose_windows(x, back, c.history_frames + 1)[:, :, :-1]  # the frames before each
+    windows = crop_frames(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2),
+                          picked)  # fmt: skip
+    history = poses[:, :, -c.history_frames - 1 : -1]  # the frames before each
     history = history + augment.noise * torch.randn(history.shape, generator=gen)
     history = history + augment.offsets(history.shape, gen)
     history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
     style = net.embed_style(batch["reference"])  # (B, style_dim)
-    dropped = torch.rand(B * CROP, generator=gen) < c.emotion_dropout if net.guidable else None
+    dropped = torch.rand(B * K, generator=gen) < c.emotion_dropout if net.guidable else None
     cond = net.condition(
         windows.flatten(0, 1),
-        batch["emotion"][:, None].expand(B, CROP, -1).flatten(0, 1),
-        style[:, None].expand(B, CROP, -1).flatten(0, 1),
+        batch["emotion"][:, None].expand(B, K, -1).flatten(0, 1),
+        style[:, None].expand(B, K, -1).flatten(0, 1),
         history.flatten(0, 1),
         dropped,
     )
@@ -201,8 +218,8 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     t = torch.rand(z1.shape[0], generator=gen)
     zt = (1 - t[:, None]) * z0 + t[:, None] * z1
     error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
-    mask = batch["valid"][:, back:].reshape(-1, 1)
-    return (error * mask).sum() / (mask.sum() * c.latent)
+    mask = crop_frames(batch["valid"][:, back:], picked).reshape(-1, 1)
+    return (error * mask).sum() / (mask.sum() * c.latent).clamp(min=1)
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
@@ -295,8 +312,8 @@ def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> Ges
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
-          emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False
-          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
+          flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
     rate."""
@@ -310,15 +327,15 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
         net = GestureNetwork(config, n_styles=len(style_names))
         fit_normalisation(net, clips)
         vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
-                               lambda: vae_loss(net, batches(batch_size), gen), minutes * VAE_SHARE, 2e-3)  # fmt: skip
+                               lambda: vae_loss(net, batches(batch_size), gen), minutes * vae_share, 2e-3)  # fmt: skip
         fit_latent_statistics(net, batches)
     else:
         net = with_emotion_options(resume, emotion_dropout, emotion_film).train()
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
-    flow_minutes, rate = (minutes * (1 - VAE_SHARE), 2e-3) if resume is None else (minutes, 1e-3)
-    flow_losses = run_stage("latent flow", flow_params, lambda: flow_loss(net, batches(batch_size), gen, augment),
-                            flow_minutes, rate)  # fmt: skip
+    flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, 1e-3)
+    flow_losses = run_stage("latent flow", flow_params,
+                            lambda: flow_loss(net, batches(batch_size), gen, augment, flow_frames), flow_minutes, rate)
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
@@ -372,8 +389,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="model poses as a residual from a fitted per-emotion posture (from scratch only)")
     parser.add_argument("--emotion-film", action=argparse.BooleanOptionalAction, default=False,
                         help="the emotion also scales and shifts the flow's hidden units (FiLM); zero at the start")
+    parser.add_argument("--flow-frames", type=int, default=FLOW_FRAMES,
+                        help=f"frames of each {CROP}-frame crop the flow's loss is scored on")
+    parser.add_argument("--vae-share", type=float, default=VAE_SHARE, help="share of --minutes for the VAE stage")
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
+    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1:
+        parser.error(f"need 1 <= --flow-frames <= {CROP} and 0 < --vae-share < 1")
     torch.set_num_threads(2)
     began = time.time()
     if args.beat2 is not None:
@@ -402,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
-                     args.emotion_dropout, args.emotion_posture, args.emotion_film)
+                     args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share)
     metadata = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -411,7 +433,8 @@ def main(argv: list[str] | None = None) -> None:
                      "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
-                     "emotion_film": net.config.emotion_film,
+                     "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
+                     "vae_share": args.vae_share if resumed is None else 0.0,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
