@@ -190,17 +190,20 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     c = net.config
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
-    picked = torch.rand(B, CROP, generator=gen).argsort(dim=1)[:, : min(frames, CROP)]  # (B, K)
-    K = picked.shape[1]
+    K = min(frames, CROP)
+    picked = torch.rand(B, CROP, generator=gen).argsort(dim=1)[:, :K]  # (B, K)
+
+    def pick(x: Tensor) -> Tensor:  # scoring every frame needs no gather
+        return x if K == CROP else crop_frames(x, picked)
+
     x = normalized_poses(net, batch)
     window_size = max(c.vae_window, c.history_frames + 1)
-    poses = crop_frames(pose_windows(x, back, window_size), picked)  # (B, K, window, P): each frame, frames before
+    poses = pick(pose_windows(x, back, window_size))  # (B, K, window, P): each frame, frames before
     with torch.no_grad():
         z1 = net.vae.encode(poses[:, :, -c.vae_window :].flatten(0, 1))[0]
         z1 = (z1 - net.latent_mean) / net.latent_std
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
-    windows = crop_frames(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2),
-                          picked)  # fmt: skip
+    windows = pick(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2))
     history = poses[:, :, -c.history_frames - 1 : -1]  # the frames before each
     history = history + augment.noise * torch.randn(history.shape, generator=gen)
     history = history + augment.offsets(history.shape, gen)
@@ -218,7 +221,7 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     t = torch.rand(z1.shape[0], generator=gen)
     zt = (1 - t[:, None]) * z0 + t[:, None] * z1
     error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
-    mask = crop_frames(batch["valid"][:, back:], picked).reshape(-1, 1)
+    mask = pick(batch["valid"][:, back:]).reshape(-1, 1)
     return (error * mask).sum() / (mask.sum() * c.latent).clamp(min=1)
 
 
