@@ -191,10 +191,10 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     back = batch["poses"].shape[1] - CROP
     B, D = batch["poses"].shape[0], c.lookahead_frames
     K = min(frames, CROP)
-    picked = torch.rand(B, CROP, generator=gen).argsort(dim=1)[:, :K]  # (B, K)
+    picked = torch.rand(B, CROP, generator=gen).argsort(dim=1)[:, :K] if K < CROP else None  # (B, K)
 
-    def pick(x: Tensor) -> Tensor:  # scoring every frame needs no gather
-        return x if K == CROP else crop_frames(x, picked)
+    def pick(x: Tensor) -> Tensor:  # scoring every frame needs no draw and no gather
+        return x if picked is None else crop_frames(x, picked)
 
     x = normalized_poses(net, batch)
     window_size = max(c.vae_window, c.history_frames + 1)

@@ -10,19 +10,20 @@ from training.gesture_data import GestureClip
 from training.train_gesture import CONTEXT, CROP, Batches, crop_frames, flow_loss
 
 SILENCE = -5.0
+CLIP_FRAMES = 200
 
 
-def indexed_clip(n_frames: int = 200) -> GestureClip:
+def indexed_clip() -> GestureClip:
     """Audio and motion whose values are their body frame's index (4 log-mel frames per body frame)."""
-    frames = np.arange(n_frames, dtype=np.float32)
+    frames = np.arange(CLIP_FRAMES, dtype=np.float32)
     features = np.repeat(frames, FEATURES_PER_FRAME)[:, None].repeat(80, axis=1).astype(np.float16)
     poses = np.repeat(frames[:, None], N_POSE_FEATURES, axis=1).astype(np.float16)
     emotion = np.eye(8, dtype=np.float32)[3]
     return GestureClip([features], [poses], [0], [emotion], [2], "test-voice")
 
 
-def indexed_batches(n_frames: int = 200) -> tuple[Batches, dict[str, torch.Tensor]]:
-    batches = Batches([indexed_clip(n_frames)], GestureConfig(), seed=0)
+def indexed_batches() -> tuple[Batches, dict[str, torch.Tensor]]:
+    batches = Batches([indexed_clip()], GestureConfig(), seed=0)
     batches.silence = SILENCE  # the clip's own minimum is frame 0's index, which must stay readable
     return batches, batches(16)
 
@@ -33,18 +34,18 @@ def test_crops_keep_audio_and_motion_in_step() -> None:
     for b in range(16):
         start = int(batch["poses"][b, back, 0])
         # Audio: CONTEXT frames before the crop, the crop, then the lookahead; silence outside the clip.
-        audio = batch["features"][b, :, :, :].numpy()
+        audio = batch["features"][b].numpy()
         assert audio.shape == (CONTEXT + CROP + D, FEATURES_PER_FRAME, 80)
         for k in range(audio.shape[0]):
             j = start - CONTEXT + k
-            expected = j if 0 <= j < 200 else SILENCE
+            expected = j if 0 <= j < CLIP_FRAMES else SILENCE
             assert audio[k] == pytest.approx(np.full((FEATURES_PER_FRAME, 80), expected), abs=1e-3), (b, k)
         # Motion: the frames before the crop as history, zero and invalid before the clip's start.
         poses, valid = batch["poses"][b, :, 0].numpy(), batch["valid"][b].numpy()
         for i in range(back + CROP):
             j = start - back + i
-            assert valid[i] == (0 <= j < 200)
-            assert poses[i] == (j if 0 <= j < 200 else 0)
+            assert valid[i] == (0 <= j < CLIP_FRAMES)
+            assert poses[i] == (j if 0 <= j < CLIP_FRAMES else 0)
     assert (batch["poses"][:, back, 0] < CONTEXT).any()  # some crops start near the clip's start
 
 
