@@ -35,7 +35,7 @@ from benchmarks.face_quality import predict, train_classifier
 from clients.audio_files import chunks
 from runtime.audio import LogMelFrontEnd
 from runtime.body_pose import features_to_matrices, pose_features
-from runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
+from runtime.models.gesture import DEFAULT_TEMPERATURE, GestureGenerator, GestureNetwork, load_gesture_checkpoint
 from runtime.protocol import EMOTIONS
 from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS, forward_kinematics, rest_offsets
 from runtime.stream import GeneratorStream, emotion_vector
@@ -151,9 +151,11 @@ SAMPLING: dict[str, float] = {}  # temperature, smoothing, guidance for GestureG
 
 
 @torch.no_grad()
-def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int, steps: int = 2
-             ) -> np.ndarray:  # fmt: skip
-    generator = GestureGenerator(network, n_steps=steps, **SAMPLING).eval()
+def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int, steps: int = 2,
+             temperature: float | None = None) -> np.ndarray:  # fmt: skip
+    """One take through the streaming path; `temperature` overrides SAMPLING's and the model's."""
+    sampling = SAMPLING | ({} if temperature is None else {"temperature": temperature})
+    generator = GestureGenerator(network, n_steps=steps, **sampling).eval()
     stream = GeneratorStream(generator, take.rate, seed=seed, emotion=emotion_vector(emotion, 1.0), fps=30,
                              style=style)  # fmt: skip
     out = [stream.push(chunk) for _, chunk in chunks(take.audio, take.rate, 20.0)]
@@ -264,7 +266,14 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     plot(examples, rows, plot_path)
     return {"machine": machine(), "checkpoint": checkpoint.name, "checkpoint_created": metadata.get("created"),
             "held_out_clips": len(test), "takes_per_clip": len(EMOTIONS), "sigma_s": SIGMA_S,
-            "summary": summary, "targets_met": targets}  # fmt: skip
+            "summary": summary, "targets_met": targets, "temperature": sampling_temperature(network)}  # fmt: skip
+
+
+def sampling_temperature(network: GestureNetwork) -> float | dict[str, float]:
+    """The temperature the takes were sampled at: the one asked for, the network's per emotion, or the default."""
+    if "temperature" in SAMPLING or not network.config.emotion_temperature:
+        return SAMPLING.get("temperature", DEFAULT_TEMPERATURE)
+    return {e: round(t, 3) for e, t in zip(EMOTIONS, network.emotion_temperatures.tolist(), strict=True)}
 
 
 def plot(examples: dict[str, np.ndarray], rows: dict[str, list[dict[str, float]]], path: Path) -> None:
@@ -349,7 +358,11 @@ def main(argv: list[str] | None = None) -> None:
                  RESULTS / f"{args.name}.png")  # fmt: skip
     result["sampling"] = dict(SAMPLING) or "GestureGenerator defaults"
     path = write_result(args.name, result)
-    title = f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}"
+    temperature = result["temperature"]
+    if isinstance(temperature, dict):
+        temperature = "per emotion (" + ", ".join(f"{e} {t:.2f}" for e, t in temperature.items()) + ")"
+    title = (f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}; "
+             f"sampling temperature {temperature}")  # fmt: skip
     markdown = f"{title}\n\n{table(result)}\n"
     (RESULTS / f"{args.name}.md").write_text(markdown)
     print(markdown)

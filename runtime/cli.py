@@ -195,7 +195,11 @@ def _stream(args: argparse.Namespace) -> int:
     return stream_main(args)
 
 
-TRAINERS = {"face": "training.train_face", "gesture": "training.train_gesture"}
+TRAINERS = {
+    "face": "training.train_face",
+    "gesture": "training.train_gesture",
+    "gesture-temperature": "training.gesture_temperature",
+}
 BENCHMARKS = {
     "frontend": "benchmarks.frontend",
     "face-quality": "benchmarks.face_quality",

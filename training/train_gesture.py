@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from runtime.models.gesture import (
 )
 from runtime.rigs import SMPLX_JOINTS
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
+from training.gesture_temperature import calibrate
 from training.train_face import VTLP_PROBABILITY, warp_mel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flow-frames", type=int, default=FLOW_FRAMES,
                         help=f"frames of each {CROP}-frame crop the flow's loss is scored on")
     parser.add_argument("--vae-share", type=float, default=VAE_SHARE, help="share of --minutes for the VAE stage")
+    parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit a sampling temperature per emotion after training (not with --beat2, "
+                             "which has no teacher to match)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1:
@@ -428,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
                      args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share)
-    metadata = {
+    metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
@@ -442,13 +447,19 @@ def main(argv: list[str] | None = None) -> None:
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_gesture_checkpoint(args.out, net, style_names, metadata)
-    # The shipped checkpoint's curves go with the benchmark results; any other run's sit beside it.
+    # The shipped checkpoint's figures go with the benchmark results; any other run's sit beside it.
     # Named by appending, not with_suffix, which would cut a stem that has a dot in it ("run.v2").
     shipped = args.out == CHECKPOINT
-    folder, stem = (RESULTS, "gesture_training") if shipped else (args.out.parent, f"{args.out.stem}_training")
+    folder, prefix = (RESULTS, "gesture") if shipped else (args.out.parent, args.out.stem)
+    stem = f"{prefix}_training"
     folder.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_gesture_checkpoint(args.out, net, style_names, metadata)  # kept should the fit below fail
+    if args.emotion_temperature and args.beat2 is None:
+        figures = folder / f"{prefix}_temperature"
+        net, metadata["emotion_temperature"] = calibrate(net, style_names, args.corpus, figures)
+        metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
+        save_gesture_checkpoint(args.out, net, style_names, metadata)
     plot_losses(log, folder / f"{stem}.png")
     summary = {**metadata, "vae_losses": log["vae_losses"][::10], "flow_losses": log["flow_losses"][::10]}
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1))

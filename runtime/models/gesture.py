@@ -44,6 +44,7 @@ from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from runtime.models.face import N_EMOTIONS
 from runtime.models.flow import TIME_FEATURES, FlowMatching
 from runtime.motion_files import load_motion
+from runtime.protocol import EMOTIONS
 from runtime.rigs import SMPLX_JOINTS
 from runtime.step import (
     StepSpec,
@@ -87,6 +88,9 @@ class GestureConfig:
     # 2018), on top of its additive term in the condition. Zero at initialisation: a network resumed with
     # it starts as it was.
     emotion_film: bool = False
+    # The network carries a sampling temperature per emotion, fitted after training so that each emotion's
+    # motion moves at the teacher's speed (training/gesture_temperature.py); without it, one for all.
+    emotion_temperature: bool = False
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
@@ -154,6 +158,7 @@ class GestureNetwork(FlowMatching, nn.Module):
     latent_std: Tensor
     style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
     emotion_offsets: Tensor  # (8, n_pose), with config.emotion_posture
+    emotion_temperatures: Tensor  # (8,), with config.emotion_temperature
 
     def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
         super().__init__()
@@ -185,6 +190,8 @@ class GestureNetwork(FlowMatching, nn.Module):
             nn.init.zeros_(self.emotion_film.bias)
         if c.emotion_posture:  # (8, n_pose) normalised posture offset per unit of each emotion's weight
             self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
+        if c.emotion_temperature:
+            self.register_buffer("emotion_temperatures", torch.full((N_EMOTIONS,), DEFAULT_TEMPERATURE))
 
     @property
     def guidable(self) -> bool:
@@ -254,6 +261,12 @@ class GestureNetwork(FlowMatching, nn.Module):
     def denormalize(self, x: Tensor) -> Tensor:
         return x * self.pose_std + self.pose_mean
 
+    def temperature(self, emotion: Tensor) -> Tensor:
+        """(B, 8) emotion weights -> (B, 1) sampling temperature: neutral's, moved towards each emotion's
+        own by its weight, so an emotion at half intensity samples halfway between."""
+        neutral = self.emotion_temperatures[EMOTIONS.index("neutral")]
+        return (neutral + emotion @ (self.emotion_temperatures - neutral)).clamp(0.0, 2.0)[:, None]
+
     def embed_style(self, clip: Tensor) -> Tensor:
         """(B, T, n_pose) pose features (not normalised) of a reference clip -> (B, style_dim)."""
         return self.style_encoder(self.normalize_pose(clip))
@@ -268,14 +281,14 @@ class GestureGenerator(StreamingGenerator):
         self,
         network: GestureNetwork,
         n_steps: int = 2,
-        temperature: float = DEFAULT_TEMPERATURE,
+        temperature: float | None = None,
         smoothing: float = DEFAULT_SMOOTHING,
         guidance: float = DEFAULT_GUIDANCE,
     ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
-        if not 0 < smoothing <= 1 or temperature < 0:
+        if not 0 < smoothing <= 1 or (temperature is not None and temperature < 0):
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
         if guidance != 1.0 and not network.guidable:
             raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
@@ -284,6 +297,9 @@ class GestureGenerator(StreamingGenerator):
         self.guidance = guidance
         # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
         # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
+        # No temperature: the network's own per emotion where it has them, else the default for all.
+        if temperature is None and not network.config.emotion_temperature:
+            temperature = DEFAULT_TEMPERATURE
         self.temperature, self.smoothing = temperature, smoothing
         c = network.config
         self.delay = c.lookahead_frames
@@ -343,11 +359,12 @@ class GestureGenerator(StreamingGenerator):
         """Correlated noise (B, latent) and the condition's inputs -> the next normalised residual pose
         (without the emotion posture), with guidance on the emotion when its weight is not 1."""
         net = self.network
+        scale = net.temperature(emotion) if self.temperature is None else self.temperature
         if self.guidance == 1.0:
-            z = net.integrate(self.temperature * eps, net.condition(window, emotion, style, history), self.time_terms)
+            z = net.integrate(scale * eps, net.condition(window, emotion, style, history), self.time_terms)
         else:
             cond, null = net.guidance_conditions(window, emotion, style, history)
-            z = net.integrate(self.temperature * eps, cond, self.time_terms, null, self.guidance)
+            z = net.integrate(scale * eps, cond, self.time_terms, null, self.guidance)
         return net.next_pose(z)
 
     def step(

@@ -17,11 +17,12 @@ from tests.harness.step_contract import StepContractSuite
 SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
 
 
-def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False
-                  ) -> GestureNetwork:  # fmt: skip
+def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False,
+                  temperatures: bool = False) -> GestureNetwork:  # fmt: skip
     torch.manual_seed(0)
     config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
-                              "emotion_posture": posture, "emotion_film": film})  # fmt: skip
+                              "emotion_posture": posture, "emotion_film": film,
+                              "emotion_temperature": temperatures})  # fmt: skip
     net = GestureNetwork(config, n_styles=3).eval()
     with torch.no_grad():  # trained ones are not zero
         if net.guidable:
@@ -30,6 +31,8 @@ def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: boo
             net.emotion_offsets.normal_()
         if film:
             net.emotion_film.weight.normal_(std=0.3)
+        if temperatures:
+            net.emotion_temperatures.copy_(torch.linspace(0.2, 1.0, 8))
     return net
 
 
@@ -46,6 +49,11 @@ class TestGuidedGestureGeneratorWithEmotionPosture(StepContractSuite):
 class TestGuidedGestureGeneratorWithEmotionFilm(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, film=True), n_steps=2, guidance=2.0)
+
+
+class TestGestureGeneratorWithATemperaturePerEmotion(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return GestureGenerator(small_network(posture=True, temperatures=True), n_steps=2)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(StepContractSuite):
@@ -150,3 +158,22 @@ def test_emotion_film_starts_at_zero_and_then_changes_the_motion() -> None:
     with torch.no_grad():
         resumed.emotion_film.weight.normal_()
     assert (motion(resumed) - motion(plain)).abs().max() > 1e-3
+
+
+def test_a_temperature_per_emotion_blends_by_weight_and_yields_to_an_explicit_one() -> None:
+    net = small_network(temperatures=True)  # neutral 0.2 .. contempt 1.0
+    emotion = torch.zeros(3, 8)
+    emotion[0, 0], emotion[1, 6], emotion[2, 6] = 1.0, 1.0, 0.5
+    neutral, angry = net.emotion_temperatures[0], net.emotion_temperatures[6]
+    expected = torch.stack([neutral, angry, (neutral + angry) / 2])[:, None]
+    torch.testing.assert_close(net.temperature(emotion), expected)
+    S = 30
+    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
+    inputs["emotion"][..., 6] = 1.0
+    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        own = GestureGenerator(net, n_steps=2).forward_sequence(inputs, noise)["pose"]
+        fixed = GestureGenerator(net, n_steps=2, temperature=float(angry)).forward_sequence(inputs, noise)["pose"]
+        other = GestureGenerator(net, n_steps=2, temperature=0.2).forward_sequence(inputs, noise)["pose"]
+    torch.testing.assert_close(own, fixed)  # angry at full weight samples at angry's temperature
+    assert not torch.allclose(own, other)

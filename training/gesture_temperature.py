@@ -1,0 +1,192 @@
+"""Fit the gesture model's sampling temperature per emotion, on training voices.
+
+    emostream train gesture-temperature [--checkpoint runtime/assets/gesture.pt] [--out same]
+
+One temperature for all emotions cannot be right for all of them: at 0.6 the shipped model moved sad
+faster than the teacher and neutral, surprised and angry much slower (docs/gestures.md, "A temperature per
+emotion"). For each emotion this generates training-voice takes at a grid of temperatures and picks the
+one whose motion an emotion classifier, trained on teacher motion of other training takes, reads as that
+emotion most often; among equals, the one whose mean upper-body speed is nearest the teacher's on the same
+takes. The network then carries the 8 temperatures (`GestureConfig.emotion_temperature`); its generators
+blend them by the emotion weights. Held-out voices are left to the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmarks.face_quality import predict
+from benchmarks.gesture_quality import (
+    STYLE_NAMES,
+    generate,
+    load_takes,
+    motion_metrics,
+    positions,
+    teacher,
+    train_classifiers,
+    window_features,
+)
+from runtime.models.gesture import GestureNetwork, load_gesture_checkpoint, save_gesture_checkpoint
+from runtime.protocol import EMOTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TAKES = 12  # training-voice takes per emotion and temperature
+CLASSIFIER_TAKES = 48  # other training-voice takes, whose teacher motion trains the emotion classifier
+CLASSIFIER_STEPS = 3000
+
+
+def speed(poses: np.ndarray) -> float:
+    return motion_metrics(positions(poses))["speed_m_s"]
+
+
+def temperature_matching_speed(target: float, speeds: list[float], grid: tuple[float, ...] = GRID) -> float:
+    """The temperature at which the model's speed reaches `target`, interpolated on the grid (the
+    `--criterion speed` fit). Speed rises with temperature; the running maximum irons out dips."""
+    rising = np.maximum.accumulate(np.asarray(speeds)) + 1e-9 * np.arange(len(speeds))
+    return float(np.interp(target, rising, grid))
+
+
+def pick_temperature(recognised: list[float], speeds: list[float], teacher_speed: float,
+                     grid: tuple[float, ...] = GRID) -> float:  # fmt: skip
+    """The grid temperature read right most often; among equals, the one moving nearest the teacher's speed."""
+    best = max(recognised)
+    candidates = [g for g, r in enumerate(recognised) if r == best]
+    return float(grid[min(candidates, key=lambda g: abs(speeds[g] - teacher_speed))])
+
+
+def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], corpus: Path, n_takes: int = TAKES,
+                             grid: tuple[float, ...] = GRID, n_classifier_takes: int = CLASSIFIER_TAKES,
+                             classifier_steps: int = CLASSIFIER_STEPS, criterion: str = "recognised"
+                             ) -> dict:  # fmt: skip
+    """Per emotion: the teacher's speed, and at each grid temperature the model's speed and the share of
+    its 4 s windows recognised as that emotion; then the temperature picked by `criterion`: "recognised"
+    (pick_temperature) or "speed" (temperature_matching_speed, which ignores the classifier)."""
+    if criterion not in ("recognised", "speed"):
+        raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
+    loaded = load_takes(corpus, False, 2 * (n_takes + n_classifier_takes))
+    long_enough = [t for t in loaded if t.audio.size / t.rate >= 4.5]
+    takes, others = long_enough[:n_takes], long_enough[n_takes : n_takes + n_classifier_takes]
+    if not takes or not others:
+        raise ValueError(f"{corpus} has too few training-voice takes of 4.5 s or more to fit temperatures on")
+    classifier, _ = train_classifiers(others, classifier_steps)
+    report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(others), "criterion": criterion,
+                    "emotions": {}}  # fmt: skip
+    with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:
+        for e, emotion in enumerate(EMOTIONS):
+            taught, speeds, hits = [], np.zeros((len(grid), len(takes))), [[] for _ in grid]
+            for i, take in enumerate(takes):
+                style = STYLE_NAMES[(3 * i + e) % len(STYLE_NAMES)]  # each emotion across several styles
+                taught.append(speed(teacher(take, emotion, style, seed=500 + i)))
+                bar.update()
+                preset = network.style_presets[style_names.index(style)].numpy()
+                for g, temperature in enumerate(grid):
+                    poses = generate(network, take, emotion, preset, seed=i, temperature=temperature)
+                    speeds[g, i] = speed(poses)
+                    hits[g] += list(predict(classifier, window_features(poses)) == e)
+                    bar.update()
+            recognised = [float(np.mean(h)) if h else 0.0 for h in hits]
+            target, mean_speeds = float(np.mean(taught)), speeds.mean(axis=1).tolist()
+            if criterion == "speed":
+                picked = temperature_matching_speed(target, mean_speeds, grid)
+            else:
+                picked = pick_temperature(recognised, mean_speeds, target, grid)
+            report["emotions"][emotion] = {
+                "teacher_speed_m_s": target, "model_speed_m_s": mean_speeds, "recognised": recognised,
+                "windows": len(hits[0]), "temperature": picked,
+            }  # fmt: skip
+    return report
+
+
+def with_emotion_temperatures(network: GestureNetwork, temperatures: list[float]) -> GestureNetwork:
+    """The same weights under a config that carries a temperature per emotion, set to these."""
+    out = GestureNetwork(replace(network.config, emotion_temperature=True), n_styles=network.style_presets.shape[0])
+    missing, unexpected = out.load_state_dict(network.state_dict(), strict=False)
+    if unexpected or set(missing) - {"emotion_temperatures"}:
+        raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
+    out.emotion_temperatures.copy_(torch.tensor(temperatures, dtype=torch.float32))
+    return out.eval()
+
+
+def plot_fit(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 4, figsize=(12, 5.5), sharex=True)
+    for ax, (emotion, fit) in zip(axes.flat, report["emotions"].items(), strict=True):
+        ax.plot(report["grid"], fit["model_speed_m_s"], "o-", label="model speed")
+        ax.axhline(fit["teacher_speed_m_s"], color="tab:orange", ls=":", label="teacher speed")
+        ax.axvline(fit["temperature"], color="gray", lw=0.8)
+        ax.set_title(f"{emotion}: {fit['temperature']:.2f}")
+        share = ax.twinx()
+        share.plot(report["grid"], fit["recognised"], "s--", color="tab:green", ms=3, label="recognised")
+        share.set_ylim(0, 1.05)
+    axes[0, 0].legend(loc="upper left", fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("sampling temperature")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("upper-body speed (m/s)")
+    figure.suptitle(
+        "Training voices: model speed (blue) and the share of 4 s windows recognised as the emotion\n"
+        "(green, right axis) against sampling temperature; the grey line marks the temperature picked"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def calibrate(network: GestureNetwork, style_names: list[str], corpus: Path, figures: Path, **fit: Any
+              ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+    """Fit (options as fit_emotion_temperatures), plot to `figures` (.png, .json beside it) and return the
+    network that carries the temperatures."""
+    report = fit_emotion_temperatures(network, style_names, corpus, **fit)
+    figures.parent.mkdir(parents=True, exist_ok=True)
+    plot_fit(report, figures.with_name(figures.name + ".png"))
+    figures.with_name(figures.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
+    temperatures = [report["emotions"][e]["temperature"] for e in EMOTIONS]
+    return with_emotion_temperatures(network, temperatures), report
+
+
+def main(argv: list[str] | None = None) -> None:
+    default = ROOT / "runtime" / "assets" / "gesture.pt"
+    parser = argparse.ArgumentParser(description="Fit a gesture checkpoint's sampling temperature per emotion.")
+    parser.add_argument("--checkpoint", type=Path, default=default)
+    parser.add_argument("--out", type=Path, default=None, help="where to write it (default: over --checkpoint)")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument(
+        "--criterion",
+        choices=("recognised", "speed"),
+        default="recognised",
+        help="pick the temperature read right most often, or the one matching the teacher's speed",
+    )
+    parser.add_argument("--takes", type=int, default=TAKES, help="training-voice takes per emotion and temperature")
+    parser.add_argument("--grid", type=lambda text: tuple(float(v) for v in text.split(",")), default=GRID,
+                        help="temperatures to try, comma-separated (default: 0.2 to 1.0 by 0.1)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.takes < 1 or not args.grid or min(args.grid) < 0 or list(args.grid) != sorted(args.grid):
+        parser.error("need --takes >= 1 and an ascending --grid of temperatures >= 0")
+    out = args.out or args.checkpoint
+    torch.set_num_threads(2)
+    network, style_names, metadata = load_gesture_checkpoint(args.checkpoint)
+    shipped = out.resolve() == default.resolve()
+    results = ROOT / "benchmarks" / "results"
+    figures = results / "gesture_temperature" if shipped else out.parent / f"{out.stem}_temperature"
+    network, report = calibrate(network, style_names, args.corpus, figures, n_takes=args.takes, grid=args.grid,
+                                criterion=args.criterion)  # fmt: skip
+    save_gesture_checkpoint(out, network, style_names, metadata | {"emotion_temperature": report})
+    fitted = ", ".join(f"{e} {report['emotions'][e]['temperature']:.2f}" for e in EMOTIONS)
+    print(f"wrote {out}: {fitted}; curves in {figures}.png")
+
+
+if __name__ == "__main__":
+    main()
