@@ -26,6 +26,7 @@ from tqdm import tqdm
 from benchmarks.face_quality import predict
 from benchmarks.gesture_quality import (
     STYLE_NAMES,
+    Take,
     generate,
     load_takes,
     motion_metrics,
@@ -63,20 +64,28 @@ def pick_temperature(recognised: list[float], speeds: list[float], teacher_speed
     return float(grid[min(candidates, key=lambda g: abs(speeds[g] - teacher_speed))])
 
 
-def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], corpus: Path, n_takes: int = TAKES,
-                             grid: tuple[float, ...] = GRID, n_classifier_takes: int = CLASSIFIER_TAKES,
-                             classifier_steps: int = CLASSIFIER_STEPS, criterion: str = "recognised"
-                             ) -> dict:  # fmt: skip
-    """Per emotion: the teacher's speed, and at each grid temperature the model's speed and the share of
-    its 4 s windows recognised as that emotion; then the temperature picked by `criterion`: "recognised"
-    (pick_temperature) or "speed" (temperature_matching_speed, which ignores the classifier)."""
-    if criterion not in ("recognised", "speed"):
-        raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
+def training_takes(corpus: Path, n_takes: int = TAKES, n_classifier_takes: int = CLASSIFIER_TAKES
+                   ) -> tuple[list[Take], list[Take]]:  # fmt: skip
+    """Training-voice takes of 4.5 s or more: `n_takes` to fit on and the next ones for the classifier."""
     loaded = load_takes(corpus, False, 2 * (n_takes + n_classifier_takes))
     long_enough = [t for t in loaded if t.audio.size / t.rate >= 4.5]
     takes, others = long_enough[:n_takes], long_enough[n_takes : n_takes + n_classifier_takes]
     if not takes or not others:
         raise ValueError(f"{corpus} has too few training-voice takes of 4.5 s or more to fit temperatures on")
+    return takes, others
+
+
+def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], takes: list[Take],
+                             classifier_takes: list[Take], grid: tuple[float, ...] = GRID,
+                             classifier_steps: int = CLASSIFIER_STEPS, criterion: str = "recognised"
+                             ) -> dict:  # fmt: skip
+    """Per emotion: the teacher's speed, and at each grid temperature the model's speed and the share of
+    its 4 s windows recognised as that emotion by a classifier trained on `classifier_takes`; then the
+    temperature picked by `criterion`: "recognised" (pick_temperature) or "speed"
+    (temperature_matching_speed, which ignores the classifier)."""
+    if criterion not in ("recognised", "speed"):
+        raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
+    others = classifier_takes
     classifier, _ = train_classifiers(others, classifier_steps)
     report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(others), "criterion": criterion,
                     "emotions": {}}  # fmt: skip
@@ -145,11 +154,11 @@ def plot_fit(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def calibrate(network: GestureNetwork, style_names: list[str], corpus: Path, figures: Path, **fit: Any
-              ) -> tuple[GestureNetwork, dict]:  # fmt: skip
-    """Fit (options as fit_emotion_temperatures), plot to `figures` (.png, .json beside it) and return the
-    network that carries the temperatures."""
-    report = fit_emotion_temperatures(network, style_names, corpus, **fit)
+def calibrate(network: GestureNetwork, style_names: list[str], corpus: Path, figures: Path, n_takes: int = TAKES,
+              **fit: Any) -> tuple[GestureNetwork, dict]:  # fmt: skip
+    """Fit on the corpus's training voices (options as fit_emotion_temperatures), plot to `figures` (.png,
+    .json beside it) and return the network that carries the temperatures."""
+    report = fit_emotion_temperatures(network, style_names, *training_takes(corpus, n_takes), **fit)
     figures.parent.mkdir(parents=True, exist_ok=True)
     plot_fit(report, figures.with_name(figures.name + ".png"))
     figures.with_name(figures.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
