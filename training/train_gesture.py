@@ -1,9 +1,11 @@
 """Trains the gesture generator from scratch: corpus -> teacher clips -> motion VAE -> latent flow
--> style presets -> runtime/assets/gesture.pt.
+-> style presets -> a sampling temperature per emotion (training/gesture_temperature.py) ->
+runtime/assets/gesture.pt.
 
-    python -m training.train_gesture [--minutes 45] [--beat2 DIR]
+    python -m training.train_gesture [--minutes 55] [--beat2 DIR]
 
-A run from scratch takes about an hour on 2 CPU cores (clips, both training stages), with progress bars,
+A run from scratch takes about an hour on 2 CPU cores (clips, both training stages, the temperature fit's
+ten minutes), with progress bars,
 loss curves beside the checkpoint (benchmarks/results/gesture_training.png for the shipped one) and the
 recipe in the checkpoint. The shipped checkpoint is a longer chain of runs (--resume), which one hour
 from scratch does not yet match: docs/gestures.md says how it was made and what each run measured.

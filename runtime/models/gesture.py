@@ -88,8 +88,8 @@ class GestureConfig:
     # 2018), on top of its additive term in the condition. Zero at initialisation: a network resumed with
     # it starts as it was.
     emotion_film: bool = False
-    # The network carries a sampling temperature per emotion, fitted after training so that each emotion's
-    # motion moves at the teacher's speed (training/gesture_temperature.py); without it, one for all.
+    # The network carries a sampling temperature per emotion, fitted after training on training voices
+    # (training/gesture_temperature.py); without it, one temperature for all.
     emotion_temperature: bool = False
 
     def __post_init__(self) -> None:
