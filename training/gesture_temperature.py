@@ -85,10 +85,9 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
     (temperature_matching_speed, which ignores the classifier)."""
     if criterion not in ("recognised", "speed"):
         raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
-    others = classifier_takes
-    classifier, _ = train_classifiers(others, classifier_steps)
-    report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(others), "criterion": criterion,
-                    "emotions": {}}  # fmt: skip
+    classifier, _ = train_classifiers(classifier_takes, classifier_steps)
+    report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(classifier_takes),
+                    "criterion": criterion, "emotions": {}}  # fmt: skip
     with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:
         for e, emotion in enumerate(EMOTIONS):
             taught, speeds, hits = [], np.zeros((len(grid), len(takes))), [[] for _ in grid]
