@@ -35,7 +35,7 @@ from benchmarks.gesture_quality import (
     train_classifiers,
     window_features,
 )
-from runtime.models.gesture import GestureNetwork, load_gesture_checkpoint, save_gesture_checkpoint
+from runtime.models.gesture import GestureNetwork, load_gesture_checkpoint, save_gesture_checkpoint, with_config
 from runtime.protocol import EMOTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,10 +116,7 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
 
 def with_emotion_temperatures(network: GestureNetwork, temperatures: list[float]) -> GestureNetwork:
     """The same weights under a config that carries a temperature per emotion, set to these."""
-    out = GestureNetwork(replace(network.config, emotion_temperature=True), n_styles=network.style_presets.shape[0])
-    missing, unexpected = out.load_state_dict(network.state_dict(), strict=False)
-    if unexpected or set(missing) - {"emotion_temperatures"}:
-        raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
+    out = with_config(network, replace(network.config, emotion_temperature=True), {"emotion_temperatures"})
     out.emotion_temperatures.copy_(torch.tensor(temperatures, dtype=torch.float32))
     return out.eval()
 

@@ -37,6 +37,7 @@ from runtime.models.gesture import (
     GestureNetwork,
     load_gesture_checkpoint,
     save_gesture_checkpoint,
+    with_config,
 )
 from runtime.rigs import SMPLX_JOINTS
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
@@ -310,11 +311,7 @@ def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> Ges
     """The same weights under a config with this emotion dropout and FiLM; a null emotion or a FiLM
     layer it did not have starts at zero (so the network starts out as it was)."""
     config = replace(net.config, emotion_dropout=dropout, emotion_film=film or net.config.emotion_film)
-    out = GestureNetwork(config, n_styles=net.style_presets.shape[0])
-    missing, unexpected = out.load_state_dict(net.state_dict(), strict=False)
-    if unexpected or set(missing) - {"null_emotion", "emotion_film.weight", "emotion_film.bias"}:
-        raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
-    return out
+    return with_config(net, config, {"null_emotion", "emotion_film.weight", "emotion_film.bias"})
 
 
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,

@@ -427,6 +427,16 @@ def save_gesture_checkpoint(path: Any, network: GestureNetwork, style_names: lis
     )
 
 
+def with_config(network: GestureNetwork, config: GestureConfig, new: set[str]) -> GestureNetwork:
+    """The same weights under another config; only the parameters and buffers named in `new` (the parts
+    the config adds) may be missing from them, and they keep their initial values."""
+    out = GestureNetwork(config, n_styles=network.style_presets.shape[0])
+    missing, unexpected = out.load_state_dict(network.state_dict(), strict=False)
+    if unexpected or set(missing) - new:
+        raise ValueError(f"cannot carry the weights over: missing {missing}, unexpected {unexpected}")
+    return out
+
+
 def load_gesture_checkpoint(path: Any) -> tuple[GestureNetwork, list[str], dict[str, Any]]:
     """Rebuilds the network from its own config; refuses a checkpoint for another skeleton."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
