@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,15 +148,15 @@ def feature_blocks(width: int) -> dict[str, slice]:
     return {"posture": slice(0, p), "spread": slice(p, 2 * p), "motion": slice(2 * p, 4 * p)}
 
 
-SAMPLING: dict[str, float] = {}  # temperature, smoothing, guidance for GestureGenerator; empty: its defaults
+SAMPLING: dict[str, Any] = {}  # n_steps, temperature, smoothing, guidance for GestureGenerator; empty: its defaults
 
 
 @torch.no_grad()
-def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int, steps: int = 2,
+def generate(network: GestureNetwork, take: Take, emotion: str, style: np.ndarray, seed: int,
              temperature: float | None = None) -> np.ndarray:  # fmt: skip
     """One take through the streaming path; `temperature` overrides SAMPLING's and the model's."""
     sampling = SAMPLING | ({} if temperature is None else {"temperature": temperature})
-    generator = GestureGenerator(network, n_steps=steps, **sampling).eval()
+    generator = GestureGenerator(network, **sampling).eval()
     stream = GeneratorStream(generator, take.rate, seed=seed, emotion=emotion_vector(emotion, 1.0), fps=30,
                              style=style)  # fmt: skip
     out = [stream.push(chunk) for _, chunk in chunks(take.audio, take.rate, 20.0)]
@@ -254,7 +255,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
     }
     summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
-    summary["compute"] = step_cost(GestureGenerator(network, n_steps=2, **SAMPLING).eval())
+    summary["compute"] = step_cost(GestureGenerator(network, **SAMPLING).eval())
     model = summary["model"]
     targets = {
         "beat_alignment": model["beat_alignment"] >= summary["teacher"]["beat_alignment"] - 0.05,
@@ -343,12 +344,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=16, help="held-out clips (8 takes each, one per emotion)")
     parser.add_argument("--train-clips", type=int, default=60, help="training-voice clips for the classifiers")
     parser.add_argument("--classifier-steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None, help="Euler steps of the sampler (default: 2)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: model's)")
     parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: model's)")
+    parser.add_argument("--noise-correlation", type=float, default=None,
+                        help="AR(1) correlation of the sampling noise between frames (default: model's)")
     parser.add_argument("--name", default="gesture_quality", help="result file name under benchmarks/results/")
     args = parser.parse_args(argv)
-    knobs = {"temperature": args.temperature, "smoothing": args.smoothing, "guidance": args.guidance}
+    knobs = {"n_steps": args.steps, "temperature": args.temperature, "smoothing": args.smoothing,
+             "guidance": args.guidance, "noise_correlation": args.noise_correlation}
     SAMPLING.update({k: v for k, v in knobs.items() if v is not None})
     if not (args.corpus / "manifest.json").exists():
         from training.corpus import build
@@ -362,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     if isinstance(temperature, dict):
         temperature = "per emotion (" + ", ".join(f"{e} {t:.2f}" for e, t in temperature.items()) + ")"
     title = (f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}; "
-             f"sampling temperature {temperature}")  # fmt: skip
+             f"{SAMPLING.get('n_steps', 2)} sampler steps; sampling temperature {temperature}")  # fmt: skip
     markdown = f"{title}\n\n{table(result)}\n"
     (RESULTS / f"{args.name}.md").write_text(markdown)
     print(markdown)

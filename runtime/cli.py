@@ -199,6 +199,7 @@ TRAINERS = {
     "face": "training.train_face",
     "gesture": "training.train_gesture",
     "gesture-temperature": "training.gesture_temperature",
+    "gesture-calibration": "training.gesture_calibration",
 }
 BENCHMARKS = {
     "frontend": "benchmarks.frontend",

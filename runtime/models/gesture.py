@@ -91,6 +91,10 @@ class GestureConfig:
     # The network carries a sampling temperature per emotion, fitted after training on training voices
     # (training/gesture_temperature.py); without it, one temperature for all.
     emotion_temperature: bool = False
+    # The output goes through a gain and a shift per emotion and pose feature, fitted after training on
+    # training voices so that each emotion's mean pose and 4 s spread are the teacher's
+    # (training/gesture_calibration.py); the state and the history keep the pose before it.
+    emotion_calibration: bool = False
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
@@ -147,6 +151,14 @@ class StyleEncoder(nn.Module):
         return torch.tanh(self.out(torch.cat([h.mean(-1), h.std(-1)], dim=-1)))
 
 
+def per_emotion(table: Tensor, emotion: Tensor) -> Tensor:
+    """table (8, n): a value per emotion; emotion (B, 8) weights -> (B, n): neutral's row moved towards each
+    emotion's own by its weight, so an emotion at half intensity gets halfway and blends blend. Linear in
+    the weights, so it exports to ONNX with the rest of the step."""
+    neutral = table[EMOTIONS.index("neutral")]
+    return neutral + emotion @ (table - neutral)
+
+
 class GestureNetwork(FlowMatching, nn.Module):
     """The weights: audio encoder, motion VAE, latent flow, style encoder and the style presets."""
 
@@ -159,6 +171,8 @@ class GestureNetwork(FlowMatching, nn.Module):
     style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
     emotion_offsets: Tensor  # (8, n_pose), with config.emotion_posture
     emotion_temperatures: Tensor  # (8,), with config.emotion_temperature
+    calibration_gain: Tensor  # (8, n_pose), with config.emotion_calibration
+    calibration_shift: Tensor  # (8, n_pose), normalised units
 
     def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
         super().__init__()
@@ -192,6 +206,9 @@ class GestureNetwork(FlowMatching, nn.Module):
             self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
         if c.emotion_temperature:
             self.register_buffer("emotion_temperatures", torch.full((N_EMOTIONS,), DEFAULT_TEMPERATURE))
+        if c.emotion_calibration:  # the identity until fitted
+            self.register_buffer("calibration_gain", torch.ones(N_EMOTIONS, c.n_pose))
+            self.register_buffer("calibration_shift", torch.zeros(N_EMOTIONS, c.n_pose))
 
     @property
     def guidable(self) -> bool:
@@ -262,10 +279,15 @@ class GestureNetwork(FlowMatching, nn.Module):
         return x * self.pose_std + self.pose_mean
 
     def temperature(self, emotion: Tensor) -> Tensor:
-        """(B, 8) emotion weights -> (B, 1) sampling temperature: neutral's, moved towards each emotion's
-        own by its weight, so an emotion at half intensity samples halfway between."""
-        neutral = self.emotion_temperatures[EMOTIONS.index("neutral")]
-        return (neutral + emotion @ (self.emotion_temperatures - neutral)).clamp(0.0, 2.0)[:, None]
+        """(B, 8) emotion weights -> (B, 1) sampling temperature."""
+        return per_emotion(self.emotion_temperatures[:, None], emotion).clamp(0.0, 2.0)
+
+    def calibrated(self, pose: Tensor, emotion: Tensor) -> Tensor:
+        """(B, n_pose) normalised output pose and (B, 8) emotion weights -> the pose with its emotion's gain
+        and shift (the pose itself for a network without them)."""
+        if not self.config.emotion_calibration:
+            return pose
+        return per_emotion(self.calibration_gain, emotion) * pose + per_emotion(self.calibration_shift, emotion)
 
     def embed_style(self, clip: Tensor) -> Tensor:
         """(B, T, n_pose) pose features (not normalised) of a reference clip -> (B, style_dim)."""
@@ -284,12 +306,15 @@ class GestureGenerator(StreamingGenerator):
         temperature: float | None = None,
         smoothing: float = DEFAULT_SMOOTHING,
         guidance: float = DEFAULT_GUIDANCE,
+        noise_correlation: float | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
         if not 0 < smoothing <= 1 or (temperature is not None and temperature < 0):
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
+        if noise_correlation is not None and not 0 <= noise_correlation < 1:
+            raise ValueError(f"noise correlation must be in [0, 1), got {noise_correlation}")
         if guidance != 1.0 and not network.guidable:
             raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
         self.network = network
@@ -306,7 +331,9 @@ class GestureGenerator(StreamingGenerator):
         with torch.no_grad():
             times = torch.arange(n_steps, dtype=torch.float32) / n_steps
             self.register_buffer("time_terms", network.time_term(times), persistent=False)
-        self.rho = c.noise_correlation
+        # Training draws each frame's noise on its own, so how it is correlated across frames is a choice
+        # made at sampling: the config's unless asked otherwise.
+        self.rho = c.noise_correlation if noise_correlation is None else noise_correlation
         self.spec = StepSpec(
             inputs=(
                 TensorSpec("features", (FEATURES_PER_FRAME, c.n_mels)),
@@ -320,7 +347,7 @@ class GestureGenerator(StreamingGenerator):
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_pose)),  # residual poses (without the posture)
                 TensorSpec("noise_state", (c.latent,)),
-                TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
+                TensorSpec("smoothed", (c.n_pose,)),  # the low-passed pose before calibration, normalised
                 TensorSpec("warmed", (1,)),
             ),
             noise=TensorSpec("noise", (c.latent,)),
@@ -338,7 +365,7 @@ class GestureGenerator(StreamingGenerator):
     def extra_repr(self) -> str:
         """The sampling constants that the step bakes in (engines/cache.py hashes them with the weights)."""
         return f"n_steps={self.n_steps}, temperature={self.temperature}, smoothing={self.smoothing}, " \
-               f"guidance={self.guidance}"  # fmt: skip
+               f"guidance={self.guidance}, noise_correlation={self.rho}"  # fmt: skip
 
     @property
     def lookahead_ms(self) -> float:
@@ -387,7 +414,7 @@ class GestureGenerator(StreamingGenerator):
             "smoothed": torch.where(warm, smoothed, state["smoothed"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
-        outputs = zero_inactive({"pose": net.denormalize(smoothed)[:, None]}, active)
+        outputs = zero_inactive({"pose": net.denormalize(net.calibrated(smoothed, emotion))[:, None]}, active)
         return outputs, keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
@@ -408,7 +435,7 @@ class GestureGenerator(StreamingGenerator):
             x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], history)
             history = push_ring(history, x[:, None])
             smoothed = self._smooth(smoothed, x + net.posture(emotion))
-            frames.append(net.denormalize(smoothed))
+            frames.append(net.denormalize(net.calibrated(smoothed, emotion)))
         return {"pose": torch.stack(frames, dim=1)}
 
 
