@@ -199,7 +199,6 @@ TRAINERS = {
     "face": "training.train_face",
     "gesture": "training.train_gesture",
     "gesture-temperature": "training.gesture_temperature",
-    "gesture-calibration": "training.gesture_calibration",
 }
 BENCHMARKS = {
     "frontend": "benchmarks.frontend",

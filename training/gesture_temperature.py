@@ -191,9 +191,6 @@ def main(argv: list[str] | None = None) -> None:
     save_gesture_checkpoint(out, network, style_names, metadata | {"emotion_temperature": report})
     fitted = ", ".join(f"{e} {report['emotions'][e]['temperature']:.2f}" for e in EMOTIONS)
     print(f"wrote {out}: {fitted}; curves in {figures}.png")
-    if network.config.emotion_calibration:  # fitted to the motion at the old temperatures
-        print("its output calibration was fitted at the old temperatures: run `emostream train "
-              "gesture-calibration` on it again")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ from runtime.models.gesture import (
     with_config,
 )
 from runtime.rigs import SMPLX_JOINTS
-from training import gesture_calibration, gesture_temperature
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
+from training.gesture_temperature import calibrate
 from training.train_face import VTLP_PROBABILITY, warp_mel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -399,9 +399,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
-    parser.add_argument("--emotion-calibration", action=argparse.BooleanOptionalAction, default=True,
-                        help="then fit a per-emotion output gain and shift to the teacher's mean pose and spread "
-                             "(not with --beat2)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1:
@@ -459,12 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     save_gesture_checkpoint(args.out, net, style_names, metadata)  # kept should the fit below fail
     if args.emotion_temperature and args.beat2 is None:
         figures = folder / f"{prefix}_temperature"
-        net, metadata["emotion_temperature"] = gesture_temperature.calibrate(net, style_names, args.corpus, figures)
-        metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
-        save_gesture_checkpoint(args.out, net, style_names, metadata)
-    if args.emotion_calibration and args.beat2 is None:  # after the temperatures: it matches their motion
-        figures = folder / f"{prefix}_calibration"
-        net, metadata["emotion_calibration"] = gesture_calibration.calibrate(net, style_names, args.corpus, figures)
+        net, metadata["emotion_temperature"] = calibrate(net, style_names, args.corpus, figures)
         metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
         save_gesture_checkpoint(args.out, net, style_names, metadata)
     plot_losses(log, folder / f"{stem}.png")

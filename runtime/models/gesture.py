@@ -91,10 +91,6 @@ class GestureConfig:
     # The network carries a sampling temperature per emotion, fitted after training on training voices
     # (training/gesture_temperature.py); without it, one temperature for all.
     emotion_temperature: bool = False
-    # The output goes through a gain and a shift per emotion and pose feature, fitted after training on
-    # training voices so that each emotion's mean pose and 4 s spread are the teacher's
-    # (training/gesture_calibration.py); the state and the history keep the pose before it.
-    emotion_calibration: bool = False
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
@@ -151,14 +147,6 @@ class StyleEncoder(nn.Module):
         return torch.tanh(self.out(torch.cat([h.mean(-1), h.std(-1)], dim=-1)))
 
 
-def per_emotion(table: Tensor, emotion: Tensor) -> Tensor:
-    """table (8, n): a value per emotion; emotion (B, 8) weights -> (B, n): neutral's row moved towards each
-    emotion's own by its weight, so an emotion at half intensity gets halfway and blends blend. Linear in
-    the weights, so it exports to ONNX with the rest of the step."""
-    neutral = table[EMOTIONS.index("neutral")]
-    return neutral + emotion @ (table - neutral)
-
-
 class GestureNetwork(FlowMatching, nn.Module):
     """The weights: audio encoder, motion VAE, latent flow, style encoder and the style presets."""
 
@@ -171,8 +159,6 @@ class GestureNetwork(FlowMatching, nn.Module):
     style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
     emotion_offsets: Tensor  # (8, n_pose), with config.emotion_posture
     emotion_temperatures: Tensor  # (8,), with config.emotion_temperature
-    calibration_gain: Tensor  # (8, n_pose), with config.emotion_calibration
-    calibration_shift: Tensor  # (8, n_pose), normalised units
 
     def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
         super().__init__()
@@ -206,9 +192,6 @@ class GestureNetwork(FlowMatching, nn.Module):
             self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
         if c.emotion_temperature:
             self.register_buffer("emotion_temperatures", torch.full((N_EMOTIONS,), DEFAULT_TEMPERATURE))
-        if c.emotion_calibration:  # the identity until fitted
-            self.register_buffer("calibration_gain", torch.ones(N_EMOTIONS, c.n_pose))
-            self.register_buffer("calibration_shift", torch.zeros(N_EMOTIONS, c.n_pose))
 
     @property
     def guidable(self) -> bool:
@@ -279,15 +262,10 @@ class GestureNetwork(FlowMatching, nn.Module):
         return x * self.pose_std + self.pose_mean
 
     def temperature(self, emotion: Tensor) -> Tensor:
-        """(B, 8) emotion weights -> (B, 1) sampling temperature."""
-        return per_emotion(self.emotion_temperatures[:, None], emotion).clamp(0.0, 2.0)
-
-    def calibrated(self, pose: Tensor, emotion: Tensor) -> Tensor:
-        """(B, n_pose) normalised output pose and (B, 8) emotion weights -> the pose with its emotion's gain
-        and shift (the pose itself for a network without them)."""
-        if not self.config.emotion_calibration:
-            return pose
-        return per_emotion(self.calibration_gain, emotion) * pose + per_emotion(self.calibration_shift, emotion)
+        """(B, 8) emotion weights -> (B, 1) sampling temperature: neutral's, moved towards each emotion's
+        own by its weight, so an emotion at half intensity samples halfway between."""
+        neutral = self.emotion_temperatures[EMOTIONS.index("neutral")]
+        return (neutral + emotion @ (self.emotion_temperatures - neutral)).clamp(0.0, 2.0)[:, None]
 
     def embed_style(self, clip: Tensor) -> Tensor:
         """(B, T, n_pose) pose features (not normalised) of a reference clip -> (B, style_dim)."""
@@ -347,7 +325,7 @@ class GestureGenerator(StreamingGenerator):
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_pose)),  # residual poses (without the posture)
                 TensorSpec("noise_state", (c.latent,)),
-                TensorSpec("smoothed", (c.n_pose,)),  # the low-passed pose before calibration, normalised
+                TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
                 TensorSpec("warmed", (1,)),
             ),
             noise=TensorSpec("noise", (c.latent,)),
@@ -414,7 +392,7 @@ class GestureGenerator(StreamingGenerator):
             "smoothed": torch.where(warm, smoothed, state["smoothed"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
-        outputs = zero_inactive({"pose": net.denormalize(net.calibrated(smoothed, emotion))[:, None]}, active)
+        outputs = zero_inactive({"pose": net.denormalize(smoothed)[:, None]}, active)
         return outputs, keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
@@ -435,7 +413,7 @@ class GestureGenerator(StreamingGenerator):
             x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], history)
             history = push_ring(history, x[:, None])
             smoothed = self._smooth(smoothed, x + net.posture(emotion))
-            frames.append(net.denormalize(net.calibrated(smoothed, emotion)))
+            frames.append(net.denormalize(smoothed))
         return {"pose": torch.stack(frames, dim=1)}
 
 

@@ -18,12 +18,11 @@ SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_
 
 
 def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False,
-                  temperatures: bool = False, calibration: bool = False) -> GestureNetwork:  # fmt: skip
+                  temperatures: bool = False) -> GestureNetwork:  # fmt: skip
     torch.manual_seed(0)
     config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
                               "emotion_posture": posture, "emotion_film": film,
-                              "emotion_temperature": temperatures,
-                              "emotion_calibration": calibration})  # fmt: skip
+                              "emotion_temperature": temperatures})  # fmt: skip
     net = GestureNetwork(config, n_styles=3).eval()
     with torch.no_grad():  # trained ones are not zero
         if net.guidable:
@@ -34,9 +33,6 @@ def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: boo
             net.emotion_film.weight.normal_(std=0.3)
         if temperatures:
             net.emotion_temperatures.copy_(torch.linspace(0.2, 1.0, 8))
-        if calibration:
-            net.calibration_gain.uniform_(0.5, 2.0)
-            net.calibration_shift.normal_()
     return net
 
 
@@ -58,11 +54,6 @@ class TestGuidedGestureGeneratorWithEmotionFilm(StepContractSuite):
 class TestGestureGeneratorWithATemperaturePerEmotion(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(posture=True, temperatures=True), n_steps=2)
-
-
-class TestGestureGeneratorWithAnEmotionCalibration(StepContractSuite):
-    def make_model(self) -> StreamingGenerator:
-        return GestureGenerator(small_network(posture=True, temperatures=True, calibration=True), n_steps=2)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(StepContractSuite):
@@ -144,8 +135,23 @@ def test_engine_cache_tells_sampling_settings_apart() -> None:
     from engines.cache import model_hash
 
     net = small_network(emotion_dropout=0.2)
-    hashes = {model_hash(GestureGenerator(net, **knob)) for knob in ({}, {"guidance": 1.5}, {"temperature": 0.3})}
-    assert len(hashes) == 3  # else a server would reuse a graph exported with other settings
+    knobs: tuple[dict, ...] = ({}, {"guidance": 1.5}, {"temperature": 0.3}, {"noise_correlation": 0.5})
+    hashes = {model_hash(GestureGenerator(net, **knob)) for knob in knobs}
+    assert len(hashes) == len(knobs)  # else a server would reuse a graph exported with other settings
+
+
+def test_the_noise_correlation_is_a_sampling_choice() -> None:
+    net = small_network()
+    S = 20
+    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
+    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        poses = [GestureGenerator(net, n_steps=2, noise_correlation=rho).forward_sequence(inputs, noise)["pose"]
+                 for rho in (None, net.config.noise_correlation, 0.3)]  # fmt: skip
+    torch.testing.assert_close(poses[0], poses[1])  # the config's unless asked otherwise
+    assert not torch.allclose(poses[0], poses[2])
+    with pytest.raises(ValueError, match="noise correlation"):
+        GestureGenerator(net, noise_correlation=1.0)
 
 
 def test_emotion_film_starts_at_zero_and_then_changes_the_motion() -> None:
@@ -186,19 +192,3 @@ def test_a_temperature_per_emotion_blends_by_weight_and_yields_to_an_explicit_on
         other = GestureGenerator(net, n_steps=2, temperature=0.2).forward_sequence(inputs, noise)["pose"]
     torch.testing.assert_close(own, fixed)  # angry at full weight samples at angry's temperature
     assert not torch.allclose(own, other)
-
-
-def test_the_emotion_calibration_maps_the_output_only_and_blends_by_weight() -> None:
-    calibrated = small_network(posture=True, calibration=True)
-    plain = small_network(posture=True)  # the same weights and draws, without the calibration
-    S = 24
-    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
-    inputs["emotion"][..., 6] = 0.5  # angry at half intensity: halfway between neutral's map and angry's
-    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        made = GestureGenerator(calibrated, n_steps=2).forward_sequence(inputs, noise)["pose"]
-        before = GestureGenerator(plain, n_steps=2).forward_sequence(inputs, noise)["pose"]
-    gain = (calibrated.calibration_gain[0] + calibrated.calibration_gain[6]) / 2
-    shift = (calibrated.calibration_shift[0] + calibrated.calibration_shift[6]) / 2
-    # The same motion underneath (the history never saw the calibration), mapped per feature.
-    torch.testing.assert_close(made, calibrated.denormalize(gain * calibrated.normalize_pose(before) + shift))
