@@ -148,7 +148,7 @@ def feature_blocks(width: int) -> dict[str, slice]:
     return {"posture": slice(0, p), "spread": slice(p, 2 * p), "motion": slice(2 * p, 4 * p)}
 
 
-SAMPLING: dict[str, Any] = {}  # n_steps, temperature, smoothing, guidance for GestureGenerator; empty: its defaults
+SAMPLING: dict[str, Any] = {}  # GestureGenerator's keyword arguments (n_steps, temperature, ...); empty: defaults
 
 
 @torch.no_grad()
@@ -255,7 +255,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
     }
     summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
-    summary["compute"] = step_cost(GestureGenerator(network, **SAMPLING).eval())
+    timed = GestureGenerator(network, **SAMPLING).eval()
+    summary["compute"] = step_cost(timed)
     model = summary["model"]
     targets = {
         "beat_alignment": model["beat_alignment"] >= summary["teacher"]["beat_alignment"] - 0.05,
@@ -267,7 +268,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     plot(examples, rows, plot_path)
     return {"machine": machine(), "checkpoint": checkpoint.name, "checkpoint_created": metadata.get("created"),
             "held_out_clips": len(test), "takes_per_clip": len(EMOTIONS), "sigma_s": SIGMA_S,
-            "summary": summary, "targets_met": targets, "temperature": sampling_temperature(network)}  # fmt: skip
+            "summary": summary, "targets_met": targets, "temperature": sampling_temperature(network),
+            "sampler_steps": timed.n_steps}  # fmt: skip
 
 
 def sampling_temperature(network: GestureNetwork) -> float | dict[str, float]:
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=16, help="held-out clips (8 takes each, one per emotion)")
     parser.add_argument("--train-clips", type=int, default=60, help="training-voice clips for the classifiers")
     parser.add_argument("--classifier-steps", type=int, default=3000)
-    parser.add_argument("--steps", type=int, default=None, help="Euler steps of the sampler (default: 2)")
+    parser.add_argument("--steps", type=int, default=None, help="Euler steps of the sampler (default: the generator's)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: model's)")
     parser.add_argument("--smoothing", type=float, default=None, help="output low-pass weight (default: model's)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: model's)")
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     if isinstance(temperature, dict):
         temperature = "per emotion (" + ", ".join(f"{e} {t:.2f}" for e, t in temperature.items()) + ")"
     title = (f"Gesture quality on {result['held_out_clips']} held-out clips, {result['machine']['cpu']}; "
-             f"{SAMPLING.get('n_steps', 2)} sampler steps; sampling temperature {temperature}")  # fmt: skip
+             f"{result['sampler_steps']} sampler steps; sampling temperature {temperature}")  # fmt: skip
     markdown = f"{title}\n\n{table(result)}\n"
     (RESULTS / f"{args.name}.md").write_text(markdown)
     print(markdown)
