@@ -30,7 +30,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from runtime.body_pose import GESTURE_JOINTS
+from runtime.layers import push_ring
 from runtime.models.gesture import (
+    DEFAULT_SMOOTHING,
+    DEFAULT_TEMPERATURE,
     FEATURES_PER_FRAME,
     STYLE_CLIP_FRAMES,
     GestureConfig,
@@ -230,6 +233,54 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     return (error * mask).sum() / (mask.sum() * c.latent).clamp(min=1)
 
 
+def window_statistics(poses: Tensor) -> list[Tensor]:
+    """(B, T, P) -> the statistics of each sequence over its T frames: the mean and spread of every pose
+    feature and of its frame-to-frame change, each (B, P)."""
+    change = torch.diff(poses, dim=1)
+    return [poses.mean(1), poses.std(1, correction=0), change.abs().mean(1), change.std(1, correction=0)]
+
+
+def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2) -> Tensor:
+    """A sequence-level loss on the model running free, as it does in a stream: from the crop's true
+    history, each frame is sampled (noise, the sampler's Euler steps, the network's own temperature) and
+    fed back as history, and the output is low-passed as the generator does. The 4 s statistics of what it
+    made (posture, spread, speed of change) are matched to the teacher's take of the same crop. The
+    per-frame flow loss sees true histories only, so a model trained on it alone never learns what its
+    own motion does to it over seconds; emotion lives in those seconds (gesture rate, size, sway).
+    Each statistic is scored relative to its size in the teacher's takes, so that all four count.
+    Crops that run past their clip's end are left out."""
+    c = net.config
+    back = batch["poses"].shape[1] - CROP
+    D = c.lookahead_frames
+    full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
+    x = normalized_poses(net, batch)
+    emotion = batch["emotion"]
+    posture = net.posture(emotion)
+    scale = net.temperature(emotion) if c.emotion_temperature else DEFAULT_TEMPERATURE
+    time_terms = net.time_term(torch.arange(n_steps, dtype=torch.float32) / n_steps)
+    encoded = net.encode_sequence(batch["features"])
+    style = net.embed_style(batch["reference"])
+    history = x[:, back - c.history_frames : back]
+    smoothed = x[:, back - 1] + posture
+    rho = c.noise_correlation
+    eps = torch.randn((x.shape[0], c.latent), generator=gen)
+    made = []
+    for k in range(CROP):
+        eps = rho * eps + math.sqrt(1 - rho**2) * torch.randn(eps.shape, generator=gen)
+        cond = net.condition(encoded[:, CONTEXT + k : CONTEXT + k + D + 1], emotion, style, history)
+        pose = net.next_pose(net.integrate(scale * eps, cond, time_terms))
+        history = push_ring(history, pose[:, None])
+        smoothed = smoothed + DEFAULT_SMOOTHING * (pose + posture - smoothed)
+        made.append(smoothed)
+    target = x[:, back:] + posture[:, None]
+    loss = x.new_zeros(())
+    for ours, theirs in zip(window_statistics(torch.stack(made, dim=1)), window_statistics(target), strict=True):
+        # Floored for a batch of still takes; real takes' smallest statistic (the change) is about 1e-3.
+        size = (((theirs**2).mean(1) * full).sum() / full.sum().clamp(min=1)).clamp(min=1e-4)
+        loss = loss + (((ours - theirs) ** 2).mean(1) * full).sum() / (full.sum().clamp(min=1) * size)
+    return loss / 4
+
+
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
     feats = np.concatenate([c.features[0].astype(np.float32) for c in clips[:300]])
     poses = np.concatenate([p.astype(np.float32) for c in clips[:300] for p in c.poses])
@@ -317,10 +368,11 @@ def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> Ges
 def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
-          flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE,
+          rollout_weight: float = 0.0) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
-    rate."""
+    rate. A `rollout_weight` above 0 adds the free-running loss (`rollout_loss`) to the flow stage's."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
@@ -338,11 +390,22 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, 1e-3)
-    flow_losses = run_stage("latent flow", flow_params,
-                            lambda: flow_loss(net, batches(batch_size), gen, augment, flow_frames), flow_minutes, rate)
+    rollout_losses: list[float] = []
+
+    def flow_stage_loss() -> Tensor:
+        batch = batches(batch_size)
+        loss = flow_loss(net, batch, gen, augment, flow_frames)
+        if rollout_weight > 0:
+            free_running = rollout_loss(net, batch, gen)
+            rollout_losses.append(free_running.item())
+            loss = loss + rollout_weight * free_running
+        return loss
+
+    flow_losses = run_stage("latent flow", flow_params, flow_stage_loss, flow_minutes, rate)
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
-    return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "batch_size": batch_size}
+    return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "rollout_losses": rollout_losses,
+                 "batch_size": batch_size}  # fmt: skip
 
 
 def plot_losses(log: dict, path: Path) -> None:
@@ -351,8 +414,11 @@ def plot_losses(log: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key, title in ((axes[0], "vae_losses", "motion VAE"), (axes[1], "flow_losses", "latent flow")):
+    panels = [("vae_losses", "motion VAE"), ("flow_losses", "latent flow")]
+    if log.get("rollout_losses"):
+        panels.append(("rollout_losses", "free-running statistics"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         losses = log[key]
         if not losses:
             ax.set_title(f"{title}: kept from the resumed checkpoint")
@@ -396,13 +462,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flow-frames", type=int, default=FLOW_FRAMES,
                         help=f"frames of each {CROP}-frame crop the flow's loss is scored on")
     parser.add_argument("--vae-share", type=float, default=VAE_SHARE, help="share of --minutes for the VAE stage")
+    parser.add_argument("--rollout-weight", type=float, default=0.0,
+                        help="weight of the free-running loss: the 4 s statistics of the model's own sampled "
+                             "motion matched to the teacher's (about 3x the time per flow step)")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
-    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1:
-        parser.error(f"need 1 <= --flow-frames <= {CROP} and 0 < --vae-share < 1")
+    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1 or args.rollout_weight < 0:
+        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1 and --rollout-weight >= 0")
     torch.set_num_threads(2)
     began = time.time()
     if args.beat2 is not None:
@@ -431,7 +500,8 @@ def main(argv: list[str] | None = None) -> None:
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
-                     args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share)
+                     args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share,
+                     args.rollout_weight)
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -442,7 +512,10 @@ def main(argv: list[str] | None = None) -> None:
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "vae_share": args.vae_share if resumed is None else 0.0,
-                     "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),
+                     "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),  # with the rollout term
+                     "rollout_weight": args.rollout_weight,
+                     "final_rollout_loss": float(np.mean(log["rollout_losses"][-100:])) if log["rollout_losses"]
+                     else None,
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
@@ -460,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
         metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
         save_gesture_checkpoint(args.out, net, style_names, metadata)
     plot_losses(log, folder / f"{stem}.png")
-    summary = {**metadata, "vae_losses": log["vae_losses"][::10], "flow_losses": log["flow_losses"][::10]}
+    summary = {**metadata, **{key: log[key][::10] for key in ("vae_losses", "flow_losses", "rollout_losses")}}
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1))
     print(f"loss curves: {folder / stem}.png")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); "

@@ -7,7 +7,15 @@ import torch
 from runtime.body_pose import N_POSE_FEATURES
 from runtime.models.gesture import FEATURES_PER_FRAME, GestureConfig, GestureNetwork
 from training.gesture_data import GestureClip
-from training.train_gesture import CONTEXT, CROP, Batches, crop_frames, flow_loss
+from training.train_gesture import (
+    CONTEXT,
+    CROP,
+    Batches,
+    crop_frames,
+    flow_loss,
+    rollout_loss,
+    window_statistics,
+)
 
 SILENCE = -5.0
 CLIP_FRAMES = 200
@@ -68,3 +76,49 @@ def test_the_flow_loss_on_a_sample_of_frames_trains_every_part(frames: int) -> N
     loss.backward()
     for part in (next(net.convs[0].parameters()), net.history.weight, net.style_encoder.out.weight, net.out.weight):
         assert part.grad is not None and part.grad.abs().sum() > 0
+
+
+def indexed_network() -> GestureNetwork:
+    torch.manual_seed(0)
+    net = GestureNetwork(GestureConfig(emotion_film=True, emotion_posture=True, emotion_temperature=True))
+    net.pose_std.fill_(50.0)  # the indexed poses, normalised to a few units
+    return net
+
+
+def test_the_free_running_loss_trains_every_part() -> None:
+    _, batch = indexed_batches()
+    net = indexed_network()
+    loss = rollout_loss(net, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    parts = (next(net.convs[0].parameters()), net.history.weight, net.style_encoder.out.weight, net.out.weight,
+             net.emotion_film.weight, net.t_in.weight)  # fmt: skip
+    for part in parts:
+        assert part.grad is not None and part.grad.abs().sum() > 0
+
+
+def test_the_free_running_loss_scores_only_whole_crops() -> None:
+    _, batch = indexed_batches()
+    net = indexed_network().eval()
+    back = batch["poses"].shape[1] - CROP
+
+    def loss(b: dict[str, torch.Tensor]) -> float:
+        with torch.no_grad():
+            return float(rollout_loss(net, b, torch.Generator().manual_seed(0)))
+
+    batch["valid"][0, -10:] = 0  # the first crop runs past its clip's end
+    before = loss(batch)
+    moved = {k: v.clone() for k, v in batch.items()}
+    moved["poses"][0, back:] += 20.0
+    assert loss(moved) == pytest.approx(before, rel=1e-6)
+    moved["poses"][1, back:] *= 3.0  # a whole crop's target does count
+    assert loss(moved) != pytest.approx(before, rel=1e-3)
+
+
+def test_window_statistics_are_posture_spread_and_change() -> None:
+    ramp = torch.arange(5, dtype=torch.float32)[None, :, None].expand(1, 5, 2) * torch.tensor([1.0, -2.0])
+    mean, spread, change, change_spread = window_statistics(ramp)
+    assert torch.allclose(mean, torch.tensor([[2.0, -4.0]]))
+    assert torch.allclose(spread, torch.tensor([[2.0**0.5, 2 * 2.0**0.5]]))
+    assert torch.allclose(change, torch.tensor([[1.0, 2.0]]))
+    assert torch.allclose(change_spread, torch.zeros(1, 2))
