@@ -33,6 +33,7 @@ import torch
 
 from benchmarks.common import RESULTS, machine, step_cost, write_result
 from benchmarks.face_quality import predict, train_classifier
+from benchmarks.motion_judge import MotionJudge, judge, judge_windows, train_judge
 from clients.audio_files import chunks
 from runtime.audio import LogMelFrontEnd
 from runtime.body_pose import features_to_matrices, pose_features
@@ -48,6 +49,8 @@ from training.teacher_gesture import STYLES, teach_gesture
 ROOT = Path(__file__).resolve().parent.parent
 SIGMA_S = 0.1
 WINDOW = 120  # frames per classifier window (4 s)
+JUDGE_STEPS = 1500  # the temporal emotion judge's training steps
+JUDGE_HOP = 15  # frames between its overlapping training windows
 HANDS = tuple(range(25, 55))
 CHIN_BELOW_HEAD_M = 0.1  # the chin's height below the SMPL-X head joint, roughly
 OFFSETS = rest_offsets()
@@ -168,21 +171,40 @@ def teacher(take: Take, emotion: str, style: str, seed: int) -> np.ndarray:
     return pose_features(out.axis_angle, out.trans)
 
 
-def train_classifiers(takes: list[Take], steps: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Emotion and style classifiers on teacher motion of training voices, for a fixed number of steps: the
-    same on every run and machine, so two checkpoints are compared by one and the same classifier."""
+def training_motion(takes: list[Take]) -> list[tuple[np.ndarray, int, int]]:
+    """Teacher motion of training voices for the classifiers: each take in every emotion, each time in a
+    style drawn at random; (poses, emotion index, style index)."""
     rng = np.random.default_rng(0)
-    xs, emotions, styles = [], [], []
+    out = []
     for i, take in enumerate(takes):
         for e, emotion in enumerate(EMOTIONS):
             s = int(rng.integers(len(STYLE_NAMES)))
-            f = window_features(teacher(take, emotion, STYLE_NAMES[s], seed=100 * i + e))
-            xs.append(f)
-            emotions += [e] * len(f)
-            styles += [s] * len(f)
+            out.append((teacher(take, emotion, STYLE_NAMES[s], seed=100 * i + e), e, s))
+    return out
+
+
+def train_classifiers(motion: list[tuple[np.ndarray, int, int]], steps: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Emotion and style classifiers of `window_features`, on `training_motion`, for a fixed number of
+    steps: the same on every run and machine, so two checkpoints are compared by one and the same classifier."""
+    xs, emotions, styles = [], [], []
+    for poses, e, s in motion:
+        f = window_features(poses)
+        xs.append(f)
+        emotions += [e] * len(f)
+        styles += [s] * len(f)
     x = np.concatenate(xs)
     return (train_classifier(x, np.array(emotions), len(EMOTIONS), steps=steps),
             train_classifier(x, np.array(styles), len(STYLE_NAMES), steps=steps))  # fmt: skip
+
+
+def train_emotion_judges(motion: list[tuple[np.ndarray, int, int]], steps: int) -> dict[str, MotionJudge]:
+    """The temporal emotion judges (benchmarks/motion_judge.py) on the same teacher motion: one reading
+    posture and motion, one reading motion alone."""
+    windows = [(judge_windows(positions(poses), hop=JUDGE_HOP), e) for poses, e, _ in motion]
+    x = np.concatenate([w for w, _ in windows])
+    y = np.concatenate([[e] * len(w) for w, e in windows])
+    return {name: train_judge(x, y, len(EMOTIONS), steps, centred=centred)
+            for name, centred in (("posture and motion", False), ("motion alone", True))}  # fmt: skip
 
 
 def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_steps: int,
@@ -190,9 +212,12 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     network, style_names, metadata = load_gesture_checkpoint(checkpoint)
     torch.set_num_threads(2)
     test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
-    emotion_clf, style_clf = train_classifiers(load_takes(corpus, False, n_train), classifier_steps)
+    motion = training_motion(load_takes(corpus, False, n_train))
+    emotion_clf, style_clf = train_classifiers(motion, classifier_steps)
+    judges = train_emotion_judges(motion, JUDGE_STEPS)
     rows: dict[str, list[dict[str, float]]] = {"teacher": [], "model": []}
     emotion_hits, teacher_emotion_hits, seed_l1 = [], [], []
+    judged: dict[tuple[str, str], list[bool]] = {}  # (motion, judge) -> the temporal judges' reads
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)  # rows: asked for; columns: recognised
     swapped_hits: dict[str, list[bool]] = {}  # with the teacher's statistics of one part swapped in
     examples: dict[str, np.ndarray] = {}
@@ -205,6 +230,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
             made = generate(network, take, emotion, preset, seed=i)
             for name, poses in (("teacher", taught), ("model", made)):
                 pos = positions(poses)
+                for kind, reader in judges.items():
+                    judged.setdefault((name, kind), []).extend(judge(reader, pos) == EMOTIONS.index(emotion))
                 beats = motion_beats(pos)
                 alignment = {"beat_alignment": beat_alignment(onsets, beats), "beats_per_s": beats.size * 30 / len(pos)}
                 rows[name].append(motion_metrics(pos) | alignment)
@@ -249,12 +276,14 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "emotion_accuracy": float(np.mean(emotion_hits)),
         "emotion_confusion": confusion.tolist(),
         "emotion_accuracy_with_teacher": {part: float(np.mean(h)) for part, h in swapped_hits.items()},
+        "emotion_accuracy_judges": {kind: float(np.mean(judged["model", kind])) for kind in judges},
         "style_recovery_accuracy": float(np.mean(style_hits)),
         "style_chance": float(np.mean(chance_hits)),
         "seed_l1_cm": float(np.mean(seed_l1)),
         "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
     }
     summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
+    summary["teacher"]["emotion_accuracy_judges"] = {kind: float(np.mean(judged["teacher", kind])) for kind in judges}
     timed = GestureGenerator(network, **SAMPLING).eval()
     summary["compute"] = step_cost(timed)
     model = summary["model"]
@@ -323,6 +352,8 @@ def table(result: dict) -> str:
         ("emotion accuracy", f"{t['emotion_accuracy']:.3f}", f"{m['emotion_accuracy']:.3f}", "≥ 0.9"),
         *((f"emotion accuracy, the teacher's {part} statistics swapped in", "", f"{v:.3f}", "")
           for part, v in m.get("emotion_accuracy_with_teacher", {}).items()),
+        *((f"emotion accuracy, temporal judge of joint {kind}", f"{t['emotion_accuracy_judges'][kind]:.3f}",
+           f"{v:.3f}", "") for kind, v in m.get("emotion_accuracy_judges", {}).items()),
         ("style recovery from a reference clip", "",
          f"{m['style_recovery_accuracy']:.3f} (chance {m['style_chance']:.3f})", "above chance"),
         ("ms per frame, batch 1, one core", "", f"{c['ms_per_frame_batch1_1core']:.3f}", "≤ 2"),

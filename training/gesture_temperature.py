@@ -33,6 +33,7 @@ from benchmarks.gesture_quality import (
     positions,
     teacher,
     train_classifiers,
+    training_motion,
     window_features,
 )
 from runtime.models.gesture import GestureNetwork, load_gesture_checkpoint, save_gesture_checkpoint, with_config
@@ -85,7 +86,7 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
     (temperature_matching_speed, which ignores the classifier)."""
     if criterion not in ("recognised", "speed"):
         raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
-    classifier, _ = train_classifiers(classifier_takes, classifier_steps)
+    classifier, _ = train_classifiers(training_motion(classifier_takes), classifier_steps)
     report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(classifier_takes),
                     "criterion": criterion, "emotions": {}}  # fmt: skip
     with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:

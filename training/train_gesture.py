@@ -42,7 +42,7 @@ from runtime.models.gesture import (
     save_gesture_checkpoint,
     with_config,
 )
-from runtime.rigs import SMPLX_JOINTS
+from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
 from training.gesture_temperature import calibrate
 from training.train_face import VTLP_PROBABILITY, warp_mel
@@ -59,6 +59,8 @@ VAE_SHARE = 0.25  # of the time budget
 # strokes (docs/gestures.md, "A sample of each crop's frames"), so all of them by default.
 FLOW_FRAMES = CROP
 LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
+TIMING_SMOOTHING = 5  # frames the timing loss averages the arms' speed over (a stroke is 10 to 20)
+ARM_FEATURES = [6 * i + k for i, j in enumerate(GESTURE_JOINTS) if j in UPPER_BODY_JOINTS for k in range(6)]
 # Share of frames trained on the null emotion, for classifier-free guidance on the emotion. From scratch in
 # one hour, this recipe without FiLM measured better than FiLM without dropout (docs/gestures.md).
 EMOTION_DROPOUT = 0.15
@@ -240,19 +242,14 @@ def window_statistics(poses: Tensor) -> list[Tensor]:
     return [poses.mean(1), poses.std(1, correction=0), change.abs().mean(1), change.std(1, correction=0)]
 
 
-def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2) -> Tensor:
-    """A sequence-level loss on the model running free, as it does in a stream: from the crop's true
-    history, each frame is sampled (noise, the sampler's Euler steps, the network's own temperature) and
-    fed back as history, and the output is low-passed as the generator does. The 4 s statistics of what it
-    made (posture, spread, speed of change) are matched to the teacher's take of the same crop. The
-    per-frame flow loss sees true histories only, so a model trained on it alone never learns what its
-    own motion does to it over seconds; emotion lives in those seconds (gesture rate, size, sway).
-    Each statistic is scored relative to its size in the teacher's takes, so that all four count.
-    Crops that run past their clip's end are left out."""
+def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2) -> Tensor:
+    """The model running free over each crop, as it does in a stream: from the crop's true history, each
+    frame is sampled (noise, the sampler's Euler steps, the network's own temperature) and fed back as
+    history, and the output is low-passed as the generator does. (B, CROP, P) normalised poses with the
+    emotion's posture on."""
     c = net.config
     back = batch["poses"].shape[1] - CROP
     D = c.lookahead_frames
-    full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
     x = normalized_poses(net, batch)
     emotion = batch["emotion"]
     posture = net.posture(emotion)
@@ -272,13 +269,73 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
         history = push_ring(history, pose[:, None])
         smoothed = smoothed + DEFAULT_SMOOTHING * (pose + posture - smoothed)
         made.append(smoothed)
-    target = x[:, back:] + posture[:, None]
-    loss = x.new_zeros(())
-    for ours, theirs in zip(window_statistics(torch.stack(made, dim=1)), window_statistics(target), strict=True):
+    return torch.stack(made, dim=1)
+
+
+def arm_speed(poses: Tensor) -> Tensor:
+    """(B, T, P) -> (B, T - 1): the size of each frame's change in the spine's, shoulders' and arms'
+    features (not the fingers', which are most of P), a stand-in for the upper-body joint speed whose
+    pauses the benchmark's beat alignment reads."""
+    return torch.diff(poses[..., ARM_FEATURES], dim=1).square().sum(-1).add(1e-8).sqrt()
+
+
+def correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of each row of a with the same row of b: (B, T) -> (B,)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-8)
+
+
+def statistics_loss(made: Tensor, target: Tensor, full: Tensor, paired: bool = False) -> Tensor:
+    """The 4 s statistics of `made` (B, T, P) against the teacher's `target` (posture, spread, speed of
+    change), each relative to its size in the teacher's takes so that all four count; `full` (B,) is 1
+    for crops scored. `paired`: the two halves of the batch are two samples of the same crops, scored as
+    (a - t)(b - t), whose expectation is the squared bias of the model's statistics alone."""
+    loss = made.new_zeros(())
+    count = full.sum().clamp(min=1)
+    for a, t in zip(window_statistics(made), window_statistics(target), strict=True):
         # Floored for a batch of still takes; real takes' smallest statistic (the change) is about 1e-3.
-        size = (((theirs**2).mean(1) * full).sum() / full.sum().clamp(min=1)).clamp(min=1e-4)
-        loss = loss + (((ours - theirs) ** 2).mean(1) * full).sum() / (full.sum().clamp(min=1) * size)
+        size = (((t**2).mean(1) * full).sum() / count).clamp(min=1e-4)
+        if paired:
+            h = len(a) // 2
+            error, weight = ((a[:h] - t[:h]) * (a[h:] - t[:h])).mean(1), full[:h]
+        else:
+            error, weight = ((a - t) ** 2).mean(1), full
+        loss = loss + (error * weight).sum() / (weight.sum().clamp(min=1) * size)
     return loss / 4
+
+
+def timing_loss(made: Tensor, target: Tensor, full: Tensor, smoothing: int = TIMING_SMOOTHING) -> Tensor:
+    """1 minus the correlation of the arms' speed over each crop with the teacher's: low when strokes and
+    pauses fall where the teacher's do, on the crop's stressed syllables. Both speeds are averaged over
+    `smoothing` frames first. Neither raw nor averaged speed kept two trial runs from learning to wobble
+    within strokes, a pause on nearly every syllable, since the teacher's strokes are a random draw a
+    causal model cannot foresee (docs/gestures.md, "Two samples and a timing loss"); off by default."""
+
+    def smooth(speed: Tensor) -> Tensor:
+        return torch.nn.functional.avg_pool1d(speed[:, None], smoothing, stride=1)[:, 0]
+
+    agreement = correlation(smooth(arm_speed(made)), smooth(arm_speed(target)))
+    return ((1 - agreement) * full).sum() / full.sum().clamp(min=1)
+
+
+def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2,
+                 paired: bool = False) -> dict[str, Tensor]:  # fmt: skip
+    """Sequence-level losses on the model running free (`free_run`), "statistics" (`statistics_loss`) and
+    "timing" (`timing_loss`). The per-frame flow loss sees true histories only, so a model trained on it
+    alone never learns what its own motion does to it over seconds; emotion lives in those seconds
+    (gesture rate, size, sway). One sample against one take also rewards samples that differ less from
+    each other, which cost the seventh run most of its seed diversity; `paired` runs each crop of the
+    first half of the batch twice with different noise (the same cost) and scores the statistics' bias
+    only, leaving the spread between samples to the flow loss. Crops that run past their clip's end are
+    left out."""
+    if paired:
+        half = {k: v[: len(v) // 2] for k, v in batch.items()}
+        batch = {k: torch.cat([v, v]) for k, v in half.items()}
+    back = batch["poses"].shape[1] - CROP
+    full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
+    made = free_run(net, batch, gen, n_steps)
+    target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
+    return {"statistics": statistics_loss(made, target, full, paired), "timing": timing_loss(made, target, full)}
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
@@ -369,10 +426,12 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
           flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE,
-          rollout_weight: float = 0.0) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          rollout_weight: float = 0.0, rollout_pairs: bool = False, timing_weight: float = 0.0
+          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
-    rate. A `rollout_weight` above 0 adds the free-running loss (`rollout_loss`) to the flow stage's."""
+    rate. A `rollout_weight` above 0 adds the free-running statistics loss (`rollout_loss`, paired with
+    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
@@ -391,21 +450,23 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
     flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, 1e-3)
     rollout_losses: list[float] = []
+    timing_losses: list[float] = []
 
     def flow_stage_loss() -> Tensor:
         batch = batches(batch_size)
         loss = flow_loss(net, batch, gen, augment, flow_frames)
-        if rollout_weight > 0:
-            free_running = rollout_loss(net, batch, gen)
-            rollout_losses.append(free_running.item())
-            loss = loss + rollout_weight * free_running
+        if rollout_weight > 0 or timing_weight > 0:
+            free_running = rollout_loss(net, batch, gen, paired=rollout_pairs)
+            rollout_losses.append(free_running["statistics"].item())
+            timing_losses.append(free_running["timing"].item())
+            loss = loss + rollout_weight * free_running["statistics"] + timing_weight * free_running["timing"]
         return loss
 
     flow_losses = run_stage("latent flow", flow_params, flow_stage_loss, flow_minutes, rate)
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "rollout_losses": rollout_losses,
-                 "batch_size": batch_size}  # fmt: skip
+                 "timing_losses": timing_losses, "batch_size": batch_size}  # fmt: skip
 
 
 def plot_losses(log: dict, path: Path) -> None:
@@ -417,6 +478,7 @@ def plot_losses(log: dict, path: Path) -> None:
     panels = [("vae_losses", "motion VAE"), ("flow_losses", "latent flow")]
     if log.get("rollout_losses"):
         panels.append(("rollout_losses", "free-running statistics"))
+        panels.append(("timing_losses", "free-running timing"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
     for ax, (key, title) in zip(axes, panels, strict=True):
         losses = log[key]
@@ -427,7 +489,7 @@ def plot_losses(log: dict, path: Path) -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(losses, alpha=0.3, linewidth=0.6)
         ax.plot(np.arange(smooth.size) + window - 1, smooth)
-        ax.set_yscale("log")
+        ax.set_yscale("log" if min(losses) > 0 else "linear")  # the paired statistics loss can go below 0
         ax.set_xlabel("step")
         ax.set_title(f"gesture training: {title}")
     fig.tight_layout()
@@ -465,13 +527,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rollout-weight", type=float, default=0.0,
                         help="weight of the free-running loss: the 4 s statistics of the model's own sampled "
                              "motion matched to the teacher's (about 3x the time per flow step)")  # fmt: skip
+    parser.add_argument("--rollout-pairs", action=argparse.BooleanOptionalAction, default=False,
+                        help="score the free-running statistics on two samples of each crop, (a - t)(b - t), "
+                             "which leaves the spread between seeds alone")  # fmt: skip
+    parser.add_argument("--timing-weight", type=float, default=0.0,
+                        help="weight of the free-running timing loss: 1 - the correlation of the arms' speed "
+                             "with the teacher's over each crop")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
-    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1 or args.rollout_weight < 0:
-        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1 and --rollout-weight >= 0")
+    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1 or args.rollout_weight < 0 \
+            or args.timing_weight < 0:  # fmt: skip
+        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1 and --rollout-weight, "
+                     "--timing-weight >= 0")
     torch.set_num_threads(2)
     began = time.time()
     if args.beat2 is not None:
@@ -501,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
                      args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share,
-                     args.rollout_weight)
+                     args.rollout_weight, args.rollout_pairs, args.timing_weight)
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -513,7 +583,10 @@ def main(argv: list[str] | None = None) -> None:
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "vae_share": args.vae_share if resumed is None else 0.0,
                      "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),  # with the rollout term
-                     "rollout_weight": args.rollout_weight,
+                     "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
+                     "timing_weight": args.timing_weight,
+                     "final_timing_loss": float(np.mean(log["timing_losses"][-100:])) if log["timing_losses"]
+                     else None,
                      "final_rollout_loss": float(np.mean(log["rollout_losses"][-100:])) if log["rollout_losses"]
                      else None,
                      "wall_minutes_total": (time.time() - began) / 60},
@@ -533,7 +606,8 @@ def main(argv: list[str] | None = None) -> None:
         metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
         save_gesture_checkpoint(args.out, net, style_names, metadata)
     plot_losses(log, folder / f"{stem}.png")
-    summary = {**metadata, **{key: log[key][::10] for key in ("vae_losses", "flow_losses", "rollout_losses")}}
+    summary = {**metadata, **{key: log[key][::10] for key in ("vae_losses", "flow_losses", "rollout_losses",
+                                                             "timing_losses")}}
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1))
     print(f"loss curves: {folder / stem}.png")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); "

@@ -8,12 +8,15 @@ from runtime.body_pose import N_POSE_FEATURES
 from runtime.models.gesture import FEATURES_PER_FRAME, GestureConfig, GestureNetwork
 from training.gesture_data import GestureClip
 from training.train_gesture import (
+    ARM_FEATURES,
     CONTEXT,
     CROP,
     Batches,
     crop_frames,
     flow_loss,
     rollout_loss,
+    statistics_loss,
+    timing_loss,
     window_statistics,
 )
 
@@ -88,9 +91,9 @@ def indexed_network() -> GestureNetwork:
 def test_the_free_running_loss_trains_every_part() -> None:
     _, batch = indexed_batches()
     net = indexed_network()
-    loss = rollout_loss(net, batch, torch.Generator().manual_seed(0))
-    assert torch.isfinite(loss) and loss > 0
-    loss.backward()
+    losses = rollout_loss(net, batch, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
     parts = (next(net.convs[0].parameters()), net.history.weight, net.style_encoder.out.weight, net.out.weight,
              net.emotion_film.weight, net.t_in.weight)  # fmt: skip
     for part in parts:
@@ -104,7 +107,7 @@ def test_the_free_running_loss_scores_only_whole_crops() -> None:
 
     def loss(b: dict[str, torch.Tensor]) -> float:
         with torch.no_grad():
-            return float(rollout_loss(net, b, torch.Generator().manual_seed(0)))
+            return float(sum(rollout_loss(net, b, torch.Generator().manual_seed(0)).values()))
 
     batch["valid"][0, -10:] = 0  # the first crop runs past its clip's end
     before = loss(batch)
@@ -122,3 +125,31 @@ def test_window_statistics_are_posture_spread_and_change() -> None:
     assert torch.allclose(spread, torch.tensor([[2.0**0.5, 2 * 2.0**0.5]]))
     assert torch.allclose(change, torch.tensor([[1.0, 2.0]]))
     assert torch.allclose(change_spread, torch.zeros(1, 2))
+
+
+def test_the_paired_statistics_loss_scores_bias_not_spread_between_samples() -> None:
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(64, CROP, 4, generator=gen)
+    full = torch.ones(128)
+    biased = target.repeat(2, 1, 1) + 0.5  # two identical samples of each crop, off by the same bias
+    assert statistics_loss(biased, target.repeat(2, 1, 1), full, paired=True) == pytest.approx(
+        float(statistics_loss(biased, target.repeat(2, 1, 1), full)), rel=1e-5
+    )
+    # Samples placed apart from each other and from the take, but not on average: only one sample pays.
+    apart = target.repeat(2, 1, 1) + torch.randn(128, 1, 4, generator=gen)
+    one_sample = float(statistics_loss(apart, target.repeat(2, 1, 1), full))
+    assert one_sample > 0.05
+    assert abs(float(statistics_loss(apart, target.repeat(2, 1, 1), full, paired=True))) < 0.2 * one_sample
+
+def test_the_timing_loss_rewards_strokes_where_the_teachers_are() -> None:
+    t = torch.arange(CROP, dtype=torch.float32)
+    strokes = torch.zeros(1, CROP, N_POSE_FEATURES)
+    strokes[..., ARM_FEATURES] = torch.sin(2 * torch.pi * t / 20)[None, :, None]  # a stroke every 2/3 s
+    late = torch.roll(strokes, 5, dims=1)  # a quarter period late: pauses where the teacher moves fastest
+    fingers = strokes.clone()
+    fingers[..., ARM_FEATURES] = 0.0
+    fingers[..., -10:] = torch.sin(2 * torch.pi * t / 20)[None, :, None]
+    full = torch.ones(1)
+    assert float(timing_loss(2 * strokes + 1, strokes, full)) == pytest.approx(0.0, abs=1e-5)  # size is free
+    assert float(timing_loss(late, strokes, full)) > 1.5
+    assert float(timing_loss(fingers + 0.01 * torch.randn(fingers.shape), strokes, full)) > 0.5  # arms only
