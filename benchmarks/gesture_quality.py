@@ -16,8 +16,10 @@ Definitions (docs/gestures.md):
 - smoothness: mean jerk (m/s^3) of upper-body and finger joints; pelvis drift: the largest horizontal
   distance (cm) the pelvis moves from where it started;
 - emotion accuracy: a classifier trained on teacher motion of training voices (4 s windows of pose
-  statistics), applied to generated motion; style recovery: a style classifier trained the same way,
-  applied to motion generated from another take's motion as the style reference (chance 1/16);
+  statistics), applied to generated motion; and two temporal judges over joint positions
+  (benchmarks/motion_judge.py), one reading posture and motion, one motion alone; style recovery: a
+  style classifier trained the same way, applied to motion generated from another take's motion as the
+  style reference (chance 1/16);
 - compute: ms per frame at batch 1 and frames per second at batch 64, one core.
 """
 
