@@ -497,6 +497,11 @@ def plot_losses(log: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def final_loss(losses: list[float]) -> float | None:
+    """The mean of a stage's last 100 losses, or None for a stage that did not run."""
+    return float(np.mean(losses[-100:])) if losses else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the gesture generator from scratch.")
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
@@ -577,18 +582,16 @@ def main(argv: list[str] | None = None) -> None:
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
-                     "final_vae_loss": float(np.mean(log["vae_losses"][-100:])) if log["vae_losses"] else None,
+                     "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "vae_share": args.vae_share if resumed is None else 0.0,
-                     "final_flow_loss": float(np.mean(log["flow_losses"][-100:])),  # with the rollout term
+                     "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms
                      "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
                      "timing_weight": args.timing_weight,
-                     "final_timing_loss": float(np.mean(log["timing_losses"][-100:])) if log["timing_losses"]
-                     else None,
-                     "final_rollout_loss": float(np.mean(log["rollout_losses"][-100:])) if log["rollout_losses"]
-                     else None,
+                     "final_timing_loss": final_loss(log["timing_losses"]),
+                     "final_rollout_loss": final_loss(log["rollout_losses"]),
                      "wall_minutes_total": (time.time() - began) / 60},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
