@@ -426,12 +426,15 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
           flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE,
-          rollout_weight: float = 0.0, rollout_pairs: bool = False, timing_weight: float = 0.0
-          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          rollout_weight: float = 0.0, rollout_pairs: bool = False, timing_weight: float = 0.0,
+          rollout_share: float = 1.0) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
     rate. A `rollout_weight` above 0 adds the free-running statistics loss (`rollout_loss`, paired with
-    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss."""
+    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss. With
+    `rollout_share` below 1 they join only for that last share of the flow's time, as a stage of their own
+    that starts again at the resume's rate, as the shipped chain's last run did: at three times a step's
+    cost, they pay most on a flow that has learned the motion frame by frame."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
@@ -452,17 +455,24 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     rollout_losses: list[float] = []
     timing_losses: list[float] = []
 
-    def flow_stage_loss() -> Tensor:
-        batch = batches(batch_size)
-        loss = flow_loss(net, batch, gen, augment, flow_frames)
-        if rollout_weight > 0 or timing_weight > 0:
-            free_running = rollout_loss(net, batch, gen, paired=rollout_pairs)
-            rollout_losses.append(free_running["statistics"].item())
-            timing_losses.append(free_running["timing"].item())
-            loss = loss + rollout_weight * free_running["statistics"] + timing_weight * free_running["timing"]
-        return loss
+    def frame_loss() -> Tensor:
+        return flow_loss(net, batches(batch_size), gen, augment, flow_frames)
 
-    flow_losses = run_stage("latent flow", flow_params, flow_stage_loss, flow_minutes, rate)
+    def free_running_loss() -> Tensor:
+        batch = batches(batch_size)
+        free_running = rollout_loss(net, batch, gen, paired=rollout_pairs)
+        rollout_losses.append(free_running["statistics"].item())
+        timing_losses.append(free_running["timing"].item())
+        return flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
+            + timing_weight * free_running["timing"]  # fmt: skip
+
+    free_running_minutes = flow_minutes * rollout_share if rollout_weight > 0 or timing_weight > 0 else 0.0
+    flow_losses: list[float] = []
+    if free_running_minutes < flow_minutes:
+        flow_losses = run_stage("latent flow", flow_params, frame_loss, flow_minutes - free_running_minutes, rate)
+    if free_running_minutes > 0:
+        flow_losses += run_stage("latent flow, free-running", flow_params, free_running_loss, free_running_minutes,
+                                 1e-3)  # fmt: skip
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "rollout_losses": rollout_losses,
@@ -538,15 +548,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing-weight", type=float, default=0.0,
                         help="weight of the free-running timing loss: 1 - the correlation of the arms' speed "
                              "with the teacher's over each crop")  # fmt: skip
+    parser.add_argument("--rollout-share", type=float, default=1.0,
+                        help="share of the flow's time, at its end, with the free-running losses on (a stage "
+                             "of its own from a learning rate of 1e-3)")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1 or args.rollout_weight < 0 \
-            or args.timing_weight < 0:  # fmt: skip
-        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1 and --rollout-weight, "
-                     "--timing-weight >= 0")
+            or args.timing_weight < 0 or not 0 < args.rollout_share <= 1:  # fmt: skip
+        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1, 0 < --rollout-share <= 1 and "
+                     "--rollout-weight, --timing-weight >= 0")
     torch.set_num_threads(2)
     began = time.time()
     if args.beat2 is not None:
@@ -576,11 +589,12 @@ def main(argv: list[str] | None = None) -> None:
                                   args.history_offset_limbs)  # fmt: skip
     net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
                      args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share,
-                     args.rollout_weight, args.rollout_pairs, args.timing_weight)
+                     args.rollout_weight, args.rollout_pairs, args.timing_weight, args.rollout_share)
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
+                     "free_running_steps": len(log["rollout_losses"]),
                      "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
                      "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
@@ -589,6 +603,7 @@ def main(argv: list[str] | None = None) -> None:
                      "vae_share": args.vae_share if resumed is None else 0.0,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms
                      "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
+                     "rollout_share": args.rollout_share,
                      "timing_weight": args.timing_weight,
                      "final_timing_loss": final_loss(log["timing_losses"]),
                      "final_rollout_loss": final_loss(log["rollout_losses"]),
