@@ -438,10 +438,10 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
     rate. A `rollout_weight` above 0 adds the free-running statistics loss (`rollout_loss`, paired with
-    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss. With
-    `rollout_share` below 1 they join only for that last share of the flow's time, as a stage of their own
-    that starts again at the resume's rate, as the shipped chain's last run did: at three times a step's
-    cost, they pay most on a flow that has learned the motion frame by frame."""
+    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss. They join for the
+    last `rollout_share` of the flow's time, as a stage of their own whose learning rate starts again from
+    1e-3 (the resume's), as the shipped chain's last run did: at three times a step's cost, they pay most
+    on a flow that has learned the motion frame by frame."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
