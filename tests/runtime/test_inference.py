@@ -94,11 +94,17 @@ def test_audio_that_waited_for_a_busy_loop_is_stepped_with_one_sampler_step() ->
     loop.start()
     try:
         loop.open("s", 16_000, seed=0, emotion=emotion_vector("neutral", 1.0), lookahead=7, steps=2)
-        for k in range(50):  # 1 s in real time; the chunks after 0.4 s wait behind a stall, later ones do not
+        # 20 ms chunks in real time, but the five after 0.4 s come at once while the thread is busy, as
+        # after a network hiccup, so each waits about 100 ms. The loop reads the lag of the newest chunk it
+        # handled, so a chunk that arrived just as the stall ended would hide the others' wait: none does.
+        for k in range(50):
             if k == 20:
                 loop.commands.put(("stall", ()))
             loop.audio("s", 320 * k, 1_000 + 20_000 * k, np.zeros(320, np.int16))
-            time.sleep(0.02)
+            if k == 24:
+                time.sleep(0.15)  # past the stall's end
+            elif not 20 <= k < 24:
+                time.sleep(0.02)
         loop.finish("s")
         assert got_all.wait(timeout=30)
     finally:
