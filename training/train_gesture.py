@@ -71,6 +71,7 @@ EMOTION_DROPOUT = 0.15
 ROLLOUT_WEIGHT = 1.0
 ROLLOUT_PAIRS = True
 ROLLOUT_SHARE = 0.4
+RESUME_RATE = 1e-3  # where a resume's learning rate starts, and the free-running stage's
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,7 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
     rate. A `rollout_weight` above 0 adds the free-running statistics loss (`rollout_loss`, paired with
     `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss. They join for the
     last `rollout_share` of the flow's time, as a stage of their own whose learning rate starts again from
-    1e-3 (the resume's), as the shipped chain's last run did: at three times a step's cost, they pay most
+    `RESUME_RATE`, as the shipped chain's last run did: at three times a step's cost, they pay most
     on a flow that has learned the motion frame by frame."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -458,7 +459,7 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
         net = with_emotion_options(resume, emotion_dropout, emotion_film).train()
     net.vae.requires_grad_(False)
     flow_params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
-    flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, 1e-3)
+    flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, RESUME_RATE)
     rollout_losses: list[float] = []
     timing_losses: list[float] = []
 
@@ -479,7 +480,7 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
         flow_losses = run_stage("latent flow", flow_params, frame_loss, flow_minutes - free_running_minutes, rate)
     if free_running_minutes > 0:
         flow_losses += run_stage("latent flow, free-running", flow_params, free_running_loss, free_running_minutes,
-                                 1e-3)  # fmt: skip
+                                 RESUME_RATE)  # fmt: skip
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "rollout_losses": rollout_losses,
