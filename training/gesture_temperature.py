@@ -58,10 +58,17 @@ def temperature_matching_speed(target: float, speeds: list[float], grid: tuple[f
 
 
 def pick_temperature(recognised: list[float], speeds: list[float], teacher_speed: float,
-                     grid: tuple[float, ...] = GRID) -> float:  # fmt: skip
-    """The grid temperature read right most often; among equals, the one moving nearest the teacher's speed."""
-    best = max(recognised)
-    candidates = [g for g, r in enumerate(recognised) if r == best]
+                     grid: tuple[float, ...] = GRID, speed_tolerance: float | None = None) -> float:  # fmt: skip
+    """The grid temperature read right most often; among equals, the one moving nearest the teacher's speed.
+    With `speed_tolerance`, only temperatures whose speed is within that share of the teacher's compete
+    (the one nearest it if none is): the top of the grid was read best for neutral and happy but moved
+    them nearly twice as fast as the teacher, with twice its jerk (docs/gestures.md)."""
+    allowed = list(range(len(grid)))
+    if speed_tolerance is not None:
+        near = [g for g in allowed if abs(speeds[g] - teacher_speed) <= speed_tolerance * teacher_speed]
+        allowed = near or [min(allowed, key=lambda g: abs(speeds[g] - teacher_speed))]
+    best = max(recognised[g] for g in allowed)
+    candidates = [g for g in allowed if recognised[g] == best]
     return float(grid[min(candidates, key=lambda g: abs(speeds[g] - teacher_speed))])
 
 
@@ -78,17 +85,17 @@ def training_takes(corpus: Path, n_takes: int = TAKES, n_classifier_takes: int =
 
 def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], takes: list[Take],
                              classifier_takes: list[Take], grid: tuple[float, ...] = GRID,
-                             classifier_steps: int = CLASSIFIER_STEPS, criterion: str = "recognised"
-                             ) -> dict:  # fmt: skip
+                             classifier_steps: int = CLASSIFIER_STEPS, criterion: str = "recognised",
+                             speed_tolerance: float | None = None) -> dict:  # fmt: skip
     """Per emotion: the teacher's speed, and at each grid temperature the model's speed and the share of
     its 4 s windows recognised as that emotion by a classifier trained on `classifier_takes`; then the
-    temperature picked by `criterion`: "recognised" (pick_temperature) or "speed"
+    temperature picked by `criterion`: "recognised" (pick_temperature, with `speed_tolerance`) or "speed"
     (temperature_matching_speed, which ignores the classifier)."""
     if criterion not in ("recognised", "speed"):
         raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
     classifier, _ = train_classifiers(training_motion(classifier_takes), classifier_steps)
     report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(classifier_takes),
-                    "criterion": criterion, "emotions": {}}  # fmt: skip
+                    "criterion": criterion, "speed_tolerance": speed_tolerance, "emotions": {}}  # fmt: skip
     with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:
         for e, emotion in enumerate(EMOTIONS):
             taught, speeds, hits = [], np.zeros((len(grid), len(takes))), [[] for _ in grid]
@@ -107,7 +114,7 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
             if criterion == "speed":
                 picked = temperature_matching_speed(target, mean_speeds, grid)
             else:
-                picked = pick_temperature(recognised, mean_speeds, target, grid)
+                picked = pick_temperature(recognised, mean_speeds, target, grid, speed_tolerance)
             report["emotions"][emotion] = {
                 "teacher_speed_m_s": target, "model_speed_m_s": mean_speeds, "recognised": recognised,
                 "windows": len(hits[0]), "temperature": picked,
@@ -175,12 +182,17 @@ def main(argv: list[str] | None = None) -> None:
         default="recognised",
         help="pick the temperature read right most often, or the one matching the teacher's speed",
     )
+    parser.add_argument("--speed-tolerance", type=float, default=None,
+                        help="with the recognised criterion: only temperatures whose speed is within this share "
+                             "of the teacher's compete, e.g. 0.25")  # fmt: skip
     parser.add_argument("--takes", type=int, default=TAKES, help="training-voice takes per emotion and temperature")
     parser.add_argument("--grid", type=lambda text: tuple(float(v) for v in text.split(",")), default=GRID,
                         help="temperatures to try, comma-separated (default: 0.2 to 1.0 by 0.1)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.takes < 1 or not args.grid or min(args.grid) < 0 or list(args.grid) != sorted(args.grid):
         parser.error("need --takes >= 1 and an ascending --grid of temperatures >= 0")
+    if args.speed_tolerance is not None and (args.speed_tolerance <= 0 or args.criterion != "recognised"):
+        parser.error("--speed-tolerance must be above 0, and goes with --criterion recognised")
     out = args.out or args.checkpoint
     torch.set_num_threads(2)
     network, style_names, metadata = load_gesture_checkpoint(args.checkpoint)
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     results = ROOT / "benchmarks" / "results"
     figures = results / "gesture_temperature" if shipped else out.parent / f"{out.stem}_temperature"
     network, report = calibrate(network, style_names, args.corpus, figures, n_takes=args.takes, grid=args.grid,
-                                criterion=args.criterion)  # fmt: skip
+                                criterion=args.criterion, speed_tolerance=args.speed_tolerance)  # fmt: skip
     save_gesture_checkpoint(out, network, style_names, metadata | {"emotion_temperature": report})
     fitted = ", ".join(f"{e} {report['emotions'][e]['temperature']:.2f}" for e in EMOTIONS)
     print(f"wrote {out}: {fitted}; curves in {figures}.png")

@@ -102,8 +102,10 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     net, log = train(clips, STYLE_NAMES, minutes=0.1, batch_size=4, seed=0, emotion_dropout=0.15,
                      rollout_weight=1.0, rollout_share=0.5)  # fmt: skip
     assert log["vae_losses"] and log["flow_losses"]
-    # The free-running losses join for the flow stage's second half only, as a stage of their own.
+    # The free-running losses join for the flow stage's second half only, as a stage of their own, and
+    # emotion FiLM, off before it, is switched on for it and trained away from its zero start.
     assert 0 < len(log["rollout_losses"]) < len(log["flow_losses"])
+    assert net.config.emotion_film and net.emotion_film.weight.abs().sum() > 0
     assert np.isfinite(log["vae_losses"]).all() and np.isfinite(log["flow_losses"]).all()
     used = {s for clip in clips for s in clip.styles}
     assert all(net.style_presets[s].abs().sum() > 0 for s in used)

@@ -127,6 +127,20 @@ def test_window_statistics_are_posture_spread_and_change() -> None:
     assert torch.allclose(change_spread, torch.zeros(1, 2))
 
 
+def test_the_jerk_statistics_weigh_a_fast_wobble_that_the_others_barely_see() -> None:
+    t = torch.arange(CROP, dtype=torch.float32)
+    cubic = (t.double() ** 3 / 6)[None, :, None]  # its third difference is 1 at every frame
+    *_, jerk, jerk_spread = window_statistics(cubic, jerk=True)
+    assert len(window_statistics(cubic)) == 4
+    assert torch.allclose(jerk, torch.ones(1, 1).double()) and torch.allclose(jerk_spread, torch.zeros(1, 1).double())
+    stroke = torch.sin(2 * torch.pi * t / 15)[None, :, None].repeat(1, 1, 4)  # 2 Hz at 30 fps
+    wobbly = stroke + 0.05 * torch.sin(2 * torch.pi * t / 5)[None, :, None]  # plus a small 6 Hz wobble
+    full = torch.ones(1)
+    without, with_jerk = (float(statistics_loss(wobbly, stroke, full, jerk=j)) for j in (False, True))
+    # Six statistics instead of four: without the wobble's weight the loss would shrink by a third.
+    assert with_jerk > 20 * without
+
+
 def test_the_paired_statistics_loss_scores_bias_not_spread_between_samples() -> None:
     gen = torch.Generator().manual_seed(0)
     target = torch.randn(64, CROP, 4, generator=gen)
@@ -140,6 +154,7 @@ def test_the_paired_statistics_loss_scores_bias_not_spread_between_samples() -> 
     one_sample = float(statistics_loss(apart, target.repeat(2, 1, 1), full))
     assert one_sample > 0.05
     assert abs(float(statistics_loss(apart, target.repeat(2, 1, 1), full, paired=True))) < 0.2 * one_sample
+
 
 def test_the_timing_loss_rewards_strokes_where_the_teachers_are() -> None:
     t = torch.arange(CROP, dtype=torch.float32)

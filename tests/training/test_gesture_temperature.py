@@ -15,6 +15,17 @@ def test_the_temperature_read_right_most_often_and_then_nearest_the_teachers_spe
     assert pick_temperature([0.5, 0.9, 0.9, 0.1], speeds, teacher_speed=0.1, grid=grid) == 0.4
 
 
+def test_a_speed_tolerance_leaves_out_temperatures_that_move_too_fast_or_too_slow() -> None:
+    grid = (0.2, 0.4, 0.6, 0.8)
+    speeds = [0.1, 0.2, 0.3, 0.4]
+    recognised = [0.3, 0.5, 0.7, 0.9]  # read best where it moves fastest, as neutral and happy were
+    assert pick_temperature(recognised, speeds, teacher_speed=0.2, grid=grid) == 0.8
+    assert pick_temperature(recognised, speeds, teacher_speed=0.2, grid=grid, speed_tolerance=0.5) == 0.6
+    assert pick_temperature(recognised, speeds, teacher_speed=0.2, grid=grid, speed_tolerance=0.1) == 0.4
+    # No temperature within the tolerance: the one nearest the teacher's speed.
+    assert pick_temperature(recognised, speeds, teacher_speed=0.7, grid=grid, speed_tolerance=0.1) == 0.8
+
+
 def test_the_speed_criterion_interpolates_where_the_speed_meets_the_teachers() -> None:
     grid = (0.2, 0.4, 0.6, 0.8, 1.0)
     speeds = [0.1, 0.2, 0.3, 0.4, 0.5]
