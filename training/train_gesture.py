@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> None:
                              "with the teacher's over each crop")  # fmt: skip
     parser.add_argument("--rollout-share", type=float, default=ROLLOUT_SHARE,
                         help="share of the flow's time, at its end, with the free-running losses on (a stage "
-                             "of its own from a learning rate of 1e-3)")  # fmt: skip
+                             f"of its own from a learning rate of {RESUME_RATE:g})")  # fmt: skip
     parser.add_argument("--rollout-jerk", action=argparse.BooleanOptionalAction, default=ROLLOUT_JERK,
                         help="the free-running loss also matches the statistics of the third difference")
     parser.add_argument("--free-running-film", action=argparse.BooleanOptionalAction, default=FREE_RUNNING_FILM,
