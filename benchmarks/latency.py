@@ -74,7 +74,8 @@ class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
     def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True,
-                 event_loop: str | None = None, inference: str | None = None) -> None:  # fmt: skip
+                 event_loop: str | None = None, inference: str | None = None,
+                 gesture_checkpoint: Path | None = None) -> None:  # fmt: skip
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -95,6 +96,8 @@ class ServerProcess:
             cmd += ["--inference", inference]
         if checkpoint:
             cmd += ["--checkpoint", str(checkpoint)]
+        if gesture_checkpoint and body:
+            cmd += ["--gesture-checkpoint", str(gesture_checkpoint)]
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
@@ -202,8 +205,9 @@ def client_cpu_seconds() -> float:
 
 
 def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True,
-            spread_s: float = 1.0, event_loop: str | None = None, inference: str | None = None) -> dict:  # fmt: skip
-    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop, inference)
+            spread_s: float = 1.0, event_loop: str | None = None, inference: str | None = None,
+            gesture_checkpoint: Path | None = None) -> dict:  # fmt: skip
+    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop, inference, gesture_checkpoint)
     try:
         server_cpu, client_cpu, started = server.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         row = run_event_loop(run_sessions(server.url, n, seconds, body, spread_s), event_loop)
@@ -273,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated session counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per session")
     parser.add_argument("--capacity", action="store_true", help="find the most sessions with <= 1%% late frames")
-    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="the face checkpoint (default: shipped)")
+    parser.add_argument("--gesture-checkpoint", type=Path, default=None,
+                        help="the gesture checkpoint (default: shipped)")
     parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
@@ -290,16 +296,27 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_INFERENCE,
         help="where the server runs its inference loop (default: %(default)s, as `emostream serve`)",
     )
+    parser.add_argument("--name", default=None,
+                        help="result file name under benchmarks/results/ (default: latency or capacity, with the "
+                             "backend, -body and the inference mode)")  # fmt: skip
     args = parser.parse_args(argv)
-    setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop, args.inference)
+    setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop, args.inference,
+             args.gesture_checkpoint)
     m = machine() | {
         "backend": args.backend,
         "streams": "face+body" if args.body else "face",
         "event_loop": args.event_loop or default_event_loop(),
         "inference": args.inference,
     }
+    if args.body:  # which gesture model the server loaded: its step's cost changes with the model's settings
+        from runtime.animate import default_gesture_checkpoint
+        from runtime.models.gesture import load_gesture_checkpoint
+
+        gesture, _, metadata = load_gesture_checkpoint(args.gesture_checkpoint or default_gesture_checkpoint())
+        m["gesture_model"] = {"created": metadata.get("created"), "guidance": gesture.config.guidance}
     suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
     suffix += "" if args.inference == DEFAULT_INFERENCE else f"-{args.inference}"  # the thread loop: a comparison
+    name = args.name or ("capacity" if args.capacity else "latency") + suffix
     if args.capacity:
         rows, best = [], 0
         for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
@@ -314,17 +331,17 @@ def main(argv: list[str] | None = None) -> None:
             best = n
         result = {"benchmark": "capacity", "machine": m, "capacity_sessions": best, "rows": rows}
         print(f"\ncapacity: {best} sessions with at most 1% late frames\n\n{table(rows)}")
-        write_result(f"capacity{suffix}", result)
+        write_result(name, result)
         title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
-        plot(rows, RESULTS / f"capacity{suffix}.png", title)
+        plot(rows, RESULTS / f"{name}.png", title)
         return
     rows = [measure(int(n), args.seconds, *setup) for n in args.sessions.split(",")]
     print(
         f"Latency over loopback WebSockets, {args.seconds:.0f} s of paced speech per session, {m['streams']} "
         f"({m['cpu']}, {m['cores']} cores, {m['date']})\n\n{table(rows)}"
     )
-    write_result(f"latency{suffix}", {"benchmark": "latency", "machine": m, "rows": rows})
-    plot(rows, RESULTS / f"latency{suffix}.png", f"end-to-end latency, {args.backend} ({m['cpu']}, {m['cores']} cores)")
+    write_result(name, {"benchmark": "latency", "machine": m, "rows": rows})
+    plot(rows, RESULTS / f"{name}.png", f"end-to-end latency, {args.backend} ({m['cpu']}, {m['cores']} cores)")
 
 
 if __name__ == "__main__":

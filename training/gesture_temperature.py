@@ -9,6 +9,10 @@ one whose motion an emotion classifier, trained on teacher motion of other train
 emotion most often; among equals, the one whose mean upper-body speed is nearest the teacher's on the same
 takes. The network then carries the 8 temperatures (`GestureConfig.emotion_temperature`); its generators
 blend them by the emotion weights. Held-out voices are left to the benchmark.
+
+With `--guidance G` the takes are sampled with classifier-free guidance G on the emotion, and the network
+carries G too (`GestureConfig.guidance`), so `emostream animate` and the server sample as the fit did: the
+temperature that reads best depends on the guidance.
 """
 
 from __future__ import annotations
@@ -122,6 +126,12 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
     return report
 
 
+def with_guidance(network: GestureNetwork, guidance: float) -> GestureNetwork:
+    """The same weights under a config whose generators sample with this guidance unless told otherwise
+    (the config refuses a guidance other than 1 for a network without a null emotion)."""
+    return with_config(network, replace(network.config, guidance=guidance), set()).eval()
+
+
 def with_emotion_temperatures(network: GestureNetwork, temperatures: list[float]) -> GestureNetwork:
     """The same weights under a config that carries a temperature per emotion, set to these."""
     out = with_config(network, replace(network.config, emotion_temperature=True), {"emotion_temperatures"})
@@ -151,7 +161,8 @@ def plot_fit(report: dict, path: Path) -> None:
         ax.set_ylabel("upper-body speed (m/s)")
     figure.suptitle(
         "Training voices: model speed (blue) and the share of 4 s windows recognised as the emotion\n"
-        "(green, right axis) against sampling temperature; the grey line marks the temperature picked"
+        "(green, right axis) against sampling temperature; the grey line marks the temperature picked; "
+        f"guidance {report.get('guidance', 1.0):g}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
@@ -159,10 +170,14 @@ def plot_fit(report: dict, path: Path) -> None:
 
 
 def calibrate(network: GestureNetwork, style_names: list[str], corpus: Path, figures: Path, n_takes: int = TAKES,
-              **fit: Any) -> tuple[GestureNetwork, dict]:  # fmt: skip
-    """Fit on the corpus's training voices (options as fit_emotion_temperatures), plot to `figures` (.png,
-    .json beside it) and return the network that carries the temperatures."""
+              guidance: float | None = None, **fit: Any) -> tuple[GestureNetwork, dict]:  # fmt: skip
+    """Fit on the corpus's training voices (options as fit_emotion_temperatures), sampling with `guidance`
+    (None: the network's own), plot to `figures` (.png, .json beside it) and return the network that
+    carries the temperatures and the guidance."""
+    if guidance is not None:
+        network = with_guidance(network, guidance)
     report = fit_emotion_temperatures(network, style_names, *training_takes(corpus, n_takes), **fit)
+    report["guidance"] = network.config.guidance
     figures.parent.mkdir(parents=True, exist_ok=True)
     plot_fit(report, figures.with_name(figures.name + ".png"))
     figures.with_name(figures.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
@@ -185,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed-tolerance", type=float, default=None,
                         help="with the recognised criterion: only temperatures whose speed is within this share "
                              "of the teacher's compete, e.g. 0.25")  # fmt: skip
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance on the emotion to sample with, fitted with and carried "
+                             "by the checkpoint (default: the checkpoint's own)")  # fmt: skip
     parser.add_argument("--takes", type=int, default=TAKES, help="training-voice takes per emotion and temperature")
     parser.add_argument("--grid", type=lambda text: tuple(float(v) for v in text.split(",")), default=GRID,
                         help="temperatures to try, comma-separated (default: 0.2 to 1.0 by 0.1)")  # fmt: skip
@@ -193,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("need --takes >= 1 and an ascending --grid of temperatures >= 0")
     if args.speed_tolerance is not None and (args.speed_tolerance <= 0 or args.criterion != "recognised"):
         parser.error("--speed-tolerance must be above 0, and goes with --criterion recognised")
+    if args.guidance is not None and args.guidance < 0:
+        parser.error("--guidance must be >= 0 (1: none)")
     out = args.out or args.checkpoint
     torch.set_num_threads(2)
     network, style_names, metadata = load_gesture_checkpoint(args.checkpoint)
@@ -200,10 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     results = ROOT / "benchmarks" / "results"
     figures = results / "gesture_temperature" if shipped else out.parent / f"{out.stem}_temperature"
     network, report = calibrate(network, style_names, args.corpus, figures, n_takes=args.takes, grid=args.grid,
-                                criterion=args.criterion, speed_tolerance=args.speed_tolerance)  # fmt: skip
+                                guidance=args.guidance, criterion=args.criterion,
+                                speed_tolerance=args.speed_tolerance)  # fmt: skip
     save_gesture_checkpoint(out, network, style_names, metadata | {"emotion_temperature": report})
     fitted = ", ".join(f"{e} {report['emotions'][e]['temperature']:.2f}" for e in EMOTIONS)
-    print(f"wrote {out}: {fitted}; curves in {figures}.png")
+    print(f"wrote {out}: {fitted}; guidance {report['guidance']}; curves in {figures}.png")
 
 
 if __name__ == "__main__":

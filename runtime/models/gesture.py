@@ -60,7 +60,7 @@ FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
 POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
 DEFAULT_TEMPERATURE = 0.6  # noise scale at sampling (docs/gestures.md: chosen on held-out voices)
 DEFAULT_SMOOTHING = 0.75  # weight of the new pose in the output's one-pole low-pass (1: no smoothing)
-DEFAULT_GUIDANCE = 1.0  # no guidance unless asked: it traded emotion and smoothness for strokes (docs/gestures.md)
+DEFAULT_GUIDANCE = 1.0  # no guidance unless the checkpoint carries one (docs/gestures.md)
 STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
 
 
@@ -91,6 +91,9 @@ class GestureConfig:
     # The network carries a sampling temperature per emotion, fitted after training on training voices
     # (training/gesture_temperature.py); without it, one temperature for all.
     emotion_temperature: bool = False
+    # The classifier-free guidance weight on the emotion that generators sample with unless told otherwise
+    # (1: none). A sampling setting, like the temperatures, and fitted with them (--guidance).
+    guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
         if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
@@ -99,6 +102,8 @@ class GestureConfig:
             raise ValueError(f"emotion_dropout must be in [0, 1): {self}")
         if not 0 <= self.lookahead_frames <= 6:
             raise ValueError(f"lookahead must be 0..6 frames (at most 200 ms past the frame's end): {self}")
+        if self.guidance < 0 or (self.guidance != 1.0 and self.emotion_dropout == 0):
+            raise ValueError(f"guidance must be >= 0, and other than 1 only with a null emotion: {self}")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> GestureConfig:
@@ -283,7 +288,7 @@ class GestureGenerator(StreamingGenerator):
         n_steps: int = 2,
         temperature: float | None = None,
         smoothing: float = DEFAULT_SMOOTHING,
-        guidance: float = DEFAULT_GUIDANCE,
+        guidance: float | None = None,
         noise_correlation: float | None = None,
     ) -> None:
         super().__init__()
@@ -293,11 +298,12 @@ class GestureGenerator(StreamingGenerator):
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
         if noise_correlation is not None and not 0 <= noise_correlation < 1:
             raise ValueError(f"noise correlation must be in [0, 1), got {noise_correlation}")
-        if guidance != 1.0 and not network.guidable:
+        if guidance is not None and guidance != 1.0 and not network.guidable:
             raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
         self.network = network
         self.n_steps = n_steps
-        self.guidance = guidance
+        # No guidance asked for: the network's own (1, none, for one trained without a null emotion).
+        self.guidance = network.config.guidance if guidance is None else guidance
         # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
         # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
         # No temperature: the network's own per emotion where it has them, else the default for all.

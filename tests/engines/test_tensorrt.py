@@ -1,6 +1,7 @@
 """TensorRT: what can be checked without it (the operator matrix, profiles, errors), and the runtime
 tests, which skip where TensorRT is absent (it cannot be installed in this workplace)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -14,10 +15,11 @@ from engines.onnx_export import export_step_onnx
 from engines.parity import streamed_parity
 from engines.tensorrt_backend import NOT_INSTALLED, import_tensorrt, profile_ranges, tensorrt_available
 from engines.tensorrt_ops import check_graph, load_support_matrix
-from runtime.animate import default_face_checkpoint
+from runtime.animate import default_face_checkpoint, default_gesture_checkpoint
 from runtime.errors import BackendError
 from runtime.models.conv_stack import CausalConvStack
 from runtime.models.face import FaceGenerator, load_checkpoint
+from runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
 
 needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason=NOT_INSTALLED + " (or no CUDA device)")
 
@@ -30,6 +32,18 @@ def test_the_face_graph_uses_only_operators_tensorrt_parses(tmp_path: Path, look
     print(report.summary())
     assert report.ok, report.summary()
     assert report.tensorrt_version == "10.15" and {"Gemm", "Where", "Sigmoid"} <= set(report.operators)
+
+
+def test_the_gesture_graph_guided_or_not_uses_only_operators_tensorrt_parses(tmp_path: Path) -> None:
+    shipped = load_gesture_checkpoint(default_gesture_checkpoint())[0]
+    # Guided: both halves as one batch of twice the size, with FiLM, the posture and a temperature per
+    # emotion, whatever the shipped model has of them.
+    options = {"emotion_dropout": 0.15, "emotion_film": True, "emotion_posture": True, "emotion_temperature": True,
+               "guidance": 1.5}  # fmt: skip
+    guided = GestureNetwork(replace(shipped.config, hidden=64, channels=32, **options)).eval()
+    for name, network in (("shipped", shipped), ("guided", guided)):
+        report = check_graph(export_step_onnx(GestureGenerator(network, n_steps=2), tmp_path / f"{name}.onnx"))
+        assert report.ok, f"{name}: {report.summary()}"
 
 
 def test_the_contract_model_graph_passes_too(tmp_path: Path) -> None:

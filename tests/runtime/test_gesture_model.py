@@ -109,6 +109,32 @@ def test_checkpoint_round_trip_keeps_weights_and_style_names(tmp_path) -> None: 
         assert torch.equal(v, w), k
 
 
+def test_a_checkpoint_carries_its_guidance_and_generators_sample_with_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plain = small_network(emotion_dropout=0.2)
+    carried = GestureNetwork(GestureConfig(**{**plain.config.__dict__, "guidance": 2.0}), n_styles=3).eval()
+    carried.load_state_dict(plain.state_dict())
+    path = tmp_path / "gesture.pt"
+    save_gesture_checkpoint(path, carried, ["a", "b", "c"], {})
+    loaded = load_gesture_checkpoint(path)[0]
+    assert loaded.config.guidance == 2.0 and GestureGenerator(loaded).guidance == 2.0
+    S = 20
+    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
+    inputs["emotion"][..., 2] = 1.0
+    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        own = GestureGenerator(loaded, n_steps=2).forward_sequence(inputs, noise)["pose"]
+        asked = GestureGenerator(plain, n_steps=2, guidance=2.0).forward_sequence(inputs, noise)["pose"]
+        unguided = GestureGenerator(loaded, n_steps=2, guidance=1.0).forward_sequence(inputs, noise)["pose"]
+    torch.testing.assert_close(own, asked)
+    assert not torch.allclose(own, unguided)  # an explicit guidance still wins
+    # A checkpoint saved before the field existed samples without guidance; a network with no null emotion
+    # cannot carry one.
+    older = {k: v for k, v in plain.config.__dict__.items() if k != "guidance"}
+    assert GestureConfig.from_dict(older).guidance == 1.0
+    with pytest.raises(ValueError, match="null emotion"):
+        GestureConfig(guidance=1.5)
+
+
 def test_style_encoder_takes_4_to_10_s_clips() -> None:
     net = small_network()
     for frames in (120, 300):

@@ -74,5 +74,6 @@ def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
     assert styles == ["lawrence", "scott"] and metadata["data"]["takes"] == 2
     assert metadata["training"]["vae_steps"] > 0 and metadata["training"]["flow_steps"] > 0
     assert network.config.emotion_film == metadata["training"]["emotion_film"]
+    assert network.guidable and network.config.guidance == 1.0  # the default guidance goes with a temperature fit
     assert (tmp_path / "gesture.v2_training.png").stat().st_size > 0
     assert (tmp_path / "gesture.v2_training.json").exists()

@@ -1,9 +1,15 @@
 """The per-emotion temperature fit: interpolation on the grid and carrying a network over."""
 
+import pytest
 import torch
 
 from runtime.models.gesture import GestureConfig, GestureGenerator, GestureNetwork
-from training.gesture_temperature import pick_temperature, temperature_matching_speed, with_emotion_temperatures
+from training.gesture_temperature import (
+    pick_temperature,
+    temperature_matching_speed,
+    with_emotion_temperatures,
+    with_guidance,
+)
 
 
 def test_the_temperature_read_right_most_often_and_then_nearest_the_teachers_speed() -> None:
@@ -50,3 +56,13 @@ def test_a_network_carried_over_samples_as_before_at_equal_temperatures() -> Non
         before = GestureGenerator(plain, n_steps=2, temperature=0.6).forward_sequence(inputs, noise)["pose"]
         after = GestureGenerator(carried, n_steps=2).forward_sequence(inputs, noise)["pose"]
     torch.testing.assert_close(before, after)
+
+
+def test_the_fitted_guidance_is_carried_with_the_temperatures_and_needs_a_null_emotion() -> None:
+    config = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
+    guidable = GestureNetwork(GestureConfig(**{**config.__dict__, "emotion_dropout": 0.15}), n_styles=2)
+    fitted = with_emotion_temperatures(with_guidance(guidable, 1.5), [0.4] * 8)
+    assert fitted.config.guidance == 1.5 and fitted.config.emotion_temperature
+    assert GestureGenerator(fitted).guidance == 1.5
+    with pytest.raises(ValueError, match="null emotion"):
+        with_guidance(GestureNetwork(config, n_styles=2), 1.5)
