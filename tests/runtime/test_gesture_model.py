@@ -36,6 +36,15 @@ def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: boo
     return net
 
 
+def sequence(frames: int, seed: int, emotion: int | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    """Offline inputs for the small network (`emotion` at full weight, or all zero) and seeded noise."""
+    inputs = {"features": torch.randn(1, 4 * frames, 80), "emotion": torch.zeros(1, frames, 8),
+              "style": torch.zeros(1, frames, 4)}  # fmt: skip
+    if emotion is not None:
+        inputs["emotion"][..., emotion] = 1.0
+    return inputs, torch.randn(1, frames, 8, generator=torch.Generator().manual_seed(seed))
+
+
 class TestGestureGeneratorTwoSteps(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(), n_steps=2)
@@ -71,9 +80,7 @@ def test_lookahead_is_at_most_200_ms() -> None:
 
 def test_guidance_pushes_away_from_the_null_emotion_and_needs_one() -> None:
     guidable = small_network(emotion_dropout=0.2)
-    S = 30
-    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
-    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    inputs, noise = sequence(30, seed=0)
     with torch.no_grad():
         plain, guided = (GestureGenerator(guidable, n_steps=2, guidance=w).forward_sequence(inputs, noise)["pose"]
                          for w in (1.0, 3.0))  # fmt: skip
@@ -117,10 +124,7 @@ def test_a_checkpoint_carries_its_guidance_and_generators_sample_with_it(tmp_pat
     save_gesture_checkpoint(path, carried, ["a", "b", "c"], {})
     loaded = load_gesture_checkpoint(path)[0]
     assert loaded.config.guidance == 2.0 and GestureGenerator(loaded).guidance == 2.0
-    S = 20
-    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
-    inputs["emotion"][..., 2] = 1.0
-    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    inputs, noise = sequence(20, seed=0, emotion=2)
     with torch.no_grad():
         own = GestureGenerator(loaded, n_steps=2).forward_sequence(inputs, noise)["pose"]
         asked = GestureGenerator(plain, n_steps=2, guidance=2.0).forward_sequence(inputs, noise)["pose"]
@@ -168,9 +172,7 @@ def test_engine_cache_tells_sampling_settings_apart() -> None:
 
 def test_the_noise_correlation_is_a_sampling_choice() -> None:
     net = small_network()
-    S = 20
-    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
-    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(3))
+    inputs, noise = sequence(20, seed=3)
     with torch.no_grad():
         poses = [GestureGenerator(net, n_steps=2, noise_correlation=rho).forward_sequence(inputs, noise)["pose"]
                  for rho in (None, net.config.noise_correlation, 0.3)]  # fmt: skip
@@ -208,10 +210,7 @@ def test_a_temperature_per_emotion_blends_by_weight_and_yields_to_an_explicit_on
     neutral, angry = net.emotion_temperatures[0], net.emotion_temperatures[6]
     expected = torch.stack([neutral, angry, (neutral + angry) / 2])[:, None]
     torch.testing.assert_close(net.temperature(emotion), expected)
-    S = 30
-    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
-    inputs["emotion"][..., 6] = 1.0
-    noise = torch.randn(1, S, 8, generator=torch.Generator().manual_seed(0))
+    inputs, noise = sequence(30, seed=0, emotion=6)
     with torch.no_grad():
         own = GestureGenerator(net, n_steps=2).forward_sequence(inputs, noise)["pose"]
         fixed = GestureGenerator(net, n_steps=2, temperature=float(angry)).forward_sequence(inputs, noise)["pose"]
