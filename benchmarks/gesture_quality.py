@@ -362,7 +362,7 @@ def table(result: dict) -> str:
            f"{v:.3f}", "") for kind, v in m.get("emotion_accuracy_judges", {}).items()),
         ("style recovery from a reference clip", "",
          f"{m['style_recovery_accuracy']:.3f} (chance {m['style_chance']:.3f}, "
-         f"{m.get('style_windows', '?')} windows)", "above chance"),
+         f"{m['style_windows']} windows)", "above chance"),
         ("ms per frame, batch 1, one core", "", f"{c['ms_per_frame_batch1_1core']:.3f}", "≤ 2"),
         ("frames per second, batch 64, one core", "", f"{c['fps_batch64_1core']:.0f}", ""),
     ]  # fmt: skip

@@ -298,12 +298,12 @@ class GestureGenerator(StreamingGenerator):
             raise ValueError(f"need 0 < smoothing <= 1 and temperature >= 0, got {smoothing}, {temperature}")
         if noise_correlation is not None and not 0 <= noise_correlation < 1:
             raise ValueError(f"noise correlation must be in [0, 1), got {noise_correlation}")
-        if guidance is not None and guidance != 1.0 and not network.guidable:
+        # No guidance asked for: the network's own (1, none, for one trained without a null emotion).
+        self.guidance = network.config.guidance if guidance is None else guidance
+        if self.guidance != 1.0 and not network.guidable:
             raise ValueError("this gesture network has no null emotion, so it cannot be guided (guidance 1)")
         self.network = network
         self.n_steps = n_steps
-        # No guidance asked for: the network's own (1, none, for one trained without a null emotion).
-        self.guidance = network.config.guidance if guidance is None else guidance
         # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
         # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
         # No temperature: the network's own per emotion where it has them, else the default for all.
