@@ -2,14 +2,15 @@
 -> style presets -> a sampling temperature per emotion (training/gesture_temperature.py) ->
 runtime/assets/gesture.pt.
 
-    python -m training.train_gesture [--minutes 55] [--beat2 DIR]
+    python -m training.train_gesture [--vae-steps 6500] [--flow-steps 3150] [--beat2 DIR]
 
-A run from scratch takes about 70 minutes on 2 CPU cores (the clips, 55 minutes of training whose last
-stretch runs the model free against the teacher's statistics, and the temperature fit), with progress
-bars, loss curves beside the checkpoint (benchmarks/results/gesture_training.png for the shipped one) and
-the recipe in the checkpoint. The shipped checkpoint is a longer chain of runs (--resume); one hour from
-scratch comes close to it but not all the way (its emotion accuracy is lower): docs/gestures.md says how
-each was made and what it measured.
+The budget is in optimizer steps, not minutes, so a run repeats: the same seed and step counts give the
+same weights however busy the machine is. The default counts are what 55 minutes gave on the 2-core
+development machine, so a run from scratch there takes about 70 minutes (the clips, the motion VAE, the
+latent flow whose last steps run the model free against the teacher's statistics, and the temperature
+fit), with progress bars, loss curves beside the checkpoint (benchmarks/results/gesture_training.png for
+the shipped one) and the recipe in the checkpoint. docs/gestures.md says how the shipped checkpoint was
+made and what it measured.
 With --beat2, trains on BEAT2-style SMPL-X takes (npz + wav) instead of the teacher (training/beat2.py).
 """
 
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from benchmarks.common import machine
 from runtime.body_pose import GESTURE_JOINTS
 from runtime.layers import push_ring
 from runtime.models.gesture import (
@@ -54,7 +56,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 CROP = 120  # frames per training sequence (4 s)
 CONTEXT = 32  # frames of earlier audio the encoder sees before a crop (its receptive field)
 KL_WEIGHT = 0.005
-VAE_SHARE = 0.25  # of the time budget
+# The budget in optimizer steps: what 55 minutes gave on 2 cores (13.75 for the VAE, 24.75 for the flow
+# frame by frame, 16.5 free-running, whose steps cost about three flow steps each). Steps, not minutes, so
+# that a run repeats (docs/gestures.md, "A budget in steps").
+VAE_STEPS = 6500
+FLOW_STEPS = 3150
+FREE_RUNNING_STEPS = 620
 # Frames of each 4 s crop that the flow's loss is scored on. 40 halves a step's time on 2 cores and doubles
 # the hour's flow steps, but those models ignored their noise and their style reference and made half the
 # strokes (docs/gestures.md, "A sample of each crop's frames"), so all of them by default.
@@ -65,12 +72,11 @@ ARM_FEATURES = [6 * i + k for i, j in enumerate(GESTURE_JOINTS) if j in UPPER_BO
 # Share of frames trained on the null emotion, for classifier-free guidance on the emotion. From scratch in
 # one hour, this recipe without FiLM measured better than FiLM without dropout (docs/gestures.md).
 EMOTION_DROPOUT = 0.15
-# The free-running losses (rollout_loss) on the flow stage's last 40%, paired: from scratch in one hour this
-# lifted emotion accuracy from about 0.55 to 0.89 and beat alignment past its target (docs/gestures.md,
-# "The free-running loss in the one-hour recipe").
+# The free-running losses (rollout_loss) on the flow stage's last 40% of its time, paired: from scratch in
+# one hour this lifted emotion accuracy from about 0.55 to 0.89 and beat alignment past its target
+# (docs/gestures.md, "The free-running loss in the one-hour recipe").
 ROLLOUT_WEIGHT = 1.0
 ROLLOUT_PAIRS = True
-ROLLOUT_SHARE = 0.4
 # The free-running stage also matches the third difference's statistics and switches on emotion FiLM, as
 # the shipped chain's last runs did: the one-hour model's jerk fell from 1.95x the teacher's to 1.05x
 # (docs/gestures.md, "Jerk statistics and FiLM in the free-running stage").
@@ -421,23 +427,22 @@ def fit_style_presets(net: GestureNetwork, clips: list[GestureClip], n_styles: i
             net.style_presets[s] = torch.stack(embeddings[s]).mean(0)
 
 
-def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], minutes: float, lr: float) -> list[float]:
-    """Adam with cosine decay over a time budget; returns the losses."""
+def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], steps: int, lr: float) -> list[float]:
+    """Adam with cosine decay over `steps` steps; returns the losses."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     losses: list[float] = []
-    started = time.monotonic()
-    with tqdm(total=int(minutes * 60), desc=name, unit="s") as bar:
-        while (elapsed := time.monotonic() - started) < minutes * 60:
+    with tqdm(total=steps, desc=name, unit="step") as bar:
+        for step in range(steps):
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(elapsed / (minutes * 60), 1.0)))
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             loss = loss_fn()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(loss.item())
-            bar.n = int(elapsed)
-            bar.set_postfix(step=len(losses), loss=f"{np.mean(losses[-50:]):.4f}")
+            bar.update()
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     return losses
 
 
@@ -454,21 +459,24 @@ def flow_parameters(net: GestureNetwork) -> list[torch.nn.Parameter]:
     return [p for n, p in net.named_parameters() if not n.startswith("vae.")]
 
 
-def train(clips: list[GestureClip], style_names: list[str], minutes: float, batch_size: int, seed: int,
+def train(clips: list[GestureClip], style_names: list[str], batch_size: int, seed: int,
+          vae_steps: int = VAE_STEPS, flow_steps: int = FLOW_STEPS, free_running_steps: int = FREE_RUNNING_STEPS,
           resume: GestureNetwork | None = None, augment: HistoryAugmentation = HistoryAugmentation(),
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
-          flow_frames: int = FLOW_FRAMES, vae_share: float = VAE_SHARE,
-          rollout_weight: float = ROLLOUT_WEIGHT, rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0,
-          rollout_share: float = ROLLOUT_SHARE, rollout_jerk: bool = ROLLOUT_JERK,
+          flow_frames: int = FLOW_FRAMES, rollout_weight: float = ROLLOUT_WEIGHT,
+          rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
           free_running_film: bool = FREE_RUNNING_FILM) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
-    normalisation, emotion posture, VAE and latent statistics are kept), for the whole budget at a lower
-    rate. A `rollout_weight` above 0 adds the free-running statistics loss (`rollout_loss`, paired with
-    `rollout_pairs`) to the flow stage's, and a `timing_weight` above 0 its timing loss. They join for the
-    last `rollout_share` of the flow's time, as a stage of their own whose learning rate starts again from
-    `RESUME_RATE`, as the shipped chain's last run did: at three times a step's cost, they pay most
-    on a flow that has learned the motion frame by frame. `rollout_jerk` adds the third difference's
-    statistics to that loss; `free_running_film` switches emotion FiLM on (from zero) for that stage."""
+    normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
+    `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
+    `free_running_steps`: the free-running statistics loss (`rollout_loss`, weighted by `rollout_weight`,
+    paired with `rollout_pairs`) and its timing loss (`timing_weight`) join the flow's, as a stage of its
+    own whose learning rate starts again from `RESUME_RATE`, as the shipped chain's last run did: at three
+    times a step's cost, they pay most on a flow that has learned the motion frame by frame.
+    `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
+    emotion FiLM on (from zero) for that stage. The same arguments give the same weights."""
+    if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
+        raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
@@ -479,12 +487,12 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
         net = GestureNetwork(config, n_styles=len(style_names))
         fit_normalisation(net, clips)
         vae_losses = run_stage("motion VAE", list(net.vae.parameters()),
-                               lambda: vae_loss(net, batches(batch_size), gen), minutes * vae_share, 2e-3)  # fmt: skip
+                               lambda: vae_loss(net, batches(batch_size), gen), vae_steps, 2e-3)  # fmt: skip
         fit_latent_statistics(net, batches)
     else:
         net = with_emotion_options(resume, emotion_dropout, emotion_film).train()
     flow_params = flow_parameters(net)
-    flow_minutes, rate = (minutes * (1 - vae_share), 2e-3) if resume is None else (minutes, RESUME_RATE)
+    rate = 2e-3 if resume is None else RESUME_RATE
     rollout_losses: list[float] = []
     timing_losses: list[float] = []
 
@@ -499,15 +507,12 @@ def train(clips: list[GestureClip], style_names: list[str], minutes: float, batc
         return flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
             + timing_weight * free_running["timing"]  # fmt: skip
 
-    free_running_minutes = flow_minutes * rollout_share if rollout_weight > 0 or timing_weight > 0 else 0.0
-    flow_losses: list[float] = []
-    if free_running_minutes < flow_minutes:
-        flow_losses = run_stage("latent flow", flow_params, frame_loss, flow_minutes - free_running_minutes, rate)
-    if free_running_minutes > 0:
+    flow_losses = run_stage("latent flow", flow_params, frame_loss, flow_steps, rate)
+    if free_running_steps > 0:
         if free_running_film and not net.config.emotion_film:
             net = with_emotion_options(net, emotion_dropout, True).train()
             flow_params = flow_parameters(net)
-        flow_losses += run_stage("latent flow, free-running", flow_params, free_running_loss, free_running_minutes,
+        flow_losses += run_stage("latent flow, free-running", flow_params, free_running_loss, free_running_steps,
                                  RESUME_RATE)  # fmt: skip
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
@@ -552,14 +557,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the gesture generator from scratch.")
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
-    parser.add_argument("--minutes", type=float, default=55.0, help="training time budget (both stages)")
+    parser.add_argument("--vae-steps", type=int, default=VAE_STEPS, help="motion VAE steps (not with --resume)")
+    parser.add_argument("--flow-steps", type=int, default=FLOW_STEPS, help="latent flow steps, frame by frame")
+    parser.add_argument("--free-running-steps", type=int, default=FREE_RUNNING_STEPS,
+                        help="latent flow steps with the free-running losses, after the others (0: none)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--renders", type=int, default=6, help="teacher renders per clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use at most this many clips")
     parser.add_argument("--beat2", type=Path, default=None, help="train on BEAT2-style takes (npz + wav) instead")
     parser.add_argument("--resume", type=Path, default=None,
-                        help="go on training the flow of this checkpoint for --minutes (VAE kept)")  # fmt: skip
+                        help="go on training the flow of this checkpoint (VAE kept)")  # fmt: skip
     recipe = HistoryAugmentation()
     parser.add_argument("--history-noise", type=float, default=recipe.noise)
     parser.add_argument("--history-dropout", type=float, default=recipe.dropout)
@@ -574,7 +582,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="the emotion also scales and shifts the flow's hidden units (FiLM); zero at the start")
     parser.add_argument("--flow-frames", type=int, default=FLOW_FRAMES,
                         help=f"frames of each {CROP}-frame crop the flow's loss is scored on")
-    parser.add_argument("--vae-share", type=float, default=VAE_SHARE, help="share of --minutes for the VAE stage")
     parser.add_argument("--rollout-weight", type=float, default=ROLLOUT_WEIGHT,
                         help="weight of the free-running loss: the 4 s statistics of the model's own sampled "
                              "motion matched to the teacher's (about 3x the time per flow step)")  # fmt: skip
@@ -584,9 +591,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing-weight", type=float, default=0.0,
                         help="weight of the free-running timing loss: 1 - the correlation of the arms' speed "
                              "with the teacher's over each crop")  # fmt: skip
-    parser.add_argument("--rollout-share", type=float, default=ROLLOUT_SHARE,
-                        help="share of the flow's time, at its end, with the free-running losses on (a stage "
-                             f"of its own from a learning rate of {RESUME_RATE:g})")  # fmt: skip
     parser.add_argument("--rollout-jerk", action=argparse.BooleanOptionalAction, default=ROLLOUT_JERK,
                         help="the free-running loss also matches the statistics of the third difference")
     parser.add_argument("--free-running-film", action=argparse.BooleanOptionalAction, default=FREE_RUNNING_FILM,
@@ -600,10 +604,12 @@ def main(argv: list[str] | None = None) -> None:
                              "the temperature fit, else 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
-    if not 1 <= args.flow_frames <= CROP or not 0 < args.vae_share < 1 or args.rollout_weight < 0 \
-            or args.timing_weight < 0 or not 0 < args.rollout_share <= 1:  # fmt: skip
-        parser.error(f"need 1 <= --flow-frames <= {CROP}, 0 < --vae-share < 1, 0 < --rollout-share <= 1 and "
-                     "--rollout-weight, --timing-weight >= 0")
+    if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
+            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0:  # fmt: skip
+        parser.error(f"need 1 <= --flow-frames <= {CROP} and --rollout-weight, --timing-weight and the step "
+                     "counts >= 0")  # fmt: skip
+    if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
+        parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
     fits_temperatures = args.emotion_temperature and args.beat2 is None
     if args.guidance is None:  # the default is fitted with the temperatures, so only where they are
         args.guidance = FIT_GUIDANCE if args.emotion_dropout > 0 and fits_temperatures else 1.0
@@ -636,29 +642,28 @@ def main(argv: list[str] | None = None) -> None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
-    net, log = train(clips, style_names, args.minutes, args.batch_size, args.seed, resumed, augment,
-                     args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames, args.vae_share,
-                     args.rollout_weight, args.rollout_pairs, args.timing_weight, args.rollout_share,
-                     args.rollout_jerk, args.free_running_film)
+    net, log = train(clips, style_names, args.batch_size, args.seed, args.vae_steps, args.flow_steps,
+                     args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
+                     args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
+                     args.rollout_jerk, args.free_running_film)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
         "training": {"vae_steps": len(log["vae_losses"]), "flow_steps": len(log["flow_losses"]),
                      "free_running_steps": len(log["rollout_losses"]),
-                     "batch_size": log["batch_size"], "minutes": args.minutes, "seed": args.seed,
+                     "batch_size": log["batch_size"], "seed": args.seed,
                      "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
-                     "vae_share": args.vae_share if resumed is None else 0.0,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms
                      "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
-                     "rollout_share": args.rollout_share, "rollout_jerk": args.rollout_jerk,
+                     "rollout_jerk": args.rollout_jerk,
                      "free_running_film": args.free_running_film, "guidance": args.guidance,
                      "timing_weight": args.timing_weight,
                      "final_timing_loss": final_loss(log["timing_losses"]),
                      "final_rollout_loss": final_loss(log["rollout_losses"]),
-                     "wall_minutes_total": (time.time() - began) / 60},
+                     "wall_minutes_total": (time.time() - began) / 60, "machine": machine()},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
     # The shipped checkpoint's figures go with the benchmark results; any other run's sit beside it.

@@ -69,7 +69,8 @@ def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
     write_take(takes, "2_scott_0_1_1")
     write_take(takes, "4_lawrence_0_2_2")
     out = tmp_path / "gesture.v2.pt"  # a dot in the stem: the curves keep the whole stem
-    main(["--beat2", str(takes), "--minutes", "0.05", "--batch-size", "4", "--out", str(out)])
+    main(["--beat2", str(takes), "--vae-steps", "3", "--flow-steps", "3", "--free-running-steps", "2",
+          "--batch-size", "4", "--out", str(out)])  # fmt: skip
     network, styles, metadata = load_gesture_checkpoint(out)
     assert styles == ["lawrence", "scott"] and metadata["data"]["takes"] == 2
     assert metadata["training"]["vae_steps"] > 0 and metadata["training"]["flow_steps"] > 0
