@@ -59,6 +59,12 @@ def test_augmentations_keep_audio_valid_and_report_the_time_scale() -> None:
     assert rate == 8_000 and spectrum[f > 3500].max() < 1e-6 * spectrum.max()
 
 
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Every tensor of two networks equal, bit for bit."""
+    for (name, weight), (_, repeated) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(weight, repeated), name
+
+
 @needs_espeak
 def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> None:
     from training.corpus import build
@@ -75,10 +81,13 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
         assert ex.features[0].shape[1] == 80 and ex.faces[0].shape[1] == 59
         # About two feature frames per face frame, give or take the framing at the ends.
         assert abs(ex.features[0].shape[0] - 2 * ex.faces[0].shape[0]) <= 4
-    _net, log = train(examples, steps=30, batch_size=min(4, len(examples)), seed=0)
+    net, log = train(examples, steps=30, batch_size=min(4, len(examples)), seed=0)
     losses = log["losses"]
     assert len(losses) == 30 and np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it learns something in a few steps
+    # A budget in steps: the same seed gives the same weights, however busy the machine.
+    again, _ = train(examples, steps=30, batch_size=min(4, len(examples)), seed=0)
+    assert_same_weights(net, again)
 
 
 @needs_espeak
@@ -109,8 +118,7 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     assert all(net.style_presets[s].abs().sum() > 0 for s in used)
     # The budget is in steps, so the same seed gives the same weights: a run repeats, however busy the machine.
     again, _ = train(clips, STYLE_NAMES, batch_size=4, seed=0, emotion_dropout=0.15, rollout_weight=1.0, **budget)
-    for (name, weight), (_, repeated) in zip(net.state_dict().items(), again.state_dict().items(), strict=True):
-        assert torch.equal(weight, repeated), name
+    assert_same_weights(net, again)
     # Gradients reach the flow, the audio encoder and the style encoder: a fixed batch is learned.
     batch = Batches(clips, net.config, seed=1)(4)
     params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
