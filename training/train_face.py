@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from benchmarks.common import machine
 from runtime.audio import N_MELS
@@ -27,6 +25,7 @@ from runtime.batcher import SILENT_FEATURES
 from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from runtime.rigs import FACE_CHANNELS
 from training.face_data import FaceExample, build_capture_dataset, build_dataset
+from training.optimise import run_stage
 from training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,22 +169,13 @@ def train(examples: list[FaceExample], steps: int, batch_size: int, seed: int) -
     fit_normalisation(net, examples)
     weights = torch.ones(len(FACE_CHANNELS))
     weights[[FACE_CHANNELS.index(n) for n in MOUTH_CHANNELS]] = MOUTH_WEIGHT
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    losses: list[float] = []
-    with tqdm(total=steps, desc="train face", unit="step") as bar:
-        for step in range(steps):
-            for group in optimizer.param_groups:  # cosine decay over the budget
-                group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
-            chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
-            batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
-            loss = flow_matching_loss(net, batch, weights, gen)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+
+    def loss() -> Tensor:
+        chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
+        batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
+        return flow_matching_loss(net, batch, weights, gen)
+
+    losses = run_stage("train face", list(net.parameters()), loss, steps, 2e-3)
     return net.eval(), {"steps": steps, "losses": losses, "batch_size": batch_size}
 
 

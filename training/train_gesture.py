@@ -21,7 +21,6 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from benchmarks.common import machine
 from runtime.body_pose import GESTURE_JOINTS
@@ -48,6 +46,7 @@ from runtime.models.gesture import (
 from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
 from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
 from training.gesture_temperature import calibrate, with_guidance
+from training.optimise import run_stage
 from training.train_face import VTLP_PROBABILITY, warp_mel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -425,25 +424,6 @@ def fit_style_presets(net: GestureNetwork, clips: list[GestureClip], n_styles: i
     for s in range(n_styles):
         if embeddings[s]:
             net.style_presets[s] = torch.stack(embeddings[s]).mean(0)
-
-
-def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], steps: int, lr: float) -> list[float]:
-    """Adam with cosine decay over `steps` steps; returns the losses."""
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    losses: list[float] = []
-    with tqdm(total=steps, desc=name, unit="step") as bar:
-        for step in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            loss = loss_fn()
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    return losses
 
 
 def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> GestureNetwork:
