@@ -6,10 +6,11 @@ runtime/assets/gesture.pt.
 
 The budget is in optimizer steps, not minutes, so a run repeats: the same seed and step counts give the
 same weights however busy the machine is. The default counts are what 55 minutes gave on the 2-core
-development machine, so a run from scratch there takes about 70 minutes (the clips, the motion VAE, the
-latent flow whose last steps run the model free against the teacher's statistics, and the temperature
-fit), with progress bars, loss curves beside the checkpoint (benchmarks/results/gesture_training.png for
-the shipped one) and the recipe in the checkpoint. docs/gestures.md says how the shipped checkpoint was
+development machine, so a run from scratch there takes about an hour (54 and 59 minutes in the two runs
+measured, with the clips, the motion VAE, the latent flow whose last steps run the model free against
+the teacher's statistics, and the temperature fit), with progress bars, loss curves beside the
+checkpoint (benchmarks/results/gesture_training.png for the shipped one) and the recipe in the
+checkpoint. docs/gestures.md says how the shipped checkpoint was
 made and what it measured.
 With --beat2, trains on BEAT2-style SMPL-X takes (npz + wav) instead of the teacher (training/beat2.py).
 """
