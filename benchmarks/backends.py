@@ -1,12 +1,14 @@
 """Step time by backend and batch size: `emostream bench backends`.
 
-    python -m benchmarks.backends [--backends eager,compiled,onnx] [--batches 1,8,32,128] [--device cpu]
+    python -m benchmarks.backends [--model face|body] [--backends eager,compiled,onnx] [--batches 1,8,32,128]
+                                  [--device cpu|cuda]
 
-The shipped face generator (58.3 ms lookahead, two sampler steps), stepped with its state carried from
-step to step as the server does: each backend warms up, then runs `--steps` timed steps per batch size;
-ms per step is the median (p95 beside it), frames per second is batch / median. One thread (torch and
-ONNX Runtime) unless `--threads` says otherwise, so CPU figures are per core. TensorRT is included when
-it is installed and the device is CUDA. Writes benchmarks/results/backends[-DEVICE].json and .png.
+A shipped generator (the face at 58.3 ms lookahead, or the gesture generator; two sampler steps), stepped
+with its state carried from step to step as the server does: each backend warms up, then runs `--steps`
+timed steps per batch size; ms per step is the median (p95 beside it), frames per second is batch /
+median. One thread (torch and ONNX Runtime) unless `--threads` says otherwise, so CPU figures are per
+core. TensorRT is included when it is installed and the device is CUDA. Writes
+benchmarks/results/backends[-body][-DEVICE].json and .png.
 """
 
 from __future__ import annotations
@@ -21,10 +23,23 @@ from benchmarks.common import RESULTS, machine, write_result
 from engines.backend import StepBackend, parse_buckets
 from engines.cache import EngineCache
 from engines.factory import make_backend
-from runtime.animate import default_face_checkpoint
+from runtime.animate import DEFAULT_STEPS, default_face_checkpoint, default_gesture_checkpoint
 from runtime.models.face import FaceGenerator, load_checkpoint
+from runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
+from runtime.step import StreamingGenerator
 
 WARM_UP_STEPS = 20
+
+
+def shipped_generator(model: str) -> tuple[StreamingGenerator, str]:
+    """The generator the server runs for `model`, and a line describing it."""
+    if model == "face":
+        network, _ = load_checkpoint(default_face_checkpoint())
+        face = FaceGenerator(network, lookahead=7, n_steps=DEFAULT_STEPS).eval()
+        return face, f"face, lookahead {face.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
+    network, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
+    body = GestureGenerator(network, n_steps=DEFAULT_STEPS).eval()
+    return body, f"body (gestures), lookahead {body.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
 
 
 def time_steps(backend: StepBackend, batch: int, n_steps: int) -> np.ndarray:
@@ -67,7 +82,7 @@ def plot(result: dict, path: str) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"face step by backend on {result['device']} ({result['threads']} thread)")
+    fig.suptitle(f"{result['model'].split(',')[0]} step by backend on {result['device']} ({result['threads']} thread)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -75,6 +90,7 @@ def plot(result: dict, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("face", "body"), default="face")
     parser.add_argument("--backends", default="eager,compiled,onnx", help="comma-separated; tensorrt needs CUDA")
     parser.add_argument("--batches", default="1,8,32,128")
     parser.add_argument("--device", default="cpu")
@@ -83,12 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     batches = parse_buckets(args.batches)
-    network, _ = load_checkpoint(default_face_checkpoint())
-    generator = FaceGenerator(network, lookahead=7, n_steps=2).eval()
+    generator, description = shipped_generator(args.model)
     cache = EngineCache()
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
     result: dict = {"machine": machine(), "device": device_name, "threads": args.threads,
-                    "model": "face, lookahead 58.3 ms, 2 sampler steps", "backends": {}}  # fmt: skip
+                    "model": description, "backends": {}}  # fmt: skip
     for name in args.backends.split(","):
         started = time.perf_counter()
         backend = make_backend(name, generator, device=args.device, buckets=batches, cache=cache, threads=args.threads)
@@ -109,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows:
             if r["batch"] in eager:
                 r["speedup_vs_eager"] = eager[r["batch"]] / r["ms_per_step"]
-    suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
+    suffix = "" if args.model == "face" else "-body"
+    suffix += "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
     path = write_result(f"backends{suffix}", result)
     plot(result, str(RESULTS / f"backends{suffix}.png"))
     print(f"wrote {path} and its plot")

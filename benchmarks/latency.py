@@ -75,7 +75,7 @@ class ServerProcess:
 
     def __init__(self, max_sessions: int, checkpoint: Path | None, backend: str = "eager", body: bool = True,
                  event_loop: str | None = None, inference: str | None = None,
-                 gesture_checkpoint: Path | None = None) -> None:  # fmt: skip
+                 gesture_checkpoint: Path | None = None, device: str = "cpu") -> None:  # fmt: skip
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -88,6 +88,8 @@ class ServerProcess:
             str(max_sessions),
             "--backend",
             backend,
+            "--device",
+            device,
             "--body" if body else "--no-body",
         ]
         if event_loop:
@@ -206,8 +208,8 @@ def client_cpu_seconds() -> float:
 
 def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eager", body: bool = True,
             spread_s: float = 1.0, event_loop: str | None = None, inference: str | None = None,
-            gesture_checkpoint: Path | None = None) -> dict:  # fmt: skip
-    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop, inference, gesture_checkpoint)
+            gesture_checkpoint: Path | None = None, device: str = "cpu") -> dict:  # fmt: skip
+    server = ServerProcess(max(n, 1), checkpoint, backend, body, event_loop, inference, gesture_checkpoint, device)
     try:
         server_cpu, client_cpu, started = server.cpu_seconds(), client_cpu_seconds(), time.monotonic()
         row = run_event_loop(run_sessions(server.url, n, seconds, body, spread_s), event_loop)
@@ -223,6 +225,9 @@ def measure(n: int, seconds: float, checkpoint: Path | None, backend: str = "eag
         row["server_frames_sent"] = int(m.get("emostream_frames_sent_total", 0))
         row["server_shed_frames"] = int(m.get("emostream_shed_frames_total", 0))
         row["late_fraction"] = row["server_late_frames"] / max(1, row["server_frames_sent"])
+        # One batched model step, averaged over the server's recent ones (its /metrics histogram).
+        steps = max(1.0, m.get("emostream_tick_seconds_count", 0))
+        row["server_step_mean_ms"] = 1e3 * m.get("emostream_tick_seconds_sum", 0) / steps
         return row
     finally:
         server.stop()
@@ -281,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gesture-checkpoint", type=Path, default=None,
                         help="the gesture checkpoint (default: shipped)")
     parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
+    parser.add_argument("--device", default="cpu", help="the server's device (cpu, cuda[:N])")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
     parser.add_argument("--start-spread-s", type=float, default=1.0, help="clients start spread over this long")
@@ -301,9 +307,10 @@ def main(argv: list[str] | None = None) -> None:
                              "backend, -body and the inference mode)")  # fmt: skip
     args = parser.parse_args(argv)
     setup = (args.checkpoint, args.backend, args.body, args.start_spread_s, args.event_loop, args.inference,
-             args.gesture_checkpoint)
+             args.gesture_checkpoint, args.device)
     m = machine() | {
         "backend": args.backend,
+        "device": args.device,
         "streams": "face+body" if args.body else "face",
         "event_loop": args.event_loop or default_event_loop(),
         "inference": args.inference,
@@ -314,12 +321,17 @@ def main(argv: list[str] | None = None) -> None:
 
         gesture, _, metadata = load_gesture_checkpoint(args.gesture_checkpoint or default_gesture_checkpoint())
         m["gesture_model"] = {"created": metadata.get("created"), "guidance": gesture.config.guidance}
+    if args.device.startswith("cuda"):
+        import torch
+
+        m["gpu"] = torch.cuda.get_device_name(args.device)
     suffix = ("" if args.backend == "eager" else f"-{args.backend}") + ("-body" if args.body else "")
+    suffix += "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
     suffix += "" if args.inference == DEFAULT_INFERENCE else f"-{args.inference}"  # the thread loop: a comparison
     name = args.name or ("capacity" if args.capacity else "latency") + suffix
     if args.capacity:
         rows, best = [], 0
-        for n in (8, 16, 24, 32, 40, 48, 64, 80, 96):
+        for n in (8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256):
             row = measure(n, args.seconds, *setup)
             rows.append(row)
             print(
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         result = {"benchmark": "capacity", "machine": m, "capacity_sessions": best, "rows": rows}
         print(f"\ncapacity: {best} sessions with at most 1% late frames\n\n{table(rows)}")
         write_result(name, result)
-        title = f"capacity sweep, {args.backend} ({m['cpu']}, {m['cores']} cores)"
+        title = f"capacity sweep, {args.backend} ({m.get('gpu', m['cpu'])}, {m['cores']} cores)"
         plot(rows, RESULTS / f"{name}.png", title)
         return
     rows = [measure(int(n), args.seconds, *setup) for n in args.sessions.split(",")]

@@ -33,7 +33,7 @@ class StepBackend(abc.ABC):
         self.spec: StepSpec = generator.spec
 
     def init_state(self, batch: int) -> TensorDict:
-        return {k: v.to(self.device) for k, v in self.generator.init_state(batch).items()}
+        return self.generator.init_state(batch, self.device)
 
     @abc.abstractmethod
     def step(

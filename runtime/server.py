@@ -406,7 +406,7 @@ class EmostreamServer:
     def _style(self, style: str) -> np.ndarray:
         assert self.gesture is not None
         network, names = self.gesture
-        return network.style_presets[names.index(style)].numpy().copy()
+        return network.style_presets[names.index(style)].cpu().numpy().copy()  # the network may be on a GPU
 
     async def _open(self, connection: ServerConnection, hello: P.Hello) -> Session:
         controls = DEFAULT_CONTROLS.merged(hello.controls)

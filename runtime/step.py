@@ -8,7 +8,8 @@ A generator is a pure function over explicit state:
 Shapes are fixed per batch size, state is a dict of tensors (conv caches, ring buffers, counters), noise
 comes in from outside (no RNG inside), and the sampler's steps are unrolled inside `step`. `reset[b]`
 returns slot b to its initial state before the step; `active[b] = False` leaves slot b's state exactly
-as it was and zeroes its outputs. Slots never read each other.
+as it was and zeroes its outputs. Slots never read each other. A step makes every tensor it needs on its
+inputs' device (`init_state(batch, device)`), so it runs wholly on a GPU.
 
 Timing: step s consumes input frames [s * I, (s + 1) * I) and emits output frames
 [s * O - D, (s + 1) * O - D), with I = inputs_per_step, O = frames_per_step and D = delay_frames;
@@ -65,9 +66,11 @@ class StreamingGenerator(nn.Module, abc.ABC):
         """Names this generator's exported graphs and engines in the engine cache (engines/cache.py)."""
         return type(self).__name__.lower()
 
-    @abc.abstractmethod
-    def init_state(self, batch: int) -> TensorDict:
-        """Initial state for `batch` slots: every tensor shaped (batch, *spec.state[i].shape)."""
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> TensorDict:
+        """Initial state for `batch` slots: every tensor shaped (batch, *spec.state[i].shape), all zero
+        (nothing heard yet), on `device` (the CPU by default). A step resets slots to it on its inputs'
+        device, so the step runs wholly on a GPU."""
+        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype, device=device) for t in self.spec.state}
 
     @abc.abstractmethod
     def step(

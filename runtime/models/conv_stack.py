@@ -73,9 +73,6 @@ class CausalConvStack(StreamingGenerator):
     def conv_layers(self) -> list[CausalConv1d]:
         return [cast(CausalConv1d, conv) for conv in self.convs]
 
-    def init_state(self, batch: int) -> TensorDict:
-        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
-
     def _frame(self, encoded: Tensor, history: Tensor, noise: Tensor) -> Tensor:
         """encoded (B, L + 1, C), history (B, N, n_out), noise (B, n_out) -> one frame (B, n_out)."""
         context = torch.cat([encoded.flatten(1), history.flatten(1)], dim=-1)
@@ -86,7 +83,7 @@ class CausalConvStack(StreamingGenerator):
     ) -> tuple[TensorDict, TensorDict]:
         c = self.config
         B = reset.shape[0]
-        state = apply_reset(state, self.init_state(B), reset)
+        state = apply_reset(state, self.init_state(B, reset.device), reset)
         projected = self.project(inputs["features"].reshape(B, 1, -1))  # (B, 1, C)
         encoded, new_state = encode_step(self.conv_layers, projected, state)  # (B, L + 1, C)
         frame = self._frame(encoded, state["history"], noise)  # (B, n_out)

@@ -15,6 +15,7 @@ emits frame k = s - D, which stands for time k / 60 s. Lookahead = 2D + 2 - q fe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -150,8 +151,14 @@ class FaceNetwork(FlowMatching, nn.Module):
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 LIP_OPENERS = ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthFunnel")
-_OPENER_MASK = torch.zeros(len(FACE_CHANNELS), dtype=torch.bool)
-_OPENER_MASK[[_CH[n] for n in LIP_OPENERS]] = True
+
+
+def _lip_openers(face: Tensor) -> Tensor:
+    """(n_channels,) bool, true at the lip openers. Made from an arange on `face`'s device each call: a
+    module-level mask would stay on the CPU, which a step on a GPU cannot mix in (nor copy inside a
+    captured CUDA graph)."""
+    channel = torch.arange(face.shape[-1], device=face.device)
+    return functools.reduce(torch.logical_or, [channel == _CH[name] for name in LIP_OPENERS])
 
 
 def apply_closure(face: Tensor, closure: Tensor) -> Tensor:
@@ -161,7 +168,7 @@ def apply_closure(face: Tensor, closure: Tensor) -> Tensor:
     lip gap reaches zero at closure 1 while the jaw may stay slightly open. The teacher uses the same rule.
     """
     w = closure[..., None]
-    face = torch.where(_OPENER_MASK, face * (1 - w), face)
+    face = torch.where(_lip_openers(face), face * (1 - w), face)
     jaw = face[..., _CH["jawOpen"] : _CH["jawOpen"] + 1] * (1 - 0.6 * w)
     close = torch.maximum(face[..., _CH["mouthClose"] : _CH["mouthClose"] + 1], w * jaw)
     press = face[..., _CH["mouthPressLeft"] : _CH["mouthPressRight"] + 1] + 0.25 * w
@@ -204,7 +211,8 @@ class FaceGenerator(StreamingGenerator):
         c = network.config
         self.register_buffer("lookahead_index", torch.tensor(lookahead), persistent=False)
         with torch.no_grad():  # constant per generator: the network is frozen once it serves
-            times = torch.arange(n_steps, dtype=torch.float32) / n_steps
+            # on the network's device: a server makes generators for new step counts after moving it to a GPU
+            times = torch.arange(n_steps, dtype=torch.float32, device=next(network.parameters()).device) / n_steps
             self.register_buffer("time_terms", network.time_term(times), persistent=False)
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (2, c.n_mels)), TensorSpec("emotion", (1, N_EMOTIONS))),
@@ -232,15 +240,12 @@ class FaceGenerator(StreamingGenerator):
     def lookahead_ms(self) -> float:
         return self.lookahead_frames * FEATURE_MS
 
-    def init_state(self, batch: int) -> TensorDict:
-        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
-
     def step(
         self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
     ) -> tuple[TensorDict, TensorDict]:
         net = self.network
         B = reset.shape[0]
-        state = apply_reset(state, self.init_state(B), reset)
+        state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
         lookahead = self.lookahead_index.expand(B)

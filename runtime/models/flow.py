@@ -17,7 +17,7 @@ TIME_FEATURES = 32  # width of the sinusoidal flow-time embedding
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding of the flow time t in [0, 1]: (B,) -> (B, dim)."""
-    freqs = torch.exp(torch.arange(dim // 2, dtype=torch.float32) * (-math.log(1000.0) / (dim // 2)))
+    freqs = torch.exp(torch.arange(dim // 2, dtype=torch.float32, device=t.device) * (-math.log(1000.0) / (dim // 2)))
     angles = t[:, None] * 1000.0 * freqs[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 

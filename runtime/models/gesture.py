@@ -313,7 +313,8 @@ class GestureGenerator(StreamingGenerator):
         c = network.config
         self.delay = c.lookahead_frames
         with torch.no_grad():
-            times = torch.arange(n_steps, dtype=torch.float32) / n_steps
+            # on the network's device: a server makes generators for new step counts after moving it to a GPU
+            times = torch.arange(n_steps, dtype=torch.float32, device=next(network.parameters()).device) / n_steps
             self.register_buffer("time_terms", network.time_term(times), persistent=False)
         # Training draws each frame's noise on its own, so how it is correlated across frames is a choice
         # made at sampling: the config's unless asked otherwise.
@@ -356,9 +357,6 @@ class GestureGenerator(StreamingGenerator):
         """Audio past a frame's media time that the frame waits for."""
         return (self.delay + 1) * 1000.0 / 30.0
 
-    def init_state(self, batch: int) -> TensorDict:
-        return {t.name: torch.zeros((batch, *t.shape), dtype=t.dtype) for t in self.spec.state}
-
     def _smooth(self, previous: Tensor, pose: Tensor) -> Tensor:
         """One-pole low-pass of the normalised output; it starts from the mean pose, as the history does."""
         return previous + self.smoothing * (pose - previous)
@@ -383,7 +381,7 @@ class GestureGenerator(StreamingGenerator):
     ) -> tuple[TensorDict, TensorDict]:
         net = self.network
         B = reset.shape[0]
-        state = apply_reset(state, self.init_state(B), reset)
+        state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
         eps = self._correlated(state["noise_state"], noise)
@@ -465,7 +463,7 @@ def style_embedding(network: GestureNetwork, style_names: list[str], style: str)
     """A style preset by name, or the embedding of a 4 to 10 s reference clip: an .npz with
     body_axis_angle (`emostream animate`) or BEAT2's poses. Longer clips use their first 10 s."""
     if style in style_names:
-        return network.style_presets[style_names.index(style)].numpy().copy()
+        return network.style_presets[style_names.index(style)].cpu().numpy().copy()  # the network may be on a GPU
     if not style.endswith(".npz"):
         raise ConfigError(f"unknown style {style!r}: use one of {', '.join(style_names)} or a motion clip .npz")
     axis_angle, trans = load_motion(Path(style))
@@ -475,4 +473,4 @@ def style_embedding(network: GestureNetwork, style_names: list[str], style: str)
                           f"got {axis_angle.shape[0] / 30:.1f} s")  # fmt: skip
     clip = pose_features(axis_angle[:hi], trans[:hi] - trans[:1])
     with torch.no_grad():
-        return network.embed_style(torch.from_numpy(clip)[None])[0].numpy()
+        return network.embed_style(torch.from_numpy(clip)[None].to(network.style_presets.device))[0].cpu().numpy()

@@ -125,24 +125,26 @@ def test_unknown_backend_and_missing_cuda_are_clear_errors(face: FaceGenerator) 
     assert isinstance(make_backend("eager", face), EagerBackend)
 
 
-def serve_speech(backend: str, cache: Path) -> tuple[np.ndarray, str]:
-    """Frames a real server on `backend` streams for the test speech, and its /metrics text."""
+def serve_speech(
+    backend: str, cache: Path, device: str = "cpu", body: bool = False
+) -> tuple[dict[str, np.ndarray], str]:
+    """Frames a real server on `backend` and `device` streams for the test speech, by stream ("face",
+    and "body" with `body`), and its /metrics text."""
     from clients.client import BlockingClient
     from tests.fixtures import server_in_thread
 
     pcm = speech_sample(16_000)
     # Audio goes in faster than real time; no shedding, so every frame has the requested two sampler steps.
-    with server_in_thread(backend=backend, engine_cache=cache, shed_after_frames=10**6, shed_after_lag_ms=1e9) as (
-        server,
-        url,
-    ):
-        client = BlockingClient(url, 16_000)
+    with server_in_thread(backend=backend, device=device, body=body, engine_cache=cache, shed_after_frames=10**6,
+                          shed_after_lag_ms=1e9) as (server, url):  # fmt: skip
+        streams = ("face", "body") if body else ("face",)
+        client = BlockingClient(url, 16_000, streams=streams)
         for start in range(0, pcm.size, 320):
             client.send_audio(pcm[start : start + 320])
         client.end()
         frames = client.frames()
         client.close()
-        return np.stack([f.values for f in frames if f.stream == "face"]), server.metrics()
+        return {name: np.stack([f.values for f in frames if f.stream == name]) for name in streams}, server.metrics()
 
 
 def test_a_server_on_the_onnx_backend_streams_the_frames_eager_makes(tmp_path: Path) -> None:
@@ -150,5 +152,21 @@ def test_a_server_on_the_onnx_backend_streams_the_frames_eager_makes(tmp_path: P
     assert "emostream_eager_fallbacks_total 0" in metrics
     assert len(list((tmp_path / "onnx").iterdir())) == 2  # steps 1 (for shedding) and 2, built at start
     expected, _ = serve_speech("eager", tmp_path)
-    assert served.shape == expected.shape == (120, 59)
-    assert float(np.abs(served - expected).max()) < 1e-3
+    assert served["face"].shape == expected["face"].shape == (120, 59)
+    assert float(np.abs(served["face"] - expected["face"]).max()) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
+def test_a_server_on_cuda_streams_the_face_and_body_frames_the_cpu_makes(backend: str, tmp_path: Path) -> None:
+    # The server moves its networks to the GPU, then builds generators for each sampler step count from
+    # them: a start on an H100 once failed there, with tensors left on the CPU.
+    served, metrics = serve_speech(backend, tmp_path, device="cuda", body=True)
+    assert "emostream_eager_fallbacks_total 0" in metrics
+    expected, _ = serve_speech("eager", tmp_path, body=True)
+    for stream in ("face", "body"):
+        assert served[stream].shape == expected[stream].shape
+        difference = float(np.abs(served[stream] - expected[stream]).max())
+        print(f"{stream} on {backend}/cuda vs eager/cpu: max abs difference {difference:.2e}")
+        assert difference < 1e-3

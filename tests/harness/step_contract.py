@@ -6,12 +6,14 @@ and pytest runs every check against that model:
   in both the streaming and the offline path (and changing them does move later frames);
 - slot independence: resetting or idling a slot leaves the other slots bit-identical, an idle slot's
   state is untouched and its outputs are zero, and a reset slot behaves like a fresh stream;
+- a step makes every tensor on its inputs' device (checked on the meta device, so no GPU is needed);
 - ONNX export and parity against ONNX Runtime over a long streamed sequence with mixed masks
   (engines/parity.py).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,19 @@ class StepContractSuite:
         for name in baseline:
             expected = restarted[name][3, :n_after]
             assert torch.allclose(mixed[name][3, 7 * per_step :], expected, atol=1e-6), f"{name}: reset is not fresh"
+
+    def test_a_step_stays_on_the_device_of_its_inputs(self, model: StreamingGenerator) -> None:
+        # A tensor made on the CPU inside a step (a module-level constant, a reset state without a device)
+        # breaks the step on a GPU; it did on an H100 once. On the meta device the same mix raises here.
+        meta = torch.device("meta")
+        on_meta = copy.deepcopy(model).to(meta)
+        inputs, noise = random_inputs(model, BATCH, 3, seed=7)
+        state = on_meta.init_state(BATCH, meta)
+        reset, active = torch.tensor([True, False, False, True]), torch.tensor([True, True, False, True])
+        for s in range(3):
+            step = {k: v.to(meta) for k, v in step_inputs(model, inputs, s).items()}
+            outputs, state = on_meta.step(step, state, noise[:, s].to(meta), reset.to(meta), active.to(meta))
+        assert all(v.device == meta for v in [*outputs.values(), *state.values()])
 
     def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
         pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")

@@ -46,6 +46,14 @@ class OfflinePathDiffers(CausalConvStack):
         return {k: v * 1.001 for k, v in super().forward_sequence(inputs, noise).items()}
 
 
+class MakesCpuTensors(CausalConvStack):
+    """Resets slots to a state made on the CPU, whatever device the step runs on (a real bug, once)."""
+
+    def step(self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor):  # type: ignore[no-untyped-def]
+        state = apply_reset(state, self.init_state(reset.shape[0]), reset)
+        return super().step(inputs, state, noise, reset, active)
+
+
 def run(check: str, model: CausalConvStack, tmp_path: object = None) -> None:
     torch.manual_seed(0)
     suite = StepContractSuite()
@@ -68,8 +76,14 @@ def test_a_broken_model_fails_its_check(model: CausalConvStack, check: str) -> N
         run(check, model)
 
 
+def test_a_step_that_makes_cpu_tensors_fails_the_device_check() -> None:
+    with pytest.raises(RuntimeError, match="device"):
+        run("test_a_step_stays_on_the_device_of_its_inputs", MakesCpuTensors())
+
+
 def test_a_correct_model_passes_the_same_checks() -> None:
     for check in (
+        "test_a_step_stays_on_the_device_of_its_inputs",
         "test_frames_ignore_input_past_the_lookahead",
         "test_reset_and_idle_slots_leave_the_others_bit_identical",
         "test_chunked_streaming_equals_offline",
