@@ -314,16 +314,19 @@ def correlation(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-8)
 
 
-def statistics_loss(made: Tensor, target: Tensor, full: Tensor, paired: bool = False, jerk: bool = False
-                    ) -> Tensor:  # fmt: skip
+def statistics_loss(made: Tensor, target: Tensor, full: Tensor, paired: bool = False, jerk: bool = False,
+                    spread_weight: float = 1.0) -> Tensor:  # fmt: skip
     """The 4 s statistics of `made` (B, T, P) against the teacher's `target` (`window_statistics`), each
-    relative to its size in the teacher's takes so that all count alike; `full` (B,) is 1 for crops
+    relative to its size in the teacher's takes so that all count alike, except the spread (each
+    feature's std over the window, what tells a calm emotion's gestures from a lively one's), which
+    counts `spread_weight` times; the result is the weighted mean. `full` (B,) is 1 for crops
     scored. `paired`: the two halves of the batch are two samples of the same crops, scored as
     (a - t)(b - t), whose expectation is the squared bias of the model's statistics alone."""
     made_statistics, target_statistics = window_statistics(made, jerk), window_statistics(target, jerk)
+    weights = [1.0, spread_weight] + [1.0] * (len(made_statistics) - 2)
     loss = made.new_zeros(())
     count = full.sum().clamp(min=1)
-    for a, t in zip(made_statistics, target_statistics, strict=True):
+    for w, a, t in zip(weights, made_statistics, target_statistics, strict=True):
         # Floored for a batch of still takes; real takes' smallest statistic (the change) is about 1e-3.
         size = (((t**2).mean(1) * full).sum() / count).clamp(min=1e-4)
         if paired:
@@ -331,8 +334,8 @@ def statistics_loss(made: Tensor, target: Tensor, full: Tensor, paired: bool = F
             error, weight = ((a[:h] - t[:h]) * (a[h:] - t[:h])).mean(1), full[:h]
         else:
             error, weight = ((a - t) ** 2).mean(1), full
-        loss = loss + (error * weight).sum() / (weight.sum().clamp(min=1) * size)
-    return loss / len(made_statistics)
+        loss = loss + w * (error * weight).sum() / (weight.sum().clamp(min=1) * size)
+    return loss / sum(weights)
 
 
 def timing_loss(made: Tensor, target: Tensor, full: Tensor, smoothing: int = TIMING_SMOOTHING) -> Tensor:
@@ -350,7 +353,8 @@ def timing_loss(made: Tensor, target: Tensor, full: Tensor, smoothing: int = TIM
 
 
 def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2,
-                 paired: bool = False, jerk: bool = False) -> dict[str, Tensor]:  # fmt: skip
+                 paired: bool = False, jerk: bool = False, spread_weight: float = 1.0
+                 ) -> dict[str, Tensor]:  # fmt: skip
     """Sequence-level losses on the model running free (`free_run`), "statistics" (`statistics_loss`) and
     "timing" (`timing_loss`). The per-frame flow loss sees true histories only, so a model trained on it
     alone never learns what its own motion does to it over seconds; emotion lives in those seconds
@@ -358,7 +362,8 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     each other, which cost the seventh run most of its seed diversity; `paired` runs each crop of the
     first half of the batch twice with different noise (the same cost) and scores the statistics' bias
     only, leaving the spread between samples to the flow loss. `jerk` adds the third difference's
-    statistics (`window_statistics`). Crops that run past their clip's end are left out."""
+    statistics (`window_statistics`); `spread_weight` is `statistics_loss`'s. Crops that run past their
+    clip's end are left out."""
     if paired:
         half = {k: v[: len(v) // 2] for k, v in batch.items()}
         batch = {k: torch.cat([v, v]) for k, v in half.items()}
@@ -366,7 +371,7 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
     made = free_run(net, batch, gen, n_steps)
     target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
-    statistics = statistics_loss(made, target, full, paired, jerk)
+    statistics = statistics_loss(made, target, full, paired, jerk, spread_weight)
     return {"statistics": statistics, "timing": timing_loss(made, target, full)}
 
 
@@ -446,7 +451,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
           flow_frames: int = FLOW_FRAMES, rollout_weight: float = ROLLOUT_WEIGHT,
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
-          free_running_film: bool = FREE_RUNNING_FILM) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = 1.0
+          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
     `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
@@ -455,7 +461,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     own whose learning rate starts again from `RESUME_RATE`, as the shipped chain's last run did: at three
     times a step's cost, they pay most on a flow that has learned the motion frame by frame.
     `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
-    emotion FiLM on (from zero) for that stage. The same arguments give the same weights."""
+    emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
+    statistics (`statistics_loss`). The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
@@ -482,7 +489,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
 
     def free_running_loss() -> Tensor:
         batch = batches(batch_size)
-        free_running = rollout_loss(net, batch, gen, paired=rollout_pairs, jerk=rollout_jerk)
+        free_running = rollout_loss(net, batch, gen, paired=rollout_pairs, jerk=rollout_jerk,
+                                    spread_weight=spread_weight)  # fmt: skip
         rollout_losses.append(free_running["statistics"].item())
         timing_losses.append(free_running["timing"].item())
         return flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
@@ -576,6 +584,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the free-running loss also matches the statistics of the third difference")
     parser.add_argument("--free-running-film", action=argparse.BooleanOptionalAction, default=FREE_RUNNING_FILM,
                         help="switch emotion FiLM on (from zero) for the free-running stage")
+    parser.add_argument("--spread-weight", type=float, default=1.0,
+                        help="how many times the free-running loss counts the windows' spread (each pose "
+                             "feature's std) against its other statistics")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
@@ -586,9 +597,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
-            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0:  # fmt: skip
-        parser.error(f"need 1 <= --flow-frames <= {CROP} and --rollout-weight, --timing-weight and the step "
-                     "counts >= 0")  # fmt: skip
+            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
+            or args.spread_weight <= 0:  # fmt: skip
+        parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
+                     "counts >= 0, and --spread-weight > 0")  # fmt: skip
     if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
         parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
     fits_temperatures = args.emotion_temperature and args.beat2 is None
@@ -626,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
     net, log = train(clips, style_names, args.batch_size, args.seed, args.vae_steps, args.flow_steps,
                      args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
                      args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
-                     args.rollout_jerk, args.free_running_film)  # fmt: skip
+                     args.rollout_jerk, args.free_running_film, args.spread_weight)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -639,7 +651,7 @@ def main(argv: list[str] | None = None) -> None:
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms
                      "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
-                     "rollout_jerk": args.rollout_jerk,
+                     "rollout_jerk": args.rollout_jerk, "spread_weight": args.spread_weight,
                      "free_running_film": args.free_running_film, "guidance": args.guidance,
                      "timing_weight": args.timing_weight,
                      "final_timing_loss": final_loss(log["timing_losses"]),

@@ -141,6 +141,21 @@ def test_the_jerk_statistics_weigh_a_fast_wobble_that_the_others_barely_see() ->
     assert with_jerk > 20 * without
 
 
+def test_the_spread_weight_counts_a_wrong_spread_more_and_a_wrong_posture_less() -> None:
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randn(8, CROP, 4, generator=gen)
+    full = torch.ones(8)
+    mean = target.mean(1, keepdim=True)
+    too_large = mean + 1.5 * (target - mean)  # gestures too large: spread and change wrong, posture right
+    shifted = target + 0.3  # posture wrong only
+    assert float(statistics_loss(shifted, target, full, spread_weight=1.0)) == pytest.approx(
+        float(statistics_loss(shifted, target, full)), rel=1e-6
+    )  # 1 is the unweighted mean of the four statistics
+    for made, grows in ((too_large, True), (shifted, False)):
+        one, three = (float(statistics_loss(made, target, full, spread_weight=w)) for w in (1.0, 3.0))
+        assert (three > 1.1 * one) if grows else (three < 0.8 * one)  # 0.208 vs 0.188; 1.33 vs 1.99
+
+
 def test_the_paired_statistics_loss_scores_bias_not_spread_between_samples() -> None:
     gen = torch.Generator().manual_seed(0)
     target = torch.randn(64, CROP, 4, generator=gen)
