@@ -38,7 +38,7 @@ from runtime.event_loop import INFERENCE_MODES
 from runtime.inference import InferenceLoop, OutFrame
 from runtime.inference_process import InferenceProcess
 from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
-from runtime.models.gesture import GestureGenerator, GestureNetwork
+from runtime.models.gesture import GestureGenerator, GestureNetwork, style_embedding
 from runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
 from runtime.session_protocol import ServerSessionProtocol
 from runtime.step import StepRunner, StreamingGenerator
@@ -406,7 +406,7 @@ class EmostreamServer:
     def _style(self, style: str) -> np.ndarray:
         assert self.gesture is not None
         network, names = self.gesture
-        return network.style_presets[names.index(style)].cpu().numpy().copy()  # the network may be on a GPU
+        return style_embedding(network, names, style)
 
     async def _open(self, connection: ServerConnection, hello: P.Hello) -> Session:
         controls = DEFAULT_CONTROLS.merged(hello.controls)

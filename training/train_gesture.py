@@ -283,7 +283,7 @@ def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     emotion = batch["emotion"]
     posture = net.posture(emotion)
     scale = net.temperature(emotion) if c.emotion_temperature else DEFAULT_TEMPERATURE
-    time_terms = net.time_term(torch.arange(n_steps, dtype=torch.float32) / n_steps)
+    time_terms = net.sampler_time_terms(n_steps)
     encoded = net.encode_sequence(batch["features"])
     style = net.embed_style(batch["reference"])
     history = x[:, back - c.history_frames : back]

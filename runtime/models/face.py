@@ -211,9 +211,7 @@ class FaceGenerator(StreamingGenerator):
         c = network.config
         self.register_buffer("lookahead_index", torch.tensor(lookahead), persistent=False)
         with torch.no_grad():  # constant per generator: the network is frozen once it serves
-            # on the network's device: a server makes generators for new step counts after moving it to a GPU
-            times = torch.arange(n_steps, dtype=torch.float32, device=next(network.parameters()).device) / n_steps
-            self.register_buffer("time_terms", network.time_term(times), persistent=False)
+            self.register_buffer("time_terms", network.sampler_time_terms(n_steps), persistent=False)
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (2, c.n_mels)), TensorSpec("emotion", (1, N_EMOTIONS))),
             state=tuple(

@@ -32,6 +32,12 @@ class FlowMatching:
         """Flow times (B,) in [0, 1] -> their (B, hidden) contribution to the velocity network."""
         return self.t_in(timestep_embedding(t, TIME_FEATURES))
 
+    def sampler_time_terms(self, n_steps: int) -> Tensor:
+        """`time_term` at the Euler sampler's times i / n_steps: (n_steps, hidden), for `integrate`. Made on
+        the network's device: a server builds generators for new step counts after moving it to a GPU."""
+        times = torch.arange(n_steps, dtype=torch.float32, device=self.t_in.weight.device) / n_steps
+        return self.time_term(times)
+
     def velocity(self, x: Tensor, time_term: Tensor, cond: Tensor) -> Tensor:
         """x (B, n) sample; time_term from `time_term`, (B or 1, hidden); cond (B, hidden) -> (B, n).
 

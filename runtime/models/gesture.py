@@ -313,9 +313,7 @@ class GestureGenerator(StreamingGenerator):
         c = network.config
         self.delay = c.lookahead_frames
         with torch.no_grad():
-            # on the network's device: a server makes generators for new step counts after moving it to a GPU
-            times = torch.arange(n_steps, dtype=torch.float32, device=next(network.parameters()).device) / n_steps
-            self.register_buffer("time_terms", network.time_term(times), persistent=False)
+            self.register_buffer("time_terms", network.sampler_time_terms(n_steps), persistent=False)
         # Training draws each frame's noise on its own, so how it is correlated across frames is a choice
         # made at sampling: the config's unless asked otherwise.
         self.rho = c.noise_correlation if noise_correlation is None else noise_correlation
