@@ -599,8 +599,8 @@ def main(argv: list[str] | None = None) -> None:
                              "which has no teacher to match)")  # fmt: skip
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance on the emotion that the temperature fit samples with and "
-                             f"the checkpoint carries (1: none; default {FIT_GUIDANCE:g} with an emotion dropout and "
-                             "the temperature fit, else 1)")  # fmt: skip
+                             f"the checkpoint carries (1: none; default {FIT_GUIDANCE:g}, and 1 where no temperatures "
+                             "are fitted or the model has no null emotion)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
