@@ -19,14 +19,14 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, machine, write_result
-from engines.backend import StepBackend, parse_buckets
-from engines.cache import EngineCache
-from engines.factory import make_backend
-from runtime.animate import DEFAULT_STEPS, default_face_checkpoint, default_gesture_checkpoint
-from runtime.models.face import FaceGenerator, load_checkpoint
-from runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
-from runtime.step import StreamingGenerator
+from emostream.benchmarks.common import RESULTS, machine, write_result
+from emostream.engines.backend import StepBackend, parse_buckets
+from emostream.engines.cache import EngineCache
+from emostream.engines.factory import make_backend
+from emostream.runtime.animate import DEFAULT_STEPS, default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint
+from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
+from emostream.runtime.step import StreamingGenerator
 
 WARM_UP_STEPS = 20
 

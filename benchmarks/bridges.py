@@ -20,14 +20,14 @@ import threading
 import numpy as np
 import zmq
 
-from benchmarks.common import machine, write_result
-from clients.bridges.runner import BridgeStats, Sink, run_bridge
-from clients.bridges.sinks import LiveLinkSink, VmcSink, ZmqSink
-from clients.sources import file_source
-from runtime.animate import default_face_checkpoint
-from runtime.demo import bundled_speech
-from runtime.models.face import load_checkpoint
-from runtime.server import EmostreamServer, ServerConfig
+from emostream.benchmarks.common import machine, write_result
+from emostream.clients.bridges.runner import BridgeStats, Sink, run_bridge
+from emostream.clients.bridges.sinks import LiveLinkSink, VmcSink, ZmqSink
+from emostream.clients.sources import file_source
+from emostream.runtime.animate import default_face_checkpoint
+from emostream.runtime.demo import bundled_speech
+from emostream.runtime.models.face import load_checkpoint
+from emostream.runtime.server import EmostreamServer, ServerConfig
 
 
 def drain_udp(sock: socket.socket, stop: threading.Event) -> None:

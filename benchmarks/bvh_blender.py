@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
-from runtime.rotations import axis_angle_to_matrix
+from emostream.runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
+from emostream.runtime.rotations import axis_angle_to_matrix
 
 RESULTS = Path(__file__).parent / "results"
 TOLERANCE_M = 1e-3  # BVH stores angles with 5 decimals of a degree; 1 mm is far above that rounding

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks.latency import main as latency_main
+from emostream.benchmarks.latency import main as latency_main
 
 
 def main(argv: list[str] | None = None) -> None:

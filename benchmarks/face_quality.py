@@ -23,19 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.common import RESULTS, machine, step_cost, write_result
-from runtime.audio import N_MELS, LogMelFrontEnd
-from runtime.batcher import SILENT_FEATURES
-from runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
-from runtime.protocol import EMOTIONS
-from runtime.rigs import FACE_CHANNELS, FACE_FPS
-from runtime.stream import emotion_vector
-from training.align import Phone
-from training.corpus import build, load_utterance
-from training.face_data import supported_rate
-from training.metrics import closure_rates
-from training.teacher_face import MOUTH_CHANNELS, teach
-from training.visemes import VISEMES
+from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
+from emostream.runtime.audio import N_MELS, LogMelFrontEnd
+from emostream.runtime.batcher import SILENT_FEATURES
+from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
+from emostream.runtime.stream import emotion_vector
+from emostream.training.align import Phone
+from emostream.training.corpus import build, load_utterance
+from emostream.training.face_data import supported_rate
+from emostream.training.metrics import closure_rates
+from emostream.training.teacher_face import MOUTH_CHANNELS, teach
+from emostream.training.visemes import VISEMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}

@@ -33,20 +33,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, machine, step_cost, write_result
-from benchmarks.face_quality import predict, train_classifier
-from benchmarks.motion_judge import MotionJudge, judge, judge_windows, train_judge
-from clients.audio_files import chunks
-from runtime.audio import LogMelFrontEnd
-from runtime.body_pose import features_to_matrices, pose_features
-from runtime.models.gesture import DEFAULT_TEMPERATURE, GestureGenerator, GestureNetwork, load_gesture_checkpoint
-from runtime.protocol import EMOTIONS
-from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS, forward_kinematics, rest_offsets
-from runtime.stream import GeneratorStream, emotion_vector
-from training.align import Phone
-from training.face_data import supported_rate
-from training.gesture_data import clip_jobs, join_utterances
-from training.teacher_gesture import STYLES, teach_gesture
+from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
+from emostream.benchmarks.face_quality import predict, train_classifier
+from emostream.benchmarks.motion_judge import MotionJudge, judge, judge_windows, train_judge
+from emostream.clients.audio_files import chunks
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.body_pose import features_to_matrices, pose_features
+from emostream.runtime.models.gesture import (
+    DEFAULT_TEMPERATURE,
+    GestureGenerator,
+    GestureNetwork,
+    load_gesture_checkpoint,
+)
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS, forward_kinematics, rest_offsets
+from emostream.runtime.stream import GeneratorStream, emotion_vector
+from emostream.training.align import Phone
+from emostream.training.face_data import supported_rate
+from emostream.training.gesture_data import clip_jobs, join_utterances
+from emostream.training.teacher_gesture import STYLES, teach_gesture
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGMA_S = 0.1
@@ -396,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
              "guidance": args.guidance, "noise_correlation": args.noise_correlation}
     SAMPLING.update({k: v for k, v in knobs.items() if v is not None})
     if not (args.corpus / "manifest.json").exists():
-        from training.corpus import build
+        from emostream.training.corpus import build
 
         build(args.corpus, 2400)
     result = run(args.checkpoint, args.corpus, args.clips, args.train_clips, args.classifier_steps,

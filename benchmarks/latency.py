@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine, write_result
-from clients.audio_files import chunks, read_audio, to_int16
-from clients.client import EmostreamClient, ReceivedFrame, now_us
-from runtime import protocol as P
-from runtime.demo import bundled_speech
-from runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES, default_event_loop
-from runtime.event_loop import run as run_event_loop
+from emostream.benchmarks.common import RESULTS, machine, write_result
+from emostream.clients.audio_files import chunks, read_audio, to_int16
+from emostream.clients.client import EmostreamClient, ReceivedFrame, now_us
+from emostream.runtime import protocol as P
+from emostream.runtime.demo import bundled_speech
+from emostream.runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES, default_event_loop
+from emostream.runtime.event_loop import run as run_event_loop
 
 CHUNK_MS = 20.0
 
@@ -80,7 +80,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "runtime.cli",
+            "emostream.runtime.cli",
             "serve",
             "--port",
             str(self.port),
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         "inference": args.inference,
     }
     if args.body:  # which gesture model the server loaded: its step's cost changes with the model's settings
-        from runtime.animate import default_gesture_checkpoint
-        from runtime.models.gesture import load_gesture_checkpoint
+        from emostream.runtime.animate import default_gesture_checkpoint
+        from emostream.runtime.models.gesture import load_gesture_checkpoint
 
         gesture, _, metadata = load_gesture_checkpoint(args.gesture_checkpoint or default_gesture_checkpoint())
         m["gesture_model"] = {"created": metadata.get("created"), "guidance": gesture.config.guidance}

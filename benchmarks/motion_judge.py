@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
+from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
 
 JUDGE_JOINTS = (*UPPER_BODY_JOINTS, *range(25, 55))  # the upper body and both hands' fingers
 STRIDE = 2  # 30 fps motion read at 15 fps

@@ -26,7 +26,7 @@ START_TIMEOUT_S = 600  # a compiled backend compiles every batch bucket before t
 
 def _server_port() -> int | None:
     """The port of the `emostream serve` the benchmark started, read from its command line."""
-    found = subprocess.run(["pgrep", "-af", "runtime.cli serve"], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-af", "emostream.runtime.cli serve"], capture_output=True, text=True).stdout
     match = re.search(r"--port (\d+)", found)
     return int(match.group(1)) if match else None
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
-    bench = subprocess.Popen([sys.executable, "-m", "benchmarks.latency", *args.latency_args])
+    bench = subprocess.Popen([sys.executable, "-m", "emostream.benchmarks.latency", *args.latency_args])
     try:
         wait_for_server()
         time.sleep(args.settle)  # the clients start spread over a second

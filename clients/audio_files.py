@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from runtime.errors import AudioFormatError
-from runtime.protocol import SAMPLE_RATES_HZ
+from emostream.runtime.errors import AudioFormatError
+from emostream.runtime.protocol import SAMPLE_RATES_HZ
 
 
 def read_audio(path: str | Path, require_supported_rate: bool = True) -> tuple[np.ndarray, int]:

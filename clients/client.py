@@ -19,8 +19,8 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from runtime import protocol as P
-from runtime.errors import ProtocolError, SessionError
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError, SessionError
 
 T = TypeVar("T")
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from clients.client import EmostreamClient, ReceivedFrame
-from clients.sources import file_source, microphone_source, stdin_source
-from runtime import protocol as P
-from runtime.body_pose import body_arrays
-from runtime.event_loop import run as run_event_loop
+from emostream.clients.client import EmostreamClient, ReceivedFrame
+from emostream.clients.sources import file_source, microphone_source, stdin_source
+from emostream.runtime import protocol as P
+from emostream.runtime.body_pose import body_arrays
+from emostream.runtime.event_loop import run as run_event_loop
 
 
 def latency_summary(frames: list[ReceivedFrame]) -> dict[str, float]:
@@ -62,7 +62,7 @@ async def stream(args: argparse.Namespace) -> dict:
         rate = args.rate
         source = stdin_source(rate, args.chunk_ms)
     else:
-        from clients.audio_files import read_audio
+        from emostream.clients.audio_files import read_audio
 
         rate = read_audio(args.audio)[1]
         source = file_source(args.audio, args.chunk_ms, realtime=args.realtime)

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from runtime.errors import BackendError
-from runtime.step import StepSpec, StreamingGenerator, TensorDict
+from emostream.runtime.errors import BackendError
+from emostream.runtime.step import StepSpec, StreamingGenerator, TensorDict
 
 BACKENDS = ("eager", "compiled", "onnx", "tensorrt")
 DEFAULT_BUCKETS = (1, 8, 32, 128)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from runtime.step import StreamingGenerator
+from emostream.runtime.step import StreamingGenerator
 
 log = logging.getLogger("emostream.engines")
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from engines.backend import DEFAULT_BUCKETS, StepBackend, bucket_for, flat_args, padded_args, split_results
-from engines.cuda_graphs import CudaGraphs
-from runtime.step import StreamingGenerator, TensorDict
+from emostream.engines.backend import DEFAULT_BUCKETS, StepBackend, bucket_for, flat_args, padded_args, split_results
+from emostream.engines.cuda_graphs import CudaGraphs
+from emostream.runtime.step import StreamingGenerator, TensorDict
 
 
 class CompiledBackend(StepBackend):

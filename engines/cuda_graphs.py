@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engines.backend import bucket_for, padded_args
-from runtime.step import StepSpec
+from emostream.engines.backend import bucket_for, padded_args
+from emostream.runtime.step import StepSpec
 
 # Given a bucket's static input buffers, returns a function that launches the step on the current stream
 # and returns its output tensors.

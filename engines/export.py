@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from engines.backend import DEFAULT_BUCKETS, parse_buckets
-from engines.cache import EngineCache
-from engines.factory import cache_name, make_backend
-from engines.onnx_backend import cached_onnx
-from engines.parity import streamed_parity
-from engines.tensorrt_ops import check_graph
-from runtime.errors import BackendError
-from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
+from emostream.engines.backend import DEFAULT_BUCKETS, parse_buckets
+from emostream.engines.cache import EngineCache
+from emostream.engines.factory import cache_name, make_backend
+from emostream.engines.onnx_backend import cached_onnx
+from emostream.engines.parity import streamed_parity
+from emostream.engines.tensorrt_ops import check_graph
+from emostream.runtime.errors import BackendError
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
 
 PARITY_STEPS = 300
 
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.animate import default_face_checkpoint
+    from emostream.runtime.animate import default_face_checkpoint
 
     cache = EngineCache(args.engine_cache)
     if args.list:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from engines.backend import BACKENDS, DEFAULT_BUCKETS, EagerBackend, StepBackend
-from engines.cache import EngineCache
-from runtime.errors import BackendError
-from runtime.step import StreamingGenerator
+from emostream.engines.backend import BACKENDS, DEFAULT_BUCKETS, EagerBackend, StepBackend
+from emostream.engines.cache import EngineCache
+from emostream.runtime.errors import BackendError
+from emostream.runtime.step import StreamingGenerator
 
 
 def cache_name(generator: StreamingGenerator, device: str) -> str:
@@ -39,14 +39,14 @@ def make_backend(
     if kind == "eager":
         return EagerBackend(generator, device)
     if kind == "compiled":
-        from engines.compiled import CompiledBackend
+        from emostream.engines.compiled import CompiledBackend
 
         return CompiledBackend(generator, device, buckets)
     if kind == "onnx":
-        from engines.onnx_backend import OnnxBackend, cached_onnx
+        from emostream.engines.onnx_backend import OnnxBackend, cached_onnx
 
         return OnnxBackend(generator, cached_onnx(generator, name, cache, device).path, device, threads)
-    from engines.tensorrt_backend import TensorRTBackend, cached_engine
+    from emostream.engines.tensorrt_backend import TensorRTBackend, cached_engine
 
     if not device.startswith("cuda"):
         raise BackendError("the TensorRT backend needs --device cuda")

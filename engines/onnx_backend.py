@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engines.backend import StepBackend, flat_args, split_results
-from engines.cache import CacheEntry, EngineCache, device_description, model_hash
-from engines.onnx_export import OPSET, export_step_onnx, graph_input_names, graph_output_names
-from runtime.errors import BackendError
-from runtime.step import StreamingGenerator, TensorDict
+from emostream.engines.backend import StepBackend, flat_args, split_results
+from emostream.engines.cache import CacheEntry, EngineCache, device_description, model_hash
+from emostream.engines.onnx_export import OPSET, export_step_onnx, graph_input_names, graph_output_names
+from emostream.runtime.errors import BackendError
+from emostream.runtime.step import StreamingGenerator, TensorDict
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.bool: np.bool_, torch.int64: np.int64}
 

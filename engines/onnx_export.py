@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from runtime.errors import BackendError
-from runtime.step import StreamingGenerator
+from emostream.runtime.errors import BackendError
+from emostream.runtime.step import StreamingGenerator
 
 OPSET = 18  # ONNX opset, within what TensorRT 10's parser supports
 

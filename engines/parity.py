@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engines.backend import StepBackend
-from runtime.step import StreamingGenerator, TensorDict
+from emostream.engines.backend import StepBackend
+from emostream.runtime.step import StreamingGenerator, TensorDict
 
 
 @dataclass(frozen=True)

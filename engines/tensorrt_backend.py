@@ -25,14 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engines.backend import DEFAULT_BUCKETS, StepBackend, flat_args, split_results
-from engines.cache import CacheEntry, EngineCache, device_description, model_hash
-from engines.cuda_graphs import CudaGraphs
-from engines.onnx_backend import cached_onnx
-from engines.onnx_export import graph_input_names, graph_output_names
-from engines.tensorrt_ops import check_graph
-from runtime.errors import BackendError
-from runtime.step import StreamingGenerator, TensorDict
+from emostream.engines.backend import DEFAULT_BUCKETS, StepBackend, flat_args, split_results
+from emostream.engines.cache import CacheEntry, EngineCache, device_description, model_hash
+from emostream.engines.cuda_graphs import CudaGraphs
+from emostream.engines.onnx_backend import cached_onnx
+from emostream.engines.onnx_export import graph_input_names, graph_output_names
+from emostream.engines.tensorrt_ops import check_graph
+from emostream.runtime.errors import BackendError
+from emostream.runtime.step import StreamingGenerator, TensorDict
 
 log = logging.getLogger("emostream.engines")
 FP16_TOLERANCE = 2e-3  # max abs difference against eager (face units: blendshape weights, radians)
@@ -161,7 +161,7 @@ def cached_engine(
     device: str = "cuda",
 ) -> CacheEntry:
     """The generator's TensorRT engine from the cache, built (and parity-checked for FP16) when missing."""
-    from engines.parity import streamed_parity
+    from emostream.engines.parity import streamed_parity
 
     trt = import_tensorrt()
     if precision not in ("auto", "fp16", "fp32"):

@@ -38,7 +38,7 @@ class SupportMatrix:
 
 
 def load_support_matrix() -> SupportMatrix:
-    text = (resources.files("engines") / "data" / SUPPORT_MATRIX).read_text()
+    text = (resources.files("emostream.engines") / "data" / SUPPORT_MATRIX).read_text()
     types: dict[str, frozenset[str]] = {}
     opsets = (0, 0)
     for line in text.splitlines():

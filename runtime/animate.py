@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from clients.audio_files import chunks, read_audio
-from runtime.audio import SUPPORTED_RATES_HZ, Resampler
-from runtime.body_pose import body_arrays, body_frames
-from runtime.errors import ConfigError
-from runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
-from runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
-from runtime.rigs import ARKIT_BLENDSHAPES, BODY_FPS, FACE_CHANNELS, FACE_FPS, SMPLX_JOINTS, SMPLX_PARENTS
-from runtime.step import StepRunner, StreamingGenerator
-from runtime.stream import GeneratorStream, emotion_vector
+from emostream.clients.audio_files import chunks, read_audio
+from emostream.runtime.audio import SUPPORTED_RATES_HZ, Resampler
+from emostream.runtime.body_pose import body_arrays, body_frames
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
+from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, BODY_FPS, FACE_CHANNELS, FACE_FPS, SMPLX_JOINTS, SMPLX_PARENTS
+from emostream.runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.stream import GeneratorStream, emotion_vector
 
 CHUNK_MS = 20.0
 DEFAULT_LOOKAHEAD_MS = 60.0  # rounds to 58.3 ms: 7 feature frames
@@ -33,11 +33,11 @@ DEFAULT_STYLE = "ada"
 
 
 def default_face_checkpoint() -> Path:
-    return Path(str(resources.files("runtime") / "assets" / "face.pt"))
+    return Path(str(resources.files("emostream.runtime") / "assets" / "face.pt"))
 
 
 def default_gesture_checkpoint() -> Path:
-    return Path(str(resources.files("runtime") / "assets" / "gesture.pt"))
+    return Path(str(resources.files("emostream.runtime") / "assets" / "gesture.pt"))
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ def make_runner(generator: StreamingGenerator, backend: str, device: str, engine
     """The generator itself for eager on the CPU, otherwise an engines backend around it."""
     if backend == "eager" and device == "cpu":
         return generator
-    from engines.cache import EngineCache
-    from engines.factory import make_backend
+    from emostream.engines.cache import EngineCache
+    from emostream.engines.factory import make_backend
 
     return make_backend(backend, generator, device=device, buckets=(1,), cache=EngineCache(engine_cache))
 

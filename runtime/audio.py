@@ -17,7 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
-from runtime.errors import AudioFormatError
+from emostream.runtime.errors import AudioFormatError
 
 MODEL_SAMPLE_RATE_HZ = 24_000
 HOP_LENGTH = 200  # 8.33 ms: 120 frames/s, 2 per face frame at 60 fps, 4 per body frame at 30 fps

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from runtime.audio import LOG_FLOOR, N_MELS
-from runtime.errors import SessionError
-from runtime.models.face import N_EMOTIONS
-from runtime.rigs import FACE_FPS
-from runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.audio import LOG_FLOOR, N_MELS
+from emostream.runtime.errors import SessionError
+from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.rigs import FACE_FPS
+from emostream.runtime.step import StepRunner, StreamingGenerator
 
 SILENT_FEATURES = math.log(LOG_FLOOR)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS
-from runtime.rotations import (
+from emostream.runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS
+from emostream.runtime.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quat,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, rest_offsets
+from emostream.runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, rest_offsets
 
 END_SITE_M = 0.03  # the length of the end site drawn after a leaf joint
 

@@ -9,15 +9,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.errors import EmostreamError
-from runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES
+from emostream.runtime.errors import EmostreamError
+from emostream.runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES
 
 
 def _demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from clients.viewer.window import display_available
-    from runtime.demo import run_demo
+    from emostream.clients.viewer.window import display_available
+    from emostream.runtime.demo import run_demo
 
     out_dir = args.out or Path("emostream-out") / time.strftime("demo-%Y%m%d-%H%M%S")
     source = "the bundled speech sample" if args.audio is None else args.audio
@@ -29,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     if live:
-        from runtime.demo import run_live_demo
+        from emostream.runtime.demo import run_live_demo
 
         return run_live_demo(args.audio, args.checkpoint)
     print("  no display: headless; the video is rendered with EGL once the take ends", flush=True)
@@ -66,13 +66,13 @@ def _render(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from clients.audio_files import read_audio
-    from clients.viewer.video import Clip, contact_sheet, write_video
+    from emostream.clients.audio_files import read_audio
+    from emostream.clients.viewer.video import Clip, contact_sheet, write_video
 
     data = np.load(args.animation)
     if "face" not in data or "face_channels" not in data:
         raise EmostreamError(f"{args.animation}: no face frames (expected the `emostream animate` npz layout)")
-    from runtime.rigs import FACE_CHANNELS
+    from emostream.runtime.rigs import FACE_CHANNELS
 
     index = [list(data["face_channels"]).index(name) for name in FACE_CHANNELS]
     clip = Clip(face=data["face"][:, index], fps=float(data["fps"]))
@@ -92,13 +92,13 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    from clients.viewer.window import run_viewer
+    from emostream.clients.viewer.window import run_viewer
 
     return run_viewer(args)
 
 
 def _rigs(args: argparse.Namespace) -> int:
-    from runtime.rigs import RIGS, SMPLX_PARENTS, rest_offsets
+    from emostream.runtime.rigs import RIGS, SMPLX_PARENTS, rest_offsets
 
     body = {name: {"fps": rig.fps, "channels": list(rig.channels)} for name, rig in RIGS.items()}
     body["body"]["parents"] = list(SMPLX_PARENTS)
@@ -109,7 +109,7 @@ def _rigs(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from runtime.animate import animate, check_output_format, write_animation
+    from emostream.runtime.animate import animate, check_output_format, write_animation
 
     check_output_format(args.output)
     animation = animate(
@@ -129,7 +129,7 @@ def _animate(args: argparse.Namespace) -> int:
 
 
 def _export_beat2(args: argparse.Namespace) -> int:
-    from runtime.motion_files import load_motion, write_beat2
+    from emostream.runtime.motion_files import load_motion, write_beat2
 
     axis_angle, trans = load_motion(args.animation)
     write_beat2(args.output, axis_angle, trans)
@@ -138,9 +138,9 @@ def _export_beat2(args: argparse.Namespace) -> int:
 
 
 def _export_bvh(args: argparse.Namespace) -> int:
-    from runtime.bvh import write_bvh
-    from runtime.motion_files import load_motion
-    from runtime.rotations import axis_angle_to_matrix
+    from emostream.runtime.bvh import write_bvh
+    from emostream.runtime.motion_files import load_motion
+    from emostream.runtime.rotations import axis_angle_to_matrix
 
     axis_angle, trans = load_motion(args.animation)
     write_bvh(args.output, axis_angle_to_matrix(axis_angle), trans, fps=30)
@@ -159,10 +159,10 @@ def _train(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from runtime.animate import default_face_checkpoint
-    from runtime.event_loop import run as run_event_loop
-    from runtime.models.face import load_checkpoint
-    from runtime.server import ServerConfig, serve_forever
+    from emostream.runtime.animate import default_face_checkpoint
+    from emostream.runtime.event_loop import run as run_event_loop
+    from emostream.runtime.models.face import load_checkpoint
+    from emostream.runtime.server import ServerConfig, serve_forever
 
     logging.basicConfig(level=logging.INFO, format='{"time": "%(asctime)s", "level": "%(levelname)s", '
                         '"logger": "%(name)s", "message": "%(message)s"}')  # fmt: skip
@@ -172,8 +172,8 @@ def _serve(args: argparse.Namespace) -> int:
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     gesture = None
     if args.body:
-        from runtime.animate import default_gesture_checkpoint
-        from runtime.models.gesture import load_gesture_checkpoint
+        from emostream.runtime.animate import default_gesture_checkpoint
+        from emostream.runtime.models.gesture import load_gesture_checkpoint
 
         path = args.gesture_checkpoint or default_gesture_checkpoint()
         gesture_network, style_names, _ = load_gesture_checkpoint(path)
@@ -190,35 +190,35 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from clients.stream import main as stream_main
+    from emostream.clients.stream import main as stream_main
 
     return stream_main(args)
 
 
 TRAINERS = {
-    "face": "training.train_face",
-    "gesture": "training.train_gesture",
-    "gesture-temperature": "training.gesture_temperature",
+    "face": "emostream.training.train_face",
+    "gesture": "emostream.training.train_gesture",
+    "gesture-temperature": "emostream.training.gesture_temperature",
 }
 BENCHMARKS = {
-    "frontend": "benchmarks.frontend",
-    "face-quality": "benchmarks.face_quality",
-    "gesture-quality": "benchmarks.gesture_quality",
-    "latency": "benchmarks.latency",
-    "capacity": "benchmarks.capacity",
-    "backends": "benchmarks.backends",
-    "bridges": "benchmarks.bridges",
+    "frontend": "emostream.benchmarks.frontend",
+    "face-quality": "emostream.benchmarks.face_quality",
+    "gesture-quality": "emostream.benchmarks.gesture_quality",
+    "latency": "emostream.benchmarks.latency",
+    "capacity": "emostream.benchmarks.capacity",
+    "backends": "emostream.benchmarks.backends",
+    "bridges": "emostream.benchmarks.bridges",
 }
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from clients.bridges.cli import main as bridge_main
+    from emostream.clients.bridges.cli import main as bridge_main
 
     return bridge_main(args)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engines.export import run
+    from emostream.engines.export import run
 
     return run(args)
 
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--view", choices=("face", "body"), default="face")
     render.set_defaults(run=_render)
 
-    from clients.viewer.window import add_arguments as add_view_arguments
+    from emostream.clients.viewer.window import add_arguments as add_view_arguments
 
     view = sub.add_parser("view", help="live viewer window: streams a file or the microphone to a server")
     add_view_arguments(view)
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="also publish frames on a ZeroMQ PUB socket, e.g. tcp://127.0.0.1:5557")  # fmt: skip
     serve_parser.set_defaults(run=_serve)
 
-    from clients.stream import add_arguments
+    from emostream.clients.stream import add_arguments
 
     stream_parser = sub.add_parser("stream", help="stream a file, the microphone or stdin to a server")
     add_arguments(stream_parser)
@@ -335,13 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")
     rigs.set_defaults(run=_rigs)
 
-    from clients.bridges.cli import add_arguments as add_bridge_arguments
+    from emostream.clients.bridges.cli import add_arguments as add_bridge_arguments
 
     bridge = sub.add_parser("bridge", help="stream audio to a server and pass frames to ZeroMQ, VMC or Live Link")
     add_bridge_arguments(bridge)
     bridge.set_defaults(run=_bridge)
 
-    from engines.export import add_arguments as add_export_arguments
+    from emostream.engines.export import add_arguments as add_export_arguments
 
     export = sub.add_parser("export", help="build ONNX graphs or TensorRT engines into the engine cache, with parity")
     add_export_arguments(export)

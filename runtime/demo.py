@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from clients.audio_files import read_audio, to_int16
-from clients.client import EmostreamClient, ReceivedFrame
-from clients.sources import file_source
-from clients.stream import latency_summary
-from runtime import protocol as P
-from runtime.animate import Animation, write_animation
-from runtime.audio import HOP_LENGTH, MODEL_SAMPLE_RATE_HZ, LogMelFrontEnd
-from runtime.errors import ConfigError
-from runtime.rigs import FACE_CHANNELS, FACE_FPS
+from emostream.clients.audio_files import read_audio, to_int16
+from emostream.clients.client import EmostreamClient, ReceivedFrame
+from emostream.clients.sources import file_source
+from emostream.clients.stream import latency_summary
+from emostream.runtime import protocol as P
+from emostream.runtime.animate import Animation, write_animation
+from emostream.runtime.audio import HOP_LENGTH, MODEL_SAMPLE_RATE_HZ, LogMelFrontEnd
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 
 CHUNK_MS = 20.0  # what a microphone callback typically delivers
 # (fraction of the take, emotion, intensity): the emotion control changes live during the demo.
@@ -42,7 +42,7 @@ TRANSITION_MS = 400.0
 
 def bundled_speech() -> Path:
     """The speech sample that ships with the package (espeak-ng, 16 kHz mono)."""
-    return Path(str(resources.files("runtime") / "assets" / "speech_sample.wav"))
+    return Path(str(resources.files("emostream.runtime") / "assets" / "speech_sample.wav"))
 
 
 @dataclass
@@ -67,8 +67,8 @@ class Take:
 
 def shipped_gesture_model() -> tuple[Any, list[str]] | None:
     """The shipped gesture network and its style names, or None when the checkpoint is absent."""
-    from runtime.animate import default_gesture_checkpoint
-    from runtime.models.gesture import load_gesture_checkpoint
+    from emostream.runtime.animate import default_gesture_checkpoint
+    from emostream.runtime.models.gesture import load_gesture_checkpoint
 
     path = default_gesture_checkpoint()
     if not path.exists():
@@ -89,9 +89,9 @@ async def stream_take(audio_path: Path, n_samples: int, rate: int, realtime: boo
     file's length, which places the emotion script."""
     import torch
 
-    from runtime.animate import default_face_checkpoint
-    from runtime.models.face import load_checkpoint
-    from runtime.server import EmostreamServer, ServerConfig
+    from emostream.runtime.animate import default_face_checkpoint
+    from emostream.runtime.models.face import load_checkpoint
+    from emostream.runtime.server import EmostreamServer, ServerConfig
 
     torch.set_num_threads(1)  # as `emostream serve` runs: the event loop keeps a core
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
@@ -134,8 +134,8 @@ def run_demo(
     video_size: int = 640,
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
-    from clients.stream import save_frames
-    from clients.viewer.video import Clip, contact_sheet, write_video
+    from emostream.clients.stream import save_frames
+    from emostream.clients.viewer.video import Clip, contact_sheet, write_video
 
     audio_path = audio_path or bundled_speech()
     samples, rate = read_audio(audio_path)  # fails early, with a clear error, on a bad file
@@ -229,10 +229,10 @@ def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
 
     import torch
 
-    from clients.viewer.window import run_window
-    from runtime.animate import default_face_checkpoint
-    from runtime.models.face import load_checkpoint
-    from runtime.server import EmostreamServer, ServerConfig
+    from emostream.clients.viewer.window import run_window
+    from emostream.runtime.animate import default_face_checkpoint
+    from emostream.runtime.models.face import load_checkpoint
+    from emostream.runtime.server import EmostreamServer, ServerConfig
 
     torch.set_num_threads(1)
     network, _ = load_checkpoint(checkpoint or default_face_checkpoint())

@@ -38,14 +38,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from runtime.audio import LogMelFrontEnd
-from runtime.batcher import StreamBatcher
-from runtime.body_pose import body_frames
-from runtime.errors import SessionError
-from runtime.models.face import FaceGenerator, FaceNetwork
-from runtime.models.gesture import GestureGenerator, GestureNetwork
-from runtime.rigs import BODY_FPS, FACE_FPS
-from runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.batcher import StreamBatcher
+from emostream.runtime.body_pose import body_frames
+from emostream.runtime.errors import SessionError
+from emostream.runtime.models.face import FaceGenerator, FaceNetwork
+from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork
+from emostream.runtime.rigs import BODY_FPS, FACE_FPS
+from emostream.runtime.step import StepRunner, StreamingGenerator
 
 BODY_GROUP = -1  # the key of the body group among the face groups (keyed by lookahead)
 COMMANDS_PER_PASS = 64

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.inference import Command, InferenceCommands, InferenceLoop, LoopStats, OutFrame
-from runtime.models.face import FaceNetwork
-from runtime.models.gesture import GestureNetwork
-from runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.inference import Command, InferenceCommands, InferenceLoop, LoopStats, OutFrame
+from emostream.runtime.models.face import FaceNetwork
+from emostream.runtime.models.gesture import GestureNetwork
+from emostream.runtime.step import StepRunner, StreamingGenerator
 
 log = logging.getLogger("emostream.inference")
 START_TIMEOUT_S = 900.0  # exporting and warming every batch size of a large server takes minutes

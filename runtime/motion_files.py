@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import ConfigError
-from runtime.rigs import BODY_FPS, SMPLX_JOINTS
-from runtime.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_sixd, sixd_to_matrix
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.rigs import BODY_FPS, SMPLX_JOINTS
+from emostream.runtime.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_sixd, sixd_to_matrix
 
 N_JOINTS = len(SMPLX_JOINTS)
 

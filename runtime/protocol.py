@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-from runtime.errors import ProtocolError
+from emostream.runtime.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 

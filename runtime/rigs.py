@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.rotations import matrix_to_quat
+from emostream.runtime.rotations import matrix_to_quat
 
 # Apple's 52 ARKit blendshape names, in Unreal / Live Link Face order. Weights are in [0, 1].
 ARKIT_BLENDSHAPES: tuple[str, ...] = (

@@ -31,19 +31,19 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from runtime import protocol as P
-from runtime.audio import LogMelFrontEnd
-from runtime.errors import ProtocolError
-from runtime.event_loop import INFERENCE_MODES
-from runtime.inference import InferenceLoop, OutFrame
-from runtime.inference_process import InferenceProcess
-from runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
-from runtime.models.gesture import GestureGenerator, GestureNetwork, style_embedding
-from runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
-from runtime.session_protocol import ServerSessionProtocol
-from runtime.step import StepRunner, StreamingGenerator
-from runtime.stream import emotion_vector
-from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
+from emostream.runtime import protocol as P
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.errors import ProtocolError
+from emostream.runtime.event_loop import INFERENCE_MODES
+from emostream.runtime.inference import InferenceLoop, OutFrame
+from emostream.runtime.inference_process import InferenceProcess
+from emostream.runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
+from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork, style_embedding
+from emostream.runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
+from emostream.runtime.session_protocol import ServerSessionProtocol
+from emostream.runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.stream import emotion_vector
+from emostream.runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
 GIL_SWITCH_INTERVAL_S = 0.0005  # see serve_forever
@@ -164,7 +164,7 @@ class EmostreamServer:
         config = self.config
         if config.backend == "eager" and config.device == "cpu":
             return None
-        from engines.factory import BackendFactory
+        from emostream.engines.factory import BackendFactory
 
         buckets = tuple(b for b in (1, 8, 32, 128) if b < config.max_sessions) + (config.max_sessions,)
         return BackendFactory(config.backend, config.device, buckets, config.engine_cache)

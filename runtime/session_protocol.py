@@ -12,8 +12,8 @@ from enum import Enum
 
 import numpy as np
 
-from runtime import protocol as P
-from runtime.errors import ProtocolError
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError
 
 
 class Phase(Enum):

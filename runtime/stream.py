@@ -11,12 +11,12 @@ import math
 
 import numpy as np
 
-from runtime.audio import N_MELS, LogMelFrontEnd
-from runtime.batcher import SILENT_FEATURES, StreamBatcher
-from runtime.models.face import N_EMOTIONS
-from runtime.protocol import EMOTIONS
-from runtime.rigs import FACE_FPS
-from runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.audio import N_MELS, LogMelFrontEnd
+from emostream.runtime.batcher import SILENT_FEATURES, StreamBatcher
+from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import FACE_FPS
+from emostream.runtime.step import StepRunner, StreamingGenerator
 
 
 def emotion_vector(emotion: str, intensity: float) -> np.ndarray:

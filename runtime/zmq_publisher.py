@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from runtime.protocol import PROTOCOL_VERSION, StreamInfo
+from emostream.runtime.protocol import PROTOCOL_VERSION, StreamInfo
 
 TOPIC_PREFIX = "emostream/"
 FRAME_META = struct.Struct("<IdqqB")

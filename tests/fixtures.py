@@ -14,9 +14,9 @@ import numpy as np
 import soundfile
 import torch
 
-from runtime.models.face import FaceConfig, FaceNetwork
-from runtime.models.gesture import GestureConfig, GestureNetwork
-from runtime.server import EmostreamServer, ServerConfig
+from emostream.runtime.models.face import FaceConfig, FaceNetwork
+from emostream.runtime.models.gesture import GestureConfig, GestureNetwork
+from emostream.runtime.server import EmostreamServer, ServerConfig
 
 DATA = Path(__file__).parent / "data"
 

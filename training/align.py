@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.audio import Resampler
+from emostream.runtime.audio import Resampler
 
 ALIGN_RATE_HZ = 16_000
 FRAME_S = 0.01  # pocketsphinx's 100 frames per second

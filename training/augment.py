@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.audio import Resampler
+from emostream.runtime.audio import Resampler
 
 
 def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

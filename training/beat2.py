@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.audio_files import read_audio
-from runtime.body_pose import pose_features
-from runtime.errors import ConfigError
-from runtime.motion_files import load_motion
-from runtime.rigs import BODY_FPS
-from training.face_data import supported_rate
-from training.gesture_data import GestureClip, emotion_one_hot, frame_features
+from emostream.clients.audio_files import read_audio
+from emostream.runtime.body_pose import pose_features
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.motion_files import load_motion
+from emostream.runtime.rigs import BODY_FPS
+from emostream.training.face_data import supported_rate
+from emostream.training.gesture_data import GestureClip, emotion_one_hot, frame_features
 
 
 def speaker_of(path: Path) -> str:

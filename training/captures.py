@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 _CSV_ROTATIONS = {

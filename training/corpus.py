@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from clients.audio_files import to_int16
-from training.align import AlignmentError, Phone, align
-from training.text import phonetically_varied_sentences
-from training.tts import Voice, corpus_voices
+from emostream.clients.audio_files import to_int16
+from emostream.training.align import AlignmentError, Phone, align
+from emostream.training.text import phonetically_varied_sentences
+from emostream.training.tts import Voice, corpus_voices
 
 
 @dataclass(frozen=True)

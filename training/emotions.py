@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.protocol import EMOTIONS
+from emostream.runtime.protocol import EMOTIONS
 
 
 @dataclass(frozen=True)

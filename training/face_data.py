@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from clients.audio_files import read_audio
-from runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
-from runtime.protocol import EMOTIONS
-from training.align import Phone
-from training.augment import augment
-from training.captures import Capture, load_captures
-from training.corpus import load_utterance
-from training.metrics import CLOSED_BELOW, lip_gap
-from training.teacher_face import teach
+from emostream.clients.audio_files import read_audio
+from emostream.runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
+from emostream.runtime.protocol import EMOTIONS
+from emostream.training.align import Phone
+from emostream.training.augment import augment
+from emostream.training.captures import Capture, load_captures
+from emostream.training.corpus import load_utterance
+from emostream.training.metrics import CLOSED_BELOW, lip_gap
+from emostream.training.teacher_face import teach
 
 
 @dataclass

@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from runtime.audio import LogMelFrontEnd
-from runtime.body_pose import pose_features
-from runtime.models.face import N_EMOTIONS
-from runtime.protocol import EMOTIONS
-from runtime.rigs import BODY_FPS
-from training.align import Phone
-from training.augment import augment
-from training.corpus import load_utterance
-from training.face_data import scale_phones, supported_rate
-from training.teacher_gesture import STYLES, teach_gesture
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.body_pose import pose_features
+from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import BODY_FPS
+from emostream.training.align import Phone
+from emostream.training.augment import augment
+from emostream.training.corpus import load_utterance
+from emostream.training.face_data import scale_phones, supported_rate
+from emostream.training.teacher_gesture import STYLES, teach_gesture
 
 FEATURES_PER_FRAME = 4
 STYLE_NAMES = list(STYLES)

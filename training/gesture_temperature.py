@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.face_quality import predict
-from benchmarks.gesture_quality import (
+from emostream.benchmarks.face_quality import predict
+from emostream.benchmarks.gesture_quality import (
     STYLE_NAMES,
     Take,
     generate,
@@ -40,8 +40,13 @@ from benchmarks.gesture_quality import (
     training_motion,
     window_features,
 )
-from runtime.models.gesture import GestureNetwork, load_gesture_checkpoint, save_gesture_checkpoint, with_config
-from runtime.protocol import EMOTIONS
+from emostream.runtime.models.gesture import (
+    GestureNetwork,
+    load_gesture_checkpoint,
+    save_gesture_checkpoint,
+    with_config,
+)
+from emostream.runtime.protocol import EMOTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

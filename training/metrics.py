@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.rigs import FACE_CHANNELS, FACE_FPS
-from training.align import Phone
-from training.visemes import BILABIALS, OPEN_VOWELS
+from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
+from emostream.training.align import Phone
+from emostream.training.visemes import BILABIALS, OPEN_VOWELS
 
 CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 CLOSED_BELOW = 0.1

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from runtime.models.face import apply_closure
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS, FACE_REGION_CHANNELS
-from training.align import Phone
-from training.emotions import EMOTION_STYLES
-from training.visemes import (
+from emostream.runtime.models.face import apply_closure
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS, FACE_REGION_CHANNELS
+from emostream.training.align import Phone
+from emostream.training.emotions import EMOTION_STYLES
+from emostream.training.visemes import (
     BILABIALS,
     LABIODENTALS,
     PHONE_TO_VISEME,

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runtime.protocol import EMOTIONS
-from runtime.rigs import BODY_FPS, SMPLX_JOINTS
-from runtime.rotations import matrix_to_axis_angle
-from training.align import Phone
-from training.teacher_face import loudness_envelope
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import BODY_FPS, SMPLX_JOINTS
+from emostream.runtime.rotations import matrix_to_axis_angle
+from emostream.training.align import Phone
+from emostream.training.teacher_face import loudness_envelope
 
 J = {name: i for i, name in enumerate(SMPLX_JOINTS)}
 VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.common import machine
-from runtime.audio import N_MELS
-from runtime.batcher import SILENT_FEATURES
-from runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
-from runtime.rigs import FACE_CHANNELS
-from training.face_data import FaceExample, build_capture_dataset, build_dataset
-from training.optimise import run_stage
-from training.teacher_face import MOUTH_CHANNELS
+from emostream.benchmarks.common import machine
+from emostream.runtime.audio import N_MELS
+from emostream.runtime.batcher import SILENT_FEATURES
+from emostream.runtime.models.face import MAX_LOOKAHEAD, FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
+from emostream.runtime.rigs import FACE_CHANNELS
+from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset
+from emostream.training.optimise import run_stage
+from emostream.training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "runtime" / "assets" / "face.pt"
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         data = {"captures": str(args.captures), "takes": len(examples)}
     else:
         if not (args.corpus / "manifest.json").exists():
-            from training.corpus import build
+            from emostream.training.corpus import build
 
             build(args.corpus, args.utterances, seed=args.seed)
         examples = build_dataset(args.corpus, limit=args.limit)

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.common import machine
-from runtime.body_pose import GESTURE_JOINTS
-from runtime.layers import push_ring
-from runtime.models.gesture import (
+from emostream.benchmarks.common import machine
+from emostream.runtime.body_pose import GESTURE_JOINTS
+from emostream.runtime.layers import push_ring
+from emostream.runtime.models.gesture import (
     DEFAULT_SMOOTHING,
     DEFAULT_TEMPERATURE,
     FEATURES_PER_FRAME,
@@ -44,11 +44,11 @@ from runtime.models.gesture import (
     save_gesture_checkpoint,
     with_config,
 )
-from runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
-from training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
-from training.gesture_temperature import calibrate, with_guidance
-from training.optimise import run_stage
-from training.train_face import VTLP_PROBABILITY, warp_mel
+from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
+from emostream.training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
+from emostream.training.gesture_temperature import calibrate, with_guidance
+from emostream.training.optimise import run_stage
+from emostream.training.train_face import VTLP_PROBABILITY, warp_mel
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "runtime" / "assets" / "gesture.pt"
@@ -618,13 +618,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     began = time.time()
     if args.beat2 is not None:
-        from training.beat2 import build_beat2_dataset
+        from emostream.training.beat2 import build_beat2_dataset
 
         clips, style_names = build_beat2_dataset(args.beat2)
         data: dict = {"beat2": str(args.beat2), "takes": len(clips), "speakers": style_names}
     else:
         if not (args.corpus / "manifest.json").exists():
-            from training.corpus import build
+            from emostream.training.corpus import build
 
             build(args.corpus, args.utterances, seed=args.seed)
         clips = build_gesture_dataset(args.corpus, n_renders=args.renders, limit=args.limit)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.bridges.runner import BridgeStats, Sink, run_bridge
-from clients.bridges.sinks import LiveLinkSink, VmcSink, ZmqSink
-from clients.sources import file_source, microphone_source, stdin_source
-from runtime import protocol as P
+from emostream.clients.bridges.runner import BridgeStats, Sink, run_bridge
+from emostream.clients.bridges.sinks import LiveLinkSink, VmcSink, ZmqSink
+from emostream.clients.sources import file_source, microphone_source, stdin_source
+from emostream.runtime import protocol as P
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def make_source(args: argparse.Namespace) -> tuple[AsyncIterator[tuple[np.ndarra
         return microphone_source(args.rate), args.rate
     if args.audio is None or str(args.audio) == "-":
         return stdin_source(args.rate), args.rate
-    from clients.audio_files import read_audio
+    from emostream.clients.audio_files import read_audio
 
     return file_source(args.audio, realtime=True), read_audio(args.audio)[1]
 

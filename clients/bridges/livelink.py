@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
 
 PACKET_VERSION = 6
 N_CURVES = 61

@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from clients.client import EmostreamClient, ReceivedFrame, now_us
-from runtime import protocol as P
-from runtime.errors import SessionError
+from emostream.clients.client import EmostreamClient, ReceivedFrame, now_us
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import SessionError
 
 log = logging.getLogger("emostream.bridge")
 RETRY_S = (0.5, 5.0)  # first and longest wait between connection attempts

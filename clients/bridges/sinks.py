@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from clients.bridges.livelink import LiveLinkSender
-from clients.bridges.vmc import VmcSender
-from clients.client import ReceivedFrame
-from runtime import protocol as P
-from runtime.body_pose import frames_to_quat
-from runtime.zmq_publisher import PublishedFrame, ZmqPublisher
+from emostream.clients.bridges.livelink import LiveLinkSender
+from emostream.clients.bridges.vmc import VmcSender
+from emostream.clients.client import ReceivedFrame
+from emostream.runtime import protocol as P
+from emostream.runtime.body_pose import frames_to_quat
+from emostream.runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 
 class ZmqSink:

@@ -24,9 +24,9 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from clients.viewer.camera import head_rotation
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS, rest_offsets
-from runtime.rotations import matrix_to_quat
+from emostream.clients.viewer.camera import head_rotation
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS, rest_offsets
+from emostream.runtime.rotations import matrix_to_quat
 
 _FACE = {name: i for i, name in enumerate(FACE_CHANNELS)}
 BLEND_NAMES = tuple(name[0].upper() + name[1:] for name in ARKIT_BLENDSHAPES)  # eyeBlinkLeft -> EyeBlinkLeft

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.rigs import ARKIT_BLENDSHAPES
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES
 
 from . import head_mesh as H
 from .head_mesh import HeadMesh, vertex_normals

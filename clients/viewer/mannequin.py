@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
-from runtime.rotations import matrix_to_quat, quat_to_matrix
+from emostream.runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
+from emostream.runtime.rotations import matrix_to_quat, quat_to_matrix
 
 from .camera import affine, rotation_y, rotation_z
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
 
 from . import shaders
 from .blendshapes import ShapeSet, build_shapes

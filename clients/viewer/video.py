@@ -132,7 +132,7 @@ def write_video(
 def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:  # type: ignore[no-untyped-def]
     import av
 
-    from runtime.audio import Resampler
+    from emostream.runtime.audio import Resampler
 
     mono = Resampler(rate, AUDIO_RATE_HZ).offline(samples.astype(np.float32)) if rate != AUDIO_RATE_HZ else samples
     mono = np.clip(mono, -1.0, 1.0).astype(np.float32)

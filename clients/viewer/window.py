@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import protocol as P
-from runtime.protocol import EMOTIONS
+from emostream.runtime import protocol as P
+from emostream.runtime.protocol import EMOTIONS
 
 from .jitter import JitterBuffer
 
@@ -62,9 +62,9 @@ class LiveState:
 
 
 async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -> None:
-    from clients.audio_files import read_audio, to_int16
-    from clients.client import EmostreamClient
-    from clients.sources import file_source, microphone_source
+    from emostream.clients.audio_files import read_audio, to_int16
+    from emostream.clients.client import EmostreamClient
+    from emostream.clients.sources import file_source, microphone_source
 
     if args.mic:
         rate, total = args.rate, None

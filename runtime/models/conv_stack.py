@@ -14,8 +14,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
-from runtime.step import (
+from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
+from emostream.runtime.step import (
     StepSpec,
     StreamingGenerator,
     TensorDict,

@@ -22,11 +22,11 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from runtime.audio import N_MELS
-from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
-from runtime.models.flow import TIME_FEATURES, FlowMatching
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
-from runtime.step import (
+from emostream.runtime.audio import N_MELS
+from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
+from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
+from emostream.runtime.step import (
     StepSpec,
     StreamingGenerator,
     TensorDict,

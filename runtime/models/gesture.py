@@ -37,16 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from runtime.audio import N_MELS
-from runtime.body_pose import GESTURE_JOINTS, N_POSE_FEATURES, pose_features
-from runtime.errors import ConfigError
-from runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
-from runtime.models.face import N_EMOTIONS
-from runtime.models.flow import TIME_FEATURES, FlowMatching
-from runtime.motion_files import load_motion
-from runtime.protocol import EMOTIONS
-from runtime.rigs import SMPLX_JOINTS
-from runtime.step import (
+from emostream.runtime.audio import N_MELS
+from emostream.runtime.body_pose import GESTURE_JOINTS, N_POSE_FEATURES, pose_features
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
+from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
+from emostream.runtime.motion_files import load_motion
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import SMPLX_JOINTS
+from emostream.runtime.step import (
     StepSpec,
     StreamingGenerator,
     TensorDict,

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.backends import plot, time_steps
-from engines.backend import EagerBackend
-from runtime.models.conv_stack import CausalConvStack
+from emostream.benchmarks.backends import plot, time_steps
+from emostream.engines.backend import EagerBackend
+from emostream.runtime.models.conv_stack import CausalConvStack
 
 
 def test_step_timing_carries_state_and_the_plot_is_written(tmp_path: Path) -> None:

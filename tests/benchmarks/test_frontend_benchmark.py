@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks import frontend
+from emostream.benchmarks import frontend
 
 
 def test_frontend_benchmark_runs_and_reports_every_rate(capsys: pytest.CaptureFixture[str]) -> None:

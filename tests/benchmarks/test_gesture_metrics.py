@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from benchmarks.gesture_quality import beat_alignment, motion_beats, motion_metrics
-from runtime.rigs import SMPLX_JOINTS, forward_kinematics, rest_offsets
+from emostream.benchmarks.gesture_quality import beat_alignment, motion_beats, motion_metrics
+from emostream.runtime.rigs import SMPLX_JOINTS, forward_kinematics, rest_offsets
 
 
 def rest_positions(frames: int) -> np.ndarray:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.profile_inference import inclusive_shares
+from emostream.benchmarks.profile_inference import inclusive_shares
 
 
 def test_inclusive_shares_count_a_function_once_per_stack_and_shorten_paths(tmp_path: Path) -> None:

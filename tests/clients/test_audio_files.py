@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from clients.audio_files import chunks, read_audio
-from runtime.errors import AudioFormatError
+from emostream.clients.audio_files import chunks, read_audio
+from emostream.runtime.errors import AudioFormatError
 from tests.fixtures import DATA
 
 

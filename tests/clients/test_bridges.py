@@ -12,15 +12,15 @@ import zmq
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 
-from clients.bridges.livelink import CURVE_NAMES, LiveLinkSender, decode_packet
-from clients.bridges.runner import BridgeStats, run_bridge
-from clients.bridges.sinks import ZmqSink
-from clients.bridges.vmc import BLEND_NAMES, SMPLX_TO_UNITY, VmcSender, to_unity_quat
-from clients.client import BlockingClient
-from clients.sources import file_source
-from runtime.rigs import FACE_CHANNELS, SMPLX_JOINTS
-from runtime.rotations import axis_angle_to_quat
-from runtime.zmq_publisher import PublishedFrame, ZmqPublisher, decode
+from emostream.clients.bridges.livelink import CURVE_NAMES, LiveLinkSender, decode_packet
+from emostream.clients.bridges.runner import BridgeStats, run_bridge
+from emostream.clients.bridges.sinks import ZmqSink
+from emostream.clients.bridges.vmc import BLEND_NAMES, SMPLX_TO_UNITY, VmcSender, to_unity_quat
+from emostream.clients.client import BlockingClient
+from emostream.clients.sources import file_source
+from emostream.runtime.rigs import FACE_CHANNELS, SMPLX_JOINTS
+from emostream.runtime.rotations import axis_angle_to_quat
+from emostream.runtime.zmq_publisher import PublishedFrame, ZmqPublisher, decode
 from tests.fixtures import DATA, server_in_thread, speech_sample
 
 SPEECH = DATA / "speech_16000.wav"  # 2 s: 120 face frames
@@ -231,7 +231,7 @@ def test_the_bridge_waits_for_a_server_and_reconnects_after_it_restarts(tmp_path
 
 
 def test_the_vmc_bridge_sends_humanoid_bones_once_the_server_streams_the_body() -> None:
-    from clients.bridges.sinks import VmcSink
+    from emostream.clients.bridges.sinks import VmcSink
 
     osc = OscCollector()
     sink = VmcSink("127.0.0.1", osc.port)

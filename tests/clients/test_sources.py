@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources import file_source, microphone_source, now_us
+from emostream.clients.sources import file_source, microphone_source, now_us
 from tests.fixtures import DATA
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.stream import add_arguments, stream
+from emostream.clients.stream import add_arguments, stream
 from tests.fixtures import DATA, server_in_thread
 
 
@@ -25,8 +25,8 @@ def test_stream_a_file_to_a_real_server_and_save_frames_like_animate(tmp_path: P
 
 
 def test_stream_with_the_body_saves_the_animate_body_keys_and_exports_to_bvh(tmp_path: Path) -> None:
-    from runtime.bvh import read_bvh
-    from runtime.cli import main
+    from emostream.runtime.bvh import read_bvh
+    from emostream.runtime.cli import main
 
     with server_in_thread(body=True, max_sessions=2) as (_, url):
         parser = argparse.ArgumentParser()

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from engines.backend import EagerBackend, bucket_for, parse_buckets
-from engines.cache import EngineCache
-from engines.compiled import CompiledBackend
-from engines.factory import make_backend
-from engines.parity import ParityReport, streamed_parity
-from runtime.animate import animate, default_face_checkpoint
-from runtime.audio import LogMelFrontEnd
-from runtime.errors import BackendError
-from runtime.models.conv_stack import CausalConvStack
-from runtime.models.face import FaceGenerator, load_checkpoint
+from emostream.engines.backend import EagerBackend, bucket_for, parse_buckets
+from emostream.engines.cache import EngineCache
+from emostream.engines.compiled import CompiledBackend
+from emostream.engines.factory import make_backend
+from emostream.engines.parity import ParityReport, streamed_parity
+from emostream.runtime.animate import animate, default_face_checkpoint
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.errors import BackendError
+from emostream.runtime.models.conv_stack import CausalConvStack
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from tests.fixtures import DATA, speech_sample
 
 # The face model feeds its samples back, which amplifies float rounding now and then (engines/parity.py):
@@ -130,7 +130,7 @@ def serve_speech(
 ) -> tuple[dict[str, np.ndarray], str]:
     """Frames a real server on `backend` and `device` streams for the test speech, by stream ("face",
     and "body" with `body`), and its /metrics text."""
-    from clients.client import BlockingClient
+    from emostream.clients.client import BlockingClient
     from tests.fixtures import server_in_thread
 
     pcm = speech_sample(16_000)

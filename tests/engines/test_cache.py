@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engines import onnx_backend
-from engines.cache import EngineCache, model_hash
-from engines.factory import cache_name
-from engines.onnx_backend import cached_onnx
-from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+from emostream.engines import onnx_backend
+from emostream.engines.cache import EngineCache, model_hash
+from emostream.engines.factory import cache_name
+from emostream.engines.onnx_backend import cached_onnx
+from emostream.runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
 
 
 def small_face(seed: int, lookahead: int = 7, steps: int = 2) -> FaceGenerator:

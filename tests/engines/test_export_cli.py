@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from emostream.runtime.cli import main
 
 
 def test_export_builds_once_then_reuses_and_reports_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,7 +21,7 @@ def test_export_builds_once_then_reuses_and_reports_parity(tmp_path: Path, capsy
 def test_a_tensorrt_export_without_tensorrt_checks_operators_then_stops_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from engines.tensorrt_backend import tensorrt_available
+    from emostream.engines.tensorrt_backend import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")

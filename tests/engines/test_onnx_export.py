@@ -4,9 +4,9 @@ import numpy as np
 import onnx
 import torch
 
-from engines.onnx_backend import OnnxBackend
-from engines.onnx_export import export_step_onnx, graph_input_names, graph_output_names
-from runtime.models.conv_stack import CausalConvStack
+from emostream.engines.onnx_backend import OnnxBackend
+from emostream.engines.onnx_export import export_step_onnx, graph_input_names, graph_output_names
+from emostream.runtime.models.conv_stack import CausalConvStack
 
 
 def test_exported_graph_has_named_explicit_state_and_a_dynamic_batch(tmp_path: Path) -> None:

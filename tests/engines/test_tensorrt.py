@@ -9,17 +9,17 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from engines.cache import EngineCache
-from engines.factory import make_backend
-from engines.onnx_export import export_step_onnx
-from engines.parity import streamed_parity
-from engines.tensorrt_backend import NOT_INSTALLED, import_tensorrt, profile_ranges, tensorrt_available
-from engines.tensorrt_ops import check_graph, load_support_matrix
-from runtime.animate import default_face_checkpoint, default_gesture_checkpoint
-from runtime.errors import BackendError
-from runtime.models.conv_stack import CausalConvStack
-from runtime.models.face import FaceGenerator, load_checkpoint
-from runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
+from emostream.engines.cache import EngineCache
+from emostream.engines.factory import make_backend
+from emostream.engines.onnx_export import export_step_onnx
+from emostream.engines.parity import streamed_parity
+from emostream.engines.tensorrt_backend import NOT_INSTALLED, import_tensorrt, profile_ranges, tensorrt_available
+from emostream.engines.tensorrt_ops import check_graph, load_support_matrix
+from emostream.runtime.animate import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.errors import BackendError
+from emostream.runtime.models.conv_stack import CausalConvStack
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint
+from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
 
 needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason=NOT_INSTALLED + " (or no CUDA device)")
 
@@ -112,7 +112,7 @@ def test_tensorrt_engine_matches_eager_over_a_long_stream(tmp_path: Path) -> Non
 @needs_tensorrt
 @pytest.mark.gpu
 def test_tensorrt_engines_are_cached(tmp_path: Path) -> None:
-    from engines.tensorrt_backend import cached_engine
+    from emostream.engines.tensorrt_backend import cached_engine
 
     generator = FaceGenerator(load_checkpoint(default_face_checkpoint())[0], lookahead=7, n_steps=1)
     cache = EngineCache(tmp_path)

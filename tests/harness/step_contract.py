@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engines.parity import random_sequence
-from runtime.step import StreamingGenerator, TensorDict
+from emostream.engines.parity import random_sequence
+from emostream.runtime.step import StreamingGenerator, TensorDict
 
 N_STEPS = 48  # streamed steps per check: long enough to fill every cache and ring buffer
 BATCH = 4
@@ -159,9 +159,9 @@ class StepContractSuite:
 
     def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
         pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
-        from engines.onnx_backend import OnnxBackend
-        from engines.onnx_export import export_step_onnx
-        from engines.parity import streamed_parity
+        from emostream.engines.onnx_backend import OnnxBackend
+        from emostream.engines.onnx_export import export_step_onnx
+        from emostream.engines.parity import streamed_parity
 
         backend = OnnxBackend(model, export_step_onnx(model, tmp_path / "step.onnx"))
         # A batch size the export never saw, hundreds of steps of carried state, mixed reset/active masks.

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from runtime.models.conv_stack import CausalConvStack, ConvStackConfig
-from runtime.step import TensorDict, apply_reset, zero_inactive
+from emostream.runtime.models.conv_stack import CausalConvStack, ConvStackConfig
+from emostream.runtime.step import TensorDict, apply_reset, zero_inactive
 from tests.harness.step_contract import StepContractSuite
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from runtime import audio
-from runtime.audio import LogMelFrontEnd, Resampler
-from runtime.errors import AudioFormatError
+from emostream.runtime import audio
+from emostream.runtime.audio import LogMelFrontEnd, Resampler
+from emostream.runtime.errors import AudioFormatError
 from tests.fixtures import speech_sample
 
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.batcher import EmotionBlend, StreamBatcher
-from runtime.errors import SessionError
-from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
-from runtime.stream import emotion_vector
+from emostream.runtime.batcher import EmotionBlend, StreamBatcher
+from emostream.runtime.errors import SessionError
+from emostream.runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+from emostream.runtime.stream import emotion_vector
 
 NEUTRAL = emotion_vector("neutral", 1.0)
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bvh import matrix_to_zxy, read_bvh, write_bvh, zxy_to_matrix
-from runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
-from runtime.rotations import axis_angle_to_matrix
+from emostream.runtime.bvh import matrix_to_zxy, read_bvh, write_bvh, zxy_to_matrix
+from emostream.runtime.rigs import SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
+from emostream.runtime.rotations import axis_angle_to_matrix
 
 
 def test_euler_round_trip() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bvh_blender import check, passed
-from runtime.bvh import write_bvh
-from runtime.rotations import axis_angle_to_matrix
+from emostream.benchmarks.bvh_blender import check, passed
+from emostream.runtime.bvh import write_bvh
+from emostream.runtime.rotations import axis_angle_to_matrix
 
 pytest.importorskip("bpy", reason="Blender's Python module (bpy) is not installed: pip install bpy==4.2.0")
 

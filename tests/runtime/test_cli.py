@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.cli import main
+from emostream.runtime.cli import main
 from tests.fixtures import DATA
 
 
@@ -77,7 +77,7 @@ def test_rigs_prints_named_channels_and_skeleton(capsys: pytest.CaptureFixture[s
 def test_animate_with_the_body_writes_the_body_keys_and_takes_a_style_clip(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runtime.models.gesture import save_gesture_checkpoint
+    from emostream.runtime.models.gesture import save_gesture_checkpoint
     from tests.fixtures import SMALL_STYLES, small_gesture_network
 
     checkpoint = tmp_path / "gesture.pt"

@@ -1,7 +1,7 @@
 import pytest
 
-from runtime.models.conv_stack import CausalConvStack, ConvStackConfig
-from runtime.step import StreamingGenerator
+from emostream.runtime.models.conv_stack import CausalConvStack, ConvStackConfig
+from emostream.runtime.step import StreamingGenerator
 from tests.harness.step_contract import StepContractSuite
 
 
@@ -32,7 +32,7 @@ def test_one_frame_steps_match_the_convolution(dilation: int) -> None:
     """The single-frame fast path (a matrix product over the taps) equals conv1d over the same window."""
     import torch
 
-    from runtime.layers import CausalConv1d
+    from emostream.runtime.layers import CausalConv1d
 
     torch.manual_seed(0)
     conv = CausalConv1d(6, 5, kernel_size=3, dilation=dilation)

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from runtime.event_loop import default_event_loop, run
+from emostream.runtime.event_loop import default_event_loop, run
 
 
 async def loop_module() -> str:

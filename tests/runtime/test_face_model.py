@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from runtime.models.face import (
+from emostream.runtime.models.face import (
     FaceConfig,
     FaceGenerator,
     FaceNetwork,
@@ -10,7 +10,7 @@ from runtime.models.face import (
     lookahead_timing,
     save_checkpoint,
 )
-from runtime.step import StreamingGenerator
+from emostream.runtime.step import StreamingGenerator
 from tests.harness.step_contract import StepContractSuite
 
 SMALL = FaceConfig(channels=32, dilations=(1, 2), hidden=48)

@@ -3,15 +3,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from runtime.body_pose import N_POSE_FEATURES
-from runtime.models.gesture import (
+from emostream.runtime.body_pose import N_POSE_FEATURES
+from emostream.runtime.models.gesture import (
     GestureConfig,
     GestureGenerator,
     GestureNetwork,
     load_gesture_checkpoint,
     save_gesture_checkpoint,
 )
-from runtime.step import StreamingGenerator
+from emostream.runtime.step import StreamingGenerator
 from tests.harness.step_contract import StepContractSuite
 
 SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
@@ -162,7 +162,7 @@ def test_seeds_change_the_motion_but_not_its_range() -> None:
 
 
 def test_engine_cache_tells_sampling_settings_apart() -> None:
-    from engines.cache import model_hash
+    from emostream.engines.cache import model_hash
 
     net = small_network(emotion_dropout=0.2)
     knobs: tuple[dict, ...] = ({}, {"guidance": 1.5}, {"temperature": 0.3}, {"noise_correlation": 0.5})
@@ -183,7 +183,7 @@ def test_the_noise_correlation_is_a_sampling_choice() -> None:
 
 
 def test_emotion_film_starts_at_zero_and_then_changes_the_motion() -> None:
-    from training.train_gesture import with_emotion_options
+    from emostream.training.train_gesture import with_emotion_options
 
     def motion(net: GestureNetwork) -> Tensor:
         generator = GestureGenerator(net, n_steps=2).eval()

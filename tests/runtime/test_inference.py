@@ -4,9 +4,9 @@ import time
 import numpy as np
 import torch
 
-from runtime.inference import InferenceLoop, OutFrame
-from runtime.models.face import FaceConfig, FaceNetwork
-from runtime.stream import emotion_vector
+from emostream.runtime.inference import InferenceLoop, OutFrame
+from emostream.runtime.models.face import FaceConfig, FaceNetwork
+from emostream.runtime.stream import emotion_vector
 
 
 def make_loop(**kwargs: object) -> tuple[InferenceLoop, list[OutFrame], threading.Event]:

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clients.client import EmostreamClient, ReceivedFrame
-from engines.factory import BackendFactory
-from runtime import protocol as P
-from runtime.inference import OutFrame
-from runtime.inference_process import FrameBatch, InferenceProcess, PipeCommands
+from emostream.clients.client import EmostreamClient, ReceivedFrame
+from emostream.engines.factory import BackendFactory
+from emostream.runtime import protocol as P
+from emostream.runtime.inference import OutFrame
+from emostream.runtime.inference_process import FrameBatch, InferenceProcess, PipeCommands
 from tests.fixtures import server_in_thread, small_face_network
 from tests.runtime.test_server import CHUNK, RATE, speech, stream_all
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import protocol as P
-from runtime.errors import ProtocolError
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError
 
 controls_strategy = st.builds(
     P.Controls,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from runtime import rigs
-from runtime.rotations import axis_angle_to_matrix
+from emostream.runtime import rigs
+from emostream.runtime.rotations import axis_angle_to_matrix
 
 
 def test_face_rig_has_the_52_arkit_names_in_unreal_order_then_rotations() -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime import rotations as R
+from emostream.runtime import rotations as R
 
 
 def random_rotations(n: int, seed: int = 0) -> np.ndarray:

@@ -19,11 +19,11 @@ import pytest
 import torch
 from websockets.asyncio.client import connect
 
-from clients.client import BlockingClient, EmostreamClient, ReceivedFrame
-from runtime import protocol as P
-from runtime.errors import ProtocolError, SessionError
-from runtime.models.face import FaceConfig, FaceNetwork
-from runtime.server import EmostreamServer, ServerConfig
+from emostream.clients.client import BlockingClient, EmostreamClient, ReceivedFrame
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError, SessionError
+from emostream.runtime.models.face import FaceConfig, FaceNetwork
+from emostream.runtime.server import EmostreamServer, ServerConfig
 
 RATE = 16_000
 CHUNK = 320  # 20 ms
@@ -306,7 +306,7 @@ def test_the_blocking_client_streams_too(network: FaceNetwork) -> None:
 def test_a_session_the_inference_thread_cannot_serve_is_closed_with_internal(
     network: FaceNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.inference import InferenceLoop
+    from emostream.runtime.inference import InferenceLoop
 
     original_open, original_audio = InferenceLoop._on_open, InferenceLoop._on_audio
     seed_13: set[str] = set()

@@ -7,12 +7,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from clients.client import EmostreamClient, ReceivedFrame
-from runtime import protocol as P
-from runtime.errors import ProtocolError, SessionError
-from runtime.inference import BODY_GROUP
-from runtime.rigs import BODY_CHANNELS
-from runtime.server import EmostreamServer
+from emostream.clients.client import EmostreamClient, ReceivedFrame
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError, SessionError
+from emostream.runtime.inference import BODY_GROUP
+from emostream.runtime.rigs import BODY_CHANNELS
+from emostream.runtime.server import EmostreamServer
 from tests.fixtures import server_in_thread
 from tests.runtime.test_server import RATE, speech, stream_all
 

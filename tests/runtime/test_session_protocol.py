@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from runtime import protocol as P
-from runtime.errors import ProtocolError
-from runtime.session_protocol import Phase, ServerSessionProtocol
+from emostream.runtime import protocol as P
+from emostream.runtime.errors import ProtocolError
+from emostream.runtime.session_protocol import Phase, ServerSessionProtocol
 
 HELLO = P.encode_control(P.Hello(sample_rate_hz=16_000, sample_format="s16le"))
 

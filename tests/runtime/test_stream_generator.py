@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
-from runtime.stream import GeneratorStream, emotion_vector
+from emostream.runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
+from emostream.runtime.stream import GeneratorStream, emotion_vector
 from tests.fixtures import speech_sample
 
 

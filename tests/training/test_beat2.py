@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtime.errors import ConfigError
-from runtime.motion_files import load_motion
-from runtime.rotations import axis_angle_to_matrix
-from training.beat2 import build_beat2_dataset, speaker_of
+from emostream.runtime.errors import ConfigError
+from emostream.runtime.motion_files import load_motion
+from emostream.runtime.rotations import axis_angle_to_matrix
+from emostream.training.beat2 import build_beat2_dataset, speaker_of
 
 
 def write_take(folder: Path, name: str, seconds: float = 5.0, fps: int = 60) -> np.ndarray:
@@ -61,8 +61,8 @@ def test_bad_takes_get_clear_errors(tmp_path: Path) -> None:
 def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
     """The same command users run on real motion capture: a checkpoint with the speakers as styles, its
     recipe in the metadata, and loss curves beside it."""
-    from runtime.models.gesture import load_gesture_checkpoint
-    from training.train_gesture import main
+    from emostream.runtime.models.gesture import load_gesture_checkpoint
+    from emostream.training.train_gesture import main
 
     takes = tmp_path / "takes"
     takes.mkdir()

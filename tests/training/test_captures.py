@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
-from training.captures import CaptureError, load_captures, read_live_link_csv
-from training.face_data import build_capture_dataset
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
+from emostream.training.captures import CaptureError, load_captures, read_live_link_csv
+from emostream.training.face_data import build_capture_dataset
 
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.audio import LogMelFrontEnd
-from training import augment as A
-from training.align import align
-from training.text import phonetically_varied_sentences, pronunciations, sentence_phones
-from training.tts import Voice
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.training import augment as A
+from emostream.training.align import align
+from emostream.training.text import phonetically_varied_sentences, pronunciations, sentence_phones
+from emostream.training.tts import Voice
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -67,9 +67,9 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 @needs_espeak
 def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> None:
-    from training.corpus import build
-    from training.face_data import build_dataset
-    from training.train_face import train
+    from emostream.training.corpus import build
+    from emostream.training.face_data import build_dataset
+    from emostream.training.train_face import train
 
     manifest = build(tmp_path / "corpus", n_utterances=6, seed=2, workers=1)
     assert len(manifest["utterances"]) + sum(manifest["alignment_failures"].values()) == 6
@@ -92,10 +92,10 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
 
 @needs_espeak
 def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) -> None:
-    from runtime.body_pose import N_POSE_FEATURES
-    from training.corpus import build
-    from training.gesture_data import STYLE_NAMES, build_gesture_dataset
-    from training.train_gesture import Batches, flow_loss, train
+    from emostream.runtime.body_pose import N_POSE_FEATURES
+    from emostream.training.corpus import build
+    from emostream.training.gesture_data import STYLE_NAMES, build_gesture_dataset
+    from emostream.training.train_gesture import Batches, flow_loss, train
 
     build(tmp_path / "corpus", n_utterances=6, seed=3, workers=1)
     clips = build_gesture_dataset(tmp_path / "corpus", n_renders=2, workers=1)
@@ -134,11 +134,11 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     # Some frames train the null condition that classifier-free guidance samples against.
     assert net.guidable and net.null_emotion.grad is not None and net.null_emotion.grad.abs().sum() > 0
     # The per-emotion temperature fit runs on the same corpus and its result lies on its grid.
-    from benchmarks.gesture_quality import Take
-    from runtime.protocol import EMOTIONS
-    from training.face_data import supported_rate
-    from training.gesture_data import join_utterances
-    from training.gesture_temperature import fit_emotion_temperatures
+    from emostream.benchmarks.gesture_quality import Take
+    from emostream.runtime.protocol import EMOTIONS
+    from emostream.training.face_data import supported_rate
+    from emostream.training.gesture_data import join_utterances
+    from emostream.training.gesture_temperature import fit_emotion_temperatures
 
     # One take of four utterances of any voice (the corpus may keep fewer: then repeated), long enough
     # for a 4 s classifier window.
@@ -153,9 +153,9 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
 
 
 def test_emotion_posture_is_recovered_by_least_squares() -> None:
-    from runtime.models.gesture import GestureConfig, GestureNetwork
-    from training.gesture_data import GestureClip
-    from training.train_gesture import fit_emotion_posture
+    from emostream.runtime.models.gesture import GestureConfig, GestureNetwork
+    from emostream.training.gesture_data import GestureClip
+    from emostream.training.train_gesture import fit_emotion_posture
 
     rng = np.random.default_rng(0)
     net = GestureNetwork(GestureConfig(emotion_posture=True))
@@ -171,7 +171,7 @@ def test_emotion_posture_is_recovered_by_least_squares() -> None:
 
 
 def test_history_offsets_are_shared_by_a_steps_frames_and_small_on_the_limbs() -> None:
-    from training.train_gesture import LIMB_FEATURES_START, HistoryAugmentation
+    from emostream.training.train_gesture import LIMB_FEATURES_START, HistoryAugmentation
 
     shape = (64, 100, 8, 285)
     offsets = HistoryAugmentation(offset=0.5, offset_limbs=0.15).offsets(shape, torch.Generator().manual_seed(0))

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.body_pose import N_POSE_FEATURES
-from runtime.models.gesture import FEATURES_PER_FRAME, GestureConfig, GestureNetwork
-from training.gesture_data import GestureClip
-from training.train_gesture import (
+from emostream.runtime.body_pose import N_POSE_FEATURES
+from emostream.runtime.models.gesture import FEATURES_PER_FRAME, GestureConfig, GestureNetwork
+from emostream.training.gesture_data import GestureClip
+from emostream.training.train_gesture import (
     ARM_FEATURES,
     CONTEXT,
     CROP,

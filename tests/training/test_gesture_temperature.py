@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from runtime.models.gesture import GestureConfig, GestureGenerator, GestureNetwork
-from training.gesture_temperature import (
+from emostream.runtime.models.gesture import GestureConfig, GestureGenerator, GestureNetwork
+from emostream.training.gesture_temperature import (
     pick_temperature,
     temperature_matching_speed,
     with_emotion_temperatures,

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from runtime.protocol import EMOTIONS
-from runtime.rigs import FACE_CHANNELS
-from training.align import Phone
-from training.metrics import closure_rates, lip_gap
-from training.teacher_face import MOUTH_CHANNELS, teach
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import FACE_CHANNELS
+from emostream.training.align import Phone
+from emostream.training.metrics import closure_rates, lip_gap
+from emostream.training.teacher_face import MOUTH_CHANNELS, teach
 
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
 RATE = 16_000

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from runtime.body_pose import pose_features
-from runtime.protocol import EMOTIONS
-from runtime.rigs import LOWER_BODY_JOINTS, SMPLX_JOINTS, forward_kinematics, rest_offsets
-from runtime.rotations import axis_angle_to_matrix
-from training.align import Phone
-from training.teacher_gesture import STYLES, VOWELS, teach_gesture
+from emostream.runtime.body_pose import pose_features
+from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.rigs import LOWER_BODY_JOINTS, SMPLX_JOINTS, forward_kinematics, rest_offsets
+from emostream.runtime.rotations import axis_angle_to_matrix
+from emostream.training.align import Phone
+from emostream.training.teacher_gesture import STYLES, VOWELS, teach_gesture
 
 J = {n: i for i, n in enumerate(SMPLX_JOINTS)}
 RATE = 16_000

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clients.viewer import head_mesh as H
-from clients.viewer.blendshapes import ShapeSet, build_shapes
-from clients.viewer.head_mesh import HeadMesh, build_head
-from runtime.rigs import ARKIT_BLENDSHAPES
+from emostream.clients.viewer import head_mesh as H
+from emostream.clients.viewer.blendshapes import ShapeSet, build_shapes
+from emostream.clients.viewer.head_mesh import HeadMesh, build_head
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES
 
 MOVED_M = 1e-4  # a vertex displaced by more than 0.1 mm counts as moved
 VISIBLE_M = 0.0015  # every shape moves some vertex at least 1.5 mm at weight 1

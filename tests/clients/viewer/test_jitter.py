@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clients.viewer.jitter import JitterBuffer
+from emostream.clients.viewer.jitter import JitterBuffer
 
 FPS = 60.0
 
@@ -61,7 +61,7 @@ def test_memory_is_bounded_to_two_seconds_of_frames() -> None:
 
 
 def test_display_is_not_claimed_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clients.viewer.window import display_available
+    from emostream.clients.viewer.window import display_available
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

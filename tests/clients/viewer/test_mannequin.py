@@ -1,7 +1,7 @@
 import numpy as np
 
-from clients.viewer.mannequin import Mannequin, relaxed_pose
-from runtime.rigs import SMPLX_JOINTS, rest_pose_frame
+from emostream.clients.viewer.mannequin import Mannequin, relaxed_pose
+from emostream.runtime.rigs import SMPLX_JOINTS, rest_pose_frame
 
 
 def test_mannequin_has_limbs_and_articulated_fingers_and_carries_the_head() -> None:

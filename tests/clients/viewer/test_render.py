@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.rigs import FACE_CHANNELS
+from emostream.runtime.rigs import FACE_CHANNELS
 
 GOLDEN = Path(__file__).parents[2] / "data" / "golden"
 SIZE = 160
@@ -21,7 +21,7 @@ SIZE = 160
 
 def _egl_or_skip() -> None:
     try:
-        from clients.viewer.renderer import headless_context
+        from emostream.clients.viewer.renderer import headless_context
 
         headless_context().release()
     except Exception as exc:  # no libEGL / Mesa on this machine
@@ -31,7 +31,7 @@ def _egl_or_skip() -> None:
 @pytest.fixture(scope="module")
 def renderer():  # type: ignore[no-untyped-def]
     _egl_or_skip()
-    from clients.viewer.video import FrameRenderer
+    from emostream.clients.viewer.video import FrameRenderer
 
     r = FrameRenderer(SIZE, SIZE, view="face")
     yield r
@@ -82,7 +82,7 @@ def test_video_has_the_frames_and_the_sound(tmp_path: Path) -> None:
     _egl_or_skip()
     import av
 
-    from clients.viewer.video import Clip, contact_sheet, write_video
+    from emostream.clients.viewer.video import Clip, contact_sheet, write_video
 
     fps = 60
     face = np.zeros((45, len(FACE_CHANNELS)), np.float32)
