@@ -25,11 +25,11 @@ from torch import nn
 
 from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
-from emostream.runtime.batcher import SILENT_FEATURES
-from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, lookahead_from_ms
+from emostream.runtime.controls import emotion_vector, lookahead_from_ms
+from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
-from emostream.runtime.stream import emotion_vector
+from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.align import Phone
 from emostream.training.corpus import build, load_utterance
 from emostream.training.face_data import supported_rate

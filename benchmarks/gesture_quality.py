@@ -39,6 +39,7 @@ from emostream.benchmarks.motion_judge import MotionJudge, judge, judge_windows,
 from emostream.clients.audio_files import chunks
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.body_pose import features_to_matrices, pose_features
+from emostream.runtime.controls import emotion_vector
 from emostream.runtime.models.gesture import (
     DEFAULT_TEMPERATURE,
     GestureGenerator,
@@ -47,7 +48,7 @@ from emostream.runtime.models.gesture import (
 )
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS, forward_kinematics, rest_offsets
-from emostream.runtime.stream import GeneratorStream, emotion_vector
+from emostream.runtime.stream import GeneratorStream
 from emostream.training.align import Phone
 from emostream.training.face_data import supported_rate
 from emostream.training.gesture_data import clip_jobs, join_utterances

@@ -24,8 +24,9 @@ from emostream.engines.factory import cache_name, make_backend
 from emostream.engines.onnx_backend import cached_onnx
 from emostream.engines.parity import streamed_parity
 from emostream.engines.tensorrt_ops import check_graph
+from emostream.runtime.controls import lookahead_from_ms
 from emostream.runtime.errors import BackendError
-from emostream.runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 
 PARITY_STEPS = 300
 

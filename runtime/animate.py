@@ -19,12 +19,13 @@ import numpy as np
 from emostream.clients.audio_files import chunks, read_audio
 from emostream.runtime.audio import SUPPORTED_RATES_HZ, Resampler
 from emostream.runtime.body_pose import body_arrays, body_frames
+from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.errors import ConfigError
-from emostream.runtime.models.face import FaceGenerator, load_checkpoint, lookahead_from_ms
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, BODY_FPS, FACE_CHANNELS, FACE_FPS, SMPLX_JOINTS, SMPLX_PARENTS
 from emostream.runtime.step import StepRunner, StreamingGenerator
-from emostream.runtime.stream import GeneratorStream, emotion_vector
+from emostream.runtime.stream import GeneratorStream
 
 CHUNK_MS = 20.0
 DEFAULT_LOOKAHEAD_MS = 60.0  # rounds to 58.3 ms: 7 feature frames
@@ -104,8 +105,11 @@ def animate(
     network, metadata = load_checkpoint(checkpoint)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(lookahead_ms), n_steps=steps).eval()
     samples, rate = load_speech(audio_path)
-    streams = [GeneratorStream(generator, rate, seed=seed, emotion=vector,
-                               runner=make_runner(generator, backend, device, engine_cache))]  # fmt: skip
+
+    def runner(generator: StreamingGenerator) -> StepRunner:
+        return make_runner(generator, backend, device, engine_cache)
+
+    streams = [GeneratorStream(generator, rate, seed=seed, emotion=vector, make_runner=runner)]
     body_meta: dict[str, Any] = {}
     if body:
         gesture_checkpoint = gesture_checkpoint or default_gesture_checkpoint()
@@ -116,7 +120,7 @@ def animate(
         gestures = GestureGenerator(gesture_network, n_steps=steps).eval()
         embedding = style_embedding(gesture_network, style_names, style)
         streams.append(GeneratorStream(gestures, rate, seed=seed, emotion=vector, fps=BODY_FPS, style=embedding,
-                                       runner=make_runner(gestures, backend, device, engine_cache)))  # fmt: skip
+                                       make_runner=runner))  # fmt: skip
         body_meta = {"body_model": gesture_checkpoint.name, "style": style,
                      "body_lookahead_ms": round(gestures.lookahead_ms, 2)}  # fmt: skip
     outputs: list[list[np.ndarray]] = [[] for _ in streams]

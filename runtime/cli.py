@@ -160,12 +160,10 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from emostream.runtime.animate import default_face_checkpoint
-    from emostream.runtime.event_loop import run as run_event_loop
     from emostream.runtime.models.face import load_checkpoint
-    from emostream.runtime.server import ServerConfig, serve_forever
+    from emostream.runtime.server import LOG_FORMAT, ServerConfig, serve_forever
 
-    logging.basicConfig(level=logging.INFO, format='{"time": "%(asctime)s", "level": "%(levelname)s", '
-                        '"logger": "%(name)s", "message": "%(message)s"}')  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     import torch
 
     torch.set_num_threads(args.threads)  # small batches gain little from more; the event loop needs a core
@@ -181,11 +179,9 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
-                          face=args.face, inference=args.inference)  # fmt: skip
-    try:
-        run_event_loop(serve_forever(network, config, gesture), args.event_loop)
-    except KeyboardInterrupt:
-        print("emostream serve: stopped")
+                          face=args.face, inference=args.inference, workers=args.workers,
+                          min_tick_ms=args.min_tick_ms, agent_port=args.agent_port)  # fmt: skip
+    serve_forever(network, config, gesture, args.event_loop)
     return 0
 
 
@@ -315,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--face", action=argparse.BooleanOptionalAction, default=True,
                               help="serve the face stream (default: on)")  # fmt: skip
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
+    serve_parser.add_argument("--workers", type=int, default=1,
+                              help="I/O processes sharing the port (more than one: when the WebSocket side is the "
+                                   "limit; needs --inference process, the default)")  # fmt: skip
+    serve_parser.add_argument("--min-tick-ms", type=float, default=4.0,
+                              help="the inference loop's ticks begin at least this far apart (default 4)")  # fmt: skip
+    serve_parser.add_argument("--agent-port", type=int, default=None,
+                              help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
     add_backend_arguments(serve_parser)
     serve_parser.add_argument("--zmq", default=None, metavar="ENDPOINT",
                               help="also publish frames on a ZeroMQ PUB socket, e.g. tcp://127.0.0.1:5557")  # fmt: skip

@@ -34,3 +34,7 @@ class SessionError(EmostreamError):
 
 class BackendError(EmostreamError):
     """A backend cannot build or run a model's step function."""
+
+
+class SharedStateError(EmostreamError):
+    """Memory shared with another server process is unusable: that process died holding a lock on it."""

@@ -42,6 +42,7 @@ ERROR_CODES: dict[str, tuple[bool, int]] = {
     "out_of_order": (False, 1008),  # message not allowed now (audio before hello, a gap in the audio)
     "bad_audio": (False, 1003),  # wrong format, NaN or infinite samples
     "bad_control": (False, 1008),  # a control value out of range; nothing of that update applied
+    "overloaded": (False, 1013),  # the server is behind: this audio chunk was dropped (heard as silence)
     "idle_timeout": (True, 1000),  # no audio or control for too long
     "shutting_down": (True, 1001),  # the server is stopping
     "internal": (True, 1011),  # a server fault; the session cannot continue

@@ -6,6 +6,7 @@ lengths in metres, angles in radians. Clients map channels by name, never by ind
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,14 @@ BODY_CHANNELS: tuple[str, ...] = tuple(f"{joint}.q{axis}" for joint in SMPLX_JOI
 
 _FACE_INDEX = {name: i for i, name in enumerate(FACE_CHANNELS)}
 _REGION_INDICES = {region: [_FACE_INDEX[n] for n in names] for region, names in FACE_REGION_CHANNELS.items()}
+
+
+def face_strength_gains(strengths: Mapping[str, float]) -> np.ndarray:
+    """(len(FACE_CHANNELS),) float32: each channel's gain under the per-region strengths (1 elsewhere)."""
+    gains = np.ones(len(FACE_CHANNELS), np.float32)
+    for region, gain in strengths.items():
+        gains[_REGION_INDICES[region]] *= gain
+    return gains
 
 
 def apply_face_strength(frame: np.ndarray, strengths: dict[str, float] | None) -> np.ndarray:

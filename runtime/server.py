@@ -1,9 +1,16 @@
-"""`emostream serve`: the WebSocket server. Thin asyncio glue around the Sans-I/O session protocol and
-the inference loop: sessions, controls, clock sync, per-client bounded senders, /healthz and /metrics.
+"""`emostream serve`: the WebSocket server, as thin asyncio glue around the Sans-I/O session core
+(runtime/session_core.py) and the inference loop (runtime/inference_loop.py).
 
-One slow or broken client never hurts the others: each session has its own sender task and a bounded
-outbox that keeps only the newest frames (dropped ones are counted and announced in the next frame's
-header); the inference loop never waits on a socket.
+One I/O process (`IoServer`) accepts connections, feeds each session core the client's messages and the
+loop's frames, and sends what the core says to send; with `workers > 1` several I/O processes share the
+port (SO_REUSEPORT) and one inference loop. A session's audio goes from its core straight into the
+shared audio table; its frames come back in one block per stream per tick. One slow client never stalls
+another: each session has its own sender task and its core keeps only the newest frames for a client
+that does not keep up; the loop never waits on a socket.
+
+HTTP on the same port: /healthz (200 with the free slots, 503 when the loop is gone or the server
+stops) and /metrics (Prometheus). With `agent_port`, an HAProxy agent answers on that port with the
+share of free slots, or `drain` when none is left (runtime/balancer.py).
 """
 
 from __future__ import annotations
@@ -11,50 +18,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import http
 import logging
-import math
+import multiprocessing
+import os
+import pickle
 import secrets
+import signal
 import socket
 import ssl
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from emostream.runtime import protocol as P
-from emostream.runtime.audio import LogMelFrontEnd
-from emostream.runtime.errors import ProtocolError
-from emostream.runtime.event_loop import INFERENCE_MODES
-from emostream.runtime.inference import InferenceLoop, OutFrame
-from emostream.runtime.inference_process import InferenceProcess
-from emostream.runtime.models.face import FEATURE_MS, FaceNetwork, lookahead_from_ms
-from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork, style_embedding
-from emostream.runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, apply_face_strength
-from emostream.runtime.session_protocol import ServerSessionProtocol
-from emostream.runtime.step import StepRunner, StreamingGenerator
-from emostream.runtime.stream import emotion_vector
+from emostream.runtime.audio_table import AudioTable, AudioTableHandle
+from emostream.runtime.balancer import agent_reply, serve_agent
+from emostream.runtime.errors import SharedStateError
+from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, LinkHandles
+from emostream.runtime.messages import Command, FrameBlock, encode_commands
+from emostream.runtime.metrics import WORKER_FIELDS, ServerCollector, render
+from emostream.runtime.session_core import STREAM_INFO, Phase, ServerOffer, SessionCore, SessionTimers
+from emostream.runtime.shared_counters import CountersHandle, SharedCounters
+from emostream.runtime.shm_queue import ShmQueue
 from emostream.runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
+TIMER_S = 0.05  # how often session timers run and counters are published
 GIL_SWITCH_INTERVAL_S = 0.0005  # see serve_forever
-
-DEFAULT_CONTROLS = P.Controls(
-    emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="ada",
-    face_strength={"lower": 1.0, "upper": 1.0, "head": 1.0, "eyes": 1.0},
-)  # fmt: skip
-OUTBOX_HARD_LIMIT = 240  # frames (4 s of face): the bound on any client's queue, whatever happens
-STREAM_INFO = {"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS), "body": P.StreamInfo(BODY_FPS, BODY_CHANNELS)}
-TICK_BUCKETS_MS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 33.0, 66.0)
 
 
 @dataclass(frozen=True)
@@ -67,26 +66,30 @@ class ServerConfig:
     keyfile: Path | None = None
     idle_timeout_s: float = 30.0  # a session with no message for this long is closed
     hello_timeout_s: float = 10.0  # time allowed between connecting and hello
-    outbox_frames: int = 8  # frames queued for a client that is not keeping up; older ones are dropped
+    outbox_frames: int = 8  # frames per stream queued for a client that is not keeping up; older ones drop
     stats_interval_s: float = 1.0  # how often each client gets a stats message
     send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
-    shed_after_frames: int = 6  # backlog (frames) beyond which a group steps with one sampler step
-    shed_after_lag_ms: float = 15.0  # audio that waited this long for the inference thread: one step too
     backend: str = "eager"  # eager, compiled, onnx or tensorrt (engines/)
     device: str = "cpu"
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
-    zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (runtime/zmq_publisher.py)
+    zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (one I/O process only)
     body: bool = True  # serve the body stream (needs a gesture model)
-    face: bool = True  # serve the face stream (off: a body-only server; the face still runs to pace sessions)
-    inference: str = "thread"  # where the inference loop runs: "thread" (this process) or "process" (its own)
+    face: bool = True  # serve the face stream
+    inference: str = "thread"  # where the loop runs: "thread" (this process) or "process" (its own)
+    workers: int = 1  # I/O processes; more than one share the port and need inference="process"
+    min_tick_ms: float = 4.0  # the loop's ticks begin at least this far apart (docs/server.md)
+    step_mode: str = "auto"  # runtime/slot_table.py: "compact" rows, or "masked"; auto: masked on a GPU
+    agent_port: int | None = None  # HAProxy agent-check port (runtime/balancer.py)
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0:
+        if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0 or self.workers < 1:
             raise ValueError(f"invalid server config: {self}")
         if not (self.face or self.body):
             raise ValueError("a server must serve the face, the body or both")
-        if self.inference not in INFERENCE_MODES:
-            raise ValueError(f"inference runs in a {' or a '.join(INFERENCE_MODES)}, not {self.inference!r}")
+        if self.inference not in ("thread", "process"):
+            raise ValueError(f"inference runs on a thread or in a process, not {self.inference!r}")
+        if self.workers > 1 and (self.inference != "process" or self.zmq_bind):
+            raise ValueError("several I/O workers need the inference loop in its own process, and no --zmq")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
 
@@ -95,425 +98,543 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dataclass
-class Session:
-    id: str
+@dataclass(eq=False)
+class _Client:
     connection: ServerConnection
-    hello: P.Hello
-    controls: P.Controls
-    lookahead: int
-    streams: tuple[str, ...] = ("face",)  # what this session receives
-    outbox: deque[OutFrame] = field(default_factory=deque)
+    core: SessionCore
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    dropped_since_send: int = 0
-    frames_sent: dict[str, int] = field(default_factory=dict)
-    frames_dropped: dict[str, int] = field(default_factory=dict)
-    late_frames: dict[str, int] = field(default_factory=dict)
-    degraded_frames: int = 0
-    expected_frames: dict[str, int] | None = None  # per stream, known once the client ends the audio
-    finals_left: set[str] = field(default_factory=set)
-    samples: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def count(self, counter: dict[str, int], stream: str) -> None:
-        counter[stream] = counter.get(stream, 0) + 1
-
-    def stats(self) -> dict[str, float]:
-        per_stream: dict[str, float] = {f"{name}.{stream}": counter.get(stream, 0) for stream in self.streams
-                      for name, counter in (("frames_sent", self.frames_sent), ("frames_dropped", self.frames_dropped),
-                                            ("late_frames", self.late_frames))}  # fmt: skip
-        return per_stream | {"shed_steps": self.degraded_frames, "audio_samples": self.samples,
-                             "queue_depth": len(self.outbox)}  # fmt: skip
 
 
-class EmostreamServer:
-    """`gesture`: the gesture network and its style names; the body stream is served when it is given and
-    config.body is on."""
+class _Commands:
+    """The I/O side of a link's command queue: commands collect during one pass of the event loop and go
+    to the inference loop as one record; what does not fit waits for the next timer tick."""
 
-    def __init__(
-        self,
-        network: FaceNetwork,
-        config: ServerConfig = ServerConfig(),
-        gesture: tuple[GestureNetwork, list[str]] | None = None,
-    ) -> None:
-        self.config = config
-        self.network = network
-        self.gesture = gesture if config.body else None
-        self.served = (("face",) if config.face else ()) + (("body",) if self.gesture is not None else ())
-        self.body_lookahead_ms = GestureGenerator(self.gesture[0]).lookahead_ms if self.gesture is not None else 0.0
-        if not self.served:
-            raise ValueError("--no-face needs the body: a gesture model and body on")
-        self.sessions: dict[str, Session] = {}
-        self.refused = 0
-        self.frames_sent = 0
-        self.frames_dropped = 0
-        self.late_frames = 0
-        loop_class = InferenceProcess if config.inference == "process" else InferenceLoop
-        self.inference: InferenceLoop | InferenceProcess = loop_class(
-            network, config.max_sessions, self._deliver_threadsafe, shed_after_frames=config.shed_after_frames,
-            shed_after_lag_ms=config.shed_after_lag_ms,
-            on_error=self._session_failed_threadsafe, make_runner=self._runner_factory(),
-            gesture=self.gesture[0] if self.gesture is not None else None,
-        )  # fmt: skip
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
+    def __init__(self, queue: ShmQueue, wake_loop: Callable[[], None], event_loop: asyncio.AbstractEventLoop,
+                 on_broken: Callable[[str], None]) -> None:  # fmt: skip
+        self.queue, self.wake_loop, self.event_loop, self.on_broken = queue, wake_loop, event_loop, on_broken
+        self.pending: list[Command] = []
+        self._scheduled = False
+
+    def send(self, command: Command) -> None:
+        self.pending.append(command)
+        if not self._scheduled:
+            self._scheduled = True
+            self.event_loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        try:
+            if self.pending and self.queue.put(encode_commands(self.pending)):
+                self.pending = []
+                self.wake_loop()
+        except SharedStateError as exc:
+            self.pending = []
+            self.on_broken(str(exc))
+
+
+@dataclass(frozen=True)
+class IoSpec:
+    """What one I/O process needs (picklable, for a worker process)."""
+
+    config: ServerConfig
+    offer: ServerOffer
+    audio: AudioTableHandle
+    link: LinkHandles
+    loop_stats: CountersHandle
+    worker_stats: CountersHandle
+    worker: int
+
+
+class IoServer:
+    """One I/O process: the WebSocket and HTTP side of the server."""
+
+    def __init__(self, spec: IoSpec, inference_alive: Callable[[], bool]) -> None:
+        self.spec, self.config, self.offer, self.worker = spec, spec.config, spec.offer, spec.worker
+        self.audio = AudioTable.attach(spec.audio)
+        self.commands_queue = ShmQueue.attach(spec.link.commands)
+        self.frames_queue = ShmQueue.attach(spec.link.frames)
+        self.link = spec.link
+        self.loop_stats = SharedCounters.attach(spec.loop_stats)
+        self.worker_stats = SharedCounters.attach(spec.worker_stats)
+        self.collector = ServerCollector(self.loop_stats, self.worker_stats, self.audio)
+        self.inference_alive = inference_alive
+        self.sessions: dict[int, _Client] = {}  # by slot
+        self.clients: set[_Client] = set()
+        self.closed_counts: dict[str, float] = {name: 0.0 for name in WORKER_FIELDS}
+        self.stopping = False
+        self.loop_dead = False
         self.zmq: ZmqPublisher | None = None
+        self._server: Server | None = None
+        self._agent: asyncio.Server | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_wake_scheduled = False
+        self._no_clients = asyncio.Event()
 
-    def _runner_factory(self) -> Callable[[StreamingGenerator], StepRunner] | None:
-        """How the inference loop wraps each generator: None runs it eager on the CPU."""
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Starts listening (on `sock` if given); returns the bound port."""
         config = self.config
-        if config.backend == "eager" and config.device == "cpu":
-            return None
-        from emostream.engines.factory import BackendFactory
-
-        buckets = tuple(b for b in (1, 8, 32, 128) if b < config.max_sessions) + (config.max_sessions,)
-        return BackendFactory(config.backend, config.device, buckets, config.engine_cache)
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    async def start(self) -> int:
-        """Starts listening; returns the bound port."""
-        self._loop = asyncio.get_running_loop()
-        if self.config.zmq_bind:
-            self.zmq = ZmqPublisher(self.config.zmq_bind)
+        self._event_loop = asyncio.get_running_loop()
+        self.commands = _Commands(self.commands_queue, self.link.to_loop.wake, self._event_loop, self._loop_gone)
+        self._event_loop.add_reader(self.link.to_worker.fileno(), self._on_frames)
+        if config.zmq_bind:
+            self.zmq = ZmqPublisher(config.zmq_bind)
             log.info("publishing frames on ZeroMQ %s", self.zmq.endpoint)
-        self.inference.start()
-        # Everything allocated so far (the model, warm-up) lives as long as the server: keep it out of the
-        # collector's full passes, which otherwise stall every stream for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
         ssl_context = None
-        if self.config.certfile and self.config.keyfile:
+        if config.certfile and config.keyfile:
             ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ssl_context.load_cert_chain(self.config.certfile, self.config.keyfile)
-        listener = socket.create_server((self.config.host, self.config.port))
-        if self.config.send_buffer_bytes:  # accepted connections inherit it
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+            ssl_context.load_cert_chain(config.certfile, config.keyfile)
+        if sock is None:
+            sock = socket.create_server((config.host, config.port))
+        if config.send_buffer_bytes:  # accepted connections inherit it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer_bytes)
         self._server = await serve(
-            self._handle, sock=listener, process_request=self._http, ssl=ssl_context,
+            self._handle, sock=sock, process_request=self._http, ssl=ssl_context,
             max_size=2 * P.MAX_BINARY_BYTES, max_queue=32, compression=None, ping_interval=10, ping_timeout=20,
         )  # fmt: skip
-        port = int(self._server.sockets[0].getsockname()[1])
-        log.info("listening on %s:%d (max %d sessions)", self.config.host, port, self.config.max_sessions)
-        return port
+        if config.agent_port is not None and self.worker == 0:
+            self._agent = await serve_agent(config.host, config.agent_port, self._agent_reply)
+        self._timer = asyncio.create_task(self._timers())
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        """Ends every session with shutting_down, then stops the server and the inference loop."""
-        stopping = ProtocolError("shutting_down", "server is stopping", fatal=True)
-        for session in list(self.sessions.values()):
-            await self._close_with_error(session.connection, stopping)
+        """Ends every session with shutting_down, then stops listening."""
+        self.stopping = True
+        for client in list(self.clients):
+            client.core.fail("shutting_down", "the server is stopping")
+            client.wake.set()
+        if self.clients:  # the senders say why and close
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_clients.wait(), 2.0)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        await asyncio.get_running_loop().run_in_executor(None, self.inference.stop)
+        if self._agent is not None:
+            self._agent.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._event_loop is not None:
+            self._event_loop.remove_reader(self.link.to_worker.fileno())
+        self.commands.flush()
         if self.zmq is not None:
             self.zmq.close()
 
-    # -- HTTP on the same port --------------------------------------------------------------------
+    def close(self) -> None:
+        """Lets go of the shared memory (after stop)."""
+        for shared in (self.audio, self.commands_queue, self.frames_queue, self.loop_stats, self.worker_stats):
+            shared.close()
+
+    # -- HTTP --------------------------------------------------------------------------------------
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path == "/healthz":
-            return self._text(http.HTTPStatus.OK, "ok\n")
+            free, total = self.audio.free_slots(), self.audio.n_slots
+            if self.stopping or self.loop_dead:
+                return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n" if self.stopping else "no loop\n")
+            return _text(http.HTTPStatus.OK, f"ok {free} of {total} slots free\n")
         if request.path == "/metrics":
-            return self._text(http.HTTPStatus.OK, self.metrics(), "text/plain; version=0.0.4")
+            self._publish_counts()  # this process's own counters as of now; the others' as last published
+            return _text(http.HTTPStatus.OK, render(self.collector).decode(), "text/plain; version=0.0.4")
         return None  # a WebSocket handshake
 
-    @staticmethod
-    def _text(status: http.HTTPStatus, body: str, content_type: str = "text/plain") -> Response:
-        data = body.encode()
-        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
-        return Response(status.value, status.phrase, headers, data)
+    def _agent_reply(self) -> str:
+        return agent_reply(self.audio.free_slots(), self.audio.n_slots, alive=not (self.stopping or self.loop_dead))
 
-    def metrics(self) -> str:
-        """Prometheus text format."""
-        ticks = list(self.inference.stats.tick_ms)
-        lines = [
-            "# HELP emostream_sessions Open sessions.", "# TYPE emostream_sessions gauge",
-            f"emostream_sessions {len(self.sessions)}",
-            "# HELP emostream_sessions_refused_total Sessions refused (full, bad token, bad hello).",
-            "# TYPE emostream_sessions_refused_total counter", f"emostream_sessions_refused_total {self.refused}",
-            "# TYPE emostream_frames_sent_total counter", f"emostream_frames_sent_total {self.frames_sent}",
-            "# TYPE emostream_frames_dropped_total counter", f"emostream_frames_dropped_total {self.frames_dropped}",
-            "# HELP emostream_late_frames_total Frames sent more than one frame period after their audio arrived.",
-            "# TYPE emostream_late_frames_total counter", f"emostream_late_frames_total {self.late_frames}",
-            "# TYPE emostream_shed_frames_total counter",
-            f"emostream_shed_frames_total {self.inference.stats.shed_frames}",
-            "# HELP emostream_eager_fallbacks_total Generators run eager because their engine was not built at start.",
-            "# TYPE emostream_eager_fallbacks_total counter",
-            f"emostream_eager_fallbacks_total {self.inference.stats.eager_fallbacks}",
-            "# HELP emostream_tick_seconds Duration of one batched model step (recent ticks).",
-            "# TYPE emostream_tick_seconds histogram",
-        ]  # fmt: skip
-        for bound in TICK_BUCKETS_MS:
-            lines.append(f'emostream_tick_seconds_bucket{{le="{bound / 1000}"}} {sum(t <= bound for t in ticks)}')
-        lines.append(f'emostream_tick_seconds_bucket{{le="+Inf"}} {len(ticks)}')
-        lines.append(f"emostream_tick_seconds_sum {sum(ticks) / 1000:.6f}")
-        lines.append(f"emostream_tick_seconds_count {len(ticks)}")
-        return "\n".join(lines) + "\n"
-
-    # -- frames from the inference thread ------------------------------------------------------
-
-    def _deliver_threadsafe(self, frames: list[OutFrame]) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the event loop is gone: we are shutting down
-                self._loop.call_soon_threadsafe(self._route, frames)
-
-    def _session_failed_threadsafe(self, session_id: str, message: str) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(self._fail(session_id, message), self._loop)
-
-    async def _fail(self, session_id: str, message: str) -> None:
-        """The inference thread could not serve this session: tell its client and close it; others go on."""
-        session = self.sessions.get(session_id)
-        if session is not None:
-            await self._close_with_error(session.connection, ProtocolError("internal", message, fatal=True))
-
-    def _route(self, frames: list[OutFrame]) -> None:
-        for frame in frames:
-            session = self.sessions.get(frame.session_id)
-            if session is None:
-                continue
-            if frame.stream not in session.streams:
-                continue  # computed for every session, sent only to those that asked
-            if session.expected_frames is not None and frame.index >= session.expected_frames[frame.stream]:
-                continue  # silence fed past the end to flush the lookahead
-            # Drop only for a client that reads too slowly (bytes pile up in its socket's write buffer) and
-            # keep the newest frames; a burst from the inference loop to a client that keeps up loses nothing.
-            behind = session.connection.transport.get_write_buffer_size() > 0
-            behind = behind and len(session.outbox) >= self.config.outbox_frames
-            if behind or len(session.outbox) >= OUTBOX_HARD_LIMIT:
-                session.outbox.popleft()
-                dropped = session.outbox.popleft()
-                session.dropped_since_send += 1
-                session.count(session.frames_dropped, dropped.stream)
-                self.frames_dropped += 1
-            session.outbox.append(frame)
-            session.wake.set()
-            if self.zmq is not None:  # independent of the WebSocket client's pace
-                fps = STREAM_INFO[frame.stream].fps
-                self.zmq.publish(PublishedFrame(frame.stream, session.id, frame.index, frame.index / fps,
-                                                frame.capture_time_us, now_us(), frame.degraded,
-                                                self._values(session, frame)))  # fmt: skip
-
-    @staticmethod
-    def _values(session: Session, frame: OutFrame) -> np.ndarray:
-        if frame.stream == "face":
-            return apply_face_strength(frame.values, dict(session.controls.face_strength or {}))
-        return frame.values
-
-    async def _sender(self, session: Session) -> None:
-        """Sends the outbox oldest first; after the last expected frame, the end message."""
-        while True:
-            await session.wake.wait()
-            session.wake.clear()
-            while session.outbox:
-                frame = session.outbox.popleft()
-                expected = session.expected_frames
-                final = expected is not None and frame.index == expected[frame.stream] - 1
-                send_us = now_us()
-                flags = (P.FRAME_FLAG_DEGRADED if frame.degraded else 0) | (P.FRAME_FLAG_FINAL if final else 0)
-                fps = STREAM_INFO[frame.stream].fps
-                data = P.encode_frame(P.Frame(
-                    frame.stream, frame.index, P.frame_media_sample(frame.index, session.hello.sample_rate_hz, fps),
-                    frame.capture_time_us, send_us, session.dropped_since_send, self._values(session, frame), flags,
-                ))  # fmt: skip
-                session.dropped_since_send = 0
-                await session.connection.send(data)
-                session.count(session.frames_sent, frame.stream)
-                self.frames_sent += 1
-                session.degraded_frames += frame.degraded
-                if frame.received_us and send_us - frame.received_us > 1e6 / fps:
-                    session.count(session.late_frames, frame.stream)
-                    self.late_frames += 1
-                if final:
-                    session.finals_left.discard(frame.stream)
-                    if not session.finals_left:
-                        session.done.set()
-
-    async def _stats(self, session: Session) -> None:
-        while True:
-            await asyncio.sleep(self.config.stats_interval_s)
-            await session.connection.send(P.encode_control(P.Stats(session.stats())))
-
-    # -- one connection ------------------------------------------------------------------------------
-
-    async def _send_error(self, connection: ServerConnection, exc: ProtocolError) -> None:
-        await connection.send(P.encode_control(P.error_message(exc)))
-
-    async def _close_with_error(self, connection: ServerConnection, exc: ProtocolError) -> None:
-        """Tells the client why, then closes with the error's close code; a vanished client is no error."""
-        with contextlib.suppress(ConnectionClosed):
-            await self._send_error(connection, exc)
-            await connection.close(ERROR_CLOSE[exc.code], exc.message[:120])
-
-    async def _refuse(self, connection: ServerConnection, exc: ProtocolError) -> None:
-        self.refused += 1
-        log.info("refused a session: %s", exc)
-        await self._close_with_error(connection, exc)
+    # -- one connection ----------------------------------------------------------------------------
 
     async def _handle(self, connection: ServerConnection) -> None:
         raw = connection.transport.get_extra_info("socket")
         if raw is not None:  # frames are small and latency-bound: never let Nagle hold one back
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        protocol = ServerSessionProtocol()
+        timers = SessionTimers(self.config.idle_timeout_s, self.config.stats_interval_s, self.config.outbox_frames)
+        core = SessionCore(self.offer, self.audio, self.commands, secrets.token_hex(6), now_us(), timers)
+        client = _Client(connection, core)
+        self.clients.add(client)
+        self._no_clients.clear()
+        sender = asyncio.create_task(self._send(client))
         try:
-            first = await asyncio.wait_for(connection.recv(), self.config.hello_timeout_s)
-            if isinstance(first, bytes):
-                protocol.receive_binary(first)  # raises: audio before hello
-            hello = protocol.receive_text(first)
-            assert isinstance(hello, P.Hello)
-            self._admit(hello)
-        except ProtocolError as exc:
-            await self._refuse(connection, exc)
-            return
+            if self.stopping or self.loop_dead:
+                core.fail("shutting_down" if self.stopping else "internal", "the server cannot take sessions now")
+                client.wake.set()
+            else:
+                first = await asyncio.wait_for(connection.recv(), self.config.hello_timeout_s)
+                self._receive(client, first)
+                async for message in connection:
+                    self._receive(client, message)
         except (TimeoutError, ConnectionClosed):
-            return
-        try:
-            session = await self._open(connection, hello)
-        except ConnectionClosed:
-            return
-        tasks = [asyncio.create_task(self._sender(session)), asyncio.create_task(self._stats(session))]
-        try:
-            await self._session_loop(session, protocol)
-        except ConnectionClosed:
             pass
         finally:
-            for task in tasks:
-                task.cancel()
-            self.inference.close(session.id)
-            self.sessions.pop(session.id, None)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, ConnectionClosed):
+                await asyncio.wait_for(asyncio.shield(sender), 1.0)  # what the core still has to say
+            sender.cancel()
+            self._forget(client)
+
+    def _receive(self, client: _Client, message: str | bytes) -> None:
+        core = client.core
+        before = core.phase
+        try:
+            core.receive(message, now_us())
+        except SharedStateError as exc:
+            self._loop_gone(str(exc))
+            return
+        if before is Phase.AWAIT_HELLO and core.phase is Phase.STREAMING:
+            self.sessions[core.slot] = client
             if self.zmq is not None:
-                self.zmq.end_session(session.id)
-            log.info("session %s closed: %d frames sent, %d dropped", session.id, sum(session.frames_sent.values()),
-                     sum(session.frames_dropped.values()))  # fmt: skip
+                self.zmq.start_session(core.session_id, {s: STREAM_INFO[s] for s in core.streams})
+            log.info("session %s opened: slot %d, %d Hz, streams %s", core.session_id, core.slot,
+                     core.hello.sample_rate_hz if core.hello else 0, ",".join(core.streams))  # fmt: skip
+        elif before is Phase.AWAIT_HELLO and core.close_code is not None:
+            self.closed_counts["refused"] += 1
+            log.info("refused a session: %s", core.close_code[1])
+        if isinstance(message, bytes):
+            self._wake_loop_soon()
+        client.wake.set()
 
-    def _admit(self, hello: P.Hello) -> None:
-        token = self.config.token
-        if token is not None and not hmac.compare_digest((hello.token or "").encode(), token.encode()):
-            raise ProtocolError("unauthorized", "missing or wrong token", fatal=True)
-        if len(self.sessions) >= self.config.max_sessions:
-            raise ProtocolError("server_full", f"all {self.config.max_sessions} sessions are taken", fatal=True)
-        if not set(hello.streams) & set(self.served):
-            raise ProtocolError("bad_message", f"this server streams {', '.join(self.served)} only", fatal=True)
-        style = hello.controls.style
-        if style is not None and "body" in self.served and not self._style_known(style):
-            raise ProtocolError("bad_control", f"unknown style {style!r}", fatal=True)
+    async def _send(self, client: _Client) -> None:
+        """Sends what the core has to say, then closes the connection when the core says so."""
+        core, connection = client.core, client.connection
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                while (message := core.next_message(now_us())) is not None:
+                    await connection.send(message)
+                if core.close_code is not None:
+                    await connection.close(*core.close_code)
+                    return
+        except ConnectionClosed:
+            return
 
-    def _style_known(self, style: str) -> bool:
-        return self.gesture is not None and style in self.gesture[1]
+    def _forget(self, client: _Client) -> None:
+        core = client.core
+        core.connection_lost()
+        self.clients.discard(client)
+        if not self.clients:
+            self._no_clients.set()
+        if self.sessions.get(core.slot) is client:
+            del self.sessions[core.slot]
+            for name, value in core.stats().items():
+                key = name.replace(".", "_")
+                if key in self.closed_counts:
+                    self.closed_counts[key] += value
+            if self.zmq is not None:
+                self.zmq.end_session(core.session_id)
+            log.info("session %s closed: %s", core.session_id, {k: v for k, v in core.stats().items()
+                                                                  if k.startswith("frames")})  # fmt: skip
 
-    def _style(self, style: str) -> np.ndarray:
-        assert self.gesture is not None
-        network, names = self.gesture
-        return style_embedding(network, names, style)
+    # -- the inference loop's side -----------------------------------------------------------------
 
-    async def _open(self, connection: ServerConnection, hello: P.Hello) -> Session:
-        controls = DEFAULT_CONTROLS.merged(hello.controls)
-        assert controls.lookahead_ms is not None
-        lookahead = lookahead_from_ms(controls.lookahead_ms)
-        controls = controls.merged(P.Controls(lookahead_ms=round(lookahead * FEATURE_MS, 3)))
-        streams = tuple(s for s in self.served if s in hello.streams)
-        session = Session(secrets.token_hex(6), connection, hello, controls, lookahead, streams)
-        self.sessions[session.id] = session
-        infos = {name: STREAM_INFO[name] for name in streams}
-        if self.zmq is not None:
-            self.zmq.start_session(session.id, infos)
-        emotion = emotion_vector(controls.emotion or "neutral", controls.intensity or 0.0)
-        style = self._style(controls.style or "") if "body" in streams else None
-        self.inference.open(session.id, hello.sample_rate_hz, controls.seed or 0, emotion, lookahead,
-                            controls.steps or 2, style, face="face" in streams)  # fmt: skip
-        resampler_ms = 1000 * LogMelFrontEnd(hello.sample_rate_hz).resampler_delay_s
-        lookahead_ms = lookahead * FEATURE_MS if "face" in streams else self.body_lookahead_ms
-        header = P.Header(
-            session_id=session.id, sample_rate_hz=hello.sample_rate_hz, streams=infos,
-            algorithmic_latency_ms=lookahead_ms + resampler_ms, controls=controls, server_time_us=now_us(),
-        )  # fmt: skip
-        await connection.send(P.encode_control(header))
-        log.info(
-            "session %s opened: %d Hz, lookahead %.1f ms", session.id, hello.sample_rate_hz, lookahead * FEATURE_MS
-        )
-        return session
+    def _wake_loop_soon(self) -> None:
+        """One wake-up for all the audio that arrives in one pass of the event loop."""
+        if not self._loop_wake_scheduled and self._event_loop is not None:
+            self._loop_wake_scheduled = True
+            self._event_loop.call_soon(self._wake_loop)
 
-    async def _session_loop(self, session: Session, protocol: ServerSessionProtocol) -> None:
-        connection = session.connection
-        while True:
-            try:
-                message = await asyncio.wait_for(connection.recv(), self.config.idle_timeout_s)
-            except TimeoutError:
-                await self._close_with_error(
-                    connection, ProtocolError("idle_timeout", "no message for too long", fatal=True)
-                )
-                return
-            try:
-                if isinstance(message, bytes):
-                    accepted = protocol.receive_binary(message)
-                    chunk = accepted.chunk
-                    session.samples = chunk.start_sample + chunk.samples.size
-                    self.inference.audio(session.id, chunk.start_sample, chunk.capture_time_us, chunk.samples)
+    def _wake_loop(self) -> None:
+        self._loop_wake_scheduled = False
+        self.link.to_loop.wake()
+
+    def _on_frames(self) -> None:
+        """Frame blocks (and session errors) from the inference loop, to their sessions."""
+        self.link.to_worker.drain()
+        woken: set[_Client] = set()
+        try:
+            records = self.frames_queue.get_all()
+        except SharedStateError as exc:
+            self._loop_gone(str(exc))
+            return
+        for record in records:
+            kind, body = record[:1], record[1:]
+            if kind == ERROR_RECORD:
+                slot, generation, message = pickle.loads(body)
+                client = self.sessions.get(slot)
+                if client is not None and client.core.generation == generation:
+                    client.core.fail("internal", message)
+                    woken.add(client)
+                continue
+            assert kind == FRAMES_RECORD
+            block = FrameBlock.decode(body)
+            fields = zip(block.slots.tolist(), block.generations.tolist(), block.indices.tolist(),
+                         block.capture_us.tolist(), block.received_us.tolist(), block.values, strict=True)  # fmt: skip
+            for slot, generation, index, capture, received, values in fields:
+                client = self.sessions.get(slot)
+                if client is None or client.core.generation != generation:
+                    continue  # a session that has gone, or the slot's previous one
+                congested = client.connection.transport.get_write_buffer_size() > 0
+                if not client.core.frame(block.stream, index, values, capture, received, congested):
                     continue
-                request = protocol.receive_text(message)
-                if isinstance(request, P.ControlUpdate):
-                    await self._apply_controls(session, request)
-                elif isinstance(request, P.ClockPing):
-                    received = now_us()
-                    await connection.send(P.encode_control(P.ClockPong(request.client_send_us, received, now_us())))
-                elif isinstance(request, P.EndRequest):
-                    await self._end(session)
-                    return
-            except ProtocolError as exc:
-                if exc.fatal:
-                    await self._close_with_error(connection, exc)
-                    return
-                await self._send_error(connection, exc)
+                woken.add(client)
+                if self.zmq is not None:
+                    fps = STREAM_INFO[block.stream].fps
+                    self.zmq.publish(PublishedFrame(block.stream, client.core.session_id, index, index / fps,
+                                                    capture, now_us(), False, values))  # fmt: skip
+        for client in woken:
+            client.wake.set()
 
-    async def _apply_controls(self, session: Session, request: P.ControlUpdate) -> None:
-        update = request.controls
-        if update.lookahead_ms is not None and lookahead_from_ms(update.lookahead_ms) != session.lookahead:
-            raise ProtocolError("bad_control", "lookahead is fixed for a session; set it in hello")
-        session.controls = session.controls.merged(update)
-        c = session.controls
-        if update.emotion is not None or update.intensity is not None:
-            assert c.emotion is not None
-            self.inference.set_emotion(
-                session.id, emotion_vector(c.emotion, c.intensity or 0.0), c.transition_ms or 0.0
-            )
-        if update.steps is not None:
-            self.inference.set_steps(session.id, update.steps)
-        if update.style is not None and "body" in session.streams:
-            if not self._style_known(update.style):
-                raise ProtocolError("bad_control", f"unknown style {update.style!r}")
-            self.inference.set_style(session.id, self._style(update.style))
-        await session.connection.send(P.encode_control(P.Ack(request.request_id, c, session.samples)))
+    async def _timers(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_S)
+            now = now_us()
+            try:
+                for client in list(self.clients):
+                    client.core.poll(now)
+                    client.wake.set()
+            except SharedStateError as exc:
+                self._loop_gone(str(exc))
+            self.commands.flush()
+            self._publish_counts()
+            if not self.loop_dead and not self.stopping and not self.inference_alive():
+                self._loop_gone("the inference process died")
 
-    async def _end(self, session: Session) -> None:
-        rate = session.hello.sample_rate_hz
-        expected = {s: math.ceil(session.samples / rate * STREAM_INFO[s].fps) for s in session.streams}
-        session.finals_left = {s for s, n in expected.items() if n > 0}
-        session.expected_frames = expected
-        if not session.finals_left:
-            session.done.set()
-        self.inference.finish(session.id)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.done.wait(), timeout=10)
-        await session.connection.send(P.encode_control(P.EndOfSession("client ended", session.stats())))
-        await session.connection.close(1000, "session ended")
+    def _loop_gone(self, reason: str) -> None:
+        """The inference loop cannot serve: every session ends with `internal`, new ones are refused."""
+        if self.loop_dead:
+            return
+        self.loop_dead = True
+        log.error("the inference loop is gone (%s); its sessions end", reason)
+        for client in list(self.clients):
+            client.core.fail("internal", "the inference process died")
+            client.wake.set()
+
+    def _publish_counts(self) -> None:
+        totals = dict(self.closed_counts)
+        totals["sessions"] = len(self.sessions)
+        for client in self.sessions.values():
+            for name, value in client.core.stats().items():
+                key = name.replace(".", "_")
+                if key in totals:
+                    totals[key] += value
+        for name in WORKER_FIELDS:
+            self.worker_stats.set(name, totals.get(name, 0.0), row=self.worker)
 
 
-ERROR_CLOSE = {code: close for code, (_, close) in P.ERROR_CODES.items()}
+def _text(status: http.HTTPStatus, body: str, content_type: str = "text/plain") -> Response:
+    data = body.encode()
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return Response(status.value, status.phrase, headers, data)
 
 
-async def serve_forever(
-    network: FaceNetwork, config: ServerConfig, gesture: tuple[GestureNetwork, list[str]] | None = None
-) -> None:
-    # The event loop and the inference thread hand the GIL to each other several times per frame; at
+def build_offer(config: ServerConfig, gesture: tuple[Any, list[str]] | None, worker: int = 0) -> ServerOffer:
+    """What the server serves: its streams, the style presets' embeddings, the body's lookahead."""
+    streams = (("face",) if config.face else ()) + (("body",) if gesture is not None and config.body else ())
+    if not streams:
+        raise ValueError("--no-face needs the body: a gesture model and body on")
+    styles: dict[str, Any] = {}
+    body_lookahead_ms = 0.0
+    if "body" in streams and gesture is not None:
+        from emostream.runtime.models.gesture import GestureGenerator, style_embedding
+
+        network, names = gesture
+        styles = {name: style_embedding(network, names, name) for name in names}
+        body_lookahead_ms = GestureGenerator(network).lookahead_ms
+    return ServerOffer(streams, styles, body_lookahead_ms, config.token, worker)
+
+
+def _runner_factory(config: ServerConfig) -> Any:
+    """How the loop wraps each generator: None runs it eager on the CPU."""
+    if config.backend == "eager" and config.device == "cpu":
+        return None
+    from emostream.engines.factory import BackendFactory
+
+    buckets = tuple(b for b in (1, 8, 32, 128, 512) if b < config.max_sessions) + (config.max_sessions,)
+    return BackendFactory(config.backend, config.device, buckets, config.engine_cache)
+
+
+def _loop_config(config: ServerConfig) -> Any:
+    from emostream.runtime.inference_loop import LoopConfig
+
+    mode = config.step_mode if config.step_mode != "auto" else ("masked" if config.device.startswith("cuda")
+                                                                 else "compact")  # fmt: skip
+    return LoopConfig(config.max_sessions, min_tick_ms=config.min_tick_ms, mode=mode, device=config.device)
+
+
+class EmostreamServer:
+    """The server in this process: the inference loop (on a thread, or in a child process) and one I/O
+    side. `gesture`: the gesture network and its style names; the body stream is served when it is given
+    and config.body is on. (More I/O processes: `serve_forever` with config.workers > 1.)"""
+
+    def __init__(self, network: Any, config: ServerConfig = ServerConfig(),
+                 gesture: tuple[Any, list[str]] | None = None) -> None:  # fmt: skip
+        from emostream.runtime.inference_loop import InferenceHost
+
+        if config.workers != 1:
+            raise ValueError("EmostreamServer runs one I/O side; serve_forever runs several")
+        self.config = config
+        gesture = gesture if config.body else None
+        self.offer = build_offer(config, gesture)
+        face = network if config.face else None
+        self.host = InferenceHost(_loop_config(config), face, gesture[0] if gesture else None,
+                                  _runner_factory(config), 1, config.inference)  # fmt: skip
+        self.worker_stats = SharedCounters.create(WORKER_FIELDS)
+        spec = IoSpec(config, self.offer, self.host.audio.handle(), self.host.links[0], self.host.stats.handle(),
+                      self.worker_stats.handle(), 0)  # fmt: skip
+        self.io = IoServer(spec, self.host.alive)
+
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Builds and warms the loop (blocking: before any session), then listens; returns the port."""
+        self.host.start()
+        # Everything allocated so far (the models, warm-up) lives as long as the server: keep it out of the
+        # collector's full passes, which otherwise stall every stream for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
+        port = await self.io.start(sock)
+        log.info("listening on %s:%d (max %d sessions)", self.config.host, port, self.config.max_sessions)
+        return port
+
+    async def stop(self) -> None:
+        await self.io.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.host.stop)
+        self.io.close()
+        self.host.close()
+        self.worker_stats.close(unlink=True)
+
+    @property
+    def sessions(self) -> dict[int, _Client]:
+        return self.io.sessions
+
+    @property
+    def refused(self) -> int:
+        return int(self.io.closed_counts["refused"])
+
+    @property
+    def frames_sent(self) -> int:
+        """Frames sent to clients so far, every stream."""
+        self.io._publish_counts()
+        return int(sum(self.worker_stats.get(f"frames_sent_{s}") for s in STREAM_INFO))
+
+    def metrics(self) -> str:
+        """What /metrics answers."""
+        self.io._publish_counts()
+        return render(self.io.collector).decode()
+
+
+def _reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socket:
+    """A socket on host:port that other processes may bind too: listening, the kernel spreads connections
+    over every process listening on the port; bound only, it holds the port without taking connections."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    if listen:
+        sock.listen(1024)
+    return sock
+
+
+def _wait_until_listening(host: str, port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no I/O process listened on {host}:{port} within {timeout_s:.0f} s")
+
+
+def _worker_main(spec: IoSpec, port: int, event_loop: str | None) -> None:
+    """One of several I/O processes: listens on the shared port until SIGTERM."""
+    from emostream.runtime.event_loop import run as run_event_loop
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM for us
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+    async def main() -> None:
+        stats = SharedCounters.attach(spec.loop_stats)
+
+        def loop_alive() -> bool:  # another process's loop: alive while its heartbeat is fresh
+            return time.time() - stats.get("heartbeat_s") < 5.0
+
+        io = IoServer(spec, loop_alive)
+        stopped = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
+        await io.start(_reuse_port_socket(spec.config.host, port))
+        await stopped.wait()
+        await io.stop()
+        io.close()
+        stats.close()
+
+    run_event_loop(main(), event_loop)
+
+
+LOG_FORMAT = '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "message": "%(message)s"}'
+
+
+def serve_forever(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]] | None = None,
+                  event_loop: str | None = None) -> None:  # fmt: skip
+    """`emostream serve`: runs until SIGTERM or SIGINT, then ends every session with shutting_down, stops
+    the inference loop and the I/O processes, and returns."""
+    from emostream.runtime.event_loop import run as run_event_loop
+
+    # The event loop and an inference thread hand the GIL to each other several times per frame; at
     # Python's default 5 ms switch interval a waiting thread can lose up to 5 ms at each hand-over.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    if config.workers == 1:
+        run_event_loop(_serve_one(network, config, gesture), event_loop)
+    else:
+        _supervise(network, config, gesture, event_loop)
+
+
+async def _serve_one(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]] | None) -> None:
     server = EmostreamServer(network, config, gesture)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
     port = await server.start()
-    print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics); Ctrl-C stops",
-          flush=True)  # fmt: skip
+    _banner(config, port)
     try:
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
         await server.stop()
+        print("emostream serve: stopped", flush=True)
+
+
+def _banner(config: ServerConfig, port: int) -> None:
+    print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics, "
+          f"{config.max_sessions} sessions, {config.workers} I/O process(es)); Ctrl-C stops", flush=True)  # fmt: skip
+
+
+def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]] | None,
+               event_loop: str | None) -> None:  # fmt: skip
+    from emostream.runtime.inference_loop import InferenceHost
+
+    gesture = gesture if config.body else None
+    offer = build_offer(config, gesture)
+    host = InferenceHost(_loop_config(config), network if config.face else None, gesture[0] if gesture else None,
+                         _runner_factory(config), config.workers, "process")  # fmt: skip
+    worker_stats = SharedCounters.create(WORKER_FIELDS, rows=config.workers)
+    stopped = multiprocessing.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    context = multiprocessing.get_context("spawn")
+    workers: list[Any] = []
+    try:
+        host.start()
+        holder = _reuse_port_socket(config.host, config.port, listen=False)  # fixes the port for the workers
+        port = holder.getsockname()[1]
+        for index in range(config.workers):
+            spec = IoSpec(config, replace(offer, worker=index), host.audio.handle(), host.links[index],
+                          host.stats.handle(), worker_stats.handle(), index)  # fmt: skip
+            process = context.Process(target=_worker_main, args=(spec, port, event_loop),
+                                      name=f"emostream-io-{index}")  # fmt: skip
+            process.start()
+            workers.append(process)
+        _wait_until_listening(config.host, port)
+        holder.close()
+        _banner(config, port)
+        while not stopped.wait(0.5):
+            dead = [w for w in workers if not w.is_alive()]
+            if dead or not host.alive():
+                log.error("a server process died (%s); stopping", ", ".join(w.name for w in dead) or "inference")
+                break
+    finally:
+        for process in workers:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in workers:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+        host.stop()
+        host.close()
+        worker_stats.close(unlink=True)
+        print("emostream serve: stopped", flush=True)

@@ -20,7 +20,8 @@ up to `last_input_for(k)`: the input aligned with the end of frame k plus `looka
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -126,3 +127,43 @@ def keep_inactive(new: TensorDict, old: TensorDict, active: Tensor) -> TensorDic
 def zero_inactive(outputs: TensorDict, active: Tensor) -> TensorDict:
     """Outputs with inactive slots zeroed, so nothing stale or random leaks out of an idle slot."""
     return {k: torch.where(_slot_mask(active, v), v, torch.zeros_like(v)) for k, v in outputs.items()}
+
+
+class FlatState(StreamingGenerator):
+    """A generator with its state packed into one (batch, n) tensor: the same step, but a batcher moves a
+    slot's whole state with one gather and one scatter, and an exported graph has one state input and
+    one state output instead of one per cache (the slicing happens inside the graph)."""
+
+    def __init__(self, inner: StreamingGenerator) -> None:
+        super().__init__()
+        self.inner = inner
+        self.prefix = int(getattr(inner, "prefix", 0))
+        self._shapes = [(t.name, t.shape, math.prod(t.shape)) for t in inner.spec.state]
+        assert all(t.dtype == torch.float32 for t in inner.spec.state), "one flat tensor needs one dtype"
+        total = sum(size for _, _, size in self._shapes)
+        self.spec = replace(inner.spec, state=(TensorSpec("state", (total,)),))
+
+    @property
+    def engine_name(self) -> str:
+        return f"{self.inner.engine_name}-flat"
+
+    def extra_repr(self) -> str:
+        return self.inner.extra_repr()  # the sampling constants, which the engine cache hashes
+
+    def unpack(self, flat: Tensor) -> TensorDict:
+        B = flat.shape[0]
+        parts = torch.split(flat, [size for _, _, size in self._shapes], dim=1)
+        return {name: part.reshape(B, *shape) for (name, shape, _), part in zip(self._shapes, parts, strict=True)}
+
+    def pack(self, state: TensorDict) -> Tensor:
+        B = next(iter(state.values())).shape[0]
+        return torch.cat([state[name].reshape(B, size) for name, _, size in self._shapes], dim=1)
+
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]:
+        outputs, new_state = self.inner.step(inputs, self.unpack(state["state"]), noise, reset, active)
+        return outputs, {"state": self.pack(new_state)}
+
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        return self.inner.forward_sequence(inputs, noise)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from emostream.runtime.audio import N_MELS
+from emostream.runtime.controls import FEATURE_MS, MAX_LOOKAHEAD
 from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
@@ -37,8 +38,6 @@ from emostream.runtime.step import (
 )
 
 N_EMOTIONS = 8
-FEATURE_MS = 1000.0 / 120.0  # one feature frame
-MAX_LOOKAHEAD = 12  # feature frames: 100 ms
 LOWER_FACE_NOISE = 1.0  # sampling temperature of the lower face, relative to the rest
 HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (normalised units)
 
@@ -69,11 +68,6 @@ def lookahead_timing(lookahead: int) -> tuple[int, int]:
     if not 0 <= lookahead <= MAX_LOOKAHEAD:
         raise ValueError(f"lookahead must be 0..{MAX_LOOKAHEAD} feature frames, got {lookahead}")
     return lookahead // 2, 2 - lookahead % 2
-
-
-def lookahead_from_ms(lookahead_ms: float) -> int:
-    """Nearest supported lookahead, in feature frames, to a request in milliseconds."""
-    return int(min(MAX_LOOKAHEAD, max(0, round(lookahead_ms / FEATURE_MS))))
 
 
 class FaceNetwork(FlowMatching, nn.Module):

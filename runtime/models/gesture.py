@@ -43,9 +43,10 @@ from emostream.runtime.errors import ConfigError
 from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from emostream.runtime.models.face import N_EMOTIONS
 from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
+from emostream.runtime.models.pose_wire import pose_to_wire
 from emostream.runtime.motion_files import load_motion
 from emostream.runtime.protocol import EMOTIONS
-from emostream.runtime.rigs import SMPLX_JOINTS
+from emostream.runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS
 from emostream.runtime.step import (
     StepSpec,
     StreamingGenerator,
@@ -334,7 +335,8 @@ class GestureGenerator(StreamingGenerator):
                 TensorSpec("warmed", (1,)),
             ),
             noise=TensorSpec("noise", (c.latent,)),
-            outputs=(TensorSpec("pose", (1, c.n_pose)),),
+            # The pose features, and the same pose in the body stream's wire layout (quaternions).
+            outputs=(TensorSpec("pose", (1, c.n_pose)), TensorSpec("body", (1, len(BODY_CHANNELS)))),
             inputs_per_step=FEATURES_PER_FRAME,
             frames_per_step=1,
             delay_frames=self.delay,
@@ -394,7 +396,8 @@ class GestureGenerator(StreamingGenerator):
             "smoothed": torch.where(warm, smoothed, state["smoothed"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
-        outputs = zero_inactive({"pose": net.denormalize(smoothed)[:, None]}, active)
+        pose = net.denormalize(smoothed)
+        outputs = zero_inactive({"pose": pose[:, None], "body": pose_to_wire(pose)[:, None]}, active)
         return outputs, keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
@@ -416,7 +419,8 @@ class GestureGenerator(StreamingGenerator):
             history = push_ring(history, x[:, None])
             smoothed = self._smooth(smoothed, x + net.posture(emotion))
             frames.append(net.denormalize(smoothed))
-        return {"pose": torch.stack(frames, dim=1)}
+        pose = torch.stack(frames, dim=1)
+        return {"pose": pose, "body": pose_to_wire(pose)}
 
 
 def save_gesture_checkpoint(path: Any, network: GestureNetwork, style_names: list[str], metadata: dict) -> None:

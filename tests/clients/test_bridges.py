@@ -48,8 +48,8 @@ def receive_all(sub: zmq.Socket) -> tuple[list[dict], list[PublishedFrame]]:
 
 def test_serve_zmq_publishes_every_frame_with_names_in_the_header() -> None:
     with server_in_thread(zmq_bind="tcp://127.0.0.1:*") as (server, url):
-        assert server.zmq is not None
-        sub = subscriber(server.zmq.endpoint)
+        assert server.io.zmq is not None
+        sub = subscriber(server.io.zmq.endpoint)
         client = BlockingClient(url, 16_000)
         pcm = speech_sample(16_000)
         for start in range(0, pcm.size, 320):

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from emostream.runtime.controls import lookahead_from_ms
 from emostream.runtime.models.face import (
     FaceConfig,
     FaceGenerator,
     FaceNetwork,
     load_checkpoint,
-    lookahead_from_ms,
     lookahead_timing,
     save_checkpoint,
 )

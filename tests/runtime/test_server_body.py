@@ -10,9 +10,9 @@ import pytest
 from emostream.clients.client import EmostreamClient, ReceivedFrame
 from emostream.runtime import protocol as P
 from emostream.runtime.errors import ProtocolError, SessionError
-from emostream.runtime.inference import BODY_GROUP
 from emostream.runtime.rigs import BODY_CHANNELS
 from emostream.runtime.server import EmostreamServer
+from emostream.runtime.timelines import BODY
 from tests.fixtures import server_in_thread
 from tests.runtime.test_server import RATE, speech, stream_all
 
@@ -92,9 +92,7 @@ def test_a_body_only_server_sends_no_face_and_spends_no_face_compute() -> None:
         assert client.header.algorithmic_latency_ms == pytest.approx(200.0, abs=3.0)  # the body's lookahead
         frames = await stream_all(client, speech(1.0))
         assert {f.stream for f in frames} == {"body"} and len(frames) == 30
-        face_groups = [g for key, g in server.inference.groups.items() if key != BODY_GROUP]
-        assert all(g.batcher.slots == [None] * g.batcher.n_slots for g in face_groups)
-        assert all(g.batcher.state["conv0"].abs().sum() == 0 for g in face_groups)  # never stepped
+        assert server.host.loop is not None and set(server.host.loop.table.timelines) == {BODY}  # no face model
         with pytest.raises(SessionError, match="streams body only"):
             await EmostreamClient.connect(url, RATE, streams=("face",))
 

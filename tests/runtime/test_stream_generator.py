@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from emostream.runtime.controls import emotion_vector
 from emostream.runtime.models.face import FaceConfig, FaceGenerator, FaceNetwork
-from emostream.runtime.stream import GeneratorStream, emotion_vector
+from emostream.runtime.stream import GeneratorStream
 from tests.fixtures import speech_sample
 
 

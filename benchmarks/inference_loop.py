@@ -1,0 +1,176 @@
+"""The inference loop alone, driven by simulated sessions: `emostream bench loop`.
+
+    python -m emostream.benchmarks.inference_loop [--sessions 8,32,128,512] [--seconds 4] [--backend onnx]
+                                                  [--tick-ms 5] [--device cpu|cuda] [--mode compact|masked]
+
+No sockets and no I/O process: N sessions (face + body, 16 kHz, the bundled speech, 20 ms chunks, each
+at its own phase) write their audio straight into the audio table on a simulated clock, and the slot table
+ticks every `--tick-ms` of simulated time, as the server's loop does under load. Everything a tick does is
+timed on one core: the front-end's arithmetic, the model steps (the runners' `step` calls), and the rest
+(the "other": bookkeeping, gathers and scatters, noise, emotion blends, stamps). A session count is
+real-time when a simulated second costs less than a second of the loop's time (`load` < 1).
+Writes benchmarks/results/inference_loop[-DEVICE][-MODE].json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from emostream.benchmarks.common import RESULTS, machine, write_result
+from emostream.clients.audio_files import read_audio
+from emostream.runtime.animate import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.audio_table import AudioTable
+from emostream.runtime.controls import emotion_vector
+from emostream.runtime.demo import bundled_speech
+from emostream.runtime.messages import SlotSettings
+from emostream.runtime.models.face import load_checkpoint
+from emostream.runtime.models.gesture import load_gesture_checkpoint
+from emostream.runtime.slot_table import SlotTable
+from emostream.runtime.step import StepRunner, StreamingGenerator
+from emostream.runtime.timelines import eager, server_timelines
+
+CHUNK_MS = 20
+LOOKAHEAD = 7  # feature frames: the default 58.3 ms
+
+
+def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[StreamingGenerator], StepRunner]:
+    if backend == "eager" and device == "cpu":
+        return eager
+    from emostream.engines.factory import BackendFactory
+
+    buckets = tuple(b for b in (1, 8, 32, 128, 512) if b < max_batch) + (max_batch,)
+    return BackendFactory(backend, device, buckets)
+
+
+def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str) -> dict:
+    face, _ = load_checkpoint(default_face_checkpoint())
+    gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
+    speech, rate = read_audio(bundled_speech())
+    audio = AudioTable(n, threading.Lock())
+    make_runner = runner_factory(backend, device, n)
+    face, gesture = face.to(device), gesture.to(device)
+    table = SlotTable(audio, server_timelines(face, gesture, n, make_runner), device=device, mode=mode)
+    rng = np.random.default_rng(0)
+    chunk = rate * CHUNK_MS // 1000
+    phase = rng.integers(0, chunk, n)  # sessions' chunks arrive out of phase, as real clients' do
+    offset = rng.integers(0, speech.size, n)  # and say different things
+    style = gesture.style_presets[0].cpu().numpy()
+    for _ in range(n):
+        slot, _ = audio.claim(0)
+        table.open(slot, SlotSettings(rate, slot, emotion_vector("neutral", 1.0), 2, LOOKAHEAD, style))
+    sent = np.zeros(n, np.int64)
+    warm_s = 1.0  # every shape the run will see is used once before timing starts
+    total = {"frontend": 0.0, "step": 0.0, "tick": 0.0}
+    ticks, frames, durations_ms = 0, 0, []
+    t = 0.0
+    while t < warm_s + seconds:
+        t += tick_ms / 1000
+        due = np.maximum(((t * rate - phase) // chunk) * chunk + phase, 0)  # samples each session has sent
+        due = np.minimum(due, int((warm_s + seconds) * rate))
+        for slot in np.flatnonzero(due > sent):
+            start = int(sent[slot])
+            idx = (offset[slot] + np.arange(start, int(due[slot]))) % speech.size
+            audio.write(slot, start, speech[idx], 1, 1)
+            sent[slot] = due[slot]
+        before = dict(table.seconds)
+        started = time.perf_counter()
+        table.run_frontend()
+        made = table.step_ready()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - started
+        if t > warm_s:
+            ticks += 1
+            durations_ms.append(elapsed * 1e3)
+            total["tick"] += elapsed
+            for key in ("frontend", "step"):
+                total[key] += table.seconds[key] - before[key]
+            frames += sum(len(m) for m in made)
+    other = total["tick"] - total["frontend"] - total["step"]
+    return {
+        "sessions": n,
+        "simulated_s": seconds,
+        "ticks": ticks,
+        "frames": frames,
+        "frames_expected": int(n * seconds * 90),
+        "load": total["tick"] / seconds,  # loop seconds per simulated second: real time below 1
+        "tick_mean_ms": 1e3 * total["tick"] / ticks,
+        "tick_p99_ms": float(np.percentile(durations_ms, 99)),
+        "frontend_ms_per_tick": 1e3 * total["frontend"] / ticks,
+        "step_ms_per_tick": 1e3 * total["step"] / ticks,
+        "other_ms_per_tick": 1e3 * other / ticks,
+        "other_share": other / total["tick"],
+        "non_step_share": (total["tick"] - total["step"]) / total["tick"],
+    }
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    n = [r["sessions"] for r in rows]
+    fig, (ax_tick, ax_load) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bottom = np.zeros(len(rows))
+    for key, label in (("step_ms_per_tick", "model steps"), ("frontend_ms_per_tick", "front-end"),
+                       ("other_ms_per_tick", "other")):  # fmt: skip
+        values = np.array([r[key] for r in rows])
+        ax_tick.bar([str(x) for x in n], values, bottom=bottom, label=label)
+        bottom += values
+    ax_tick.set_xlabel("sessions (face + body)")
+    ax_tick.set_ylabel(f"ms per tick (a tick every {result['tick_ms']} ms)")
+    ax_tick.legend()
+    ax_load.plot(n, [r["load"] for r in rows], "o-")
+    ax_load.axhline(1.0, color="gray", linestyle=":", label="real time")
+    ax_load.set_xscale("log", base=2)
+    ax_load.set_xlabel("sessions (face + body)")
+    ax_load.set_ylabel("loop seconds per second of audio")
+    ax_load.legend()
+    fig.suptitle(f"inference loop alone, {result['backend']} on {result['device_name']} ({result['mode']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="8,16,32,64,128,160,256,512")
+    parser.add_argument("--seconds", type=float, default=4.0, help="simulated seconds timed per session count")
+    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tick-ms", type=float, default=5.0, help="simulated time between ticks")
+    parser.add_argument("--mode", choices=("compact", "masked"), default="compact")
+    parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
+    rows = []
+    for n in (int(x) for x in args.sessions.split(",")):
+        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode)
+        rows.append(row)
+        print(f"{n:4d} sessions: load {row['load']:.2f}, tick {row['tick_mean_ms']:.2f} ms = step "
+              f"{row['step_ms_per_tick']:.2f} + front-end {row['frontend_ms_per_tick']:.2f} + other "
+              f"{row['other_ms_per_tick']:.2f} (non-step {100 * row['non_step_share']:.0f}%), "
+              f"frames {row['frames']}/{row['frames_expected']}", flush=True)  # fmt: skip
+    result = {"benchmark": "inference_loop", "machine": machine(), "device_name": device_name,
+              "backend": args.backend, "device": args.device, "mode": args.mode, "tick_ms": args.tick_ms,
+              "real_time_sessions": max((r["sessions"] for r in rows if r["load"] < 1.0), default=0),
+              "rows": rows}  # fmt: skip
+    suffix = ("" if args.device == "cpu" else f"-{args.device.replace(':', '')}") + (
+        "" if args.mode == "compact" else f"-{args.mode}")  # fmt: skip
+    name = args.name or f"inference_loop{suffix}"
+    write_result(name, result)
+    plot(result, str(RESULTS / f"{name}.png"))
+    print(f"real time up to {result['real_time_sessions']} sessions; wrote benchmarks/results/{name}.json")
+
+
+if __name__ == "__main__":
+    main()

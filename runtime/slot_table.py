@@ -1,0 +1,420 @@
+"""Every open session as a row of arrays over slots, stepped together: the inference loop's whole state.
+
+A tick does a fixed number of array operations, however many sessions are open:
+
+1. **Front-end.** The audio table's counters say how many input samples each slot has; the hops and
+   log-mel frames they complete are computed for all slots in one batch per input rate
+   (runtime/batched_frontend.py) and written to each slot's feature ring.
+2. **Steps.** Each timeline (a face lookahead, or the body) steps the slots that have the feature frames
+   their next step needs, as one batched step. A slot with a backlog takes more steps in later rounds
+   of the same tick, up to `max_rounds`; the rest waits for the next tick, so one session's burst of
+   audio never holds the others' frames back for long.
+3. **Outputs.** Frames come out as arrays per stream (`StreamFrames`), stamped from the audio table.
+
+Per-slot inputs are arrays too: the emotion blend (start, target, frames left), the seed (noise is a pure
+function of seed and step, runtime/noise.py), the style embedding, the face-region gains, the sampler
+step count. Generator state lives on the device in tensors of `n_slots` rows; a step reads and writes
+only the rows it steps (`mode="compact"`, the default: on a CPU, computing idle rows costs more than
+copying the active ones), or steps the first rows up to the highest open slot with the others masked
+idle (`mode="masked"`: on a GPU, compute is cheap and copies are not).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from emostream.runtime.audio import LOG_FLOOR, N_MELS, SUPPORTED_RATES_HZ
+from emostream.runtime.audio_table import AudioTable
+from emostream.runtime.batched_frontend import MAX_HOPS_PER_TICK, MODEL_RING, BatchedLogMel
+from emostream.runtime.errors import SessionError
+from emostream.runtime.messages import SlotChange, SlotSettings, StreamFrames
+from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.noise import gaussian_noise
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES
+from emostream.runtime.step import FlatState, StepRunner, StreamingGenerator, TensorDict
+
+SILENT_FEATURE = math.log(LOG_FLOOR)  # a log-mel value of silence, which also precedes every stream
+FEATURE_RING = 128  # feature frames kept per slot (1.07 s): a timeline may lag the front-end this far
+STEP_MODES = ("compact", "masked")
+
+
+class EmotionBlends:
+    """Each slot's emotion input, blending linearly from where it was to a new target over a number of
+    frames of its stream."""
+
+    def __init__(self, n_slots: int, fps: int) -> None:
+        self.fps = fps
+        self.start = np.zeros((n_slots, N_EMOTIONS), np.float32)
+        self.target = np.zeros((n_slots, N_EMOTIONS), np.float32)
+        self.left = np.zeros(n_slots, np.int64)  # frames until the target is reached
+        self.total = np.ones(n_slots, np.int64)
+
+    def current(self, rows: np.ndarray) -> np.ndarray:
+        w = (1.0 - self.left[rows] / self.total[rows])[:, None].astype(np.float32)
+        return (1.0 - w) * self.start[rows] + w * self.target[rows]
+
+    def reset(self, slot: int, vector: np.ndarray) -> None:
+        self.start[slot] = self.target[slot] = vector
+        self.left[slot] = 0
+
+    def set(self, slot: int, vector: np.ndarray, transition_ms: float) -> None:
+        rows = np.array([slot])
+        self.start[slot] = self.current(rows)[0]
+        self.target[slot] = vector
+        self.total[slot] = self.left[slot] = max(1, round(transition_ms * self.fps / 1000))
+
+    def advance(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), N_EMOTIONS): the vectors for the next frame of these slots."""
+        self.left[rows] = np.maximum(self.left[rows] - 1, 0)
+        return self.current(rows)
+
+
+class Timeline:
+    """One generator over every slot (a face lookahead, or the body): its state rows on the device, and
+    per slot whether it is in, how many steps it took, its emotion blend, seed, style and gains.
+    `make_generator(steps)` builds the generator for a sampler step count; the timeline packs its state
+    into one tensor (FlatState) and `make_runner` wraps that; `output` names the step output that becomes
+    the stream's frames."""
+
+    def __init__(
+        self,
+        stream: str,
+        output: str,
+        make_generator: Callable[[int], StreamingGenerator],
+        make_runner: Callable[[StreamingGenerator], StepRunner],
+        n_slots: int,
+        fps: int,
+        noise_kind: int,
+        lookahead_s: float,
+        default_steps: int = 2,
+    ) -> None:
+        self.stream, self.fps, self.noise_kind, self.lookahead_s = stream, fps, noise_kind, lookahead_s
+        self._make_generator, self._make_runner = make_generator, make_runner
+        self.generators: dict[int, StreamingGenerator] = {}
+        self.runners: dict[int, StepRunner] = {}
+        reference = self.generator(default_steps)
+        spec = reference.spec
+        self.inputs_per_step = spec.inputs_per_step
+        self.delay = spec.delay_frames
+        self.prefix = int(getattr(reference, "prefix", 0))  # silent feature frames that start a stream
+        self.output = output
+        self.n_noise = spec.noise.shape[0]
+        styles = [t.shape[-1] for t in spec.inputs if t.name == "style"]
+        self.style_dim = styles[0] if styles else 0
+        self.state = self.runner(default_steps).init_state(n_slots)
+        self.device = next(iter(self.state.values())).device
+        self.member = np.zeros(n_slots, bool)
+        self.steps_taken = np.zeros(n_slots, np.int64)
+        self.fresh = np.zeros(n_slots, bool)
+        self.n_steps = np.full(n_slots, default_steps, np.int64)
+        self.seed = np.zeros(n_slots, np.int64)
+        self.emotion = EmotionBlends(n_slots, fps)
+        self.style = np.zeros((n_slots, self.style_dim), np.float32)
+        self.gains: np.ndarray | None = None  # (n_slots, channels) for the face
+        self.pending: dict[int, list[tuple[int, SlotChange]]] = {}  # slot -> (first frame, change) to come
+        self.has_pending = np.zeros(n_slots, bool)
+
+    def generator(self, steps: int) -> StreamingGenerator:
+        if steps not in self.generators:
+            self.generators[steps] = FlatState(self._make_generator(steps)).eval()
+        return self.generators[steps]
+
+    def runner(self, steps: int) -> StepRunner:
+        if steps not in self.runners:
+            self.runners[steps] = self._make_runner(self.generator(steps))
+        return self.runners[steps]
+
+    def open(self, slot: int, settings: SlotSettings) -> None:
+        self.pending.pop(slot, None)
+        self.has_pending[slot] = False
+        self.member[slot], self.fresh[slot] = True, True
+        self.steps_taken[slot] = 0
+        self.n_steps[slot], self.seed[slot] = settings.steps, settings.seed
+        self.emotion.reset(slot, settings.emotion)
+        if self.style_dim and settings.style is not None:
+            self.style[slot] = settings.style
+        if self.stream == "face":
+            self.set_gains(slot, settings.face_gains)
+
+    def set_gains(self, slot: int, gains: np.ndarray | None) -> None:
+        if gains is None and self.gains is None:
+            return
+        if self.gains is None:
+            self.gains = np.ones((self.member.size, len(ARKIT_BLENDSHAPES) + 7), np.float32)
+        self.gains[slot] = 1.0 if gains is None else gains
+
+    def change(self, slot: int, change: SlotChange, first_frame: int) -> None:
+        """`change` applies from frame `first_frame` of this stream on."""
+        if self.steps_taken[slot] - self.delay >= first_frame:
+            self._apply(slot, change)
+        else:
+            self.pending.setdefault(slot, []).append((first_frame, change))
+            self.has_pending[slot] = True
+
+    def apply_due(self, rows: np.ndarray) -> None:
+        """Applies the pending changes whose first frame the next step of these slots makes."""
+        for slot in rows[self.has_pending[rows]].tolist():
+            next_frame = self.steps_taken[slot] - self.delay
+            waiting = self.pending[slot]
+            for first_frame, change in [w for w in waiting if w[0] <= next_frame]:
+                self._apply(slot, change)
+                waiting.remove((first_frame, change))
+            if not waiting:
+                del self.pending[slot]
+                self.has_pending[slot] = False
+
+    def _apply(self, slot: int, change: SlotChange) -> None:
+        if change.emotion is not None:
+            self.emotion.set(slot, change.emotion, change.transition_ms)
+        if change.steps is not None:
+            self.n_steps[slot] = change.steps
+        if change.seed is not None:
+            self.seed[slot] = change.seed
+        if change.style is not None and self.style_dim:
+            self.style[slot] = change.style
+        if change.face_gains is not None and self.stream == "face":
+            self.set_gains(slot, change.face_gains)
+
+    def features_needed(self, slots: np.ndarray) -> np.ndarray:
+        """Feature frames a slot must have for its next step (the silent prefix counts as had)."""
+        return self.inputs_per_step * (self.steps_taken[slots] + 1) - self.prefix
+
+    def oldest_needed(self, slots: np.ndarray) -> np.ndarray:
+        """The first feature frame the slot's next step reads."""
+        return self.inputs_per_step * self.steps_taken[slots] - self.prefix
+
+
+class SlotTable:
+    """All slots of one inference loop. `audio` is the audio table the I/O side writes; `make_runner`
+    wraps each generator (eager: the generator itself); `timelines` maps a key to a factory of timelines
+    (see `face_timeline_factory`)."""
+
+    def __init__(
+        self,
+        audio: AudioTable,
+        make_timeline: Callable[[str | int], Timeline],
+        device: torch.device | str = "cpu",
+        max_rounds: int = 4,
+        mode: str = "compact",
+    ) -> None:
+        if mode not in STEP_MODES:
+            raise ValueError(f"step mode must be one of {STEP_MODES}, got {mode!r}")
+        n = audio.n_slots
+        self.audio, self.n_slots, self.device = audio, n, torch.device(device)
+        self.max_rounds, self.mode = max_rounds, mode
+        self._make_timeline = make_timeline
+        self.timelines: dict[str | int, Timeline] = {}
+        self.frontend = BatchedLogMel(self.device)
+        self.open_mask = np.zeros(n, bool)
+        self.rate = np.full(n, SUPPORTED_RATES_HZ[0], np.int64)
+        self.n_features = np.zeros(n, np.int64)  # feature frames computed (= hops resampled)
+        self.model = torch.zeros((n, MODEL_RING.row), device=self.device)
+        self.features = torch.zeros((n, FEATURE_RING, N_MELS), device=self.device)
+        self._silent = torch.full((N_MELS,), SILENT_FEATURE, device=self.device)
+        self.seconds = {"frontend": 0.0, "step": 0.0}  # time in the front-end's and the generators' arithmetic
+
+    def timeline(self, key: str | int) -> Timeline:
+        """The body timeline ("body") or the face timeline of a lookahead (an int), made on first use."""
+        if key not in self.timelines:
+            self.timelines[key] = self._make_timeline(key)
+        return self.timelines[key]
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def open(self, slot: int, settings: SlotSettings) -> None:
+        """Starts a stream in a slot the I/O side has claimed (its audio may already be arriving)."""
+        if settings.rate_hz not in self.frontend.plans:
+            raise SessionError(f"sample rate {settings.rate_hz} Hz is not supported")
+        keys: list[str | int] = [] if settings.face_lookahead is None else [settings.face_lookahead]
+        keys += [] if settings.style is None else ["body"]
+        if not keys:
+            raise SessionError("a slot with no stream")
+        self.close(slot)
+        for key in keys:
+            self.timeline(key).open(slot, settings)
+        self.open_mask[slot] = True
+        self.rate[slot] = settings.rate_hz
+        self.n_features[slot] = 0
+        self.model[slot] = 0.0
+
+    def close(self, slot: int) -> None:
+        self.open_mask[slot] = False
+        for timeline in self.timelines.values():
+            timeline.member[slot] = False
+
+    def control(self, slot: int, change: SlotChange, from_sample: int = 0) -> None:
+        """Applies a controls update to the slot's frames from media sample `from_sample` on: at once for
+        a timeline already past it, else when its steps reach that frame."""
+        for timeline in self._slot_timelines(slot):
+            timeline.change(slot, change, math.ceil(from_sample * timeline.fps / self.rate[slot]))
+
+    def _slot_timelines(self, slot: int) -> list[Timeline]:
+        return [t for t in self.timelines.values() if t.member[slot]]
+
+    # -- the tick ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def run_frontend(self) -> int:
+        """Computes the feature frames every open slot's new audio completes; returns how many."""
+        slots = np.flatnonzero(self.open_mask)
+        if slots.size == 0:
+            return 0
+        written, _ = self.audio.snapshot()
+        # Never overwrite a feature frame a timeline has yet to read, nor take more hops than the
+        # model-rate ring holds in one tick.
+        oldest = np.full(slots.size, 1 << 40)
+        for t in self.timelines.values():
+            inside = t.member[slots]
+            oldest[inside] = np.minimum(oldest[inside], t.oldest_needed(slots[inside]))
+        limit = np.minimum(oldest + FEATURE_RING, self.n_features[slots] + MAX_HOPS_PER_TICK)
+        pairs_slots, pairs_hops = [], []
+        for rate in np.unique(self.rate[slots]):
+            at_rate = slots[self.rate[slots] == rate]
+            plan = self.frontend.plans[int(rate)]
+            end = np.minimum(plan.hops_ready(written[at_rate]), limit[self.rate[slots] == rate])
+            count = np.maximum(end - self.n_features[at_rate], 0)
+            if count.sum() == 0:
+                continue
+            hop_slots = np.repeat(at_rate, count)
+            hops = np.repeat(self.n_features[at_rate], count) + _ranges(count)
+            started = time.perf_counter()
+            self.frontend.resample_hops(torch.from_numpy(self.audio.pcm), self.model, int(rate), hop_slots, hops)
+            self.seconds["frontend"] += time.perf_counter() - started
+            self.n_features[at_rate] += count
+            self.audio.consumed[at_rate] = np.maximum(plan.starts(self.n_features[at_rate]), 0)
+            pairs_slots.append(hop_slots)
+            pairs_hops.append(hops)
+        if not pairs_slots:
+            return 0
+        hop_slots, hops = np.concatenate(pairs_slots), np.concatenate(pairs_hops)
+        started = time.perf_counter()
+        frames = self.frontend.frames(self.model, hop_slots, hops)
+        self.features[_t(hop_slots, self.device), _t(hops % FEATURE_RING, self.device)] = frames
+        self.seconds["frontend"] += time.perf_counter() - started
+        return int(hops.size)
+
+    @torch.no_grad()
+    def step_ready(self) -> list[StreamFrames]:
+        """Steps every timeline's ready slots, round after round, up to `max_rounds`; returns the frames."""
+        made: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        for _ in range(self.max_rounds):
+            stepped = False
+            for timeline in self.timelines.values():
+                slots = np.flatnonzero(timeline.member)
+                ready = slots[timeline.features_needed(slots) <= self.n_features[slots]]
+                if ready.size == 0:
+                    continue
+                stepped = True
+                timeline.apply_due(ready)  # controls that take effect at the frames these steps make
+                for steps in np.unique(timeline.n_steps[ready]):
+                    rows = ready[timeline.n_steps[ready] == steps]
+                    made.setdefault(timeline.stream, []).append(self._step(timeline, int(steps), rows))
+            if not stepped:
+                break
+        out = []
+        for stream, parts in made.items():
+            slots, indices, values, newest_feature = (np.concatenate(column) for column in zip(*parts, strict=True))
+            if slots.size:
+                out.append(StreamFrames(stream, slots, indices, values, *self._stamps(slots, newest_feature)))
+        return out
+
+    def has_backlog(self) -> bool:
+        """Whether some slot could step again now (it had more audio than `max_rounds` steps use)."""
+        for timeline in self.timelines.values():
+            slots = np.flatnonzero(timeline.member)
+            if np.any(timeline.features_needed(slots) <= self.n_features[slots]):
+                return True
+        return False
+
+    def _step(self, timeline: Timeline, steps: int, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One batched step of `rows`: (slots, frame indices, values, newest feature frame used) of the
+        frames it emits (warm-up steps emit none)."""
+        runner = timeline.runner(steps)
+        device = timeline.device
+        first = timeline.oldest_needed(rows)  # (n,) first feature frame of each step
+        index = first[:, None] + np.arange(timeline.inputs_per_step)[None, :]  # (n, inputs per step)
+        features = self.features[_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device)]
+        features = torch.where(_t(index < 0, self.device)[..., None], self._silent, features)  # (n, I, N_MELS)
+        inputs = {"features": features.to(device),
+                  "emotion": torch.from_numpy(timeline.emotion.advance(rows)[:, None]).to(device)}  # fmt: skip
+        if timeline.style_dim:
+            inputs["style"] = torch.from_numpy(timeline.style[rows][:, None]).to(device)
+        noise = torch.from_numpy(gaussian_noise(timeline.seed[rows], timeline.steps_taken[rows], timeline.n_noise,
+                                                timeline.noise_kind)).to(device)  # fmt: skip
+        reset = torch.from_numpy(timeline.fresh[rows]).to(device)
+        timeline.fresh[rows] = False
+        outputs = self._run(timeline, runner, rows, inputs, noise, reset)
+        values = outputs[timeline.output][:, 0].float().cpu().numpy()
+        if timeline.gains is not None:
+            values = values * timeline.gains[rows]
+            n = len(ARKIT_BLENDSHAPES)
+            values[:, :n] = np.clip(values[:, :n], 0.0, 1.0)
+        indices = timeline.steps_taken[rows] - timeline.delay
+        timeline.steps_taken[rows] += 1
+        keep = indices >= 0
+        rows, indices, values = rows[keep], indices[keep], values[keep]
+        return rows, indices, values, timeline.inputs_per_step * (indices + timeline.delay + 1) - timeline.prefix - 1
+
+    def _run(self, timeline: Timeline, runner: StepRunner, rows: np.ndarray, inputs: TensorDict, noise: Tensor,
+             reset: Tensor) -> TensorDict:  # fmt: skip
+        device, n = timeline.device, rows.size
+        if self.mode == "compact":
+            index = _t(rows, device)
+            state = {k: v.index_select(0, index) for k, v in timeline.state.items()}
+            active = torch.ones(n, dtype=torch.bool, device=device)
+            started = time.perf_counter()
+            outputs, new_state = runner.step(inputs, state, noise, reset, active)
+            self.seconds["step"] += time.perf_counter() - started
+            for k, v in new_state.items():
+                timeline.state[k].index_copy_(0, index, v)
+            return outputs
+        # Masked: rows 0 .. top of the table, the stepped ones active, the rest idle (untouched by contract).
+        top = int(rows.max()) + 1
+        index = _t(rows, device)
+
+        def spread(x: Tensor, fill: float | bool = 0) -> Tensor:
+            full = torch.full((top, *x.shape[1:]), fill, dtype=x.dtype, device=device)
+            full[index] = x
+            return full
+
+        active = spread(torch.ones(n, dtype=torch.bool, device=device), False)
+        state = {k: v[:top] for k, v in timeline.state.items()}
+        inputs, noise, reset = {k: spread(v) for k, v in inputs.items()}, spread(noise), spread(reset, False)
+        started = time.perf_counter()
+        outputs, new_state = runner.step(inputs, state, noise, reset, active)
+        self.seconds["step"] += time.perf_counter() - started
+        for k, v in new_state.items():
+            if top == self.n_slots:
+                timeline.state[k] = v  # the whole table: take the new tensors, no copy
+            else:
+                timeline.state[k][:top] = v
+        return {k: v[index] for k, v in outputs.items()}
+
+    def _stamps(self, slots: np.ndarray, newest_feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Capture and receive stamps of the newest real input sample each frame used."""
+        if slots.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        newest = np.empty(slots.size, np.int64)
+        rates = self.rate[slots]
+        for rate in np.unique(rates):
+            chosen = rates == rate
+            newest[chosen] = self.frontend.plans[int(rate)].newest_sample(newest_feature[chosen])
+        newest = np.minimum(newest, self.audio.real[slots] - 1)  # the silence after the end has no stamp
+        return self.audio.stamps(slots, newest, rates)
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """concatenate([arange(c) for c in counts]) without a Python loop."""
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total) - starts
+
+
+def _t(array: np.ndarray, device: torch.device) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)

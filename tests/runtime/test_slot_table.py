@@ -1,0 +1,194 @@
+"""The slot table: many sessions stepped together give each the frames it would get alone, and a stream
+through it equals the offline path over the same audio and noise."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.audio_table import AudioTable
+from emostream.runtime.controls import emotion_vector
+from emostream.runtime.messages import SlotSettings
+from emostream.runtime.models.face import FaceGenerator, lookahead_timing
+from emostream.runtime.models.gesture import GestureGenerator
+from emostream.runtime.noise import FACE_NOISE, gaussian_noise
+from emostream.runtime.slot_table import EmotionBlends, SlotTable
+from emostream.runtime.stream import GeneratorStream
+from emostream.runtime.timelines import BODY, server_timelines
+from tests.fixtures import small_face_network, small_gesture_network, speech_sample
+
+FACE = small_face_network()
+GESTURE = small_gesture_network()
+
+
+def offline_face(pcm: np.ndarray, rate: int, lookahead: int, seed: int) -> np.ndarray:
+    """The face frames of the training path: whole-file features, the silent prefix, forward_sequence."""
+    generator = FaceGenerator(FACE, lookahead, 2).eval()
+    delay, prefix = lookahead_timing(lookahead)
+    features = LogMelFrontEnd(rate).offline(np.concatenate([pcm, np.zeros(rate // 2, np.float32)]))  # then silence
+    n_frames = math.ceil(pcm.size / rate * 60)
+    n_steps = n_frames + delay
+    silent = np.full((prefix, 80), math.log(1e-6), np.float32)
+    features = np.concatenate([silent, features])[: 2 * n_steps]
+    noise = gaussian_noise(np.full(n_steps, seed), np.arange(n_steps), 59, FACE_NOISE)
+    emotion = torch.from_numpy(np.tile(emotion_vector("neutral", 1.0), (1, n_steps, 1)))
+    inputs = {"features": torch.from_numpy(features)[None], "emotion": emotion}
+    with torch.no_grad():
+        return generator.forward_sequence(inputs, torch.from_numpy(noise)[None])["face"][0, :n_frames].numpy()
+
+
+@pytest.mark.parametrize("rate", [16_000, 44_100])
+def test_a_stream_through_the_table_equals_the_offline_path(rate: int) -> None:
+    pcm = speech_sample(rate)
+    stream = GeneratorStream(FaceGenerator(FACE, 7, 2).eval(), rate, seed=3)
+    sizes = [rate // 50, 1, 777]
+    out, start, i = [], 0, 0
+    while start < pcm.size:
+        out.append(stream.push(pcm[start : start + sizes[i % 3]]))
+        start, i = start + sizes[i % 3], i + 1
+    frames = np.concatenate([*out, stream.finish()])
+    reference = offline_face(pcm.astype(np.float32) / 32768, rate, 7, seed=3)
+    assert frames.shape == reference.shape
+    # The features differ by float32 rounding (1e-4 at most); the frames follow within a few 1e-4.
+    np.testing.assert_allclose(frames, reference, atol=2e-3)
+
+
+def alone(pcm: np.ndarray, rate: int, seed: int, lookahead: int | None, style: np.ndarray | None,
+          emotion: str) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each stream of one session run through a table of its own."""
+    out = {}
+    if lookahead is not None:
+        face = GeneratorStream(FaceGenerator(FACE, lookahead, 2).eval(), rate, seed, emotion_vector(emotion, 1.0))
+        out["face"] = np.concatenate([face.push(pcm), face.finish()])
+    if style is not None:
+        body_stream = GeneratorStream(GestureGenerator(GESTURE, 2).eval(), rate, seed, emotion_vector(emotion, 1.0),
+                                      fps=30, style=style)  # fmt: skip
+        poses = np.concatenate([body_stream.push(pcm), body_stream.finish()])
+        from emostream.runtime.body_pose import body_frames
+
+        out["body"] = body_frames(poses)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["compact", "masked"])
+def test_sessions_sharing_the_table_get_the_frames_each_gets_alone(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    sessions = [  # rate, seed, face lookahead, body style, emotion, when it starts (in chunks)
+        (16_000, 1, 7, GESTURE.style_presets[0].numpy(), "happy", 0),
+        (44_100, 2, 0, None, "sad", 3),
+        (8_000, 3, None, GESTURE.style_presets[1].numpy(), "neutral", 5),
+        (48_000, 4, 12, GESTURE.style_presets[2].numpy(), "angry", 1),
+        (16_000, 5, 7, None, "fear", 8),
+    ]
+    audio = AudioTable(8, threading.Lock())
+    table = SlotTable(audio, server_timelines(FACE, GESTURE, 8), mode=mode)
+    slots = [audio.claim(0)[0] for _ in sessions]
+    cursor = [0] * len(sessions)
+    made: list[dict[str, list[np.ndarray]]] = [{"face": [], "body": []} for _ in sessions]
+    opened = [False] * len(sessions)
+    pcms = [speech_sample(rate).astype(np.float32) / 32768 for rate, *_ in sessions]
+    for tick in range(400):
+        for i, (rate, seed, lookahead, style, emotion, begins) in enumerate(sessions):
+            if tick == begins:
+                table.open(slots[i], SlotSettings(rate, seed, emotion_vector(emotion, 1.0), 2, lookahead, style))
+                opened[i] = True
+            if not opened[i] or cursor[i] > pcms[i].size:
+                continue
+            if cursor[i] == pcms[i].size:  # the end: silence flushes the last frames
+                audio.append_silence(slots[i], rate // 2)
+                cursor[i] += 1
+                continue
+            n = int(rng.integers(1, rate // 20))
+            chunk = pcms[i][cursor[i] : cursor[i] + n]
+            assert audio.write(slots[i], cursor[i], chunk, 0, 0)
+            cursor[i] += chunk.size
+        table.run_frontend()
+        for frames in table.step_ready():
+            for slot, index, values in zip(frames.slots, frames.indices, frames.values, strict=True):
+                i = slots.index(int(slot))
+                assert index == len(made[i][frames.stream])  # in order, none skipped
+                made[i][frames.stream].append(values)
+    for i, (rate, seed, lookahead, style, emotion, _) in enumerate(sessions):
+        expected = alone(pcms[i], rate, seed, lookahead, style, emotion)
+        for stream, reference in expected.items():
+            got = np.array(made[i][stream])[: reference.shape[0]]
+            assert got.shape == reference.shape, (i, stream)
+            np.testing.assert_allclose(got, reference, atol=1e-4, err_msg=f"session {i} {stream}")
+        assert set(expected) == {s for s in ("face", "body") if made[i][s]}
+
+
+def test_a_reopened_slot_starts_afresh_and_a_closed_one_stops() -> None:
+    audio = AudioTable(2, threading.Lock())
+    table = SlotTable(audio, server_timelines(FACE, None, 2))
+    pcm = speech_sample(16_000).astype(np.float32) / 32768
+    settings = SlotSettings(16_000, 9, emotion_vector("neutral", 1.0), 2, 7, None)
+    runs = []
+    for _ in range(2):
+        slot, _ = audio.claim(0)
+        table.open(slot, settings)
+        audio.write(slot, 0, pcm, 0, 0)
+        frames = []
+        while table.run_frontend() or table.has_backlog():
+            frames += [f.values for f in table.step_ready()]
+        runs.append(np.concatenate(frames))
+        table.close(slot)
+        audio.release(slot)
+        audio.write(slot, pcm.size, pcm[:1600], 0, 0)  # late audio for a closed slot makes nothing
+        assert table.run_frontend() == 0 and not table.step_ready()
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_frames_are_stamped_with_the_capture_time_of_the_newest_sample_they_used() -> None:
+    audio = AudioTable(1, threading.Lock())
+    table = SlotTable(audio, server_timelines(FACE, None, 1))
+    slot, _ = audio.claim(0)
+    table.open(slot, SlotSettings(16_000, 0, emotion_vector("neutral", 1.0), 2, 7, None))
+    pcm = speech_sample(16_000).astype(np.float32) / 32768
+    capture0 = 1_000_000_000
+    stamped = []
+    for start in range(0, 16_000, 320):  # 20 ms chunks, captured at 1e9 us + their media time
+        audio.write(slot, start, pcm[start : start + 320], capture0 + start * 1_000_000 // 16_000, 7 + start)
+        table.run_frontend()
+        for frames in table.step_ready():
+            stamped += list(zip(frames.indices, frames.capture_us, strict=True))
+    # Frame k used model-rate audio up to its media time plus the lookahead (58.3 ms), and the resampler
+    # waited 16 input samples (1 ms) past the input sample that ends it.
+    assert len(stamped) > 50
+    for k, capture in stamped:
+        newest_model_sample = (k * 400 + 7 * 200) - 1
+        newest_input_sample = newest_model_sample * 2 // 3 + 16
+        assert capture == capture0 + round(newest_input_sample * 1e6 / 16_000)
+
+
+def test_an_emotion_blend_reaches_its_target_in_the_transition_time() -> None:
+    blends = EmotionBlends(3, fps=60)
+    happy, sad = emotion_vector("happy", 1.0), emotion_vector("sad", 1.0)
+    for slot in range(3):
+        blends.reset(slot, happy)
+    blends.set(1, sad, transition_ms=100)  # 6 frames
+    rows = np.arange(3)
+    steps = [blends.advance(rows) for _ in range(8)]
+    np.testing.assert_allclose(steps[0][1], happy * 5 / 6 + sad / 6, atol=1e-6)
+    np.testing.assert_allclose(steps[5][1], sad)
+    np.testing.assert_allclose(steps[7][1], sad)
+    assert all(np.array_equal(s[0], happy) and np.array_equal(s[2], happy) for s in steps)
+
+
+def test_body_frames_come_out_in_the_wire_layout_from_the_step() -> None:
+    audio = AudioTable(1, threading.Lock())
+    table = SlotTable(audio, server_timelines(None, GESTURE, 1))
+    slot, _ = audio.claim(0)
+    table.open(slot, SlotSettings(24_000, 0, emotion_vector("neutral", 1.0), 2, None, GESTURE.style_presets[0].numpy()))
+    audio.write(slot, 0, np.zeros(24_000, np.float32), 0, 0)
+    made = []
+    while table.run_frontend() or table.has_backlog():
+        made += table.step_ready()
+    assert {frames.stream for frames in made} == {"body"}
+    values = np.concatenate([frames.values for frames in made])
+    assert values.shape == (30 - 5, 223)  # 1 s at 30 fps, but for the 5 frames that wait for more audio
+    quats = values[:, : 55 * 4].reshape(-1, 55, 4)
+    np.testing.assert_allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-5)
+    assert BODY in table.timelines
