@@ -103,7 +103,7 @@ class StreamCounts:
     dropped: int = 0  # produced but not sent: the client read too slowly, or the frame was lost
     late: int = 0  # sent more than one frame period after their audio arrived
     next_index: int = 0  # the index the next frame should have
-    dropped_since_send: int = 0
+    last_sent: int = -1  # index of the last frame sent
     final_sent: bool = False
 
 
@@ -299,13 +299,11 @@ class SessionCore:
         counts.next_index = index + 1
         counts.produced += lost + 1
         counts.dropped += lost
-        counts.dropped_since_send += lost
         queue = self._frames[stream]
         limit = self.timers.outbox_frames if congested else OUTBOX_HARD_LIMIT
         while len(queue) >= limit:  # keep the newest: drop the oldest queued frame of this stream
             queue.popleft()
             counts.dropped += 1
-            counts.dropped_since_send += 1
         self._order += 1
         queue.append(_Queued(stream, index, values, capture_us, received_us, self._order))
         return True
@@ -350,10 +348,11 @@ class SessionCore:
         fps = STREAM_INFO[item.stream].fps
         data = P.encode_frame(P.Frame(
             item.stream, item.index, P.frame_media_sample(item.index, self.hello.sample_rate_hz, fps),
-            item.capture_us, now_us, counts.dropped_since_send, item.values, P.FRAME_FLAG_FINAL if final else 0,
+            item.capture_us, now_us, item.index - counts.last_sent - 1, item.values,
+            P.FRAME_FLAG_FINAL if final else 0,
         ))  # fmt: skip
         counts.sent += 1
-        counts.dropped_since_send = 0
+        counts.last_sent = item.index
         if item.received_us and now_us - item.received_us > 1e6 / fps:
             counts.late += 1
         if final:
