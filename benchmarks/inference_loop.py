@@ -55,7 +55,8 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     audio = AudioTable(n, threading.Lock())
     make_runner = runner_factory(backend, device, n)
     face, gesture = face.to(device), gesture.to(device)
-    table = SlotTable(audio, server_timelines(face, gesture, n, make_runner), device=device, mode=mode)
+    timelines = server_timelines(face, gesture, n, make_runner, masks=mode == "masked")
+    table = SlotTable(audio, timelines, device=device, mode=mode)
     rng = np.random.default_rng(0)
     chunk = rate * CHUNK_MS // 1000
     phase = rng.integers(0, chunk, n)  # sessions' chunks arrive out of phase, as real clients' do

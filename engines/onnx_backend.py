@@ -72,7 +72,9 @@ class OnnxBackend(StepBackend):
                 raise BackendError("this onnxruntime has no CUDA execution provider; install onnxruntime-gpu")
             providers = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}), "CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(graph), options, providers=providers)
-        self.input_names = graph_input_names(generator)
+        # A step built without masks (runtime/step.py) leaves reset and active unused, and the exporter drops them.
+        present = {i.name for i in self.session.get_inputs()}
+        self.inputs = [(i, name) for i, name in enumerate(graph_input_names(generator)) if name in present]
         self.output_names = graph_output_names(generator)
         self.graph = graph
 
@@ -82,7 +84,7 @@ class OnnxBackend(StepBackend):
         args = flat_args(self.spec, inputs, state, noise, reset, active)
         if self.device.type == "cuda":
             return split_results(self.spec, self._run_bound(args))
-        feeds = {n: np.ascontiguousarray(a.detach().numpy()) for n, a in zip(self.input_names, args, strict=True)}
+        feeds = {name: np.ascontiguousarray(args[i].detach().numpy()) for i, name in self.inputs}
         results = self.session.run(self.output_names, feeds)
         return split_results(self.spec, [torch.from_numpy(r) for r in results])
 
@@ -92,7 +94,8 @@ class OnnxBackend(StepBackend):
         binding = self.session.io_binding()
         index = self.device.index or 0
         args = [a.contiguous() for a in args]  # kept alive until the run ends: bound by pointer
-        for name, a in zip(self.input_names, args, strict=True):
+        for i, name in self.inputs:
+            a = args[i]
             binding.bind_input(name, "cuda", index, _NUMPY_DTYPES[a.dtype], tuple(a.shape), a.data_ptr())
         specs = list(self.spec.outputs) + list(self.spec.state)
         results = [torch.empty((batch, *t.shape), dtype=t.dtype, device=self.device) for t in specs]

@@ -115,7 +115,9 @@ class TensorRTBackend(StepBackend):
         if self.engine is None:
             raise BackendError(f"TensorRT could not load the engine {plan}; rebuild it with `emostream export`")
         self.buckets = tuple(sorted(buckets))
-        self.input_names = graph_input_names(generator)
+        # A step built without masks (runtime/step.py) has no reset or active input in its engine.
+        present = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        self.inputs = [(i, name) for i, name in enumerate(graph_input_names(generator)) if name in present]
         self.output_names = graph_output_names(generator)
         self.contexts: list[Any] = []  # kept alive: the captured graphs use them
         self.graphs = CudaGraphs(self.spec, self.buckets, self._launcher)
@@ -128,9 +130,9 @@ class TensorRTBackend(StepBackend):
         context.set_optimization_profile_async(self.buckets.index(bucket), stream.cuda_stream)
         specs = list(self.spec.outputs) + list(self.spec.state)
         outputs = [torch.empty((bucket, *t.shape), dtype=t.dtype, device=self.device) for t in specs]
-        for name, tensor in zip(self.input_names, static, strict=True):
-            context.set_input_shape(name, tuple(tensor.shape))
-            context.set_tensor_address(name, tensor.data_ptr())
+        for i, name in self.inputs:
+            context.set_input_shape(name, tuple(static[i].shape))
+            context.set_tensor_address(name, static[i].data_ptr())
         for name, tensor in zip(self.output_names, outputs, strict=True):
             context.set_tensor_address(name, tensor.data_ptr())
         self.contexts.append(context)

@@ -40,10 +40,19 @@ import torch
 
 from emostream.runtime.audio_table import AudioTable, AudioTableHandle
 from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, Link, LinkHandles
-from emostream.runtime.messages import CloseSlot, Command, ControlSlot, FrameBlock, OpenSlot, decode_commands
+from emostream.runtime.messages import (
+    CloseSlot,
+    Command,
+    ControlSlot,
+    FrameBlock,
+    OpenSlot,
+    StreamFrames,
+    decode_commands,
+)
 from emostream.runtime.metrics import LOOP_FIELDS, TICK_BUCKETS_MS
 from emostream.runtime.models.face import FaceNetwork
 from emostream.runtime.models.gesture import GestureNetwork
+from emostream.runtime.noise import noise_bank
 from emostream.runtime.shared_counters import CountersHandle, SharedCounters
 from emostream.runtime.shm_queue import ShmQueue, Waker
 from emostream.runtime.slot_table import SlotTable
@@ -58,7 +67,9 @@ IDLE_WAIT_S = 0.5  # the longest the loop sleeps without a wake-up (it then chec
 class LoopConfig:
     max_sessions: int
     min_tick_ms: float = 4.0  # ticks begin at least this far apart (docs/server.md: the latency it costs)
-    max_rounds: int = 4  # steps per timeline per tick for a slot with a backlog
+    # Steps per timeline per tick for one slot. One: a slot whose audio completes two frames at once makes
+    # the second at the next tick, which keeps every step a full batch (docs/server.md has the figures).
+    max_rounds: int = 1
     mode: str = "compact"  # runtime/slot_table.py: "masked" on a GPU
     device: str = "cpu"
     torch_threads: int = 1
@@ -84,7 +95,7 @@ class InferenceLoop:
         self._started = False
         face = face.to(self.device) if face is not None else None
         gesture = gesture.to(self.device) if gesture is not None else None
-        timelines = server_timelines(face, gesture, config.max_sessions, self._runner)
+        timelines = server_timelines(face, gesture, config.max_sessions, self._runner, masks=config.mode == "masked")
         self.table = SlotTable(audio, timelines, self.device, config.max_rounds, config.mode)
         self.has_body = gesture is not None
         self.has_face = face is not None
@@ -105,6 +116,7 @@ class InferenceLoop:
     def warm(self) -> None:
         """Builds the runners of the default timelines and steps each once at every batch size, so that no
         session pays for the first use of a shape while streaming."""
+        noise_bank()  # made once, here rather than at the first session's first step
         keys: list[str | int] = list(self.config.warm_lookaheads) if self.has_face else []
         keys += [BODY] if self.has_body else []
         for key in keys:
@@ -151,22 +163,13 @@ class InferenceLoop:
                 for command in decode_commands(record):
                     self._apply(index, command)
         self.table.run_frontend()
-        made = self.table.step_ready()
-        woken = set()
-        for frames in made:
-            self.stats.add(f"frames_{frames.stream}", len(frames))
-            owners = self.owner[frames.slots]
-            for index in np.unique(owners):
-                if index < 0:  # a slot closed while its frames were made
-                    continue
-                block = FrameBlock.of(frames, self.generation, np.flatnonzero(owners == index))
-                if not self.links[index].send(FRAMES_RECORD + block.encode()):
-                    self.stats.add("blocks_dropped")
-                woken.add(int(index))
-        for index, link in enumerate(self.links):
+        # Each timeline's frames go out as soon as they are made: the face does not wait for the body.
+        for timeline in list(self.table.timelines.values()):
+            frames = self.table.step_timeline(timeline)
+            if frames is not None:
+                self._deliver(frames)
+        for link in self.links:
             link.flush()
-            if index in woken:
-                link.to_worker.wake()
         elapsed = time.perf_counter() - started
         self.stats.add("ticks")
         self.stats.add("tick_seconds", elapsed)
@@ -176,6 +179,18 @@ class InferenceLoop:
         for bound in TICK_BUCKETS_MS:
             if elapsed_ms <= bound:
                 self.stats.add(f"tick_le_{bound}")
+
+    def _deliver(self, frames: StreamFrames) -> None:
+        """One frame block per I/O process that has sessions among `frames`, and a wake-up for each."""
+        self.stats.add(f"frames_{frames.stream}", len(frames))
+        owners = self.owner[frames.slots]
+        for index in np.unique(owners).tolist():
+            if index < 0:  # a slot closed while its frames were made
+                continue
+            block = FrameBlock.of(frames, self.generation, np.flatnonzero(owners == index))
+            if not self.links[index].send(FRAMES_RECORD + block.encode()):
+                self.stats.add("blocks_dropped")
+            self.links[index].to_worker.wake()
 
     def _apply(self, link: int, command: Command) -> None:
         slot, generation = command.slot, command.generation

@@ -286,8 +286,7 @@ class IoServer:
         elif before is Phase.AWAIT_HELLO and core.close_code is not None:
             self.closed_counts["refused"] += 1
             log.info("refused a session: %s", core.close_code[1])
-        if isinstance(message, bytes):
-            self._wake_loop_soon()
+        self._wake_loop_soon()  # new audio, or the silence an end appends, for the loop
         client.wake.set()
 
     async def _send(self, client: _Client) -> None:

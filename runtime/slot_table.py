@@ -301,28 +301,34 @@ class SlotTable:
 
     @torch.no_grad()
     def step_ready(self) -> list[StreamFrames]:
-        """Steps every timeline's ready slots, round after round, up to `max_rounds`; returns the frames."""
-        made: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        """Steps every timeline's ready slots (`step_timeline`); returns the frames, one batch per stream."""
+        made = [self.step_timeline(timeline) for timeline in self.timelines.values()]
+        by_stream: dict[str, list[StreamFrames]] = {}
+        for frames in made:
+            if frames is not None:
+                by_stream.setdefault(frames.stream, []).append(frames)
+        return [StreamFrames.concat(parts) for parts in by_stream.values()]
+
+    @torch.no_grad()
+    def step_timeline(self, timeline: Timeline) -> StreamFrames | None:
+        """Steps the timeline's ready slots, round after round (a slot with a backlog takes up to
+        `max_rounds` steps); returns the frames made, or None."""
+        parts = []
         for _ in range(self.max_rounds):
-            stepped = False
-            for timeline in self.timelines.values():
-                slots = np.flatnonzero(timeline.member)
-                ready = slots[timeline.features_needed(slots) <= self.n_features[slots]]
-                if ready.size == 0:
-                    continue
-                stepped = True
-                timeline.apply_due(ready)  # controls that take effect at the frames these steps make
-                for steps in np.unique(timeline.n_steps[ready]):
-                    rows = ready[timeline.n_steps[ready] == steps]
-                    made.setdefault(timeline.stream, []).append(self._step(timeline, int(steps), rows))
-            if not stepped:
+            slots = np.flatnonzero(timeline.member)
+            ready = slots[timeline.features_needed(slots) <= self.n_features[slots]]
+            if ready.size == 0:
                 break
-        out = []
-        for stream, parts in made.items():
-            slots, indices, values, newest_feature = (np.concatenate(column) for column in zip(*parts, strict=True))
-            if slots.size:
-                out.append(StreamFrames(stream, slots, indices, values, *self._stamps(slots, newest_feature)))
-        return out
+            timeline.apply_due(ready)  # controls that take effect at the frames these steps make
+            for steps in np.unique(timeline.n_steps[ready]):
+                rows = ready[timeline.n_steps[ready] == steps]
+                parts.append(self._step(timeline, int(steps), rows))
+        if not parts:
+            return None
+        slots, indices, values, newest_feature = (np.concatenate(column) for column in zip(*parts, strict=True))
+        if slots.size == 0:
+            return None
+        return StreamFrames(timeline.stream, slots, indices, values, *self._stamps(slots, newest_feature))
 
     def has_backlog(self) -> bool:
         """Whether some slot could step again now (it had more audio than `max_rounds` steps use)."""
@@ -348,8 +354,8 @@ class SlotTable:
         noise = torch.from_numpy(gaussian_noise(timeline.seed[rows], timeline.steps_taken[rows], timeline.n_noise,
                                                 timeline.noise_kind)).to(device)  # fmt: skip
         reset = torch.from_numpy(timeline.fresh[rows]).to(device)
-        timeline.fresh[rows] = False
         outputs = self._run(timeline, runner, rows, inputs, noise, reset)
+        timeline.fresh[rows] = False
         values = outputs[timeline.output][:, 0].float().cpu().numpy()
         if timeline.gains is not None:
             values = values * timeline.gains[rows]
@@ -367,6 +373,10 @@ class SlotTable:
         if self.mode == "compact":
             index = _t(rows, device)
             state = {k: v.index_select(0, index) for k, v in timeline.state.items()}
+            fresh = timeline.fresh[rows]
+            if fresh.any():  # a new stream starts from the zero state (a compact step has no reset mask)
+                for v in state.values():
+                    v[_t(fresh, device)] = 0
             active = torch.ones(n, dtype=torch.bool, device=device)
             started = time.perf_counter()
             outputs, new_state = runner.step(inputs, state, noise, reset, active)

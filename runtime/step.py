@@ -58,9 +58,15 @@ class StepSpec:
 
 
 class StreamingGenerator(nn.Module, abc.ABC):
-    """Base class of every model the runtime streams. Subclasses implement the four methods below."""
+    """Base class of every model the runtime streams. Subclasses implement the four methods below.
+
+    `masks` False builds the step for compact batches: every row is active and a row to reset has been
+    zeroed by the caller (runtime/slot_table.py's compact mode), so the step leaves out the reset and
+    activity masks, a fifth of its graph. The contract's masks hold only with `masks` True (the default).
+    """
 
     spec: StepSpec
+    masks: bool = True
 
     @property
     def engine_name(self) -> str:
@@ -136,7 +142,9 @@ class FlatState(StreamingGenerator):
 
     def __init__(self, inner: StreamingGenerator) -> None:
         super().__init__()
+        assert type(inner).init_state is StreamingGenerator.init_state, "a flat state starts all zero"
         self.inner = inner
+        self.masks = inner.masks
         self.prefix = int(getattr(inner, "prefix", 0))
         self._shapes = [(t.name, t.shape, math.prod(t.shape)) for t in inner.spec.state]
         assert all(t.dtype == torch.float32 for t in inner.spec.state), "one flat tensor needs one dtype"

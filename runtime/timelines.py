@@ -25,19 +25,22 @@ def server_timelines(
     gesture: GestureNetwork | None,
     n_slots: int,
     make_runner: Callable[[StreamingGenerator], StepRunner] = eager,
+    masks: bool = False,
 ) -> Callable[[str | int], Timeline]:
-    """A factory of the timelines for a slot table: `BODY`, or a face lookahead (feature frames)."""
+    """A factory of the timelines for a slot table: `BODY`, or a face lookahead (feature frames).
+    `masks`: generators with the reset and activity masks, which the slot table's masked mode needs (its
+    compact mode, the default, does without: runtime/step.py)."""
 
     def make(key: str | int) -> Timeline:
         if key == BODY:
             if gesture is None:
                 raise ValueError("no gesture model: no body timeline")
             lookahead_s = GestureGenerator(gesture).lookahead_ms / 1000
-            return Timeline("body", "body", lambda steps: GestureGenerator(gesture, steps), make_runner, n_slots,
-                            BODY_FPS, BODY_NOISE, lookahead_s, DEFAULT_STEPS)  # fmt: skip
+            return Timeline("body", "body", lambda steps: GestureGenerator(gesture, steps, masks=masks), make_runner,
+                            n_slots, BODY_FPS, BODY_NOISE, lookahead_s, DEFAULT_STEPS)  # fmt: skip
         if face is None or not isinstance(key, int):
             raise ValueError(f"no face timeline {key!r}")
-        return Timeline("face", "face", lambda steps: FaceGenerator(face, key, steps), make_runner, n_slots,
-                        FACE_FPS, FACE_NOISE, key * FEATURE_MS / 1000, DEFAULT_STEPS)  # fmt: skip
+        return Timeline("face", "face", lambda steps: FaceGenerator(face, key, steps, masks=masks), make_runner,
+                        n_slots, FACE_FPS, FACE_NOISE, key * FEATURE_MS / 1000, DEFAULT_STEPS)  # fmt: skip
 
     return make

@@ -188,9 +188,11 @@ class FaceGenerator(StreamingGenerator):
     noise_scale: Tensor  # (n_channels,): how much of the noise input each channel's sample starts from
 
     def __init__(
-        self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2, lower_face_noise: float = LOWER_FACE_NOISE
-    ) -> None:
+        self, network: FaceNetwork, lookahead: int = 7, n_steps: int = 2, lower_face_noise: float = LOWER_FACE_NOISE,
+        masks: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.masks = masks
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
         # Lips should follow the audio, not the dice: the lower face starts closer to the conditional mean
@@ -226,7 +228,10 @@ class FaceGenerator(StreamingGenerator):
 
     @property
     def engine_name(self) -> str:
-        return f"face-lookahead{self.lookahead_frames}-steps{self.n_steps}"
+        return f"face-lookahead{self.lookahead_frames}-steps{self.n_steps}" + ("" if self.masks else "-compact")
+
+    def extra_repr(self) -> str:
+        return f"lookahead={self.lookahead_frames}, n_steps={self.n_steps}, masks={self.masks}"
 
     @property
     def lookahead_ms(self) -> float:
@@ -237,7 +242,8 @@ class FaceGenerator(StreamingGenerator):
     ) -> tuple[TensorDict, TensorDict]:
         net = self.network
         B = reset.shape[0]
-        state = apply_reset(state, self.init_state(B, reset.device), reset)
+        if self.masks:
+            state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
         lookahead = self.lookahead_index.expand(B)
@@ -250,8 +256,9 @@ class FaceGenerator(StreamingGenerator):
             "history": torch.where(warm, push_ring(state["history"], x[:, None]), state["history"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
-        outputs = zero_inactive({"face": face[:, None]}, active)
-        return outputs, keep_inactive(new_state, state, active)
+        if not self.masks:
+            return {"face": face[:, None]}, new_state
+        return zero_inactive({"face": face[:, None]}, active), keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
         net = self.network

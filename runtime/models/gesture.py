@@ -291,8 +291,10 @@ class GestureGenerator(StreamingGenerator):
         smoothing: float = DEFAULT_SMOOTHING,
         guidance: float | None = None,
         noise_correlation: float | None = None,
+        masks: bool = True,
     ) -> None:
         super().__init__()
+        self.masks = masks
         if not 1 <= n_steps <= 8:
             raise ValueError(f"sampler steps must be 1..8, got {n_steps}")
         if not 0 < smoothing <= 1 or (temperature is not None and temperature < 0):
@@ -345,12 +347,12 @@ class GestureGenerator(StreamingGenerator):
 
     @property
     def engine_name(self) -> str:
-        return f"gesture-steps{self.n_steps}"
+        return f"gesture-steps{self.n_steps}" + ("" if self.masks else "-compact")
 
     def extra_repr(self) -> str:
         """The sampling constants that the step bakes in (engines/cache.py hashes them with the weights)."""
         return f"n_steps={self.n_steps}, temperature={self.temperature}, smoothing={self.smoothing}, " \
-               f"guidance={self.guidance}, noise_correlation={self.rho}"  # fmt: skip
+               f"guidance={self.guidance}, noise_correlation={self.rho}, masks={self.masks}"  # fmt: skip
 
     @property
     def lookahead_ms(self) -> float:
@@ -381,7 +383,8 @@ class GestureGenerator(StreamingGenerator):
     ) -> tuple[TensorDict, TensorDict]:
         net = self.network
         B = reset.shape[0]
-        state = apply_reset(state, self.init_state(B, reset.device), reset)
+        if self.masks:
+            state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
         eps = self._correlated(state["noise_state"], noise)
@@ -397,8 +400,10 @@ class GestureGenerator(StreamingGenerator):
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
         pose = net.denormalize(smoothed)
-        outputs = zero_inactive({"pose": pose[:, None], "body": pose_to_wire(pose)[:, None]}, active)
-        return outputs, keep_inactive(new_state, state, active)
+        outputs = {"pose": pose[:, None], "body": pose_to_wire(pose)[:, None]}
+        if not self.masks:
+            return outputs, new_state
+        return zero_inactive(outputs, active), keep_inactive(new_state, state, active)
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
         net = self.network

@@ -84,7 +84,7 @@ def test_sessions_sharing_the_table_get_the_frames_each_gets_alone(mode: str) ->
         (16_000, 5, 7, None, "fear", 8),
     ]
     audio = AudioTable(8, threading.Lock())
-    table = SlotTable(audio, server_timelines(FACE, GESTURE, 8), mode=mode)
+    table = SlotTable(audio, server_timelines(FACE, GESTURE, 8, masks=mode == "masked"), mode=mode)
     slots = [audio.claim(0)[0] for _ in sessions]
     cursor = [0] * len(sessions)
     made: list[dict[str, list[np.ndarray]]] = [{"face": [], "body": []} for _ in sessions]
