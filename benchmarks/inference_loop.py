@@ -48,7 +48,7 @@ def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[Strea
     return BackendFactory(backend, device, buckets)
 
 
-def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str) -> dict:
+def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1) -> dict:
     face, _ = load_checkpoint(default_face_checkpoint())
     gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
     speech, rate = read_audio(bundled_speech())
@@ -56,7 +56,7 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     make_runner = runner_factory(backend, device, n)
     face, gesture = face.to(device), gesture.to(device)
     timelines = server_timelines(face, gesture, n, make_runner, masks=mode == "masked")
-    table = SlotTable(audio, timelines, device=device, mode=mode)
+    table = SlotTable(audio, timelines, device=device, max_rounds=rounds, mode=mode)
     rng = np.random.default_rng(0)
     chunk = rate * CHUNK_MS // 1000
     phase = rng.integers(0, chunk, n)  # sessions' chunks arrive out of phase, as real clients' do
@@ -149,13 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tick-ms", type=float, default=5.0, help="simulated time between ticks")
     parser.add_argument("--mode", choices=("compact", "masked"), default="compact")
+    parser.add_argument("--rounds", type=int, default=1, help="step rounds per timeline per tick (the server's: 1)")
     parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
     rows = []
     for n in (int(x) for x in args.sessions.split(",")):
-        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode)
+        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds)
         rows.append(row)
         print(f"{n:4d} sessions: load {row['load']:.2f}, tick {row['tick_mean_ms']:.2f} ms = step "
               f"{row['step_ms_per_tick']:.2f} + front-end {row['frontend_ms_per_tick']:.2f} + other "

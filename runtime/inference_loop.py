@@ -264,6 +264,7 @@ def _child_main(spec: LoopSpec, ready: Any, log_queue: Any) -> None:
     gc.collect()
     gc.freeze()  # the models and warm-up live as long as the process: keep them out of full collections
     stats.set("pid", os.getpid())
+    stats.set("heartbeat_s", time.time())  # alive from now: the I/O workers watch this
     ready.send(("ready", ""))
     parent = os.getppid()
 
@@ -332,6 +333,7 @@ class InferenceHost:
                                        self.make_runner)  # fmt: skip
             self._loop.warm()
             self.stats.set("pid", os.getpid())
+            self.stats.set("heartbeat_s", time.time())
             self._thread = threading.Thread(target=self._loop.run, name="emostream-inference", daemon=True)
             self._thread.start()
             return

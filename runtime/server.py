@@ -546,7 +546,12 @@ def _worker_main(spec: IoSpec, port: int, event_loop: str | None) -> None:
         stopped = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
         await io.start(_reuse_port_socket(spec.config.host, port))
-        await stopped.wait()
+        parent = os.getppid()
+        while not stopped.is_set():  # never outlive the supervisor, even one killed outright
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), 1.0)
+            if os.getppid() != parent:
+                break
         await io.stop()
         io.close()
         stats.close()
@@ -601,9 +606,9 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
     host = InferenceHost(_loop_config(config), network if config.face else None, gesture[0] if gesture else None,
                          _runner_factory(config), config.workers, "process")  # fmt: skip
     worker_stats = SharedCounters.create(WORKER_FIELDS, rows=config.workers)
-    stopped = multiprocessing.Event()
+    stopped: list[int] = []  # the signal that asked us to stop (set from the signal handler)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
+        signal.signal(sig, lambda number, _: stopped.append(number))
     context = multiprocessing.get_context("spawn")
     workers: list[Any] = []
     try:
@@ -620,7 +625,8 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
         _wait_until_listening(config.host, port)
         holder.close()
         _banner(config, port)
-        while not stopped.wait(0.5):
+        while not stopped:
+            time.sleep(0.2)
             dead = [w for w in workers if not w.is_alive()]
             if dead or not host.alive():
                 log.error("a server process died (%s); stopping", ", ".join(w.name for w in dead) or "inference")

@@ -1,0 +1,104 @@
+"""`emostream serve` as users run it: a process of its own, several I/O workers on one port, and SIGTERM
+or SIGINT (what systemd, Docker and Kubernetes send, and Ctrl-C) stopping it cleanly, children included."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from emostream.clients.client import EmostreamClient
+from emostream.runtime.protocol import Controls
+from tests.runtime.test_server import RATE, speech, stream_all
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> set[int]:
+    """The server's own child processes (multiprocessing's resource tracker aside)."""
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True)
+    return {int(p) for p in found.stdout.split()}
+
+
+@contextlib.contextmanager
+def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    command = [sys.executable, "-m", "emostream.runtime.cli", "serve", "--port", str(port), "--no-body", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+@pytest.mark.timeout(180)
+def test_two_io_workers_share_the_port_and_sigterm_stops_everything_without_a_traceback() -> None:
+    with serve("--workers", "2", "--max-sessions", "6") as (process, port):
+        spawned = children(process.pid)
+        assert len(spawned) == 3  # the inference process and two I/O workers
+
+        async def main() -> list[int]:
+            url = f"ws://127.0.0.1:{port}"
+            clients = [await EmostreamClient.connect(url, RATE, controls=Controls(seed=i)) for i in range(6)]
+            results = await asyncio.gather(*(stream_all(c, speech(0.5, i)) for i, c in enumerate(clients)))
+            return [len(frames) for frames in results]
+
+        assert asyncio.run(asyncio.wait_for(main(), 60)) == [30] * 6
+        sent = 'emostream_frames_sent_total{stream="face"} 180.0'  # both workers' sessions, counted together
+        for _ in range(50):  # each worker publishes its counters every 50 ms
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            if sent in metrics:
+                break
+            time.sleep(0.1)
+        assert sent in metrics and "emostream_sessions 0.0" in metrics
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Error" not in err.replace("ERROR", "")
+    assert "stopped" in out
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in spawned)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_open_sessions_with_a_reason_and_the_server_without_a_traceback(sig: signal.Signals) -> None:
+    with serve("--max-sessions", "2") as (process, port):
+        spawned = children(process.pid)
+
+        async def main() -> None:
+            client = await EmostreamClient.connect(f"ws://127.0.0.1:{port}", RATE)
+            await client.send_audio(speech(0.2))
+            process.send_signal(sig)
+            for _ in range(100):
+                if client.errors:
+                    break
+                await asyncio.sleep(0.05)
+            assert [e.code for e in client.errors] == ["shutting_down"]
+
+        asyncio.run(asyncio.wait_for(main(), 30))
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in spawned)
