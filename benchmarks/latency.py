@@ -94,7 +94,7 @@ def child_pids(pid: int) -> list[int]:
 class ServerProcess:
     """`emostream serve` in a child process, ready when /healthz answers."""
 
-    def __init__(self, max_sessions: int, setup: Setup) -> None:
+    def __init__(self, max_sessions: int, setup: Setup, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "emostream.runtime.cli", "serve", "--port", str(self.port),
                "--max-sessions", str(max_sessions), "--backend", setup.backend, "--device", setup.device,
@@ -106,6 +106,7 @@ class ServerProcess:
             cmd += ["--checkpoint", str(setup.checkpoint)]
         if setup.gesture_checkpoint and setup.body:
             cmd += ["--gesture-checkpoint", str(setup.gesture_checkpoint)]
+        cmd += extra
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )

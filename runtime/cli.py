@@ -180,7 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
                           face=args.face, inference=args.inference, workers=args.workers,
-                          min_tick_ms=args.min_tick_ms, agent_port=args.agent_port)  # fmt: skip
+                          min_tick_ms=args.min_tick_ms, agent_port=args.agent_port,
+                          idle_timeout_s=args.idle_timeout_s, hello_timeout_s=args.hello_timeout_s)  # fmt: skip
     serve_forever(network, config, gesture, args.event_loop)
     return 0
 
@@ -198,6 +199,8 @@ TRAINERS = {
 }
 BENCHMARKS = {
     "frontend": "emostream.benchmarks.frontend",
+    "hostile": "emostream.benchmarks.hostile",
+    "loop": "emostream.benchmarks.inference_loop",
     "face-quality": "emostream.benchmarks.face_quality",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
     "latency": "emostream.benchmarks.latency",
@@ -316,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "limit; needs --inference process, the default)")  # fmt: skip
     serve_parser.add_argument("--min-tick-ms", type=float, default=4.0,
                               help="the inference loop's ticks begin at least this far apart (default 4)")  # fmt: skip
+    serve_parser.add_argument("--idle-timeout-s", type=float, default=30.0,
+                              help="close a session with no message for this long (default 30)")  # fmt: skip
+    serve_parser.add_argument("--hello-timeout-s", type=float, default=10.0,
+                              help="close a connection with no hello this long after it opened (default 10)")  # fmt: skip
     serve_parser.add_argument("--agent-port", type=int, default=None,
                               help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
     add_backend_arguments(serve_parser)

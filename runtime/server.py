@@ -277,6 +277,9 @@ class IoServer:
         except SharedStateError as exc:
             self._loop_gone(str(exc))
             return
+        except Exception:  # a fault of ours: this session ends with `internal`, the others go on
+            log.exception("session %s: a message could not be handled", core.session_id)
+            core.fail("internal", "the server could not handle that message")
         if before is Phase.AWAIT_HELLO and core.phase is Phase.STREAMING:
             self.sessions[core.slot] = client
             if self.zmq is not None:
