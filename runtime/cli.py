@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--idle-timeout-s", type=float, default=30.0,
                               help="close a session with no message for this long (default 30)")  # fmt: skip
     serve_parser.add_argument("--hello-timeout-s", type=float, default=10.0,
-                              help="close a connection with no hello this long after it opened (default 10)")  # fmt: skip
+                              help="close a connection that sends no hello this long (default 10)")  # fmt: skip
     serve_parser.add_argument("--agent-port", type=int, default=None,
                               help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
     add_backend_arguments(serve_parser)
