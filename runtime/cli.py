@@ -201,6 +201,7 @@ BENCHMARKS = {
     "frontend": "emostream.benchmarks.frontend",
     "hostile": "emostream.benchmarks.hostile",
     "loop": "emostream.benchmarks.inference_loop",
+    "soak": "emostream.benchmarks.soak",
     "face-quality": "emostream.benchmarks.face_quality",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
     "latency": "emostream.benchmarks.latency",
