@@ -23,7 +23,8 @@ from emostream.benchmarks.common import RESULTS, machine, write_result
 from emostream.engines.backend import StepBackend, parse_buckets
 from emostream.engines.cache import EngineCache
 from emostream.engines.factory import make_backend
-from emostream.runtime.animate import DEFAULT_STEPS, default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.animate import DEFAULT_STEPS
+from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
 from emostream.runtime.step import StreamingGenerator

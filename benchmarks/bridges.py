@@ -24,8 +24,7 @@ from emostream.benchmarks.common import machine, write_result
 from emostream.clients.bridges.runner import BridgeStats, Sink, run_bridge
 from emostream.clients.bridges.sinks import LiveLinkSink, VmcSink, ZmqSink
 from emostream.clients.sources import file_source
-from emostream.runtime.animate import default_face_checkpoint
-from emostream.runtime.demo import bundled_speech
+from emostream.runtime.assets import bundled_speech, default_face_checkpoint
 from emostream.runtime.models.face import load_checkpoint
 from emostream.runtime.server import EmostreamServer, ServerConfig
 

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emostream.training.machine import machine
+
 RESULTS = Path(__file__).parent / "results"
 
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-    }
+__all__ = ["RESULTS", "machine", "percentiles_ms", "step_cost", "write_result"]
 
 
 def percentiles_ms(seconds: list[float] | np.ndarray) -> dict[str, float]:

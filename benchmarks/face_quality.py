@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
@@ -33,6 +31,7 @@ from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.align import Phone
 from emostream.training.corpus import build, load_utterance
 from emostream.training.face_data import supported_rate
+from emostream.training.gesture_evaluation import predict, train_classifier
 from emostream.training.metrics import closure_rates
 from emostream.training.teacher_face import MOUTH_CHANNELS, teach
 from emostream.training.visemes import VISEMES
@@ -96,37 +95,6 @@ def windows(face: np.ndarray, channels: list[int], half: int) -> np.ndarray:
     """(T, C) -> (T, (2 half + 1) * len(channels)): each frame with its neighbours, edge-padded."""
     x = np.pad(face[:, channels], ((half, half), (0, 0)), mode="edge")
     return np.concatenate([x[i : i + face.shape[0]] for i in range(2 * half + 1)], axis=1)
-
-
-def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, seconds: float = 20.0,
-                     steps: int | None = None) -> nn.Module:  # fmt: skip
-    """A small MLP, trained with Adam for a fixed time budget, or for a fixed number of steps (then the
-    same data gives the same classifier on any machine)."""
-    torch.manual_seed(0)
-    mean, std = x.mean(0), x.std(0) + 1e-3
-    model = nn.Sequential(
-        nn.Linear(x.shape[1], 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, n_classes)
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    xt, yt = torch.from_numpy((x - mean) / std).float(), torch.from_numpy(y).long()
-    deadline = time.monotonic() + seconds
-    step = 0
-    while (step < steps) if steps is not None else (time.monotonic() < deadline):
-        step += 1
-        idx = torch.randint(0, xt.shape[0], (512,))
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.norm = (mean, std)  # type: ignore[assignment]
-    return model
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    mean, std = model.norm  # type: ignore[misc]
-    return model(torch.from_numpy((x - mean) / std).float()).argmax(1).numpy()
 
 
 def emotion_features(face: np.ndarray) -> np.ndarray:

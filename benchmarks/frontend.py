@@ -13,9 +13,9 @@ import time
 import numpy as np
 
 from emostream.benchmarks.common import RESULTS, machine, percentiles_ms, write_result
-from emostream.clients.audio_files import chunks, read_audio
+from emostream.runtime.assets import bundled_speech
 from emostream.runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
-from emostream.runtime.demo import bundled_speech
+from emostream.runtime.audio_files import chunks, read_audio
 
 CHUNK_MS = (10.0, 20.0, 40.0)
 

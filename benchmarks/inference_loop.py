@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import RESULTS, machine, write_result
-from emostream.clients.audio_files import read_audio
-from emostream.runtime.animate import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.assets import bundled_speech, default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.audio_files import read_audio
 from emostream.runtime.audio_table import AudioTable
 from emostream.runtime.controls import emotion_vector
-from emostream.runtime.demo import bundled_speech
 from emostream.runtime.messages import SlotSettings
 from emostream.runtime.models.face import load_checkpoint
 from emostream.runtime.models.gesture import load_gesture_checkpoint

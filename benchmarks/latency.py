@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from emostream.benchmarks.common import RESULTS, machine, write_result
-from emostream.clients.audio_files import chunks, read_audio, to_int16
 from emostream.clients.client import EmostreamClient, ReceivedFrame, now_us
 from emostream.runtime import protocol as P
-from emostream.runtime.demo import bundled_speech
+from emostream.runtime.assets import bundled_speech
+from emostream.runtime.audio_files import chunks, read_audio, to_int16
 from emostream.runtime.event_loop import EVENT_LOOPS, default_event_loop
 from emostream.runtime.event_loop import run as run_event_loop
 
@@ -96,7 +96,7 @@ class ServerProcess:
 
     def __init__(self, max_sessions: int, setup: Setup, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "emostream.runtime.cli", "serve", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "emostream", "serve", "--port", str(self.port),
                "--max-sessions", str(max_sessions), "--backend", setup.backend, "--device", setup.device,
                "--body" if setup.body else "--no-body", "--workers", str(setup.workers),
                "--min-tick-ms", str(setup.min_tick_ms), "--inference", setup.inference]  # fmt: skip

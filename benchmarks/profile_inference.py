@@ -26,7 +26,7 @@ START_TIMEOUT_S = 600  # a compiled backend compiles every batch bucket before t
 
 def _server_port() -> int | None:
     """The port of the `emostream serve` the benchmark started, read from its command line."""
-    found = subprocess.run(["pgrep", "-af", "emostream.runtime.cli serve"], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-af", "emostream serve"], capture_output=True, text=True).stdout
     match = re.search(r"--port (\d+)", found)
     return int(match.group(1)) if match else None
 

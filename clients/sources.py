@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.clients.audio_files import chunks, read_audio, to_int16
 from emostream.clients.client import now_us
+from emostream.runtime.audio_files import chunks, read_audio, to_int16
 
 
 async def file_source(

@@ -16,6 +16,7 @@ import numpy as np
 from emostream.clients.client import EmostreamClient, ReceivedFrame
 from emostream.clients.sources import file_source, microphone_source, stdin_source
 from emostream.runtime import protocol as P
+from emostream.runtime.assets import STYLE_HELP
 from emostream.runtime.body_pose import body_arrays
 from emostream.runtime.event_loop import run as run_event_loop
 
@@ -57,12 +58,12 @@ async def stream(args: argparse.Namespace) -> dict:
     source: AsyncIterator[tuple[np.ndarray, int]]
     if args.mic:
         rate = args.rate
-        source = microphone_source(rate, args.chunk_ms, args.device)
+        source = microphone_source(rate, args.chunk_ms, args.mic_device)
     elif str(args.audio) == "-":
         rate = args.rate
         source = stdin_source(rate, args.chunk_ms)
     else:
-        from emostream.clients.audio_files import read_audio
+        from emostream.runtime.audio_files import read_audio
 
         rate = read_audio(args.audio)[1]
         source = file_source(args.audio, args.chunk_ms, realtime=args.realtime)
@@ -85,7 +86,9 @@ async def stream(args: argparse.Namespace) -> dict:
     finally:
         await client.close()
     summary = {
-        "frames": len(frames),
+        "frames": {stream: sum(f.stream == stream for f in frames) for stream in client.header.streams},
+        # Latency means something only when the audio came in real time (a file paced, or a live source).
+        "latency_meaningful": args.mic or args.realtime or str(args.audio) == "-",
         "latency": latency_summary(frames),
         "clock_offset_us": clock.offset_us,
         "round_trip_us": clock.round_trip_us,
@@ -101,25 +104,28 @@ async def stream(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="?", type=Path, help="WAV/FLAC file, or - for raw int16 PCM on stdin")
-    parser.add_argument("--url", default="ws://127.0.0.1:8765")
+    parser.add_argument("--url", default="ws://127.0.0.1:8765", help="the server to stream to")
     parser.add_argument("-o", "--output", type=Path, default=None, help="save frames to this .npz")
     parser.add_argument("--mic", action="store_true", help="stream the microphone (sounddevice)")
-    parser.add_argument("--device", default=None, help="microphone device name or index")
-    parser.add_argument("--rate", type=int, default=16_000, help="sample rate for --mic and stdin")
+    parser.add_argument("--mic-device", default=None, help="microphone device name or index (with --mic)")
+    parser.add_argument("--rate", type=int, default=16_000, choices=P.SAMPLE_RATES_HZ,
+                        help="sample rate for --mic and stdin")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=None, help="stop after this much audio (mic, stdin)")
-    parser.add_argument("--chunk-ms", type=float, default=20.0)
+    parser.add_argument("--chunk-ms", type=float, default=20.0, help="audio per message")
     parser.add_argument(
-        "--realtime", action="store_true", help="pace a file in real time (default: as fast as possible)"
+        "--realtime",
+        action="store_true",
+        help="pace a file in real time (otherwise as fast as possible, and latency means nothing)",
     )
-    parser.add_argument("--emotion", default="neutral")
-    parser.add_argument("--intensity", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lookahead-ms", type=float, default=60.0)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--token", default=None)
+    parser.add_argument("--emotion", default="neutral", choices=P.EMOTIONS)
+    parser.add_argument("--intensity", type=float, default=1.0, help="emotion strength, 0 to 1")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100")
+    parser.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
+    parser.add_argument("--token", default=None, help="the server's token, if it asks for one")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=False,
                         help="also ask for the SMPL-X body stream")  # fmt: skip
-    parser.add_argument("--style", default="ada", help="body style preset (with --body)")
+    parser.add_argument("--style", default="ada", help=f"body style preset (with --body): {STYLE_HELP}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -127,12 +133,16 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("emostream stream: give an audio file, - for stdin, or --mic")
     summary = run_event_loop(stream(args))
     lat = summary["latency"]
-    print(f"{summary['frames']} frames; algorithmic latency {summary['algorithmic_latency_ms']:.1f} ms")
-    if lat:
+    counts = ", ".join(f"{n} {stream} frames" for stream, n in summary["frames"].items())
+    print(f"{counts}; algorithmic latency {summary['algorithmic_latency_ms']:.1f} ms")
+    if lat and summary["latency_meaningful"]:
         print(
             f"capture -> frame received: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms, jitter {lat['jitter_ms']:.2f} ms, dropped {lat['dropped']:.0f}"
         )
+    elif lat:
+        print(f"latency not measured: the file went faster than real time (--realtime paces it); "
+              f"dropped {lat['dropped']:.0f}")  # fmt: skip
     if args.output:
         print(f"wrote {args.output}")
     return 0

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emostream.runtime.animate import default_face_checkpoint
+    from emostream.runtime.assets import default_face_checkpoint
 
     cache = EngineCache(args.engine_cache)
     if args.list:

@@ -81,3 +81,11 @@ def body_arrays(frames: np.ndarray, fps: int, time_s: np.ndarray | None = None) 
         "body_fps": np.array(fps),
         "body_time": np.arange(len(frames)) / fps if time_s is None else time_s,
     }
+
+
+def frames_from_arrays(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Wire-layout body frames (T, 223) from an animation .npz's body keys (`body_arrays`), or None."""
+    if "body_quat" not in arrays or "body_trans" not in arrays:
+        return None
+    quat = np.asarray(arrays["body_quat"], np.float32)
+    return np.concatenate([quat.reshape(len(quat), -1), np.asarray(arrays["body_trans"], np.float32)], axis=1)

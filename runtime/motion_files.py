@@ -38,14 +38,19 @@ def load_motion(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Raises ConfigError naming the file and what is wrong."""
     try:
         with np.load(path) as data:
-            if "body_axis_angle" in data:
-                poses, trans, fps = data["body_axis_angle"], data["body_trans"], float(data["body_fps"])
-            elif "poses" in data:
-                poses, trans, fps = data["poses"], data["trans"], float(data["mocap_frame_rate"])
-            else:
-                raise ConfigError(f"{path}: no body motion (need body_axis_angle or BEAT2's poses)")
+            arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable npz ({exc})") from None
+    try:
+        if "body_axis_angle" in arrays:
+            poses, trans, fps = arrays["body_axis_angle"], arrays["body_trans"], float(arrays["body_fps"])
+        elif "poses" in arrays:
+            poses, trans, fps = arrays["poses"], arrays["trans"], float(arrays["mocap_frame_rate"])
+        elif "face" in arrays:
+            raise ConfigError(f"{path} holds a face animation and no body: make one with a body with `emostream "
+                              "animate speech.wav -o anim.npz` (the body is on by default)")  # fmt: skip
+        else:
+            raise ConfigError(f"{path}: no body motion (need body_axis_angle, or BEAT2's poses)")
     except KeyError as exc:
         raise ConfigError(f"{path}: missing array {exc}") from None
     poses = np.asarray(poses, dtype=np.float64).reshape(len(poses), -1)

@@ -36,4 +36,4 @@ def test_a_wheel_built_from_a_clean_tree_holds_only_the_emostream_package(tmp_pa
     assert "emostream/runtime/assets/face.pt" in names and "emostream/runtime/assets/gesture.pt" in names
     assert any(n.startswith("emostream/engines/data/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "emostream = emostream.runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "emostream = emostream.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

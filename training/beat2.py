@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.clients.audio_files import read_audio
+from emostream.runtime.audio_files import read_audio
 from emostream.runtime.body_pose import pose_features
 from emostream.runtime.errors import ConfigError
 from emostream.runtime.motion_files import load_motion

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from emostream.clients.audio_files import to_int16
+from emostream.runtime.audio_files import to_int16
 from emostream.training.align import AlignmentError, Phone, align
 from emostream.training.text import phonetically_varied_sentences
 from emostream.training.tts import Voice, corpus_voices

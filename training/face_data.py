@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from emostream.clients.audio_files import read_audio
 from emostream.runtime.audio import SUPPORTED_RATES_HZ, LogMelFrontEnd, Resampler
+from emostream.runtime.audio_files import read_audio
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.align import Phone
 from emostream.training.augment import augment

@@ -27,19 +27,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emostream.benchmarks.face_quality import predict
-from emostream.benchmarks.gesture_quality import (
-    STYLE_NAMES,
-    Take,
-    generate,
-    load_takes,
-    motion_metrics,
-    positions,
-    teacher,
-    train_classifiers,
-    training_motion,
-    window_features,
-)
 from emostream.runtime.models.gesture import (
     GestureNetwork,
     load_gesture_checkpoint,
@@ -47,6 +34,19 @@ from emostream.runtime.models.gesture import (
     with_config,
 )
 from emostream.runtime.protocol import EMOTIONS
+from emostream.training.gesture_evaluation import (
+    STYLE_NAMES,
+    Take,
+    generate,
+    load_takes,
+    motion_metrics,
+    positions,
+    predict,
+    teacher,
+    train_classifiers,
+    training_motion,
+    window_features,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.benchmarks.common import machine
 from emostream.runtime.audio import N_MELS
 from emostream.runtime.controls import MAX_LOOKAHEAD
 from emostream.runtime.models.face import FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset
+from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
 from emostream.training.teacher_face import MOUTH_CHANNELS
 

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.benchmarks.common import machine
 from emostream.runtime.body_pose import GESTURE_JOINTS
 from emostream.runtime.layers import push_ring
 from emostream.runtime.models.gesture import (
@@ -47,6 +46,7 @@ from emostream.runtime.models.gesture import (
 from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
 from emostream.training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
 from emostream.training.gesture_temperature import calibrate, with_guidance
+from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
 from emostream.training.train_face import VTLP_PROBABILITY, warp_mel
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="?", type=Path, help="WAV/FLAC file (paced in real time), - for stdin PCM")
     parser.add_argument("--url", default="ws://127.0.0.1:8765", help="the emostream server")
     parser.add_argument("--mic", action="store_true", help="stream the microphone (sounddevice)")
-    parser.add_argument("--device", default=None, help="microphone device name or index")
+    parser.add_argument("--mic-device", default=None, help="microphone device name or index (with --mic)")
     parser.add_argument("--rate", type=int, default=16_000, help="sample rate for --mic and stdin")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5557", help="zmq: the PUB endpoint")
     parser.add_argument("--to", default=None, help="vmc: host:port (default 127.0.0.1:39539); "
@@ -45,10 +45,10 @@ def make_sink(args: argparse.Namespace) -> Sink:
 
 def make_source(args: argparse.Namespace) -> tuple[AsyncIterator[tuple[np.ndarray, int]], int]:
     if args.mic:
-        return microphone_source(args.rate), args.rate
+        return microphone_source(args.rate, device=args.mic_device), args.rate
     if args.audio is None or str(args.audio) == "-":
         return stdin_source(args.rate), args.rate
-    from emostream.clients.audio_files import read_audio
+    from emostream.runtime.audio_files import read_audio
 
     return file_source(args.audio, realtime=True), read_audio(args.audio)[1]
 

@@ -62,13 +62,13 @@ class LiveState:
 
 
 async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -> None:
-    from emostream.clients.audio_files import read_audio, to_int16
     from emostream.clients.client import EmostreamClient
     from emostream.clients.sources import file_source, microphone_source
+    from emostream.runtime.audio_files import read_audio, to_int16
 
     if args.mic:
         rate, total = args.rate, None
-        source = microphone_source(rate, 20.0, args.device)
+        source = microphone_source(rate, 20.0, args.mic_device)
     else:
         samples, rate = read_audio(args.audio)
         total = samples.size
@@ -307,7 +307,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="?", type=Path, help="WAV/FLAC speech to stream in real time")
     parser.add_argument("--url", default="ws://127.0.0.1:8765")
     parser.add_argument("--mic", action="store_true", help="stream the microphone instead of a file")
-    parser.add_argument("--device", default=None, help="microphone device name or index")
+    parser.add_argument("--mic-device", default=None, help="microphone device name or index (with --mic)")
     parser.add_argument("--rate", type=int, default=16_000, help="microphone sample rate")
     parser.add_argument("--token", default=None)
     parser.add_argument("--mute", action="store_true", help="do not play the audio")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from emostream.benchmarks.gesture_quality import beat_alignment, motion_beats, motion_metrics
 from emostream.runtime.rigs import SMPLX_JOINTS, forward_kinematics, rest_offsets
+from emostream.training.gesture_evaluation import beat_alignment, motion_beats, motion_metrics
 
 
 def rest_positions(frames: int) -> np.ndarray:

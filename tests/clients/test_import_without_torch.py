@@ -2,11 +2,13 @@ import subprocess
 import sys
 
 TORCH_FREE = (
-    "emostream.clients", "emostream.clients.audio_files", "emostream.clients.client", "emostream.clients.sources",
+    "emostream.clients", "emostream.runtime.audio_files", "emostream.clients.client", "emostream.clients.sources",
     "emostream.clients.stream", "emostream.clients.viewer.renderer", "emostream.clients.viewer.video",
     "emostream.clients.viewer.window", "emostream.clients.viewer.jitter", "emostream.clients.bridges.cli",
     "emostream.clients.bridges.runner", "emostream.clients.bridges.sinks", "emostream.runtime.protocol",
-    "emostream.runtime.rigs", "emostream.runtime.zmq_publisher",
+    "emostream.runtime.rigs", "emostream.runtime.zmq_publisher", "emostream.runtime.audio_files",
+    "emostream.runtime.animation_files", "emostream.clients.demo", "emostream.clients.local_server",
+    "emostream.cli",
     # The server's I/O side: an I/O process never loads torch (runtime/server.py).
     "emostream.runtime.server", "emostream.runtime.session_core", "emostream.runtime.audio_table",
     "emostream.runtime.messages", "emostream.runtime.links", "emostream.runtime.metrics",

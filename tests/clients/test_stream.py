@@ -16,7 +16,7 @@ def test_stream_a_file_to_a_real_server_and_save_frames_like_animate(tmp_path: P
         args = parser.parse_args([str(DATA / "speech_24000.wav"), "--url", url,
                                   "-o", str(tmp_path / "frames.npz"), "--emotion", "happy"])  # fmt: skip
         summary = asyncio.run(stream(args))
-    assert summary["frames"] == 120
+    assert summary["frames"] == {"face": 120}
     assert summary["latency"]["p50_ms"] > 0 and summary["latency"]["dropped"] == 0
     saved = np.load(tmp_path / "frames.npz")
     assert saved["face"].shape == (120, 59) and int(saved["fps"]) == 60
@@ -25,8 +25,8 @@ def test_stream_a_file_to_a_real_server_and_save_frames_like_animate(tmp_path: P
 
 
 def test_stream_with_the_body_saves_the_animate_body_keys_and_exports_to_bvh(tmp_path: Path) -> None:
+    from emostream.cli import main
     from emostream.runtime.bvh import read_bvh
-    from emostream.runtime.cli import main
 
     with server_in_thread(body=True, max_sessions=2) as (_, url):
         parser = argparse.ArgumentParser()

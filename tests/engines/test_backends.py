@@ -15,7 +15,8 @@ from emostream.engines.cache import EngineCache
 from emostream.engines.compiled import CompiledBackend
 from emostream.engines.factory import make_backend
 from emostream.engines.parity import ParityReport, streamed_parity
-from emostream.runtime.animate import animate, default_face_checkpoint
+from emostream.runtime.animate import animate
+from emostream.runtime.assets import default_face_checkpoint
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.errors import BackendError
 from emostream.runtime.models.conv_stack import CausalConvStack

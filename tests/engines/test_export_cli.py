@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from emostream.runtime.cli import main
+from emostream.cli import main
 
 
 def test_export_builds_once_then_reuses_and_reports_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ from emostream.engines.onnx_export import export_step_onnx
 from emostream.engines.parity import streamed_parity
 from emostream.engines.tensorrt_backend import NOT_INSTALLED, import_tensorrt, profile_ranges, tensorrt_available
 from emostream.engines.tensorrt_ops import check_graph, load_support_matrix
-from emostream.runtime.animate import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.errors import BackendError
 from emostream.runtime.models.conv_stack import CausalConvStack
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint

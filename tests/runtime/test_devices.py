@@ -9,7 +9,7 @@ so these checks need none; stepping there is the step-contract harness's own dev
 import pytest
 import torch
 
-from emostream.runtime.animate import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
 from tests.harness.step_contract import StepContractSuite

@@ -36,7 +36,7 @@ def children(pid: int) -> set[int]:
 @contextlib.contextmanager
 def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    command = [sys.executable, "-m", "emostream.runtime.cli", "serve", "--port", str(port), "--no-body", *args]
+    command = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--no-body", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

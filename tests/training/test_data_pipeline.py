@@ -134,10 +134,10 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     # Some frames train the null condition that classifier-free guidance samples against.
     assert net.guidable and net.null_emotion.grad is not None and net.null_emotion.grad.abs().sum() > 0
     # The per-emotion temperature fit runs on the same corpus and its result lies on its grid.
-    from emostream.benchmarks.gesture_quality import Take
     from emostream.runtime.protocol import EMOTIONS
     from emostream.training.face_data import supported_rate
     from emostream.training.gesture_data import join_utterances
+    from emostream.training.gesture_evaluation import Take
     from emostream.training.gesture_temperature import fit_emotion_temperatures
 
     # One take of four utterances of any voice (the corpus may keep fewer: then repeated), long enough

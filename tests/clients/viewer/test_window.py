@@ -19,7 +19,7 @@ from tests.fixtures import DATA, server_in_thread
 def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> None:
     shot = tmp_path / "window.png"
     with server_in_thread() as (server, url):
-        command = ["xvfb-run", "-a", "-s", "-screen 0 800x800x24", sys.executable, "-m", "emostream.runtime.cli",
+        command = ["xvfb-run", "-a", "-s", "-screen 0 800x800x24", sys.executable, "-m", "emostream",
                    "view", str(DATA / "speech_16000.wav"), "--url", url, "--mute",
                    "--width", "320", "--height", "320", "--screenshot", str(shot)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

@@ -17,6 +17,8 @@ def read_audio(path: str | Path, require_supported_rate: bool = True) -> tuple[n
     Raises AudioFormatError for unreadable files and, unless told otherwise, for rates the server does not
     take (the caller then converts).
     """
+    if not Path(path).is_file():
+        raise AudioFormatError(f"no such audio file: {path}")
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:

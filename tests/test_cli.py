@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emostream.runtime.cli import main
+from emostream.cli import main
 from tests.fixtures import DATA
 
 
@@ -56,8 +56,10 @@ def test_animate_writes_npz_json_and_live_link_csv(tmp_path: Path, capsys: pytes
 
 
 def test_animate_refuses_an_unknown_emotion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["animate", str(DATA / "speech_16000.wav"), "-o", str(tmp_path / "a.npz"), "--emotion", "bored"]) == 2
-    assert "unknown emotion" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_code:
+        main(["animate", str(DATA / "speech_16000.wav"), "-o", str(tmp_path / "a.npz"), "--emotion", "bored"])
+    assert exit_code.value.code == 2
+    assert "invalid choice: 'bored'" in capsys.readouterr().err
 
 
 def test_demo_reports_a_bad_file_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,3 +103,74 @@ def test_animate_with_the_body_writes_the_body_keys_and_takes_a_style_clip(
     assert "unknown style" in capsys.readouterr().err
     assert main(["animate", wav, "-o", str(tmp_path / "e.npz"), "--no-body"]) == 0
     assert "body_quat" not in np.load(tmp_path / "e.npz")
+
+
+def test_a_server_that_is_not_there_is_one_line_and_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.runtime.test_serve_process import free_port
+
+    wav = str(DATA / "speech_16000.wav")
+    result = subprocess.run([sys.executable, "-m", "emostream", "stream", wav, "--url", f"ws://127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "connection refused" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_user_errors_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = str(DATA / "speech_16000.wav")
+    face_only = tmp_path / "face.npz"
+    assert main(["animate", wav, "-o", str(face_only), "--no-body"]) == 0
+    capsys.readouterr()
+    cases = [
+        (["export-bvh", str(face_only), "-o", str(tmp_path / "x.bvh")], "holds a face animation and no body"),
+        (["export-beat2", str(face_only), "-o", str(tmp_path / "x.npz")], "emostream animate"),
+        (["render", str(face_only), "-o", str(tmp_path / "x.mp4"), "--view", "body"], "no body frames"),
+        (["render", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.mp4")], "not a readable npz"),
+        (["animate", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "a.npz")], "no such audio file"),
+        (["stream", wav, "--url", "http://example.org"], "not a WebSocket URL"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, (argv, err)
+
+
+def test_help_lists_choices_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from emostream.runtime.assets import SHIPPED_STYLES
+
+    for command, expected in (("serve", ["127.0.0.1", "8765", "(default: 32)"]),
+                              ("animate", ["surprised", "contempt", *SHIPPED_STYLES[:3], "(default: 2)"]),
+                              ("stream", ["ws://127.0.0.1:8765", "angry", "--mic-device"])):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(word in text for word in expected), (command, [w for w in expected if w not in text])
+
+
+def test_the_style_names_in_help_are_the_shipped_models() -> None:
+    from emostream.runtime.assets import SHIPPED_STYLES, default_gesture_checkpoint
+    from emostream.runtime.models.gesture import load_gesture_checkpoint
+
+    _, names, _ = load_gesture_checkpoint(default_gesture_checkpoint())
+    assert tuple(names) == SHIPPED_STYLES
+
+
+def test_render_draws_the_body_when_asked_for_the_body_view(tmp_path: Path) -> None:
+    from PIL import Image
+
+    animation = tmp_path / "a.npz"
+    assert main(["animate", str(DATA / "speech_16000.wav"), "-o", str(animation)]) == 0
+    sheets = {}
+    for view in ("face", "body"):
+        assert main(["render", str(animation), "-o", str(tmp_path / f"{view}.mp4"), "--view", view,
+                     "--size", "128"]) == 0  # fmt: skip
+        sheets[view] = np.asarray(Image.open(tmp_path / f"{view}.png").convert("RGB")).astype(int)
+
+    def skin(sheet: np.ndarray) -> float:
+        r, g, b = sheet[..., 0], sheet[..., 1], sheet[..., 2]
+        return float(((r > 170) & (g > 130) & (b > 100) & (r > b + 25)).mean())
+
+    # The face view is mostly face; the body view shows a whole standing figure, its head a small part.
+    assert skin(sheets["face"]) > 0.1 and skin(sheets["body"]) < 0.02

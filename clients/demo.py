@@ -1,8 +1,9 @@
 """`emostream demo`: the README's main command.
 
-Starts a server in this process with the shipped face and gesture models, streams the bundled speech sample (or a
-file) to it through a real WebSocket session, paced in 20 ms chunks on a real-time clock, and switches
-the emotion live with control messages. Then, headless (no display needed), it renders what came back:
+Starts `emostream serve` (the shipped face and gesture models) in a process of its own, as a user would,
+streams the bundled speech sample (or a file) to it through a real WebSocket session, paced in 20 ms
+chunks on a real-time clock, and switches the emotion live with control messages. Then, headless (no
+display needed), it renders what came back:
 
 - demo.mp4: the built-in head lip-syncing, the speech muxed in, a HUD with emotion and per-frame latency;
 - contact.png: a contact sheet; body.png: the same moments in the body view (gestures);
@@ -18,19 +19,20 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emostream.clients.audio_files import read_audio, to_int16
 from emostream.clients.client import EmostreamClient, ReceivedFrame
+from emostream.clients.local_server import LocalServer
 from emostream.clients.sources import file_source
 from emostream.clients.stream import latency_summary
 from emostream.runtime import protocol as P
-from emostream.runtime.animate import Animation, write_animation
+from emostream.runtime.animation_files import Animation, write_animation
+from emostream.runtime.assets import bundled_speech
 from emostream.runtime.audio import HOP_LENGTH, MODEL_SAMPLE_RATE_HZ, LogMelFrontEnd
+from emostream.runtime.audio_files import read_audio, to_int16
 from emostream.runtime.errors import ConfigError
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 
@@ -38,11 +40,6 @@ CHUNK_MS = 20.0  # what a microphone callback typically delivers
 # (fraction of the take, emotion, intensity): the emotion control changes live during the demo.
 EMOTION_SCRIPT = ((0.0, "neutral", 1.0), (0.25, "happy", 0.9), (0.5, "sad", 0.9), (0.75, "surprised", 0.9))
 TRANSITION_MS = 400.0
-
-
-def bundled_speech() -> Path:
-    """The speech sample that ships with the package (espeak-ng, 16 kHz mono)."""
-    return Path(str(resources.files("emostream.runtime") / "assets" / "speech_sample.wav"))
 
 
 @dataclass
@@ -65,18 +62,6 @@ class Take:
         return np.stack(frames) if frames else None
 
 
-def shipped_gesture_model() -> tuple[Any, list[str]] | None:
-    """The shipped gesture network and its style names, or None when the checkpoint is absent."""
-    from emostream.runtime.animate import default_gesture_checkpoint
-    from emostream.runtime.models.gesture import load_gesture_checkpoint
-
-    path = default_gesture_checkpoint()
-    if not path.exists():
-        return None
-    network, names, _ = load_gesture_checkpoint(path)
-    return network, names
-
-
 @dataclass(frozen=True)
 class DemoResult:
     out_dir: Path
@@ -84,45 +69,34 @@ class DemoResult:
     summary: dict[str, Any]
 
 
-async def stream_take(audio_path: Path, n_samples: int, rate: int, realtime: bool, checkpoint: Path | None) -> Take:
-    """One session against an in-process server on a free loopback port; `n_samples` at `rate` is the
-    file's length, which places the emotion script."""
-    import torch
+def server_arguments(checkpoint: Path | None) -> list[str]:
+    return ["--max-sessions", "4"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
 
-    from emostream.runtime.animate import default_face_checkpoint
-    from emostream.runtime.models.face import load_checkpoint
-    from emostream.runtime.server import EmostreamServer, ServerConfig
 
-    torch.set_num_threads(1)  # as `emostream serve` runs: the event loop keeps a core
-    network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
-    gesture = shipped_gesture_model()
-    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4), gesture)
-    port = await server.start()
-    try:
-        client = await EmostreamClient.connect(
-            f"ws://127.0.0.1:{port}", rate, streams=("face", "body") if gesture else ("face",),
-            controls=P.Controls(emotion="neutral", transition_ms=TRANSITION_MS),
-        )  # fmt: skip
-        await client.clock_sync()
-        frames: list[ReceivedFrame] = []
-        captions: list[tuple[float, str]] = []
-        controls: list[asyncio.Task[P.Ack]] = []
-        script = list(EMOTION_SCRIPT)
-        async for chunk, captured in file_source(audio_path, CHUNK_MS, realtime=realtime):
-            if script and client.samples_sent >= script[0][0] * n_samples:
-                _, emotion, intensity = script.pop(0)
-                captions.append((client.samples_sent / rate, f"{emotion} {intensity:.1f}"))
-                # Sent beside the audio, never waited on, as a live user's key press would be.
-                update = P.Controls(emotion=emotion, intensity=intensity, transition_ms=TRANSITION_MS)
-                controls.append(asyncio.create_task(client.set_controls(update)))
-            await client.send_audio(chunk, captured)
-            frames += client.drain()
-        await asyncio.gather(*controls)
-        end = await client.end()
+async def stream_take(url: str, audio_path: Path, n_samples: int, rate: int, realtime: bool) -> Take:
+    """One session against the server at `url`; `n_samples` at `rate` is the file's length, which places
+    the emotion script."""
+    client = await EmostreamClient.connect(  # the body too, where the server has a gesture model
+        url, rate, streams=("face", "body"), controls=P.Controls(emotion="neutral", transition_ms=TRANSITION_MS)
+    )
+    await client.clock_sync()
+    frames: list[ReceivedFrame] = []
+    captions: list[tuple[float, str]] = []
+    controls: list[asyncio.Task[P.Ack]] = []
+    script = list(EMOTION_SCRIPT)
+    async for chunk, captured in file_source(audio_path, CHUNK_MS, realtime=realtime):
+        if script and client.samples_sent >= script[0][0] * n_samples:
+            _, emotion, intensity = script.pop(0)
+            captions.append((client.samples_sent / rate, f"{emotion} {intensity:.1f}"))
+            # Sent beside the audio, never waited on, as a live user's key press would be.
+            update = P.Controls(emotion=emotion, intensity=intensity, transition_ms=TRANSITION_MS)
+            controls.append(asyncio.create_task(client.set_controls(update)))
+        await client.send_audio(chunk, captured)
         frames += client.drain()
-        await client.close()
-    finally:
-        await server.stop()
+    await asyncio.gather(*controls)
+    end = await client.end()
+    frames += client.drain()
+    await client.close()
     return Take(frames, client.header, end, rate, captions)
 
 
@@ -139,7 +113,8 @@ def run_demo(
 
     audio_path = audio_path or bundled_speech()
     samples, rate = read_audio(audio_path)  # fails early, with a clear error, on a bad file
-    take = asyncio.run(stream_take(audio_path, samples.size, rate, realtime, checkpoint))
+    with LocalServer(server_arguments(checkpoint)) as server:
+        take = asyncio.run(stream_take(server.url, audio_path, samples.size, rate, realtime))
     face_frames = [f for f in take.frames if f.stream == "face"]
     if not face_frames:
         raise ConfigError("the server sent no face frames")
@@ -160,7 +135,7 @@ def run_demo(
         "capture_to_frame_received": latency if realtime else {},
         "frames": len(face_frames),
         "server_stats": dict(take.end.stats),
-        "measured_on": "loopback WebSocket, server and client in one process",
+        "measured_on": "loopback WebSocket to `emostream serve` in its own processes, on this machine",
     }
     (out_dir / "latency.json").write_text(json.dumps(summary, indent=2))
     plot_demo(LogMelFrontEnd(rate).offline(to_int16(samples)), samples, rate, face, out_dir)
@@ -223,29 +198,14 @@ def plot_demo(features: np.ndarray, samples: np.ndarray, rate: int, face: np.nda
 
 
 def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
-    """With a display: the server runs on a thread of its own and the viewer window streams to it."""
+    """With a display: the viewer window streams to a server started for it."""
     import argparse
-    import threading
-
-    import torch
 
     from emostream.clients.viewer.window import run_window
-    from emostream.runtime.animate import default_face_checkpoint
-    from emostream.runtime.models.face import load_checkpoint
-    from emostream.runtime.server import EmostreamServer, ServerConfig
 
-    torch.set_num_threads(1)
-    network, _ = load_checkpoint(checkpoint or default_face_checkpoint())
-    server = EmostreamServer(network, ServerConfig(host="127.0.0.1", port=0, max_sessions=4), shipped_gesture_model())
-    loop = asyncio.new_event_loop()
-    port = loop.run_until_complete(server.start())
-    threading.Thread(target=loop.run_forever, name="emostream-demo-server", daemon=True).start()
-    args = argparse.Namespace(
-        audio=audio_path or bundled_speech(), url=f"ws://127.0.0.1:{port}", mic=False, device=None, rate=16_000,
-        token=None, mute=False, stay=False, width=960, height=960, screenshot=None,
-    )  # fmt: skip
-    try:
+    with LocalServer(server_arguments(checkpoint)) as server:
+        args = argparse.Namespace(
+            audio=audio_path or bundled_speech(), url=server.url, mic=False, mic_device=None, rate=16_000,
+            token=None, mute=False, stay=False, width=960, height=960, screenshot=None,
+        )  # fmt: skip
         return run_window(args, EMOTION_SCRIPT)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)

@@ -9,15 +9,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from emostream.runtime.assets import STYLE_HELP
 from emostream.runtime.errors import EmostreamError
 from emostream.runtime.event_loop import DEFAULT_INFERENCE, EVENT_LOOPS, INFERENCE_MODES
+from emostream.runtime.protocol import EMOTIONS
 
 
 def _demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from emostream.clients.demo import run_demo
     from emostream.clients.viewer.window import display_available
-    from emostream.runtime.demo import run_demo
 
     out_dir = args.out or Path("emostream-out") / time.strftime("demo-%Y%m%d-%H%M%S")
     source = "the bundled speech sample" if args.audio is None else args.audio
@@ -29,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     if live:
-        from emostream.runtime.demo import run_live_demo
+        from emostream.clients.demo import run_live_demo
 
         return run_live_demo(args.audio, args.checkpoint)
     print("  no display: headless; the video is rendered with EGL once the take ends", flush=True)
@@ -66,16 +68,23 @@ def _render(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from emostream.clients.audio_files import read_audio
     from emostream.clients.viewer.video import Clip, contact_sheet, write_video
-
-    data = np.load(args.animation)
-    if "face" not in data or "face_channels" not in data:
-        raise EmostreamError(f"{args.animation}: no face frames (expected the `emostream animate` npz layout)")
+    from emostream.runtime.audio_files import read_audio
+    from emostream.runtime.body_pose import frames_from_arrays
     from emostream.runtime.rigs import FACE_CHANNELS
 
+    try:
+        data = dict(np.load(args.animation))
+    except (OSError, ValueError) as exc:
+        raise EmostreamError(f"{args.animation}: not a readable npz ({exc})") from None
+    if "face" not in data or "face_channels" not in data:
+        raise EmostreamError(f"{args.animation}: no face frames (expected the `emostream animate` npz layout)")
+    body = frames_from_arrays(data)
+    if args.view == "body" and body is None:
+        raise EmostreamError(f"{args.animation} has no body frames to show: animate with the body on (the default)")
     index = [list(data["face_channels"]).index(name) for name in FACE_CHANNELS]
-    clip = Clip(face=data["face"][:, index], fps=float(data["fps"]))
+    clip = Clip(face=data["face"][:, index], fps=float(data["fps"]), body=body,
+                body_fps=float(data.get("body_fps", 30)))  # fmt: skip
     audio = read_audio(args.audio) if args.audio else None
     with tqdm(desc=f"rendering {args.output.name}", unit="frame") as bar:
 
@@ -86,7 +95,7 @@ def _render(args: argparse.Namespace) -> int:
         frames = write_video(clip, args.output, audio, size=(args.size, args.size), fps=args.fps, view=args.view,
                              progress=progress)  # fmt: skip
     sheet = args.output.with_suffix(".png")
-    contact_sheet(clip, sheet)
+    contact_sheet(clip, sheet, view=args.view)
     print(f"wrote {args.output} ({frames} frames at {args.fps:g} fps) and {sheet}")
     return 0
 
@@ -109,7 +118,8 @@ def _rigs(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from emostream.runtime.animate import animate, check_output_format, write_animation
+    from emostream.runtime.animate import animate
+    from emostream.runtime.animation_files import check_output_format, write_animation
 
     check_output_format(args.output)
     animation = animate(
@@ -159,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from emostream.runtime.animate import default_face_checkpoint
+    from emostream.runtime.assets import default_face_checkpoint
     from emostream.runtime.models.face import load_checkpoint
     from emostream.runtime.server import LOG_FORMAT, ServerConfig, serve_forever
 
@@ -170,7 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     gesture = None
     if args.body:
-        from emostream.runtime.animate import default_gesture_checkpoint
+        from emostream.runtime.assets import default_gesture_checkpoint
         from emostream.runtime.models.gesture import load_gesture_checkpoint
 
         path = args.gesture_checkpoint or default_gesture_checkpoint()
@@ -239,13 +249,26 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                         help="engine cache (default: $EMOSTREAM_CACHE or ~/.cache/emostream/engines)")  # fmt: skip
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless it says one itself or has none worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emostream", description="Real-time speech to emotional face and body animation."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="stream a bundled speech sample through the pipeline and report latency")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
+
+    demo = command("demo", "stream a bundled speech sample through the pipeline and report latency")
     demo.add_argument("--audio", type=Path, default=None, help="a WAV or FLAC file instead of the bundled sample")
     demo.add_argument("--out", type=Path, default=None, help="output folder (default: emostream-out/demo-TIME)")
     demo.add_argument("--fast", action="store_true", help="do not pace the audio in real time")
@@ -253,52 +276,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="render a video even when a display is available")
     demo.set_defaults(run=_demo)
 
-    render = sub.add_parser("render", help="animation .npz -> .mp4 (with sound) and a PNG contact sheet, headless")
+    render = command("render", "animation .npz -> .mp4 (with sound) and a PNG contact sheet, headless")
     render.add_argument("animation", type=Path, help="an `emostream animate` or `emostream stream` .npz")
     render.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     render.add_argument("--audio", type=Path, default=None, help="speech to mux in (WAV or FLAC)")
     render.add_argument("--size", type=int, default=720, help="video width and height in pixels")
-    render.add_argument("--fps", type=float, default=30.0)
-    render.add_argument("--view", choices=("face", "body"), default="face")
+    render.add_argument("--fps", type=float, default=30.0, help="video frame rate")
+    render.add_argument("--view", choices=("face", "body"), default="face", help="the head, or the whole body")
     render.set_defaults(run=_render)
 
     from emostream.clients.viewer.window import add_arguments as add_view_arguments
 
-    view = sub.add_parser("view", help="live viewer window: streams a file or the microphone to a server")
+    view = command("view", "live viewer window: streams a file or the microphone to a server")
     add_view_arguments(view)
     view.set_defaults(run=_view)
 
-    anim = sub.add_parser("animate", help="speech file -> face animation (.npz, .json or Live Link .csv)")
+    anim = command("animate", "speech file -> face animation (.npz, .json or Live Link .csv)")
     anim.add_argument("audio", type=Path, help="WAV or FLAC speech, any common rate, mono or stereo")
     anim.add_argument("-o", "--output", type=Path, required=True, help="output file: .npz, .json or .csv")
-    anim.add_argument("--emotion", default="neutral", help="neutral, happy, sad, surprised, fear, disgusted, ...")
+    anim.add_argument("--emotion", default="neutral", choices=EMOTIONS, help="the emotion")
     anim.add_argument("--intensity", type=float, default=1.0, help="emotion strength, 0 to 1")
     anim.add_argument("--seed", type=int, default=0, help="noise seed for the stochastic upper face and head")
     anim.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100 ms")
     anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")
     anim.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
     anim.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
-                      help="also generate SMPL-X body gestures (default: on)")  # fmt: skip
+                      help="also generate SMPL-X body gestures")  # fmt: skip
     anim.add_argument("--style", default="ada",
-                      help="gesture style: a preset (docs/gestures.md) or a 4-10 s motion clip .npz")  # fmt: skip
+                      help=f"gesture style: {STYLE_HELP}, or a 4-10 s motion clip .npz")  # fmt: skip
     anim.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
     add_backend_arguments(anim)
     anim.set_defaults(run=_animate)
 
-    bvh = sub.add_parser("export-bvh", help="body motion .npz (animate, stream or BEAT2) -> BVH for Blender")
+    bvh = command("export-bvh", "body motion .npz (animate, stream or BEAT2) -> BVH for Blender")
     bvh.add_argument("animation", type=Path, help="an .npz with body_axis_angle, or a BEAT2 SMPL-X npz")
     bvh.add_argument("-o", "--output", type=Path, required=True, help="output .bvh")
     bvh.set_defaults(run=_export_bvh)
 
-    beat2 = sub.add_parser("export-beat2", help="body motion .npz (animate or stream) -> BEAT2-style SMPL-X npz")
+    beat2 = command("export-beat2", "body motion .npz (animate or stream) -> BEAT2-style SMPL-X npz")
     beat2.add_argument("animation", type=Path, help="an .npz with body_axis_angle")
     beat2.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     beat2.set_defaults(run=_export_beat2)
 
-    serve_parser = sub.add_parser("serve", help="run the WebSocket server")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8765)
-    serve_parser.add_argument("--max-sessions", type=int, default=32)
+    serve_parser = command("serve", "run the WebSocket server")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every one)")
+    serve_parser.add_argument("--port", type=int, default=8765, help="WebSocket and HTTP port")
+    serve_parser.add_argument("--max-sessions", type=int, default=32, help="sessions at once; more are refused")
     serve_parser.add_argument(
         "--event-loop", choices=EVENT_LOOPS, default=None, help="uvloop (the default where installed) or asyncio's own"
     )
@@ -313,17 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
                               help="serve the SMPL-X body stream to sessions asking for it")  # fmt: skip
     serve_parser.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
     serve_parser.add_argument("--face", action=argparse.BooleanOptionalAction, default=True,
-                              help="serve the face stream (default: on)")  # fmt: skip
+                              help="serve the face stream")  # fmt: skip
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     serve_parser.add_argument("--workers", type=int, default=1,
                               help="I/O processes sharing the port (more than one: when the WebSocket side is the "
                                    "limit; needs --inference process, the default)")  # fmt: skip
     serve_parser.add_argument("--min-tick-ms", type=float, default=4.0,
-                              help="the inference loop's ticks begin at least this far apart (default 4)")  # fmt: skip
+                              help="the inference loop's ticks begin at least this far apart")  # fmt: skip
     serve_parser.add_argument("--idle-timeout-s", type=float, default=30.0,
-                              help="close a session with no message for this long (default 30)")  # fmt: skip
+                              help="close a session with no message for this long")  # fmt: skip
     serve_parser.add_argument("--hello-timeout-s", type=float, default=10.0,
-                              help="close a connection that sends no hello this long (default 10)")  # fmt: skip
+                              help="close a connection that sends no hello this long")  # fmt: skip
     serve_parser.add_argument("--agent-port", type=int, default=None,
                               help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
     add_backend_arguments(serve_parser)
@@ -333,32 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     from emostream.clients.stream import add_arguments
 
-    stream_parser = sub.add_parser("stream", help="stream a file, the microphone or stdin to a server")
+    stream_parser = command("stream", "stream a file, the microphone or stdin to a server")
     add_arguments(stream_parser)
     stream_parser.set_defaults(run=_stream)
 
-    train = sub.add_parser("train", help="train a model from scratch (data synthesis included)")
+    train = command("train", "train a model from scratch (data synthesis included)")
     train.add_argument("model", choices=sorted(TRAINERS), help="which model")
     train.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the trainer (see --help)")
     train.set_defaults(run=_train)
 
-    rigs = sub.add_parser("rigs", help="print the face and body rigs (channel names, skeleton) as JSON")
+    rigs = command("rigs", "print the face and body rigs (channel names, skeleton) as JSON")
     rigs.add_argument("--compact", action="store_true", help="one line of JSON")
     rigs.set_defaults(run=_rigs)
 
     from emostream.clients.bridges.cli import add_arguments as add_bridge_arguments
 
-    bridge = sub.add_parser("bridge", help="stream audio to a server and pass frames to ZeroMQ, VMC or Live Link")
+    bridge = command("bridge", "stream audio to a server and pass frames to ZeroMQ, VMC or Live Link")
     add_bridge_arguments(bridge)
     bridge.set_defaults(run=_bridge)
 
     from emostream.engines.export import add_arguments as add_export_arguments
 
-    export = sub.add_parser("export", help="build ONNX graphs or TensorRT engines into the engine cache, with parity")
+    export = command("export", "build ONNX graphs or TensorRT engines into the engine cache, with parity")
     add_export_arguments(export)
     export.set_defaults(run=_export)
 
-    bench = sub.add_parser("bench", help="run a benchmark; results go to benchmarks/results/")
+    bench = command("bench", "run a benchmark; results go to benchmarks/results/")
     bench.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(run=_bench)
@@ -366,12 +389,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command; a user's error (a bad file, a server not there, a value refused) is one line on
+    stderr and exit status 2, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except EmostreamError as exc:
-        print(f"emostream {args.command}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"emostream {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = user_error(exc, args)
+        if message is None:
+            raise
+        print(f"emostream {args.command}: {message}", file=sys.stderr)
         return 2
+
+
+def user_error(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """What to tell the user about `exc`, or None for a fault of emostream's own (a traceback helps then)."""
+    from websockets.exceptions import InvalidHandshake, InvalidURI
+
+    url = getattr(args, "url", None)
+    if isinstance(exc, EmostreamError):
+        return str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach {url or 'the server'}: connection refused (is `emostream serve` running there?)"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename or exc}"
+    if isinstance(exc, InvalidURI):
+        return f"not a WebSocket URL: {exc.uri} (ws://host:port or wss://...)"
+    if isinstance(exc, InvalidHandshake):
+        return f"{url or 'the server'} refused the session: {exc}"
+    if isinstance(exc, (OSError, TimeoutError)):
+        return f"{url + ': ' if url else ''}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    return None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from emostream.clients.audio_files import chunks, read_audio
+from emostream.runtime.audio_files import chunks, read_audio
 from emostream.runtime.errors import AudioFormatError
 from tests.fixtures import DATA
 
