@@ -1,7 +1,7 @@
 """The inference loop alone, driven by simulated sessions: `emostream bench loop`.
 
     python -m emostream.benchmarks.inference_loop [--sessions 8,32,128,512] [--seconds 4] [--backend onnx]
-                                                  [--tick-ms 5] [--device cpu|cuda] [--mode compact|masked]
+                                                  [--tick-ms 4] [--device cpu|cuda] [--mode compact|masked]
 
 No sockets and no I/O process: N sessions (face + body, 16 kHz, the bundled speech, 20 ms chunks, each
 at its own phase) write their audio straight into the audio table on a simulated clock, and the slot table
@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="simulated seconds timed per session count")
     parser.add_argument("--backend", default="onnx")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tick-ms", type=float, default=5.0, help="simulated time between ticks")
+    parser.add_argument("--tick-ms", type=float, default=4.0,
+                        help="simulated time between ticks (the server's --min-tick-ms)")  # fmt: skip
     parser.add_argument("--mode", choices=("compact", "masked"), default="compact")
     parser.add_argument("--rounds", type=int, default=1, help="step rounds per timeline per tick (the server's: 1)")
     parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")

@@ -62,6 +62,7 @@ class Setup:
     slow_reader: bool = False  # one more session that never reads its frames
     checkpoint: Path | None = None
     gesture_checkpoint: Path | None = None
+    server_src: Path | None = None  # run the server from another checkout (old and new in one run)
 
 
 def free_port() -> int:
@@ -96,10 +97,19 @@ class ServerProcess:
 
     def __init__(self, max_sessions: int, setup: Setup, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "emostream", "serve", "--port", str(self.port),
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        module, cwd = "emostream", None
+        if setup.server_src is not None:  # a checkout from before emostream/cli.py served from runtime/cli.py
+            env["PYTHONPATH"] = str(setup.server_src)
+            cwd = setup.server_src  # `python -m` puts the working directory first on sys.path
+            module = "emostream.runtime.cli" if (setup.server_src / "runtime" / "cli.py").exists() else "emostream"
+        cmd = [sys.executable, "-m", module, "serve", "--port", str(self.port),
                "--max-sessions", str(max_sessions), "--backend", setup.backend, "--device", setup.device,
-               "--body" if setup.body else "--no-body", "--workers", str(setup.workers),
-               "--min-tick-ms", str(setup.min_tick_ms), "--inference", setup.inference]  # fmt: skip
+               "--body" if setup.body else "--no-body", "--inference", setup.inference]  # fmt: skip
+        if setup.workers != 1:
+            cmd += ["--workers", str(setup.workers)]
+        if setup.min_tick_ms != Setup.min_tick_ms:
+            cmd += ["--min-tick-ms", str(setup.min_tick_ms)]
         if setup.event_loop:
             cmd += ["--event-loop", setup.event_loop]
         if setup.checkpoint:
@@ -107,9 +117,7 @@ class ServerProcess:
         if setup.gesture_checkpoint and setup.body:
             cmd += ["--gesture-checkpoint", str(setup.gesture_checkpoint)]
         cmd += extra
-        self.process = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        )
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
         deadline = time.monotonic() + 300  # a first start on onnx or compiled exports or compiles first
         while time.monotonic() < deadline:
             try:
@@ -311,10 +319,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start-spread-s", type=float, default=1.0, help="clients start spread over this long")
     parser.add_argument("--workers", type=int, default=1, help="the server's I/O processes (default 1)")
     parser.add_argument("--min-tick-ms", type=float, default=4.0, help="the server's --min-tick-ms (default 4)")
-    parser.add_argument("--inference", choices=("thread", "process"), default="process",
-                        help="where the server runs its inference loop (default: process, as `emostream serve`)")
+    parser.add_argument(
+        "--inference",
+        choices=("thread", "process"),
+        default="process",
+        help="where the server runs its inference loop (default: process, as `emostream serve`)",
+    )
     parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=None,
                         help="server's and clients' event loop (default: uvloop where installed)")  # fmt: skip
+    parser.add_argument(
+        "--server-src",
+        type=Path,
+        default=None,
+        help="run the server from another checkout of emostream (to compare two in one run)",
+    )
     parser.add_argument("--slow-reader", action="store_true",
                         help="one more session that never reads its frames (not counted)")  # fmt: skip
     parser.add_argument("--name", default=None,
@@ -323,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup = Setup(args.backend, args.device, args.body, args.chunk_ms, args.start_spread_s, args.workers,
                   args.min_tick_ms, args.inference, args.event_loop, args.slow_reader, args.checkpoint,
-                  args.gesture_checkpoint)  # fmt: skip
+                  args.gesture_checkpoint, args.server_src)  # fmt: skip
     m = machine() | {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(setup).items()}
     m["event_loop"] = args.event_loop or default_event_loop()
     if args.device.startswith("cuda"):

@@ -4,7 +4,8 @@
 
 `--sessions` paced clients (face + body, the bundled speech in 20 ms chunks, as in the latency
 benchmark) talk to one `emostream serve` for `--minutes`; each client's session lasts `--session-s`
-and is followed at once by a new one, so sessions open and close all along. Every `--sample-s` the
+and is followed at once by a new one, so sessions open and close all along (a refused reconnect is
+counted). Every `--sample-s` the
 resident memory of the server's processes is read (/proc), with the late and dropped frame counters.
 Memory growth is the last sample against the one after `--warm-minutes` (allocators and caches
 settle in the first minutes). Writes benchmarks/results/soak.json and a plot.
@@ -22,6 +23,7 @@ import numpy as np
 
 from emostream.benchmarks.common import RESULTS, machine, write_result
 from emostream.benchmarks.latency import ServerProcess, Setup, child_pids, paced_client, speech_loop
+from emostream.runtime.errors import SessionError
 
 
 def rss_mb(pid: int) -> float:
@@ -42,12 +44,18 @@ def server_rss_mb(server: ServerProcess) -> float:
 
 async def clients(url: str, n: int, session_s: float, until: float) -> dict[str, int]:
     pcm, rate = speech_loop(session_s)
-    counts = {"sessions": 0, "frames": 0, "dropped": 0}
+    counts = {"sessions": 0, "frames": 0, "dropped": 0, "refused": 0}
 
     async def one(i: int) -> None:
         await asyncio.sleep(i * 1.0 / n)
         while time.monotonic() + session_s < until:
-            frames = await paced_client(url, pcm, rate, i, 0.0, ("face", "body"))
+            try:
+                frames = await paced_client(url, pcm, rate, i, 0.0, ("face", "body"))
+            except SessionError as refused:  # counted: a reconnect must be admitted at once
+                print(f"session refused: {refused}", flush=True)
+                counts["refused"] += 1
+                await asyncio.sleep(0.5)
+                continue
             counts["sessions"] += 1
             counts["frames"] += len(frames)
             counts["dropped"] += sum(f.dropped_before for f in frames)
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     plot(result, RESULTS / f"{args.name}.png")
     print(f"memory {warm['rss_mb']:.0f} MB after warm-up -> {last['rss_mb']:.0f} MB at the end "
           f"({100 * result['memory_growth']:+.1f}%); late {100 * result['late_fraction']:.2f}%; "
-          f"{result['sessions']} sessions")  # fmt: skip
+          f"{result['sessions']} sessions, {result['refused']} refused")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ release are memory barriers), so the loop never sees a count before the samples 
 Slots are claimed by the I/O side (`claim`, under the lock) and given back by the inference loop
 (`release`) once it has stopped using them, so a new session never writes into a ring the loop still
 reads for the previous one. Each claim bumps the slot's generation, which every frame carries back.
+
+The table holds a few more slots than `session_limit`, the sessions it admits: a session that has ended
+(`closing`) stops counting against the limit at once, while its slot waits a tick or two for the loop to
+give it back, so a client that reconnects the moment its session ends is not refused.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ _FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
     "chunk_received_us": (np.int64, (CHUNK_STAMPS,)),  # server clock when it arrived
     "chunk_count": (np.int64, ()),
     "owner": (np.int64, ()),  # FREE, or the I/O worker that holds the slot
+    "closing": (np.int64, ()),  # 1 once the slot's session has ended, until the slot is claimed again
     "generation": (np.int64, ()),  # bumped at each claim
 }
 
@@ -87,6 +92,7 @@ class AudioTableHandle:
 
     name: str
     n_slots: int
+    session_limit: int
     lock: Any  # a multiprocessing Lock
 
 
@@ -103,11 +109,15 @@ class AudioTable:
     chunk_received_us: np.ndarray
     chunk_count: np.ndarray
     owner: np.ndarray
+    closing: np.ndarray
     generation: np.ndarray
 
-    def __init__(self, n_slots: int, lock: Any, buffer: Any = None, shm: shared_memory.SharedMemory | None = None):
+    def __init__(self, n_slots: int, lock: Any, buffer: Any = None, shm: shared_memory.SharedMemory | None = None,
+                 session_limit: int | None = None) -> None:  # fmt: skip
         offsets, size = _layout(n_slots)
         self.n_slots, self.lock, self._shm = n_slots, lock, shm
+        self.session_limit = n_slots if session_limit is None else session_limit
+        assert 1 <= self.session_limit <= n_slots
         self._buffer = buffer if buffer is not None else bytearray(size)
         for name, (offset, dtype, shape) in offsets.items():
             setattr(self, name, np.ndarray(shape, dtype, self._buffer, offset))
@@ -115,21 +125,21 @@ class AudioTable:
             self.owner[:] = FREE
 
     @classmethod
-    def create_shared(cls, n_slots: int, lock: Lock) -> AudioTable:
+    def create_shared(cls, n_slots: int, lock: Lock, session_limit: int | None = None) -> AudioTable:
         """A table in a new shared-memory segment; `handle()` lets other processes attach to it."""
         shm = create_segment(_layout(n_slots)[1])
-        table = cls(n_slots, lock, shm.buf, shm)
+        table = cls(n_slots, lock, shm.buf, shm, session_limit)
         table.owner[:] = FREE
         return table
 
     @classmethod
     def attach(cls, handle: AudioTableHandle) -> AudioTable:
         shm = attach_segment(handle.name)
-        return cls(handle.n_slots, handle.lock, shm.buf, shm)
+        return cls(handle.n_slots, handle.lock, shm.buf, shm, handle.session_limit)
 
     def handle(self) -> AudioTableHandle:
         assert self._shm is not None, "not a shared table"
-        return AudioTableHandle(self._shm.name, self.n_slots, self.lock)
+        return AudioTableHandle(self._shm.name, self.n_slots, self.session_limit, self.lock)
 
     def close(self, unlink: bool = False) -> None:
         """Lets go of the shared segment (and removes it, for the process that made it)."""
@@ -147,21 +157,33 @@ class AudioTable:
 
     def claim(self, worker: int) -> tuple[int, int] | None:
         """A free slot for a new session of `worker`, reset to empty: (slot, generation), or None when
-        every slot is taken."""
+        `session_limit` sessions are open (or every slot is still in use)."""
         with held(self.lock):
             free = np.flatnonzero(self.owner == FREE)
-            if free.size == 0:
+            if free.size == 0 or self._open_sessions() >= self.session_limit:
                 return None
             slot = int(free[0])
             self.owner[slot] = worker
+            self.closing[slot] = 0
             self.generation[slot] += 1
             generation = int(self.generation[slot])
         self.pcm[slot] = 0.0  # samples before a stream's first read as silence from the ring's end
         self.written[slot] = self.real[slot] = self.consumed[slot] = self.chunk_count[slot] = 0
         return slot, generation
 
+    def mark_closing(self, slot: int) -> None:
+        """The slot's session has ended: it no longer counts against the limit (the loop still gives
+        the slot back when done with it)."""
+        with held(self.lock):
+            self.closing[slot] = 1
+
+    def _open_sessions(self) -> int:
+        return int(np.count_nonzero((self.owner != FREE) & (self.closing == 0)))
+
     def free_slots(self) -> int:
-        return int(np.count_nonzero(self.owner == FREE))
+        """How many more sessions `claim` would admit now."""
+        free = int(np.count_nonzero(self.owner == FREE))
+        return max(0, min(free, self.session_limit - self._open_sessions()))
 
     def room(self, slot: int) -> int:
         """Samples that can be written to the slot's ring now without overwriting what the loop needs."""

@@ -65,7 +65,7 @@ IDLE_WAIT_S = 0.5  # the longest the loop sleeps without a wake-up (it then chec
 
 @dataclass(frozen=True)
 class LoopConfig:
-    max_sessions: int
+    max_sessions: int  # sessions admitted at once (runtime/audio_table.py: slots beyond it cover releases)
     min_tick_ms: float = 4.0  # ticks begin at least this far apart (docs/server.md: the latency it costs)
     # Steps per timeline per tick for one slot. One: a slot whose audio completes two frames at once makes
     # the second at the next tick, which keeps every step a full batch (docs/server.md has the figures).
@@ -74,6 +74,12 @@ class LoopConfig:
     device: str = "cpu"
     torch_threads: int = 1
     warm_lookaheads: tuple[int, ...] = (7,)  # face lookaheads built and warmed before the first session
+
+    @property
+    def slots(self) -> int:
+        """Rows of the tables: the sessions plus a few whose sessions have ended and that the loop has
+        not given back yet (a tick or two)."""
+        return self.max_sessions + max(2, -(-self.max_sessions // 8))
 
 
 class InferenceLoop:
@@ -95,12 +101,12 @@ class InferenceLoop:
         self._started = False
         face = face.to(self.device) if face is not None else None
         gesture = gesture.to(self.device) if gesture is not None else None
-        timelines = server_timelines(face, gesture, config.max_sessions, self._runner, masks=config.mode == "masked")
+        timelines = server_timelines(face, gesture, config.slots, self._runner, masks=config.mode == "masked")
         self.table = SlotTable(audio, timelines, self.device, config.max_rounds, config.mode)
         self.has_body = gesture is not None
         self.has_face = face is not None
-        self.generation = np.zeros(config.max_sessions, np.int64)  # of the session each slot serves
-        self.owner = np.full(config.max_sessions, -1, np.int64)  # the link each slot's frames go to
+        self.generation = np.zeros(config.slots, np.int64)  # of the session each slot serves
+        self.owner = np.full(config.slots, -1, np.int64)  # the link each slot's frames go to
         self.stop_event = threading.Event()
         self.wake_stop = Waker(*multiprocessing.Pipe(duplex=False))
 
@@ -123,7 +129,7 @@ class InferenceLoop:
             timeline = self.table.timeline(key)
             runner = timeline.runner(DEFAULT_STEPS)
             spec = timeline.generator(DEFAULT_STEPS).spec
-            for batch in range(1, self.config.max_sessions + 1):
+            for batch in range(1, self.config.slots + 1):
                 _warm_step(runner, spec, batch, timeline.device)
         self._started = True
 
@@ -309,7 +315,7 @@ class InferenceHost:
             raise ValueError(f"the inference loop runs on a {' or in a '.join(WHERE)}, not {where!r}")
         self.config, self.face, self.gesture, self.make_runner, self.where = config, face, gesture, make_runner, where
         self._context = multiprocessing.get_context("spawn")
-        self.audio = AudioTable.create_shared(config.max_sessions, self._context.Lock())
+        self.audio = AudioTable.create_shared(config.slots, self._context.Lock(), config.max_sessions)
         self.stats = SharedCounters.create(LOOP_FIELDS)
         self._queues: list[ShmQueue] = []
         self.links: list[LinkHandles] = []

@@ -37,7 +37,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("emostream_sessions", "Open sessions.", value=w.get("sessions"))
         yield GaugeMetricFamily("emostream_free_slots", "Session slots free for new sessions.",
                                 value=self.audio.free_slots())  # fmt: skip
-        yield GaugeMetricFamily("emostream_slots", "Session slots in all.", value=self.audio.n_slots)
+        yield GaugeMetricFamily("emostream_slots", "Sessions admitted at once.", value=self.audio.session_limit)
         yield CounterMetricFamily("emostream_sessions_refused", "Sessions refused (full, bad token, bad hello).",
                                   value=w.get("refused"))  # fmt: skip
         yield CounterMetricFamily("emostream_overloaded_chunks", "Audio chunks dropped because the loop was behind.",

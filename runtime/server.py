@@ -228,7 +228,7 @@ class IoServer:
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path == "/healthz":
-            free, total = self.audio.free_slots(), self.audio.n_slots
+            free, total = self.audio.free_slots(), self.audio.session_limit
             if self.stopping or self.loop_dead:
                 return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n" if self.stopping else "no loop\n")
             return _text(http.HTTPStatus.OK, f"ok {free} of {total} slots free\n")
@@ -238,7 +238,8 @@ class IoServer:
         return None  # a WebSocket handshake
 
     def _agent_reply(self) -> str:
-        return agent_reply(self.audio.free_slots(), self.audio.n_slots, alive=not (self.stopping or self.loop_dead))
+        alive = not (self.stopping or self.loop_dead)
+        return agent_reply(self.audio.free_slots(), self.audio.session_limit, alive=alive)
 
     # -- one connection ----------------------------------------------------------------------------
 
@@ -438,7 +439,8 @@ def _runner_factory(config: ServerConfig) -> Any:
         return None
     from emostream.engines.factory import BackendFactory
 
-    buckets = tuple(b for b in (1, 8, 32, 128, 512) if b < config.max_sessions) + (config.max_sessions,)
+    slots = _loop_config(config).slots
+    buckets = tuple(b for b in (1, 8, 32, 128, 512) if b < slots) + (slots,)
     return BackendFactory(config.backend, config.device, buckets, config.engine_cache)
 
 

@@ -48,6 +48,8 @@ class AudioPort(Protocol):
 
     def claim(self, worker: int) -> tuple[int, int] | None: ...
 
+    def mark_closing(self, slot: int) -> None: ...
+
     def write(self, slot: int, start: int, samples: np.ndarray, capture_us: int, received_us: int) -> bool: ...
 
     def append_silence(self, slot: int, n: int) -> bool: ...
@@ -406,6 +408,7 @@ class SessionCore:
 
     def _close_slot(self) -> None:
         if self.slot >= 0 and self.phase is not Phase.CLOSED:
+            self.audio.mark_closing(self.slot)
             self.commands.send(CloseSlot(self.slot, self.generation))
 
 

@@ -5,17 +5,21 @@ import pytest
 from emostream.cli import main
 
 
-def test_export_builds_once_then_reuses_and_reports_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_builds_what_the_server_runs_once_then_reuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["export", "--backend", "onnx", "--engine-cache", str(tmp_path), "--steps", "1", "--lookahead-ms", "30"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert "face-lookahead4-steps1-cpu: ONNX exported" in first
-    assert "all 25 operator types" in first or ("operator types" in first and "supported" in first)
-    assert "onnx vs eager over 300 steps" in first
+    # The server's CPU steps: state in one tensor, compact batches without masks; the face and the body.
+    assert "face-lookahead4-steps1-compact-flat-cpu: ONNX exported" in first
+    assert "gesture-steps1-compact-flat-cpu: ONNX exported" in first
+    assert "operator types" in first and "supported" in first
+    assert first.count("onnx vs eager over 300 steps") == 2
     assert main(args) == 0
-    assert "ONNX cached" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("ONNX cached") == 2
     assert main(["export", "--list", "--engine-cache", str(tmp_path)]) == 0
-    assert "1 entries" in capsys.readouterr().out
+    assert "2 entries" in capsys.readouterr().out
 
 
 def test_a_tensorrt_export_without_tensorrt_checks_operators_then_stops_with_the_reason(
@@ -25,6 +29,6 @@ def test_a_tensorrt_export_without_tensorrt_checks_operators_then_stops_with_the
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")
-    assert main(["export", "--backend", "tensorrt", "--engine-cache", str(tmp_path), "--steps", "1"]) == 2
+    assert main(["export", "--backend", "tensorrt", "--engine-cache", str(tmp_path), "--steps", "1", "--no-body"]) == 2
     out = capsys.readouterr().out
     assert "operator types" in out and "engine not built" in out

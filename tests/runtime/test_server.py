@@ -211,6 +211,16 @@ def test_capacity_disconnects_free_slots_and_the_token_is_enforced(network: Face
     run(main)
 
 
+def test_a_client_that_reconnects_the_moment_its_session_ends_is_admitted(network: FaceNetwork) -> None:
+    async def main() -> None:
+        async with running(network, max_sessions=1) as (_, url):
+            for _ in range(5):  # the loop gives the slot back a tick later; the place is free at once
+                client = await EmostreamClient.connect(url, RATE)
+                assert len(await stream_all(client, speech(0.2))) > 0
+
+    run(main)
+
+
 def test_clock_sync_on_loopback_finds_a_tiny_offset(network: FaceNetwork) -> None:
     async def main() -> None:
         async with running(network) as (_, url):

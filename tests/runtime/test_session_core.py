@@ -18,12 +18,16 @@ class FakeAudio:
         self.free, self.room = free, room
         self.writes: list[tuple[int, int]] = []  # (start, n)
         self.silence = 0
+        self.closing: list[int] = []
 
     def claim(self, worker: int) -> tuple[int, int] | None:
         if self.free == 0:
             return None
         self.free -= 1
         return 3, 7
+
+    def mark_closing(self, slot: int) -> None:
+        self.closing.append(slot)
 
     def write(self, slot: int, start: int, samples: np.ndarray, capture_us: int, received_us: int) -> bool:
         if self.room:
@@ -216,6 +220,7 @@ def test_the_end_flushes_each_stream_to_a_final_frame_then_ends_and_closes() -> 
     assert [(f.stream, f.index) for f in finals] == [("face", 29), ("body", 14)]
     assert isinstance(messages[-1], P.EndOfSession) and session.close_code == (1000, "session ended")
     assert isinstance(session.commands.sent[-1], CloseSlot)  # type: ignore[attr-defined]
+    assert session.audio.closing == [3]  # type: ignore[attr-defined]  # its place is free at once
 
 
 def test_a_full_ring_answers_overloaded_and_the_chunk_is_heard_as_silence() -> None:

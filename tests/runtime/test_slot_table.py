@@ -141,6 +141,21 @@ def test_a_reopened_slot_starts_afresh_and_a_closed_one_stops() -> None:
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_an_ended_session_frees_its_place_before_the_loop_gives_its_slot_back() -> None:
+    audio = AudioTable(3, threading.Lock(), session_limit=2)
+    first, _ = audio.claim(0)
+    audio.claim(1)
+    assert audio.free_slots() == 0 and audio.claim(0) is None  # the limit, though a slot is free
+    audio.mark_closing(first)
+    assert audio.free_slots() == 1
+    third, _ = audio.claim(0)  # the spare slot, while the loop still holds the first
+    assert third != first and audio.free_slots() == 0 and audio.claim(0) is None
+    audio.mark_closing(third)
+    assert audio.free_slots() == 0 and audio.claim(0) is None  # every slot is still in use
+    audio.release(first)
+    assert audio.claim(0) is not None and audio.free_slots() == 0
+
+
 def test_frames_are_stamped_with_the_capture_time_of_the_newest_sample_they_used() -> None:
     audio = AudioTable(1, threading.Lock())
     table = SlotTable(audio, server_timelines(FACE, None, 1))
