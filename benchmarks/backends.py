@@ -1,14 +1,14 @@
 """Step time by backend and batch size: `emostream bench backends`.
 
-    python -m benchmarks.backends [--model face|body] [--backends eager,compiled,onnx] [--batches 1,8,32,128]
+    python -m emostream.benchmarks.backends [--model face|body] [--backends eager,compiled,onnx] [--batches 1,8,32,128]
                                   [--device cpu|cuda]
 
-A shipped generator (the face at 58.3 ms lookahead, or the gesture generator; two sampler steps), stepped
-with its state carried from step to step as the server does: each backend warms up, then runs `--steps`
-timed steps per batch size; ms per step is the median (p95 beside it), frames per second is batch /
-median. One thread (torch and ONNX Runtime) unless `--threads` says otherwise, so CPU figures are per
-core. TensorRT is included when it is installed and the device is CUDA. Writes
-benchmarks/results/backends[-body][-DEVICE].json and .png.
+A shipped generator (the face at 58.3 ms lookahead, or the gesture generator; two sampler steps), built
+and stepped as the server does (runtime/step.py FlatState; masks on a GPU only), its state carried: each
+backend warms up, then runs `--steps` timed steps per batch size; ms per step is the median (p95 beside
+it), frames per second is batch / median. One thread (torch and ONNX Runtime) unless `--threads` says
+otherwise, so CPU figures are per core. TensorRT is included when it is installed and the device is CUDA.
+Writes benchmarks/results/backends[-body][-DEVICE].json and .png.
 """
 
 from __future__ import annotations
@@ -23,24 +23,27 @@ from emostream.benchmarks.common import RESULTS, machine, write_result
 from emostream.engines.backend import StepBackend, parse_buckets
 from emostream.engines.cache import EngineCache
 from emostream.engines.factory import make_backend
-from emostream.runtime.animate import DEFAULT_STEPS
 from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
-from emostream.runtime.step import StreamingGenerator
+from emostream.runtime.step import FlatState, StreamingGenerator
+from emostream.runtime.timelines import DEFAULT_STEPS
 
 WARM_UP_STEPS = 20
 
 
-def shipped_generator(model: str) -> tuple[StreamingGenerator, str]:
-    """The generator the server runs for `model`, and a line describing it."""
+def shipped_generator(model: str, device: str) -> tuple[StreamingGenerator, str]:
+    """The generator the server runs for `model` on `device` (one state tensor; the reset and activity
+    masks only on a GPU, where the server steps every row), and a line describing it."""
+    masks = device.startswith("cuda")
     if model == "face":
         network, _ = load_checkpoint(default_face_checkpoint())
-        face = FaceGenerator(network, lookahead=7, n_steps=DEFAULT_STEPS).eval()
-        return face, f"face, lookahead {face.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
-    network, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
-    body = GestureGenerator(network, n_steps=DEFAULT_STEPS).eval()
-    return body, f"body (gestures), lookahead {body.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
+        face = FaceGenerator(network, lookahead=7, n_steps=DEFAULT_STEPS, masks=masks)
+        return FlatState(face).eval(), f"face, lookahead {face.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
+    gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
+    body = GestureGenerator(gesture, n_steps=DEFAULT_STEPS, masks=masks)
+    description = f"body (gestures), lookahead {body.lookahead_ms:.1f} ms, {DEFAULT_STEPS} sampler steps"
+    return FlatState(body).eval(), description
 
 
 def time_steps(backend: StepBackend, batch: int, n_steps: int) -> np.ndarray:
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     batches = parse_buckets(args.batches)
-    generator, description = shipped_generator(args.model)
+    generator, description = shipped_generator(args.model, args.device)
     cache = EngineCache()
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
     result: dict = {"machine": machine(), "device": device_name, "threads": args.threads,

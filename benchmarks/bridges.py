@@ -1,7 +1,7 @@
 """Latency each bridge adds: frame received from the server -> datagram or message sent (`emostream bench
 bridges`).
 
-    python -m benchmarks.bridges [--seconds 8]
+    python -m emostream.benchmarks.bridges [--seconds 8]
 
 For each bridge (zmq, vmc bundled, vmc unbundled, livelink): an in-process server with the shipped face
 model on loopback, the bundled speech paced in real time in 20 ms chunks, the bridge's sink, and a real

@@ -1,13 +1,14 @@
 """Face quality benchmark on held-out voices: lip-sync, emotion, diversity, lookahead trade-off, compute.
 
-    python -m benchmarks.face_quality [--utterances 60] [--checkpoint runtime/assets/face.pt]
+    python -m emostream.benchmarks.face_quality [--utterances 60] [--checkpoint runtime/assets/face.pt]
 
 Prints Markdown tables and writes benchmarks/results/face_quality.{json,md} and face_quality.png.
 Definitions (issue 3): bilabial closure hit rate (the lips close, gap < 0.1, at least once in each p/b/m
 widened by one frame), false closures in the central half of open vowels, jawOpen correlation and mouth
-MAE against the teacher, lip-reading accuracy (a viseme classifier trained on teacher motion, applied to
-generated and to teacher motion), emotion accuracy (a classifier trained on teacher frames), diversity
-(std across 5 seeds), and compute per frame (batch 1, one core) and throughput (batch 64).
+MAE against the teacher (also by sampler steps), lip-reading accuracy (a viseme classifier trained on
+teacher motion, applied to generated and to teacher motion), emotion accuracy (a classifier trained on
+teacher frames), diversity (std across 5 seeds), and compute per frame (batch 1, one core) and
+throughput (batch 64).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ HEAD = [
     CH[n] for n in ("headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
 ]
 LOOKAHEADS_MS = (0.0, 30.0, 60.0, 100.0)
+SAMPLER_STEPS = (1, 2, 4)  # the server never sheds to fewer steps than asked: this is why (docs/server.md)
 DEFAULT_LOOKAHEAD_MS = 60.0
 
 
@@ -182,6 +184,15 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         result["lookahead"][f"{gen.lookahead_ms:.1f}"] = row
     result["teacher_lipread_accuracy"] = teacher_lipread
 
+    # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
+    result["steps"] = {}
+    for steps in SAMPLER_STEPS:
+        faces = generate(FaceGenerator(network, lookahead=la_default, n_steps=steps).eval(), held, neutral, seed=1)
+        row = lip_metrics(faces, teacher_neutral, held)
+        row["jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in faces]).mean())
+        result["steps"][str(steps)] = row
+    result["teacher_jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in teacher_neutral]).mean())
+
     # Emotions at full intensity, default lookahead.
     gen = FaceGenerator(network, lookahead=la_default, n_steps=2).eval()
     result["emotions"] = {}
@@ -231,6 +242,17 @@ def markdown(result: dict) -> str:
             f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['lipread_accuracy']:.3f} |"
         )
     lines += ["", f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}", ""]
+    lines += [
+        f"| sampler steps (58 ms) | closure hit rate | false closures | jaw corr | mouth MAE | jawOpen mean "
+        f"(teacher {result['teacher_jaw_open_mean']:.3f}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for steps, r in result["steps"].items():
+        lines.append(
+            f"| {steps} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
+            f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['jaw_open_mean']:.3f} |"
+        )
+    lines += [""]
     lines += [
         "| emotion (intensity 1, 58 ms) | closure hit rate | false closures | jaw corr | emotion acc |",
         "|---|---|---|---|---|",

@@ -1,7 +1,7 @@
 """Gesture quality on held-out voices: beat alignment, diversity, smoothness, grounding, emotion and style
 recognisability, compute.
 
-    python -m benchmarks.gesture_quality [--clips 16] [--checkpoint runtime/assets/gesture.pt]
+    python -m emostream.benchmarks.gesture_quality [--clips 16] [--checkpoint runtime/assets/gesture.pt]
 
 Every generated take runs through the streaming path (GeneratorStream, 20 ms chunks, batch 1) exactly as
 `emostream animate` runs it. The teacher renders the same audio with the same emotion and style as the

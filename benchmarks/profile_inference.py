@@ -1,7 +1,7 @@
 """Where the server's inference process spends its time under load: a py-spy profile.
 
     pip install py-spy
-    python -m benchmarks.profile_inference --out profile.folded -- --sessions 32 --seconds 14 [--device cuda]
+    python -m emostream.benchmarks.profile_inference --out profile.folded -- --sessions 32 --seconds 14 [--device cuda]
 
 Runs the latency benchmark (the arguments after `--`) with its server, waits until the server answers
 and its sessions have started, records the inference process with py-spy for `--duration` seconds, then

@@ -208,7 +208,6 @@ TRAINERS = {
     "gesture-temperature": "emostream.training.gesture_temperature",
 }
 BENCHMARKS = {
-    "frontend": "emostream.benchmarks.frontend",
     "hostile": "emostream.benchmarks.hostile",
     "loop": "emostream.benchmarks.inference_loop",
     "soak": "emostream.benchmarks.soak",

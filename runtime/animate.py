@@ -24,10 +24,10 @@ from emostream.runtime.models.gesture import GestureGenerator, load_gesture_chec
 from emostream.runtime.rigs import BODY_FPS, FACE_FPS
 from emostream.runtime.step import StepRunner, StreamingGenerator
 from emostream.runtime.stream import GeneratorStream
+from emostream.runtime.timelines import DEFAULT_STEPS
 
 CHUNK_MS = 20.0
 DEFAULT_LOOKAHEAD_MS = 60.0  # rounds to 58.3 ms: 7 feature frames
-DEFAULT_STEPS = 2
 DEFAULT_STYLE = "ada"
 
 

@@ -120,6 +120,25 @@ def test_sessions_sharing_the_table_get_the_frames_each_gets_alone(mode: str) ->
         assert set(expected) == {s for s in ("face", "body") if made[i][s]}
 
 
+def test_a_loop_that_falls_behind_makes_the_same_frames_with_the_steps_asked() -> None:
+    """No shedding: a second of audio arriving at once (the loop far behind) is worked off a frame per
+    tick, every frame with the session's two sampler steps, equal to the frames of a loop that kept up."""
+    audio = AudioTable(2, threading.Lock())
+    table = SlotTable(audio, server_timelines(FACE, None, 2), max_rounds=1)
+    pcm = speech_sample(16_000).astype(np.float32) / 32768
+    slot, _ = audio.claim(0)
+    table.open(slot, SlotSettings(16_000, 3, emotion_vector("neutral", 1.0), 2, 7, None))
+    audio.write(slot, 0, pcm, 0, 0)
+    audio.append_silence(slot, 8_000)
+    made, ticks = [], 0
+    while table.run_frontend() or table.has_backlog():
+        made += [values for frames in table.step_ready() for values in frames.values]
+        ticks += 1
+    reference = alone(pcm, 16_000, 3, 7, None, "neutral")["face"]
+    assert ticks >= reference.shape[0]  # one frame per tick: the burst did not make a big step
+    np.testing.assert_allclose(np.array(made)[: reference.shape[0]], reference, atol=1e-4)
+
+
 def test_a_reopened_slot_starts_afresh_and_a_closed_one_stops() -> None:
     audio = AudioTable(2, threading.Lock())
     table = SlotTable(audio, server_timelines(FACE, None, 2))
