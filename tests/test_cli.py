@@ -15,6 +15,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in out and "rigs" in out
 
 
+@pytest.mark.slow
 def test_demo_streams_through_a_real_server_and_renders_video_sheet_and_latency(tmp_path: Path) -> None:
     assert main(["demo", "--audio", str(DATA / "speech_44100.wav"), "--out", str(tmp_path), "--headless"]) == 0
     face = np.load(tmp_path / "face.npz")
@@ -157,6 +158,7 @@ def test_the_style_names_in_help_are_the_shipped_models() -> None:
     assert tuple(names) == SHIPPED_STYLES
 
 
+@pytest.mark.slow
 def test_render_draws_the_body_when_asked_for_the_body_view(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -3,10 +3,13 @@ server answering every bad message with a documented error and closing with the 
 
 import asyncio
 
+import pytest
+
 from emostream.benchmarks.hostile import bad_rates, fuzz, idle_sockets, vanishing_sessions
 from tests.fixtures import server_in_thread
 
 
+@pytest.mark.slow
 def test_fuzzed_messages_idle_sockets_and_vanishing_clients_leave_the_server_serving() -> None:
     with server_in_thread(max_sessions=40, hello_timeout_s=1.0, idle_timeout_s=1.0) as (server, url):
 

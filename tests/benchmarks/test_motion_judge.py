@@ -34,6 +34,7 @@ def test_judge_windows_are_pelvis_relative_and_read_at_15_fps() -> None:
 
 
 @pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.slow
 def test_the_judge_tells_motions_apart_that_have_the_same_window_statistics(centred: bool) -> None:
     rng = np.random.default_rng(0)
     takes = [(waving(240, together, rng), int(together)) for together in [False, True] * 20]

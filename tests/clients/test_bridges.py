@@ -46,6 +46,7 @@ def receive_all(sub: zmq.Socket) -> tuple[list[dict], list[PublishedFrame]]:
     return headers, frames
 
 
+@pytest.mark.slow
 def test_serve_zmq_publishes_every_frame_with_names_in_the_header() -> None:
     with server_in_thread(zmq_bind="tcp://127.0.0.1:*") as (server, url):
         assert server.io.zmq is not None
@@ -67,6 +68,7 @@ def test_serve_zmq_publishes_every_frame_with_names_in_the_header() -> None:
     assert frames[30].media_time_s == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_bridge_zmq_passes_every_frame_on_and_a_conflating_subscriber_keeps_only_the_latest() -> None:
     sink = ZmqSink("tcp://127.0.0.1:*")
     sub = subscriber(sink.publisher.endpoint)
@@ -204,6 +206,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_the_bridge_waits_for_a_server_and_reconnects_after_it_restarts(tmp_path: Path) -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}"

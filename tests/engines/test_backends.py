@@ -62,6 +62,7 @@ def speech_inputs(n_steps: int, batch: int) -> dict[str, torch.Tensor]:
     return {"features": torch.from_numpy(np.stack(per_slot)), "emotion": emotion}
 
 
+@pytest.mark.slow
 def test_onnx_matches_eager_on_random_inputs_over_300_steps(face: FaceGenerator, cache: EngineCache) -> None:
     assert_bounded(streamed_parity(make_backend("onnx", face, cache=cache), n_steps=300, batch=5, seed=1))
 
@@ -93,6 +94,7 @@ def test_compiled_cuda_graphs_replay_with_state_copied_out(face: FaceGenerator) 
     assert_bounded(streamed_parity(backend, n_steps=300, batch=5, seed=5))
 
 
+@pytest.mark.slow
 def test_animate_on_onnx_gives_the_frames_of_eager_within_1e_3(tmp_path: Path) -> None:
     speech = DATA / "speech_16000.wav"
     eager = animate(speech, seed=3)
@@ -146,6 +148,7 @@ def serve_speech(
         return {name: np.stack([f.values for f in frames if f.stream == name]) for name in streams}, server.metrics()
 
 
+@pytest.mark.slow
 def test_a_server_on_the_onnx_backend_streams_the_frames_eager_makes(tmp_path: Path) -> None:
     served, metrics = serve_speech("onnx", tmp_path)
     assert "emostream_eager_fallbacks_total 0.0" in metrics

@@ -30,6 +30,7 @@ def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
     assert keyed_by <= set(again.meta["fields"])
 
 
+@pytest.mark.slow
 def test_new_weights_rebuild_and_the_stale_entry_is_removed(tmp_path: Path) -> None:
     cache = EngineCache(tmp_path)
     old = cached_onnx(small_face(0), "face", cache)
@@ -44,6 +45,7 @@ def test_lookahead_and_step_count_are_part_of_the_model(tmp_path: Path) -> None:
     assert cache_name(small_face(0, 4, 1), "cpu") == "face-lookahead4-steps1-cpu"
 
 
+@pytest.mark.slow
 def test_a_new_runtime_version_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = EngineCache(tmp_path)
     cached_onnx(small_face(0), "face", cache)
@@ -52,6 +54,7 @@ def test_a_new_runtime_version_rebuilds(tmp_path: Path, monkeypatch: pytest.Monk
     assert rebuilt.built and rebuilt.meta["fields"]["onnxruntime"] == "99.0.0"
 
 
+@pytest.mark.slow
 def test_an_artifact_changed_on_disk_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     cache = EngineCache(tmp_path)
     entry = cached_onnx(small_face(0), "face", cache)

@@ -5,6 +5,7 @@ import pytest
 from emostream.cli import main
 
 
+@pytest.mark.slow
 def test_export_builds_what_the_server_runs_once_then_reuses_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -22,6 +23,7 @@ def test_export_builds_what_the_server_runs_once_then_reuses_it(
     assert "2 entries" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_tensorrt_export_without_tensorrt_checks_operators_then_stops_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

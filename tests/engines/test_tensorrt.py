@@ -25,6 +25,7 @@ needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason=NOT_INSTALL
 
 
 @pytest.mark.parametrize("lookahead", [0, 7, 12])
+@pytest.mark.slow
 def test_the_face_graph_uses_only_operators_tensorrt_parses(tmp_path: Path, lookahead: int) -> None:
     network, _ = load_checkpoint(default_face_checkpoint())
     generator = FaceGenerator(network, lookahead=lookahead, n_steps=4)
@@ -34,6 +35,7 @@ def test_the_face_graph_uses_only_operators_tensorrt_parses(tmp_path: Path, look
     assert report.tensorrt_version == "10.15" and {"Gemm", "Where", "Sigmoid"} <= set(report.operators)
 
 
+@pytest.mark.slow
 def test_the_gesture_graph_guided_or_not_uses_only_operators_tensorrt_parses(tmp_path: Path) -> None:
     shipped = load_gesture_checkpoint(default_gesture_checkpoint())[0]
     # Guided: both halves as one batch of twice the size, with FiLM, the posture and a temperature per

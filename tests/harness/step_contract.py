@@ -157,6 +157,7 @@ class StepContractSuite:
             outputs, state = on_meta.step(step, state, noise[:, s].to(meta), reset.to(meta), active.to(meta))
         assert all(v.device == meta for v in [*outputs.values(), *state.values()])
 
+    @pytest.mark.slow
     def test_onnx_export_matches_onnx_runtime(self, model: StreamingGenerator, tmp_path: Path) -> None:
         pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
         from emostream.engines.onnx_backend import OnnxBackend

@@ -59,11 +59,14 @@ def test_the_agent_reports_free_slots_and_drains_when_full() -> None:
     assert agent_reply(2, 4, alive=False) == "down\n"
 
 
+@pytest.mark.slow
 def test_sessions_spread_over_workers_and_a_full_worker_is_drained_not_overloaded() -> None:
     agents = [free_port(), free_port()]
-    with server_in_thread(max_sessions=2, agent_port=agents[0]) as (first, url_1), server_in_thread(
-        seed=1, max_sessions=2, agent_port=agents[1]
-    ) as (second, url_2), haproxy([url_1[5:], url_2[5:]], agents) as front:
+    with (
+        server_in_thread(max_sessions=2, agent_port=agents[0]) as (first, url_1),
+        server_in_thread(seed=1, max_sessions=2, agent_port=agents[1]) as (second, url_2),
+        haproxy([url_1[5:], url_2[5:]], agents) as front,
+    ):
 
         async def main() -> None:
             clients = []

@@ -102,6 +102,7 @@ def test_stop_ends_the_child() -> None:
         host.close()
 
 
+@pytest.mark.slow
 def test_the_child_logs_through_the_server_while_it_builds_its_engines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

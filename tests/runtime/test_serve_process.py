@@ -54,6 +54,7 @@ def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_two_io_workers_share_the_port_and_sigterm_stops_everything_without_a_traceback() -> None:
     with serve("--workers", "2", "--max-sessions", "6") as (process, port):
         spawned = children(process.pid)
@@ -83,6 +84,7 @@ def test_two_io_workers_share_the_port_and_sigterm_stops_everything_without_a_tr
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
 def test_a_signal_ends_open_sessions_with_a_reason_and_the_server_without_a_traceback(sig: signal.Signals) -> None:
     with serve("--max-sessions", "2") as (process, port):
         spawned = children(process.pid)

@@ -91,6 +91,7 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
 
 
 @needs_espeak
+@pytest.mark.slow
 def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) -> None:
     from emostream.runtime.body_pose import N_POSE_FEATURES
     from emostream.training.corpus import build

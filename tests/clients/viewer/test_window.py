@@ -16,6 +16,7 @@ from tests.fixtures import DATA, server_in_thread
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run (Debian: xvfb) for a virtual display")
+@pytest.mark.slow
 def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> None:
     shot = tmp_path / "window.png"
     with server_in_thread() as (server, url):
