@@ -9,6 +9,12 @@ ticks every `--tick-ms` of simulated time, as the server's loop does under load.
 timed on one core: the front-end's arithmetic, the model steps (the runners' `step` calls), and the rest
 (the "other": bookkeeping, gathers and scatters, noise, emotion blends, stamps). A session count is
 real-time when a simulated second costs less than a second of the loop's time (`load` < 1).
+
+`--clock server` ticks as the server's loop does instead (runtime/inference_loop.py): the next tick
+begins `--tick-ms` after the previous one began, or as soon as it ends if it took longer, so a loop that
+falls behind gathers more rows per step and per-tick costs are shared by more frames. There a session
+count keeps up when the mean time between ticks stays within twice `--tick-ms` (the loop then adds at
+most that much to a frame's latency on average) and every frame is made; the interval is reported.
 Writes benchmarks/results/inference_loop[-DEVICE][-MODE].json and .png.
 """
 
@@ -47,7 +53,8 @@ def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[Strea
     return BackendFactory(backend, device, buckets)
 
 
-def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1) -> dict:
+def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1,
+            clock: str = "fixed") -> dict:  # fmt: skip
     face, _ = load_checkpoint(default_face_checkpoint())
     gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
     speech, rate = read_audio(bundled_speech())
@@ -67,10 +74,11 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     sent = np.zeros(n, np.int64)
     warm_s = 1.0  # every shape the run will see is used once before timing starts
     total = {"frontend": 0.0, "step": 0.0, "tick": 0.0}
-    ticks, frames, durations_ms = 0, 0, []
-    t = 0.0
+    ticks, frames, durations_ms, intervals_ms = 0, 0, [], []
+    t, elapsed = 0.0, 0.0
     while t < warm_s + seconds:
-        t += tick_ms / 1000
+        interval = tick_ms / 1000 if clock == "fixed" else max(tick_ms / 1000, elapsed)
+        t += interval
         due = np.maximum(((t * rate - phase) // chunk) * chunk + phase, 0)  # samples each session has sent
         due = np.minimum(due, int((warm_s + seconds) * rate))
         for slot in np.flatnonzero(due > sent):
@@ -88,20 +96,31 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         if t > warm_s:
             ticks += 1
             durations_ms.append(elapsed * 1e3)
+            intervals_ms.append(interval * 1e3)
             total["tick"] += elapsed
             for key in ("frontend", "step"):
                 total[key] += table.seconds[key] - before[key]
             frames += sum(len(m) for m in made)
     other = total["tick"] - total["frontend"] - total["step"]
+    frames_expected = int(n * seconds * 90)
+    interval_mean_ms = float(np.mean(intervals_ms))
+    if clock == "fixed":
+        keeps_up = total["tick"] / seconds < 1.0
+    else:
+        keeps_up = interval_mean_ms <= 2 * tick_ms and frames >= 0.99 * frames_expected
     return {
         "sessions": n,
+        "clock": clock,
+        "keeps_up": bool(keeps_up),
         "simulated_s": seconds,
         "ticks": ticks,
         "frames": frames,
-        "frames_expected": int(n * seconds * 90),
-        "load": total["tick"] / seconds,  # loop seconds per simulated second: real time below 1
+        "frames_expected": frames_expected,
+        "load": total["tick"] / seconds,  # loop seconds per simulated second: real time below 1 (fixed clock)
         "tick_mean_ms": 1e3 * total["tick"] / ticks,
         "tick_p99_ms": float(np.percentile(durations_ms, 99)),
+        "interval_mean_ms": interval_mean_ms,  # time between tick starts
+        "interval_p99_ms": float(np.percentile(intervals_ms, 99)),
         "frontend_ms_per_tick": 1e3 * total["frontend"] / ticks,
         "step_ms_per_tick": 1e3 * total["step"] / ticks,
         "other_ms_per_tick": 1e3 * other / ticks,
@@ -128,11 +147,17 @@ def plot(result: dict, path: str) -> None:
     ax_tick.set_xlabel("sessions (face + body)")
     ax_tick.set_ylabel(f"ms per tick (a tick every {result['tick_ms']} ms)")
     ax_tick.legend()
-    ax_load.plot(n, [r["load"] for r in rows], "o-")
-    ax_load.axhline(1.0, color="gray", linestyle=":", label="real time")
+    if result["clock"] == "fixed":
+        ax_load.plot(n, [r["load"] for r in rows], "o-")
+        ax_load.axhline(1.0, color="gray", linestyle=":", label="real time")
+        ax_load.set_ylabel("loop seconds per second of audio")
+    else:
+        ax_load.plot(n, [r["interval_mean_ms"] for r in rows], "o-", label="mean")
+        ax_load.plot(n, [r["interval_p99_ms"] for r in rows], "s--", label="p99")
+        ax_load.axhline(2 * result["tick_ms"], color="gray", linestyle=":", label="keeps up below (mean)")
+        ax_load.set_ylabel("ms between tick starts")
     ax_load.set_xscale("log", base=2)
     ax_load.set_xlabel("sessions (face + body)")
-    ax_load.set_ylabel("loop seconds per second of audio")
     ax_load.legend()
     fig.suptitle(f"inference loop alone, {result['backend']} on {result['device_name']} ({result['mode']})")
     fig.tight_layout()
@@ -150,24 +175,29 @@ def main(argv: list[str] | None = None) -> None:
                         help="simulated time between ticks (the server's --min-tick-ms)")  # fmt: skip
     parser.add_argument("--mode", choices=("compact", "masked"), default="compact")
     parser.add_argument("--rounds", type=int, default=1, help="step rounds per timeline per tick (the server's: 1)")
+    parser.add_argument("--clock", choices=("fixed", "server"), default="fixed",
+                        help="fixed: a tick every --tick-ms; server: no sooner, or when the last one ends")  # fmt: skip
     parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
     rows = []
     for n in (int(x) for x in args.sessions.split(",")):
-        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds)
+        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds, args.clock)
         rows.append(row)
         print(f"{n:4d} sessions: load {row['load']:.2f}, tick {row['tick_mean_ms']:.2f} ms = step "
               f"{row['step_ms_per_tick']:.2f} + front-end {row['frontend_ms_per_tick']:.2f} + other "
-              f"{row['other_ms_per_tick']:.2f} (non-step {100 * row['non_step_share']:.0f}%), "
-              f"frames {row['frames']}/{row['frames_expected']}", flush=True)  # fmt: skip
+              f"{row['other_ms_per_tick']:.2f} (non-step {100 * row['non_step_share']:.0f}%), every "
+              f"{row['interval_mean_ms']:.2f} ms (p99 {row['interval_p99_ms']:.2f}), "
+              f"frames {row['frames']}/{row['frames_expected']}, {'keeps up' if row['keeps_up'] else 'behind'}",
+              flush=True)  # fmt: skip
     result = {"benchmark": "inference_loop", "machine": machine(), "device_name": device_name,
               "backend": args.backend, "device": args.device, "mode": args.mode, "tick_ms": args.tick_ms,
-              "real_time_sessions": max((r["sessions"] for r in rows if r["load"] < 1.0), default=0),
+              "clock": args.clock, "real_time_sessions": max((r["sessions"] for r in rows if r["keeps_up"]), default=0),
               "rows": rows}  # fmt: skip
-    suffix = ("" if args.device == "cpu" else f"-{args.device.replace(':', '')}") + (
-        "" if args.mode == "compact" else f"-{args.mode}")  # fmt: skip
+    suffix = "".join(part for part, used in ((f"-{args.device.replace(':', '')}", args.device != "cpu"),
+                                             (f"-{args.mode}", args.mode != "compact"),
+                                             ("-server-clock", args.clock == "server")) if used)  # fmt: skip
     name = args.name or f"inference_loop{suffix}"
     write_result(name, result)
     plot(result, str(RESULTS / f"{name}.png"))

@@ -1,0 +1,18 @@
+"""The loop-alone benchmark at toy size: every frame the simulated audio allows is made, and the server
+clock never ticks sooner than the fixed one."""
+
+import pytest
+
+from emostream.benchmarks.inference_loop import measure
+
+
+@pytest.mark.parametrize("clock", ["fixed", "server"])
+def test_the_loop_benchmark_makes_every_frame_and_splits_the_tick(clock: str) -> None:
+    row = measure(4, 0.5, "eager", "cpu", 4.0, "compact", clock=clock)
+    assert abs(row["frames"] - row["frames_expected"]) <= 4 * 2  # a frame per stream either side of the ends
+    assert row["interval_mean_ms"] >= 4.0 - 1e-9
+    if clock == "fixed":
+        assert row["interval_p99_ms"] == pytest.approx(4.0)
+    parts = row["step_ms_per_tick"] + row["frontend_ms_per_tick"] + row["other_ms_per_tick"]
+    assert parts == pytest.approx(row["tick_mean_ms"])
+    assert 0 < row["step_ms_per_tick"] < row["tick_mean_ms"]
