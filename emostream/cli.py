@@ -212,6 +212,7 @@ BENCHMARKS = {
     "loop": "emostream.benchmarks.inference_loop",
     "soak": "emostream.benchmarks.soak",
     "face-quality": "emostream.benchmarks.face_quality",
+    "real-voices": "emostream.benchmarks.real_voices",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
     "latency": "emostream.benchmarks.latency",
     "capacity": "emostream.benchmarks.capacity",

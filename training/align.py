@@ -49,12 +49,21 @@ def transcript_words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
 
 
-def align(samples: np.ndarray, rate_hz: int, text: str) -> list[Phone]:
-    """Phones of `text` as spoken in `samples` (float mono at rate_hz), silences included, in order."""
+def align(samples: np.ndarray, rate_hz: int, text: str, pronunciations: dict[str, list[str]] | None = None,
+          ) -> list[Phone]:  # fmt: skip
+    """Phones of `text` as spoken in `samples` (float mono at rate_hz), silences included, in order.
+    `pronunciations`: ARPAbet phones of words the English dictionary lacks (another language's words, named
+    apart from English ones, as "e_it": the dictionary's own entries cannot be replaced); with them, `text`
+    is taken as it is, words split on spaces."""
     pcm = to_16k_int16(samples, rate_hz).tobytes()
-    words = transcript_words(text)
+    words = " ".join(text.split()) if pronunciations else transcript_words(text)
     decoder = _decoder()
-    decoder.set_align_text(words)
+    for word, phones in (pronunciations or {}).items():
+        decoder.add_word(word, " ".join(phones), True)
+    try:
+        decoder.set_align_text(words)
+    except RuntimeError as exc:  # a word in neither the dictionary nor `pronunciations`
+        raise AlignmentError(f"could not align {text!r}: {exc}") from None
     try:
         for second_pass in (False, True):
             if second_pass:
