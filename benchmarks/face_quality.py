@@ -24,6 +24,7 @@ import torch
 
 from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
+from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
 from emostream.runtime.protocol import EMOTIONS
@@ -87,8 +88,9 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
         inputs = {"features": torch.from_numpy(feats[:, 2 * s : 2 * s + 2]), "emotion": emotions}
         noise = torch.randn((B, len(FACE_CHANNELS)), generator=gen)
         outputs, state = generator.step(inputs, state, noise, no, yes)
-        if s >= generator.delay:
-            frames.append(outputs["face"][:, 0].numpy())
+        if s >= generator.delay:  # the eyelids as the server sends them
+            index = np.full(B, s - generator.delay)
+            frames.append(apply_blinks(outputs["face"][:, 0].numpy(), np.full(B, seed), index))
     stacked = np.stack(frames, axis=1)
     return [stacked[b, : n_frames[b]] for b in range(B)]
 
@@ -124,6 +126,28 @@ def lip_metrics(generated: list[np.ndarray], teacher: list[np.ndarray], utts: li
     }
 
 
+def train_lipreader(utterances: list[Utterance], seconds: float) -> torch.nn.Module:
+    """Lip-reading: visemes from a window of mouth motion, trained on teacher motion (random emotions) of
+    `utterances` (training voices)."""
+    x, y = [], []
+    for u in utterances:
+        out = teach(u.phones, u.audio, u.rate, str(np.random.default_rng(len(x)).choice(EMOTIONS)), 1.0, seed=2)
+        x.append(windows(out.face, MOUTH, 3))
+        y.append(out.visemes)
+    return train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), seconds)
+
+
+def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], utterances: list) -> float:
+    """Share of frames whose viseme the lip-reader reads from `faces` as the phones of `utterances` say
+    (anything with phones, audio and rate)."""
+    correct = total = 0
+    for f, u in zip(faces, utterances, strict=True):
+        truth = teach(u.phones, u.audio, u.rate).visemes[: len(f)]
+        correct += int((predict(lipreader, windows(f, MOUTH, 3))[: len(truth)] == truth).sum())
+        total += len(truth)
+    return correct / total
+
+
 def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
     """ms per frame at batch 1 on one thread, and frames per second at batch 64."""
     return step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
@@ -139,21 +163,10 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     neutral = emotion_vector("neutral", 1.0)
     teacher_neutral = [teach(u.phones, u.audio, u.rate, "neutral", 1.0, seed=1).face for u in held]
 
-    # Lip-reading: visemes from a window of mouth motion, trained on teacher motion of training voices.
-    x, y = [], []
-    for u in train_set or held:
-        out = teach(u.phones, u.audio, u.rate, str(np.random.default_rng(len(x)).choice(EMOTIONS)), 1.0, seed=2)
-        x.append(windows(out.face, MOUTH, 3))
-        y.append(out.visemes)
-    lipreader = train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), classifier_seconds)
+    lipreader = train_lipreader(train_set or held, classifier_seconds)
 
     def lipread_accuracy(faces: list[np.ndarray]) -> float:
-        correct = total = 0
-        for f, u in zip(faces, held, strict=True):
-            truth = teach(u.phones, u.audio, u.rate).visemes[: len(f)]
-            correct += int((predict(lipreader, windows(f, MOUTH, 3))[: len(truth)] == truth).sum())
-            total += len(truth)
-        return correct / total
+        return lipreading_accuracy(lipreader, faces, held)
 
     # Emotion recognisability: a classifier on teacher frames of training voices.
     x, y = [], []

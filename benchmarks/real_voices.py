@@ -8,7 +8,9 @@ phone-aligned by pocketsphinx) is played at 48, 16 and 8 kHz (resampled) and thr
 `bench face-quality` at 16 and 8 kHz. Each is animated by the shipped face model at the default lookahead
 (58 ms) with 1, 2 and 4 sampler steps, and by pylipsync (a Python port of uLipSync, the MFCC lip sync
 VTubers use), and judged alike (training/metrics.py): bilabial closure hit (the lips close within each
-p, b, m) and false closures (the lips close in the middle of an open vowel).
+p, b, m) and false closures (the lips close in the middle of an open vowel), lip-reading accuracy (the
+viseme classifier of `bench face-quality`, trained on teacher motion of TTS training voices, reading the
+mouth), and for the model the blink lengths (runs of closed eyes).
 
 pylipsync as a mouth: each 60 fps frame's template weights (aa, ee, ih, oh, ou, silence) give a mouth
 gap, sum of weight x openness (aa 1.0, oh 0.7, ee 0.5, ih 0.35, ou 0.3: how far each viseme opens the
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import RESULTS, machine, write_result
-from emostream.benchmarks.face_quality import Utterance, generate, load_set
+from emostream.benchmarks.face_quality import Utterance, generate, lipreading_accuracy, load_set, train_lipreader
 from emostream.runtime.audio import LogMelFrontEnd, Resampler
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
@@ -46,7 +48,7 @@ from emostream.training.align import Phone
 from emostream.training.codecs import CODECS, through_codec
 from emostream.training.corpus import build
 from emostream.training.face_data import supported_rate
-from emostream.training.metrics import closure_rates
+from emostream.training.metrics import blink_durations_s, closure_rates
 from emostream.training.real_voices import load_real_voices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ PYLIPSYNC = "pylipsync==0.2.1"
 RATES = {"48k": 48000, "16k": 16000, "8k": 8000}
 CONDITIONS = ("48k", "16k", "8k", "g711-mulaw", "gsm", "g722", "opus-12k", "mp3-32k")
 TTS_CONDITIONS = ("16k", "8k")
+LIPREADER_SECONDS = 20.0  # training time of the lip-reading classifier (as in bench face-quality)
 OPENNESS = {"aa": 1.0, "oh": 0.7, "ee": 0.5, "ih": 0.35, "ou": 0.3, "silence": 0.0}
 PEER_LEVEL_DB = -20.0  # dBFS of the loud frames after calibration
 SILENCE_SHARE = 0.3  # pylipsync's silence_threshold
@@ -96,6 +99,19 @@ def judge(faces: list[np.ndarray], clips: list[Clip]) -> dict[str, dict[str, flo
                 t[3] += n_vowel
     return {key: {"closure_hit_rate": t[0] / max(t[1], 1), "false_closure_rate": t[2] / max(t[3], 1),
                   "bilabials": t[1], "open_vowels": t[3]} for key, t in tallies.items()}  # fmt: skip
+
+
+def readings(lipreader: torch.nn.Module, faces: list[np.ndarray], clips: list[Clip]) -> dict[str, float]:
+    """Lip-reading accuracy per language and over all, and the blink lengths (the eyes, for the model)."""
+    out = {}
+    for key in sorted({c.language for c in clips}) + ["all"]:
+        chosen = [i for i, c in enumerate(clips) if key in (c.language, "all")]
+        out[key] = lipreading_accuracy(lipreader, [faces[i] for i in chosen], [clips[i] for i in chosen])
+    blinks = np.concatenate([blink_durations_s(f) for f in faces])
+    minutes = sum(f.shape[0] for f in faces) / FACE_FPS / 60
+    return {"lipreading": out, "blinks_per_minute": blinks.size / minutes,
+            "blink_p95_ms": float(np.percentile(blinks, 95) * 1000) if blinks.size else 0.0,
+            "blink_max_ms": float(blinks.max() * 1000) if blinks.size else 0.0}  # fmt: skip
 
 
 def model_faces(generator: FaceGenerator, clips: list[Clip], seed: int = 1) -> list[np.ndarray]:
@@ -200,6 +216,7 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
     fit_on = tts_clips(corpus, False, 60)
     fit_clips = [Clip("tts", *condition(c.audio, c.rate, name), c.phones) for c in fit_on for name in ("16k", "8k")]
     peer = fit_peer(fit_clips)
+    lipreader = train_lipreader(load_set(corpus, False, 150), LIPREADER_SECONDS)
     print(f"pylipsync fitted on {len(fit_on)} TTS training utterances: {peer}", flush=True)
     rows = []
     sets = [("real", name, real_clips) for name in conditions] + [("tts", name, tts) for name in TTS_CONDITIONS]
@@ -208,11 +225,13 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
         systems = {f"model, {s} step{'s' if s > 1 else ''}": model_faces(g, judged) for s, g in generators.items()}
         systems["pylipsync"] = peer_faces(peer_frames(judged), judged, peer["low"], peer["high"], peer["gain"])
         for system, faces in systems.items():
-            row = {"set": set_name, "condition": name, "system": system, **judge(faces, judged)}
+            row = {"set": set_name, "condition": name, "system": system, **judge(faces, judged),
+                   **readings(lipreader, faces, judged)}  # fmt: skip
             rows.append(row)
             cells = ", ".join(f"{k} {v['closure_hit_rate']:.3f}/{v['false_closure_rate']:.3f}" for k, v in row.items()
-                              if isinstance(v, dict))  # fmt: skip
-            print(f"{set_name:4s} {name:10s} {system:16s} {cells}", flush=True)
+                              if isinstance(v, dict) and "closure_hit_rate" in v)  # fmt: skip
+            print(f"{set_name:4s} {name:10s} {system:16s} {cells}, lip-reading {row['lipreading']['all']:.3f}, "
+                  f"blink p95 {row['blink_p95_ms']:.0f} ms", flush=True)  # fmt: skip
     return {
         "benchmark": "real_voices", "machine": machine(), "checkpoint": checkpoint.name,
         "model_created": metadata.get("created"), "lookahead_ms": generators[steps[0]].lookahead_ms,
@@ -229,13 +248,16 @@ def markdown(result: dict) -> str:
              f"{left_out} recordings could not be aligned and were left out) and on 60 held-out TTS utterances; "
              f"{m['cpu']}, {m['date']}; checkpoint {result['checkpoint']}, lookahead "
              f"{result['lookahead_ms']:.1f} ms. Cells: closure hit / false closures.", ""]  # fmt: skip
-    lines += ["| set | audio | system | all | English | Italian |", "|---|---|---|---|---|---|"]
+    lines += ["| set | audio | system | all | English | Italian | lip-reading | blink p95 (ms) |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["rows"]:
         def cell(key: str, r: dict = r) -> str:
             v = r.get(key)
             return f"{v['closure_hit_rate']:.3f} / {v['false_closure_rate']:.3f}" if v else ""
 
-        lines.append(f"| {r['set']} | {r['condition']} | {r['system']} | {cell('all')} | {cell('en')} | {cell('it')} |")
+        blink = f"{r['blink_p95_ms']:.0f}" if r["system"] != "pylipsync" else ""
+        lines.append(f"| {r['set']} | {r['condition']} | {r['system']} | {cell('all')} | {cell('en')} | {cell('it')} | "
+                     f"{r['lipreading']['all']:.3f} | {blink} |")  # fmt: skip
     p = result["peer_fit"]
     lines += ["", f"pylipsync's volume range fitted on TTS training voices: log10 rms {p['low']} to {p['high']}, "
               f"gain {p['gain']}."]  # fmt: skip

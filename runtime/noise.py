@@ -26,7 +26,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
+def splitmix64(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         z = x + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * _M1
@@ -37,7 +37,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 @cache
 def noise_bank() -> np.ndarray:
     """(BANK_ROWS, BANK_COLUMNS) float32 standard normal values, the same on every machine."""
-    bits = _splitmix64(np.arange(BANK_ROWS * BANK_COLUMNS, dtype=np.uint64)).reshape(BANK_ROWS, BANK_COLUMNS)
+    bits = splitmix64(np.arange(BANK_ROWS * BANK_COLUMNS, dtype=np.uint64)).reshape(BANK_ROWS, BANK_COLUMNS)
     u1 = ((bits >> np.uint64(32)).astype(np.float64) + 1.0) / 4294967297.0  # (0, 1): the log stays finite
     u2 = (bits & _LOW32).astype(np.float64) / 4294967296.0
     bank = (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
@@ -50,6 +50,6 @@ def gaussian_noise(seeds: np.ndarray, steps: np.ndarray, n_values: int, kind: in
     of the stream seeded `seeds[i]`. seeds: (n,) in [0, 2^31); steps: (n,) >= 0."""
     if n_values > BANK_COLUMNS:
         raise ValueError(f"noise of {n_values} values; the bank holds {BANK_COLUMNS} per row")
-    key = _splitmix64((np.asarray(seeds, np.uint64) << np.uint64(8)) | np.uint64(kind))
-    row = _splitmix64(key ^ np.asarray(steps, np.uint64)) >> np.uint64(48)  # the top 16 bits
+    key = splitmix64((np.asarray(seeds, np.uint64) << np.uint64(8)) | np.uint64(kind))
+    row = splitmix64(key ^ np.asarray(steps, np.uint64)) >> np.uint64(48)  # the top 16 bits
     return noise_bank()[row.astype(np.intp), :n_values]

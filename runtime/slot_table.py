@@ -32,6 +32,7 @@ from torch import Tensor
 from emostream.runtime.audio import LOG_FLOOR, N_MELS, SUPPORTED_RATES_HZ
 from emostream.runtime.audio_table import AudioTable
 from emostream.runtime.batched_frontend import MAX_HOPS_PER_TICK, MODEL_RING, BatchedLogMel
+from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.errors import SessionError
 from emostream.runtime.messages import SlotChange, SlotSettings, StreamFrames
 from emostream.runtime.models.face import N_EMOTIONS
@@ -357,6 +358,8 @@ class SlotTable:
         outputs = self._run(timeline, runner, rows, inputs, noise, reset)
         timeline.fresh[rows] = False
         values = outputs[timeline.output][:, 0].float().cpu().numpy()
+        if timeline.stream == "face":  # the eyelids' blinks are drawn, not sampled (runtime/blinks.py)
+            values = apply_blinks(values, timeline.seed[rows], timeline.steps_taken[rows] - timeline.delay)
         if timeline.gains is not None:
             values = values * timeline.gains[rows]
             n = len(ARKIT_BLENDSHAPES)

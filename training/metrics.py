@@ -50,3 +50,15 @@ def closure_rates(face: np.ndarray, phones: list[Phone]) -> tuple[float, float, 
     hit_rate = float(np.mean(hits)) if hits else float("nan")
     false_rate = float(np.mean(false)) if false else float("nan")
     return hit_rate, false_rate, len(hits), len(false)
+
+
+BLINK_CLOSED_ABOVE = 0.5  # mean of eyeBlinkLeft and eyeBlinkRight
+
+
+def blink_durations_s(face: np.ndarray) -> np.ndarray:
+    """Lengths in seconds of the runs of frames whose eyes are closed (mean eyeBlink above 0.5); a run
+    cut by the clip's end counts as far as it goes."""
+    closed = (face[:, CH["eyeBlinkLeft"]] + face[:, CH["eyeBlinkRight"]]) / 2 > BLINK_CLOSED_ABOVE
+    edges = np.diff(np.concatenate([[0], closed.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return (ends - starts) / FACE_FPS

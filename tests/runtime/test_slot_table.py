@@ -10,6 +10,7 @@ import torch
 
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.audio_table import AudioTable
+from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector
 from emostream.runtime.messages import SlotSettings
 from emostream.runtime.models.face import FaceGenerator, lookahead_timing
@@ -37,7 +38,8 @@ def offline_face(pcm: np.ndarray, rate: int, lookahead: int, seed: int) -> np.nd
     emotion = torch.from_numpy(np.tile(emotion_vector("neutral", 1.0), (1, n_steps, 1)))
     inputs = {"features": torch.from_numpy(features)[None], "emotion": emotion}
     with torch.no_grad():
-        return generator.forward_sequence(inputs, torch.from_numpy(noise)[None])["face"][0, :n_frames].numpy()
+        face = generator.forward_sequence(inputs, torch.from_numpy(noise)[None])["face"][0, :n_frames].numpy()
+    return apply_blinks(face, np.full(n_frames, seed), np.arange(n_frames))  # the eyelids the server sends
 
 
 @pytest.mark.parametrize("rate", [16_000, 44_100])
