@@ -13,7 +13,7 @@ from emostream.training.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 
-__all__ = ["RESULTS", "machine", "percentiles_ms", "step_cost", "write_result"]
+__all__ = ["RESULTS", "machine", "percentiles_ms", "step_cost", "write_report", "write_result"]
 
 
 def percentiles_ms(seconds: list[float] | np.ndarray) -> dict[str, float]:
@@ -26,6 +26,16 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2))
     return path
+
+
+def write_report(name: str, result: dict[str, Any], markdown: str, plot: Any) -> None:
+    """A quality benchmark's outputs: NAME.json (the result), NAME.md (its tables, also printed) and
+    NAME.png (drawn by `plot(result, path)`)."""
+    print(markdown)
+    write_result(name, result)
+    (RESULTS / f"{name}.md").write_text(markdown + "\n")
+    plot(result, RESULTS / f"{name}.png")
+    print(f"\nwrote {RESULTS / name}.json, .md and .png")
 
 
 def step_cost(generator: Any, batches: tuple[int, ...] = (1, 64)) -> dict[str, float]:

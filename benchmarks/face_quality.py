@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
+from emostream.benchmarks.common import machine, step_cost, write_report
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
@@ -328,12 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     result = run(args.checkpoint, args.corpus, args.utterances, args.train_utterances, args.classifier_seconds)
-    text = markdown(result)
-    print(text)
-    write_result(args.name, result)
-    (RESULTS / f"{args.name}.md").write_text(text + "\n")
-    plot(result, RESULTS / f"{args.name}.png")
-    print(f"\nwrote {RESULTS / args.name}.json, .md and .png")
+    write_report(args.name, result, markdown(result), plot)
 
 
 if __name__ == "__main__":

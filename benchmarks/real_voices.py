@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emostream.benchmarks.common import RESULTS, machine, write_result
+from emostream.benchmarks.common import machine, write_report
 from emostream.benchmarks.face_quality import Utterance, generate, lipreading_accuracy, load_set, train_lipreader
 from emostream.runtime.audio import LogMelFrontEnd, Resampler
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
@@ -309,12 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown condition {unknown[0]!r}: choose from {', '.join(CONDITIONS)}")
     result = run(args.checkpoint, args.corpus, steps, conditions)
-    text = markdown(result)
-    print(text)
-    write_result(args.name, result)
-    (RESULTS / f"{args.name}.md").write_text(text + "\n")
-    plot(result, RESULTS / f"{args.name}.png")
-    print(f"\nwrote {RESULTS / args.name}.json, .md and .png")
+    write_report(args.name, result, markdown(result), plot)
 
 
 if __name__ == "__main__":
