@@ -137,15 +137,21 @@ def train_lipreader(utterances: list[Utterance], seconds: float) -> torch.nn.Mod
     return train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), seconds)
 
 
-def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], utterances: list) -> float:
-    """Share of frames whose viseme the lip-reader reads from `faces` as the phones of `utterances` say
-    (anything with phones, audio and rate)."""
-    correct = total = 0
-    for f, u in zip(faces, utterances, strict=True):
-        truth = teach(u.phones, u.audio, u.rate).visemes[: len(f)]
-        correct += int((predict(lipreader, windows(f, MOUTH, 3))[: len(truth)] == truth).sum())
-        total += len(truth)
-    return correct / total
+def viseme_truth(utterance: Utterance) -> np.ndarray:
+    """The teacher's viseme of each frame of an utterance (anything with phones, audio and rate)."""
+    return teach(utterance.phones, utterance.audio, utterance.rate).visemes
+
+
+def lipreading_hits(lipreader: torch.nn.Module, face: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+    """(frames whose viseme the lip-reader reads right from `face`, frames judged)."""
+    truth = truth[: len(face)]
+    return int((predict(lipreader, windows(face, MOUTH, 3))[: len(truth)] == truth).sum()), len(truth)
+
+
+def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    """Share of frames whose viseme the lip-reader reads right, over all of `faces`."""
+    hits = [lipreading_hits(lipreader, f, t) for f, t in zip(faces, truths, strict=True)]
+    return sum(h for h, _ in hits) / sum(n for _, n in hits)
 
 
 def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
@@ -165,8 +171,10 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
 
     lipreader = train_lipreader(train_set or held, classifier_seconds)
 
+    truths = [viseme_truth(u) for u in held]
+
     def lipread_accuracy(faces: list[np.ndarray]) -> float:
-        return lipreading_accuracy(lipreader, faces, held)
+        return lipreading_accuracy(lipreader, faces, truths)
 
     # Emotion recognisability: a classifier on teacher frames of training voices.
     x, y = [], []

@@ -39,7 +39,14 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import machine, write_report
-from emostream.benchmarks.face_quality import Utterance, generate, lipreading_accuracy, load_set, train_lipreader
+from emostream.benchmarks.face_quality import (
+    Utterance,
+    generate,
+    lipreading_hits,
+    load_set,
+    train_lipreader,
+    viseme_truth,
+)
 from emostream.runtime.audio import LogMelFrontEnd, Resampler
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
@@ -101,24 +108,33 @@ def judge(faces: list[np.ndarray], clips: list[Clip]) -> dict[str, dict[str, flo
                   "bilabials": t[1], "open_vowels": t[3]} for key, t in tallies.items()}  # fmt: skip
 
 
-def readings(lipreader: torch.nn.Module, faces: list[np.ndarray], clips: list[Clip]) -> dict[str, float]:
+def readings(lipreader: torch.nn.Module, faces: list[np.ndarray], clips: list[Clip],
+             truths: list[np.ndarray]) -> dict:  # fmt: skip
     """Lip-reading accuracy per language and over all, and the blink lengths (the eyes, for the model)."""
-    out = {}
-    for key in sorted({c.language for c in clips}) + ["all"]:
-        chosen = [i for i, c in enumerate(clips) if key in (c.language, "all")]
-        out[key] = lipreading_accuracy(lipreader, [faces[i] for i in chosen], [clips[i] for i in chosen])
+    tallies: dict[str, list[int]] = {}
+    for face, clip, truth in zip(faces, clips, truths, strict=True):
+        hits, frames = lipreading_hits(lipreader, face, truth)
+        for key in (clip.language, "all"):
+            t = tallies.setdefault(key, [0, 0])
+            t[0] += hits
+            t[1] += frames
     blinks = np.concatenate([blink_durations_s(f) for f in faces])
     minutes = sum(f.shape[0] for f in faces) / FACE_FPS / 60
-    return {"lipreading": out, "blinks_per_minute": blinks.size / minutes,
+    return {"lipreading": {key: h / n for key, (h, n) in tallies.items()}, "blinks_per_minute": blinks.size / minutes,
             "blink_p95_ms": float(np.percentile(blinks, 95) * 1000) if blinks.size else 0.0,
             "blink_max_ms": float(blinks.max() * 1000) if blinks.size else 0.0}  # fmt: skip
 
 
-def model_faces(generator: FaceGenerator, clips: list[Clip], seed: int = 1) -> list[np.ndarray]:
+def model_inputs(clips: list[Clip]) -> list[Utterance]:
+    """The clips as the model hears them: at a rate the front-end takes, with their log-mel features."""
     utterances = []
     for clip in clips:
         audio, rate = supported_rate(clip.audio, clip.rate)
         utterances.append(Utterance(audio, rate, clip.phones, LogMelFrontEnd(rate).offline(audio)))
+    return utterances
+
+
+def model_faces(generator: FaceGenerator, utterances: list[Utterance], seed: int = 1) -> list[np.ndarray]:
     faces: list[np.ndarray] = []
     for start in range(0, len(utterances), 64):  # batches of similar cost
         faces += generate(generator, utterances[start : start + 64], emotion_vector("neutral", 1.0), seed)
@@ -222,11 +238,12 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
     sets = [("real", name, real_clips) for name in conditions] + [("tts", name, tts) for name in TTS_CONDITIONS]
     for set_name, name, clips in sets:
         judged = [Clip(c.language, *condition(c.audio, c.rate, name), c.phones) for c in clips]
-        systems = {f"model, {s} step{'s' if s > 1 else ''}": model_faces(g, judged) for s, g in generators.items()}
+        heard, truths = model_inputs(judged), [viseme_truth(c) for c in judged]
+        systems = {f"model, {s} step{'s' if s > 1 else ''}": model_faces(g, heard) for s, g in generators.items()}
         systems["pylipsync"] = peer_faces(peer_frames(judged), judged, peer["low"], peer["high"], peer["gain"])
         for system, faces in systems.items():
             row = {"set": set_name, "condition": name, "system": system, **judge(faces, judged),
-                   **readings(lipreader, faces, judged)}  # fmt: skip
+                   **readings(lipreader, faces, judged, truths)}  # fmt: skip
             rows.append(row)
             cells = ", ".join(f"{k} {v['closure_hit_rate']:.3f}/{v['false_closure_rate']:.3f}" for k, v in row.items()
                               if isinstance(v, dict) and "closure_hit_rate" in v)  # fmt: skip
