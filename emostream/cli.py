@@ -158,6 +158,18 @@ def _export_bvh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_avatar(args: argparse.Namespace) -> int:
+    from emostream.clients.avatar.gltf_export import export_avatar
+
+    if args.output.suffix.lower() not in (".glb", ".vrm"):
+        raise EmostreamError(f"{args.output}: give a .glb (glTF 2.0 binary) or .vrm (VRM 1.0) file name")
+    path = export_avatar(args.output)
+    kind = "VRM 1.0" if path.suffix.lower() == ".vrm" else "glTF 2.0"
+    print(f"{path}: the built-in avatar as {kind}, {path.stat().st_size / 1e6:.1f} MB (52 ARKit morph targets, "
+          "a skinned SMPL-X skeleton)")  # fmt: skip
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import importlib
 
@@ -317,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     beat2.add_argument("animation", type=Path, help="an .npz with body_axis_angle")
     beat2.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     beat2.set_defaults(run=_export_beat2)
+
+    avatar = command("export-avatar", "the built-in avatar -> glTF 2.0 (.glb) or VRM 1.0 (.vrm)")
+    avatar.add_argument("-o", "--output", type=Path, required=True, help="output .glb or .vrm")
+    avatar.set_defaults(run=_export_avatar)
 
     serve_parser = command("serve", "run the WebSocket server")
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every one)")

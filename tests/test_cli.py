@@ -176,3 +176,11 @@ def test_render_draws_the_body_when_asked_for_the_body_view(tmp_path: Path) -> N
 
     # The face view is mostly face; the body view shows a whole standing figure, its head a small part.
     assert skin(sheets["face"]) > 0.1 and skin(sheets["body"]) < 0.02
+
+
+def test_export_avatar_writes_vrm_and_refuses_other_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-avatar", "-o", str(tmp_path / "me.vrm")]) == 0
+    assert (tmp_path / "me.vrm").read_bytes()[:4] == b"glTF" and "VRM 1.0" in capsys.readouterr().out
+    assert main(["export-avatar", "-o", str(tmp_path / "me.fbx")]) == 2
+    err = capsys.readouterr().err
+    assert "me.fbx" in err and ".glb" in err and "Traceback" not in err and not (tmp_path / "me.fbx").exists()
