@@ -206,6 +206,6 @@ def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
     with LocalServer(server_arguments(checkpoint)) as server:
         args = argparse.Namespace(
             audio=audio_path or bundled_speech(), url=server.url, mic=False, mic_device=None, rate=16_000,
-            token=None, mute=False, stay=False, width=960, height=960, screenshot=None,
+            token=None, mute=False, stay=False, width=960, height=960, screenshot=None, avatar=None,
         )  # fmt: skip
         return run_window(args, EMOTION_SCRIPT)

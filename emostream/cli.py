@@ -79,6 +79,13 @@ def _render(args: argparse.Namespace) -> int:
         raise EmostreamError(f"{args.animation}: not a readable npz ({exc})") from None
     if "face" not in data or "face_channels" not in data:
         raise EmostreamError(f"{args.animation}: no face frames (expected the `emostream animate` npz layout)")
+    if args.avatar is not None:
+        from emostream.clients.avatar.user_avatar import load_avatar
+
+        try:
+            load_avatar(args.avatar)
+        except (OSError, ValueError) as exc:
+            raise EmostreamError(str(exc)) from None
     body = frames_from_arrays(data)
     if args.view == "body" and body is None:
         raise EmostreamError(f"{args.animation} has no body frames to show: animate with the body on (the default)")
@@ -93,9 +100,9 @@ def _render(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         frames = write_video(clip, args.output, audio, size=(args.size, args.size), fps=args.fps, view=args.view,
-                             progress=progress)  # fmt: skip
+                             progress=progress, avatar=args.avatar)  # fmt: skip
     sheet = args.output.with_suffix(".png")
-    contact_sheet(clip, sheet, view=args.view)
+    contact_sheet(clip, sheet, view=args.view, avatar=args.avatar)
     print(f"wrote {args.output} ({frames} frames at {args.fps:g} fps) and {sheet}")
     return 0
 
@@ -295,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--size", type=int, default=720, help="video width and height in pixels")
     render.add_argument("--fps", type=float, default=30.0, help="video frame rate")
     render.add_argument("--view", choices=("face", "body"), default="face", help="the head, or the whole body")
+    render.add_argument("--avatar", type=Path, default=None, help="your own .vrm or .glb avatar (docs/avatars.md)")
     render.set_defaults(run=_render)
 
     from emostream.clients.viewer.window import add_arguments as add_view_arguments

@@ -194,3 +194,50 @@ void main() {
     f_colour = texture(overlay, v_uv);
 }
 """
+
+# A user's avatar (clients/avatar/user_avatar.py): posed on the CPU, so world-space vertices come in; the
+# base colour is the vertex colour times the material's texture where it has one. Alpha below 0.5 is cut
+# out (hair cards and lashes are usually alpha-masked).
+USER_VERTEX = """
+#version 330
+uniform mat4 view_projection;
+in vec3 in_position;
+in vec3 in_normal;
+in vec4 in_colour;
+in vec2 in_uv;
+out vec3 v_world;
+out vec3 v_normal;
+out vec4 v_colour;
+out vec2 v_uv;
+void main() {
+    v_world = in_position;
+    v_normal = in_normal;
+    v_colour = in_colour;
+    v_uv = in_uv;
+    gl_Position = view_projection * vec4(in_position, 1.0);
+}
+"""
+
+USER_FRAGMENT = (
+    """
+#version 330
+uniform sampler2D base_colour;
+uniform int textured;
+in vec3 v_world;
+in vec3 v_normal;
+in vec4 v_colour;
+in vec2 v_uv;
+out vec4 f_colour;
+"""
+    + LIGHTING
+    + """
+void main() {
+    vec4 colour = v_colour;
+    if (textured == 1) colour *= texture(base_colour, v_uv);
+    if (colour.a < 0.5) discard;
+    vec3 n = normalize(v_normal);
+    if (!gl_FrontFacing) n = -n;
+    f_colour = vec4(shade(colour.rgb, n, v_world, 16.0, 0.08), 1.0);
+}
+"""
+)

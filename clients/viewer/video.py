@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .camera import OrbitCamera
 from .renderer import AvatarRenderer, OffscreenTarget, body_view, face_view, headless_context
+from .user_renderer import UserAvatarRenderer
 
 AUDIO_RATE_HZ = 48000
 
@@ -75,12 +76,17 @@ def draw_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
 class FrameRenderer:
     """Renders clip frames at a size with a camera preset ("face" or "body")."""
 
-    def __init__(self, width: int, height: int, view: str = "face") -> None:
+    def __init__(self, width: int, height: int, view: str = "face", avatar: Path | None = None) -> None:
         self.ctx = headless_context()
-        self.avatar = AvatarRenderer(self.ctx)
         self.target = OffscreenTarget(self.ctx, width, height)
         self.width, self.height = width, height
-        self.camera: OrbitCamera = face_view() if view == "face" else body_view()
+        self.avatar: AvatarRenderer | UserAvatarRenderer
+        if avatar is None:
+            self.avatar = AvatarRenderer(self.ctx)
+            self.camera: OrbitCamera = face_view() if view == "face" else body_view()
+        else:
+            self.avatar = UserAvatarRenderer(self.ctx, avatar)
+            self.camera = self.avatar.focus(view)
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None) -> np.ndarray:
         self.target.use()
@@ -100,12 +106,13 @@ def write_video(
     view: str = "face",
     hud: Callable[[float], list[str]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    avatar: Path | None = None,
 ) -> int:
     """Renders `clip` to an mp4 (H.264, yuv420p) with `audio` (float samples, rate) as AAC. Returns the
     number of video frames."""
     import av
 
-    renderer = FrameRenderer(*size, view=view)
+    renderer = FrameRenderer(*size, view=view, avatar=avatar)
     total = int(np.floor(clip.seconds * fps + 1e-9))
     try:
         with av.open(str(path), mode="w") as container:
@@ -147,12 +154,18 @@ def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:  # ty
 
 
 def contact_sheet(
-    clip: Clip, path: Path, columns: int = 6, rows: int = 3, tile: int = 256, view: str = "face"
+    clip: Clip,
+    path: Path,
+    columns: int = 6,
+    rows: int = 3,
+    tile: int = 256,
+    view: str = "face",
+    avatar: Path | None = None,
 ) -> np.ndarray:
     """A grid of evenly spaced frames, each labelled with its media time and caption; saved as PNG."""
     times = np.linspace(0.0, max(clip.seconds - 1.0 / clip.fps, 0.0), columns * rows)
     grid = np.zeros((rows * tile, columns * tile, 3), np.uint8)
-    renderer = FrameRenderer(tile, tile, view=view)
+    renderer = FrameRenderer(tile, tile, view=view, avatar=avatar)
     try:
         for k, t in enumerate(times):
             image = renderer.render(clip.face_at(t), clip.body_at(t))

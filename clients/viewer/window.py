@@ -171,6 +171,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
 
     from .camera import OrbitCamera
     from .renderer import AvatarRenderer, body_view, face_view
+    from .user_renderer import UserAvatarRenderer
 
     if not glfw.init():
         raise RuntimeError("glfw could not initialise the display")
@@ -186,7 +187,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     glfw.make_context_current(window)
     glfw.swap_interval(1)
     ctx = moderngl.create_context()
-    avatar = AvatarRenderer(ctx)
+    avatar = UserAvatarRenderer(ctx, args.avatar) if args.avatar is not None else AvatarRenderer(ctx)
     hud = _Hud(ctx)
     state = LiveState()
     _network_thread(args, state, script)
@@ -196,7 +197,10 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             player = AudioPlayout(state)
         except Exception as exc:  # no sound card: carry on silent
             print(f"emostream view: no audio output ({exc}); continuing without sound")
-    cameras: dict[str, OrbitCamera] = {"face": face_view(), "body": body_view()}
+    if isinstance(avatar, UserAvatarRenderer):
+        cameras: dict[str, OrbitCamera] = {"face": avatar.focus("face"), "body": avatar.focus("body")}
+    else:
+        cameras = {"face": face_view(), "body": body_view()}
     view = ["face"]
     drag: list[tuple[float, float] | None] = [None]
     keys = {getattr(glfw, f"KEY_{k + 1}"): emotion for k, emotion in enumerate(EMOTIONS[:9])}
@@ -313,6 +317,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mute", action="store_true", help="do not play the audio")
     parser.add_argument("--stay", action="store_true", help="keep the window open after the take ends")
     parser.add_argument("--screenshot", type=Path, default=None, help="save the last live frame as a PNG")
+    parser.add_argument("--avatar", type=Path, default=None, help="your own .vrm or .glb avatar (docs/avatars.md)")
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=960)
 
@@ -322,6 +327,13 @@ def run_viewer(args: argparse.Namespace) -> int:
         raise SystemExit("emostream view: give an audio file or --mic")
     if not display_available():
         raise SystemExit("emostream view: no display; use `emostream render` or `emostream demo` (headless)")
+    if args.avatar is not None:
+        from emostream.clients.avatar.user_avatar import load_avatar
+
+        try:
+            load_avatar(args.avatar)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"emostream view: {exc}") from None
     if args.mic:
         args.mute = True  # playing the microphone back would echo
     return run_window(args)
