@@ -129,6 +129,7 @@ def test_user_errors_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFix
         (["export-beat2", str(face_only), "-o", str(tmp_path / "x.npz")], "emostream animate"),
         (["render", str(face_only), "-o", str(tmp_path / "x.mp4"), "--view", "body"], "no body frames"),
         (["render", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.mp4")], "not a readable npz"),
+        (["render", str(face_only), "-o", str(tmp_path / "x.mp4"), "--avatar", wav], "not a readable glTF or VRM"),
         (["animate", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "a.npz")], "no such audio file"),
         (["stream", wav, "--url", "http://example.org"], "not a WebSocket URL"),
     ]
