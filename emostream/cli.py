@@ -191,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     from emostream.runtime.assets import default_face_checkpoint
     from emostream.runtime.models.face import load_checkpoint
     from emostream.runtime.server import LOG_FORMAT, ServerConfig, serve_forever
+    from emostream.runtime.web_files import WebFiles
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     import torch
@@ -205,12 +206,18 @@ def _serve(args: argparse.Namespace) -> int:
         path = args.gesture_checkpoint or default_gesture_checkpoint()
         gesture_network, style_names, _ = load_gesture_checkpoint(path)
         gesture = (gesture_network, style_names)
+    web = WebFiles()
+    if args.page:
+        from emostream.clients.web import page_files
+
+        web = page_files()
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
                           face=args.face, inference=args.inference, workers=args.workers,
                           min_tick_ms=args.min_tick_ms, agent_port=args.agent_port,
-                          idle_timeout_s=args.idle_timeout_s, hello_timeout_s=args.hello_timeout_s)  # fmt: skip
+                          idle_timeout_s=args.idle_timeout_s, hello_timeout_s=args.hello_timeout_s,
+                          web=web)  # fmt: skip
     serve_forever(network, config, gesture, args.event_loop)
     return 0
 
@@ -237,6 +244,7 @@ BENCHMARKS = {
     "capacity": "emostream.benchmarks.capacity",
     "backends": "emostream.benchmarks.backends",
     "bridges": "emostream.benchmarks.bridges",
+    "web-page": "emostream.benchmarks.headless_page",
 }
 
 
@@ -371,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="close a session with no message for this long")  # fmt: skip
     serve_parser.add_argument("--hello-timeout-s", type=float, default=10.0,
                               help="close a connection that sends no hello this long")  # fmt: skip
+    serve_parser.add_argument("--no-page", dest="page", action="store_false",
+                              help="do not serve the browser page at / (docs/web.md)")  # fmt: skip
     serve_parser.add_argument("--agent-port", type=int, default=None,
                               help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
     add_backend_arguments(serve_parser)

@@ -9,7 +9,8 @@ another: each session has its own sender task and its core keeps only the newest
 that does not keep up; the loop never waits on a socket.
 
 HTTP on the same port: /healthz (200 with the free slots, 503 when the loop is gone or the server
-stops) and /metrics (Prometheus). With `agent_port`, an HAProxy agent answers on that port with the
+stops), /metrics (Prometheus) and, when given a web root, the browser page at / (clients/web). With
+`agent_port`, an HAProxy agent answers on that port with the
 share of free slots, or `drain` when none is left (runtime/balancer.py).
 """
 
@@ -49,6 +50,7 @@ from emostream.runtime.metrics import WORKER_FIELDS, ServerCollector, render
 from emostream.runtime.session_core import STREAM_INFO, Phase, ServerOffer, SessionCore, SessionTimers
 from emostream.runtime.shared_counters import CountersHandle, SharedCounters
 from emostream.runtime.shm_queue import ShmQueue
+from emostream.runtime.web_files import WebFiles
 from emostream.runtime.zmq_publisher import PublishedFrame, ZmqPublisher
 
 log = logging.getLogger("emostream.server")
@@ -80,6 +82,7 @@ class ServerConfig:
     min_tick_ms: float = 4.0  # the loop's ticks begin at least this far apart (docs/server.md)
     step_mode: str = "auto"  # runtime/slot_table.py: "compact" rows, or "masked"; auto: masked on a GPU
     agent_port: int | None = None  # HAProxy agent-check port (runtime/balancer.py)
+    web: WebFiles = field(default_factory=WebFiles)  # the browser page and its files (runtime/web_files.py)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0 or self.workers < 1:
@@ -235,6 +238,8 @@ class IoServer:
         if request.path == "/metrics":
             self._publish_counts()  # this process's own counters as of now; the others' as last published
             return _text(http.HTTPStatus.OK, render(self.collector).decode(), "text/plain; version=0.0.4")
+        if self.config.web.root is not None or self.config.web.extra:
+            return self.config.web.respond(request)  # a file, a 404, or None for a WebSocket handshake
         return None  # a WebSocket handshake
 
     def _agent_reply(self) -> str:

@@ -75,7 +75,8 @@ def _primitive(buffer: _Buffer, part: Part, material: int) -> gl.Primitive:
     attributes = gl.Attributes(
         POSITION=buffer.add(part.positions, gl.VEC3, gl.FLOAT, vertex, bounds=True),
         NORMAL=buffer.add(part.normals.astype(np.float32), gl.VEC3, gl.FLOAT, vertex),
-        COLOR_0=buffer.add(np.clip(part.colors, 0, 1).astype(np.float32), gl.VEC3, gl.FLOAT, vertex),
+        # glTF vertex colours are linear; the viewer's palette is in display (sRGB) values
+        COLOR_0=buffer.add((np.clip(part.colors, 0, 1) ** 2.2).astype(np.float32), gl.VEC3, gl.FLOAT, vertex),
         JOINTS_0=buffer.add(joints, gl.VEC4, gl.UNSIGNED_BYTE, vertex),
         WEIGHTS_0=buffer.add(weights, gl.VEC4, gl.FLOAT, vertex),
     )

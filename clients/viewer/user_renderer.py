@@ -37,7 +37,9 @@ class UserAvatarRenderer:
             n = len(p.positions)
             dynamic = ctx.buffer(reserve=n * 6 * 4, dynamic=True)
             uv = p.texcoords if p.texcoords is not None else np.zeros((n, 2), np.float32)
-            static = ctx.buffer(np.hstack([p.colour, uv]).astype(np.float32).tobytes())
+            # glTF colours are linear; this shader works in display values, as the textures are (sRGB)
+            display = np.hstack([np.clip(p.colour[:, :3], 0, 1) ** (1 / 2.2), p.colour[:, 3:]])
+            static = ctx.buffer(np.hstack([display, uv]).astype(np.float32).tobytes())
             vao = ctx.vertex_array(
                 self.program,
                 [(dynamic, "3f 3f", "in_position", "in_normal"), (static, "4f 2f", "in_colour", "in_uv")],

@@ -1,0 +1,23 @@
+"""The browser page that `emostream serve` serves at / (docs/web.md): static files in static/, three.js and
+three-vrm vendored from npm, and the built-in avatar exported as VRM when the server starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from emostream.runtime.web_files import WebFiles
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emostream"
+
+
+def page_files(folder: Path | None = None) -> WebFiles:
+    """The page's files, with the built-in avatar written (again) as `avatar.vrm` into `folder`."""
+    from emostream.clients.avatar.gltf_export import export_avatar
+
+    avatar = export_avatar((folder or cache_dir()) / "avatar.vrm")
+    return WebFiles(root=STATIC, extra={"/avatar.vrm": avatar})

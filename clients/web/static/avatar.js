@@ -1,0 +1,177 @@
+// A VRM or glTF avatar driven by emostream frames, as clients/avatar/user_avatar.py drives one in Python
+// (docs/avatars.md): ARKit weights onto same-named morph targets (Perfect Sync) or onto the VRM presets
+// that best rebuild them; SMPL-X joint rotations onto the normalized humanoid bones (three-vrm's normalized
+// rig rests in a T-pose with identity rotations, as SMPL-X does); head and eye angles on top.
+import * as THREE from "three";
+import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { VRMLoaderPlugin, VRMUtils } from "@pixiv/three-vrm";
+
+export const ARKIT = [
+  "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
+  "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+  "eyeSquintRight", "eyeWideRight", "jawForward", "jawLeft", "jawRight", "jawOpen", "mouthClose", "mouthFunnel",
+  "mouthPucker", "mouthLeft", "mouthRight", "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft",
+  "mouthFrownRight", "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+  "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthPressLeft", "mouthPressRight",
+  "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "browDownLeft",
+  "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft",
+  "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+];
+
+// The VRM presets as ARKit poses: the table clients/avatar/vrm.py writes into the exported VRM.
+const PRESETS = {
+  aa: { jawOpen: 0.7, mouthLowerDownLeft: 0.3, mouthLowerDownRight: 0.3 },
+  ih: { jawOpen: 0.25, mouthStretchLeft: 0.45, mouthStretchRight: 0.45 },
+  ou: { jawOpen: 0.15, mouthPucker: 0.85, mouthFunnel: 0.35 },
+  ee: { jawOpen: 0.2, mouthSmileLeft: 0.45, mouthSmileRight: 0.45, mouthStretchLeft: 0.3, mouthStretchRight: 0.3 },
+  oh: { jawOpen: 0.45, mouthFunnel: 0.75 },
+  happy: { mouthSmileLeft: 0.8, mouthSmileRight: 0.8, cheekSquintLeft: 0.55, cheekSquintRight: 0.55,
+           eyeSquintLeft: 0.25, eyeSquintRight: 0.25 },
+  angry: { browDownLeft: 0.8, browDownRight: 0.8, eyeSquintLeft: 0.4, eyeSquintRight: 0.4, mouthPressLeft: 0.35,
+           mouthPressRight: 0.35, noseSneerLeft: 0.25, noseSneerRight: 0.25 },
+  sad: { browInnerUp: 0.75, browDownLeft: 0.3, browDownRight: 0.3, mouthFrownLeft: 0.6, mouthFrownRight: 0.6,
+         mouthShrugLower: 0.25 },
+  surprised: { browInnerUp: 0.8, browOuterUpLeft: 0.8, browOuterUpRight: 0.8, eyeWideLeft: 0.7, eyeWideRight: 0.7,
+               jawOpen: 0.25 },
+  relaxed: { mouthSmileLeft: 0.35, mouthSmileRight: 0.35, eyeSquintLeft: 0.15, eyeSquintRight: 0.15 },
+};
+const FITTED = Object.keys(PRESETS);
+
+// SMPL-X joints (runtime/rigs.py order) and the VRM bones they drive.
+export const SMPLX = [
+  "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
+  "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
+  "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "jaw", "left_eye_smplhf",
+  "right_eye_smplhf", "left_index1", "left_index2", "left_index3", "left_middle1", "left_middle2", "left_middle3",
+  "left_pinky1", "left_pinky2", "left_pinky3", "left_ring1", "left_ring2", "left_ring3", "left_thumb1",
+  "left_thumb2", "left_thumb3", "right_index1", "right_index2", "right_index3", "right_middle1", "right_middle2",
+  "right_middle3", "right_pinky1", "right_pinky2", "right_pinky3", "right_ring1", "right_ring2", "right_ring3",
+  "right_thumb1", "right_thumb2", "right_thumb3",
+];
+const TO_VRM = {
+  pelvis: "hips", spine1: "spine", spine2: "chest", spine3: "upperChest", neck: "neck", head: "head",
+  left_hip: "leftUpperLeg", left_knee: "leftLowerLeg", left_ankle: "leftFoot", left_foot: "leftToes",
+  right_hip: "rightUpperLeg", right_knee: "rightLowerLeg", right_ankle: "rightFoot", right_foot: "rightToes",
+  left_collar: "leftShoulder", left_shoulder: "leftUpperArm", left_elbow: "leftLowerArm", left_wrist: "leftHand",
+  right_collar: "rightShoulder", right_shoulder: "rightUpperArm", right_elbow: "rightLowerArm",
+  right_wrist: "rightHand",
+};
+for (const side of ["left", "right"]) {
+  const fingers = { thumb: ["Thumb", ["Metacarpal", "Proximal", "Distal"]], index: ["Index"], middle: ["Middle"],
+                    ring: ["Ring"], pinky: ["Little"] };
+  for (const [finger, [name, parts = ["Proximal", "Intermediate", "Distal"]]] of Object.entries(fingers)) {
+    parts.forEach((part, k) => { TO_VRM[`${side}_${finger}${k + 1}`] = `${side}${name}${part}`; });
+  }
+}
+
+// Non-negative least squares by projected gradient, as arkit_to_vrm does in Python.
+function fitPresets(face, index) {
+  const basis = FITTED.map((name) => ARKIT.map((shape) => PRESETS[name][shape] || 0));
+  const arkit = ARKIT.map((shape) => Math.min(Math.max(face[index[shape]] || 0, 0), 1));
+  const gram = basis.map((a) => basis.map((b) => a.reduce((s, x, i) => s + x * b[i], 0)));
+  const target = basis.map((a) => a.reduce((s, x, i) => s + x * arkit[i], 0));
+  const step = 1 / gram.reduce((m, row) => Math.max(m, row.reduce((s, x) => s + Math.abs(x), 0)), 1e-9);
+  const x = new Array(FITTED.length).fill(0);
+  for (let it = 0; it < 60; it++) {
+    const grad = gram.map((row, i) => row.reduce((s, g, j) => s + g * x[j], 0) - target[i]);
+    for (let i = 0; i < x.length; i++) x[i] = Math.min(Math.max(x[i] - step * grad[i], 0), 1);
+  }
+  return Object.fromEntries(FITTED.map((name, i) => [name, x[i]]));
+}
+
+export async function loadAvatar(url, scene) {
+  const loader = new GLTFLoader();
+  loader.register((parser) => new VRMLoaderPlugin(parser));
+  const gltf = await loader.loadAsync(url);
+  const vrm = gltf.userData.vrm;
+  if (!vrm) throw new Error(`${url} is not a VRM (three-vrm found no humanoid)`);
+  if (vrm.meta?.metaVersion === "0") VRMUtils.rotateVRM0(vrm); // VRM 0.x faces -Z
+  VRMUtils.removeUnnecessaryVertices(gltf.scene);
+  scene.add(vrm.scene);
+  return new DrivenAvatar(vrm);
+}
+
+export class DrivenAvatar {
+  constructor(vrm) {
+    this.vrm = vrm;
+    this.mirrored = vrm.meta?.metaVersion === "0"; // its rig's space faces -Z: SMPL-X rotations turn about Y
+    this.morphs = []; // Perfect Sync: [influences array, morph index, ARKit index]
+    vrm.scene.traverse((object) => {
+      if (!object.morphTargetDictionary) return;
+      for (const [name, k] of Object.entries(object.morphTargetDictionary)) {
+        const i = ARKIT.findIndex((shape) => shape.toLowerCase() === name.toLowerCase());
+        if (i >= 0) this.morphs.push([object.morphTargetInfluences, k, i]);
+      }
+    });
+    this.perfectSync = new Set(this.morphs.map((m) => m[2])).size >= 26;
+    this.faceIndex = null;
+    this.bodyOrder = null;
+    this.bodyRotations = new Map(); // normalized bone node -> its latest body-stream rotation
+    this.mouth = 0; // the jaw's latest opening, for the page's readout and its test
+    this.quaternion = new THREE.Quaternion();
+    this.euler = new THREE.Euler();
+  }
+
+  setChannels(channels) {
+    this.faceIndex = Object.fromEntries((channels.face || []).map((name, i) => [name, i]));
+    const body = channels.body || [];
+    this.bodyOrder = SMPLX.map((joint) => body.indexOf(`${joint}.qx`));
+  }
+
+  applyFace(values) {
+    const index = this.faceIndex;
+    if (!index) return;
+    this.mouth = values[index.jawOpen] || 0;
+    const manager = this.vrm.expressionManager;
+    if (this.perfectSync) {
+      this.pendingMorphs = ARKIT.map((shape) => values[index[shape]]); // set after vrm.update(), which
+      // rewrites the morphs its expressions bind
+    } else if (manager) {
+      const presets = fitPresets(values, index);
+      for (const [name, w] of Object.entries(presets)) manager.setValue(name, w);
+      manager.setValue("blinkLeft", values[index.eyeBlinkLeft]);
+      manager.setValue("blinkRight", values[index.eyeBlinkRight]);
+    }
+    this.head = [values[index.headYaw], values[index.headPitch], values[index.headRoll]];
+    this.eyes = [values[index.leftEyeYaw], values[index.leftEyePitch], values[index.rightEyeYaw],
+                 values[index.rightEyePitch]];
+  }
+
+  applyBody(values) {
+    if (!this.bodyOrder) return;
+    const humanoid = this.vrm.humanoid;
+    SMPLX.forEach((joint, j) => {
+      const bone = TO_VRM[joint];
+      const at = this.bodyOrder[j];
+      const node = bone && at >= 0 ? humanoid.getNormalizedBoneNode(bone) : null;
+      if (!node) return;
+      const [x, y, z, w] = [values[at], values[at + 1], values[at + 2], values[at + 3]];
+      const rotation = this.bodyRotations.get(node) || new THREE.Quaternion();
+      this.bodyRotations.set(node, rotation.set(this.mirrored ? -x : x, y, this.mirrored ? -z : z, w));
+    });
+  }
+
+  turn(pitch, yaw, roll) {
+    const m = this.mirrored ? -1 : 1; // a turn about X or Z changes sign in a rig that faces -Z
+    return new THREE.Quaternion().setFromEuler(this.euler.set(m * pitch, yaw, m * roll, "YXZ"));
+  }
+
+  update(delta) {
+    const humanoid = this.vrm.humanoid;
+    for (const [node, rotation] of this.bodyRotations) node.quaternion.copy(rotation);
+    if (this.head) {
+      const head = humanoid.getNormalizedBoneNode("head");
+      const [yaw, pitch, roll] = this.head;
+      if (head) head.quaternion.copy(this.bodyRotations.get(head) || this.quaternion.identity())
+        .multiply(this.turn(pitch, yaw, roll));
+      for (const [bone, k] of [["leftEye", 0], ["rightEye", 2]]) {
+        const eye = humanoid.getNormalizedBoneNode(bone);
+        if (eye) eye.quaternion.copy(this.turn(this.eyes[k + 1], this.eyes[k], 0));
+      }
+    }
+    this.vrm.update(delta);
+    if (this.pendingMorphs) {
+      for (const [influences, k, i] of this.morphs) influences[k] = Math.min(Math.max(this.pendingMorphs[i], 0), 1);
+    }
+  }
+}

@@ -1,0 +1,92 @@
+"""The browser page (clients/web): its files as the server serves them, its tables against the Python ones,
+and the page itself in headless Chromium with a speech file as its microphone (benchmarks/headless_page.py)."""
+
+import json
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+
+from emostream.benchmarks.headless_page import chromium, run
+from emostream.clients.avatar.vrm import VRM_EXPRESSIONS
+from emostream.clients.web import STATIC, page_files
+from emostream.runtime.audio_files import read_audio
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, SMPLX_JOINTS
+from emostream.runtime.web_files import WebFiles
+
+ASSETS = Path(__file__).resolve().parents[2] / "runtime" / "assets"
+
+
+def get(files: WebFiles, path: str):
+    return files.respond(Request(path, Headers([("Host", "localhost")])))
+
+
+def test_the_page_its_scripts_vendored_libraries_and_the_avatar_are_served(tmp_path: Path) -> None:
+    files = page_files(tmp_path)
+    page = get(files, "/?autostart=1")
+    assert page.status_code == 200 and b"importmap" in page.body
+    assert page.headers["Content-Type"].startswith("text/html")
+    for path in ("/app.js", "/protocol.js", "/avatar.js", "/capture-worklet.js", "/vendor/three/three.module.min.js",
+                 "/vendor/three/three.core.min.js", "/vendor/three/addons/loaders/GLTFLoader.js",
+                 "/vendor/three-vrm/three-vrm.module.min.js"):  # fmt: skip
+        answer = get(files, path)
+        assert answer.status_code == 200 and answer.headers["Content-Type"] == "text/javascript", path
+    for licence in ("/vendor/three/LICENSE", "/vendor/three-vrm/LICENSE"):  # served beside the code, as MIT asks
+        assert b"Permission is hereby granted" in get(files, licence).body
+    assert get(files, "/avatar.vrm").body[:4] == b"glTF"
+    assert get(files, "/../pyproject.toml").status_code == 404  # nothing outside the page's folder
+    assert get(files, "/%2e%2e/__init__.py").status_code == 404
+    assert get(files, "/missing.js").status_code == 404
+    upgrade = Request("/", Headers([("Host", "localhost"), ("Upgrade", "websocket")]))
+    assert files.respond(upgrade) is None  # the WebSocket handshake goes on to the session
+
+
+def js_list(source: str, name: str) -> list[str]:
+    body = re.search(rf"export const {name} = \[(.*?)\];", source, re.S)
+    assert body is not None, name
+    return re.findall(r'"([^"]+)"', body.group(1))
+
+
+def test_the_pages_tables_are_the_python_ones() -> None:
+    source = (STATIC / "avatar.js").read_text()
+    assert js_list(source, "ARKIT") == list(ARKIT_BLENDSHAPES)
+    assert js_list(source, "SMPLX") == list(SMPLX_JOINTS)
+    table = re.search(r"const PRESETS = \{(.*?)\n\};", source, re.S).group(1)
+    presets = {name: dict((k, float(v)) for k, v in re.findall(r"(\w+): ([\d.]+)", body))
+               for name, body in re.findall(r"(\w+): \{([^}]*)\}", table)}  # fmt: skip
+    assert presets == {k: v for k, v in VRM_EXPRESSIONS.items() if k in presets}
+    assert set(presets) == {"aa", "ih", "ou", "ee", "oh", "happy", "angry", "sad", "surprised", "relaxed"}
+
+
+def speech_with_pauses(path: Path) -> Path:
+    """The bundled speech cut to 2.5 s, with 1.5 s of silence before and after: the page's microphone."""
+    audio, rate = read_audio(ASSETS / "speech_sample.wav")
+    silence = np.zeros(int(1.5 * rate), np.float32)
+    take = np.concatenate([silence, audio[int(1.0 * rate) : int(3.5 * rate)], silence])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(take, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (scripts/setup --tests installs it)")
+def test_headless_chromium_streams_its_microphone_and_the_mouth_moves_with_the_speech(tmp_path: Path) -> None:
+    result = run(speech_with_pauses(tmp_path / "speech.wav"), 9.0, tmp_path / "page.png")
+    summary, trace = result["summary"], np.array(result["mouth_trace"])
+    assert summary["state"] == "streaming" and summary["error"] is None, json.dumps(summary)
+    assert summary["avatar"] == "built-in" and summary["perfectSync"] is True
+    assert summary["faceFrames"] >= 300 and summary["bodyFrames"] >= 150  # 60 and 30 fps for 9 s, less start-up
+    # the jaw follows the speech: shut in the pauses, open in the words (the file loops: both several times)
+    assert np.mean(trace < 0.05) > 0.25 and np.mean(trace > 0.3) > 0.1, np.round(trace[::20], 2)
+    assert 0 < summary["received"]["p50"] < 500 and summary["shown"]["n"] > 0
+    picture = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
+    centre = picture[picture.shape[0] // 4 : picture.shape[0] // 2, picture.shape[1] // 3 : 2 * picture.shape[1] // 3]
+    assert centre.std() > 20  # the avatar's face is drawn there, not an empty background
