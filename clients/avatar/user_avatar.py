@@ -23,7 +23,7 @@ from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINT
 from emostream.runtime.rotations import quat_to_matrix
 
 from .gltf_read import accessor_array, load, target_names, vrm_extension
-from .vrm import SMPLX_TO_VRM, VRM_EXPRESSIONS
+from .vrm import SMPLX_TO_VRM, arkit_to_vrm
 
 _CHANNEL = {name: i for i, name in enumerate(FACE_CHANNELS)}
 _ARKIT_LOWER = {name.lower(): i for i, name in enumerate(ARKIT_BLENDSHAPES)}
@@ -31,7 +31,6 @@ _ARKIT_LOWER = {name.lower(): i for i, name in enumerate(ARKIT_BLENDSHAPES)}
 VRM0_PRESETS = {"a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh", "joy": "happy", "sorrow": "sad",
                 "fun": "relaxed", "blink_l": "blinkLeft", "blink_r": "blinkRight", "lookup": "lookUp",
                 "lookdown": "lookDown", "lookleft": "lookLeft", "lookright": "lookRight"}  # fmt: skip
-FITTED_PRESETS = ("aa", "ih", "ou", "ee", "oh", "happy", "angry", "sad", "surprised", "relaxed")
 
 
 def _rotation_x(a: float) -> np.ndarray:
@@ -47,27 +46,6 @@ def _rotation_y(a: float) -> np.ndarray:
 def _rotation_z(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def arkit_to_vrm(face: np.ndarray, iterations: int = 60) -> dict[str, float]:
-    """VRM preset weights that best rebuild an ARKit frame: blinks one to one, and the mouth and emotion
-    presets by non-negative least squares on the ARKit poses each preset stands for (vrm.VRM_EXPRESSIONS,
-    the same table the export writes), so an avatar with only presets still opens, rounds and closes its
-    mouth with the speech. Weights are clipped to [0, 1]."""
-    arkit = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0).astype(np.float64)
-    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES)))
-    for k, preset in enumerate(FITTED_PRESETS):
-        for shape, weight in VRM_EXPRESSIONS[preset].items():
-            basis[k, ARKIT_BLENDSHAPES.index(shape)] = weight
-    gram, target = basis @ basis.T, basis @ arkit
-    step = 1.0 / np.linalg.eigvalsh(gram).max()
-    x = np.zeros(len(FITTED_PRESETS))
-    for _ in range(iterations):  # projected gradient: small, fixed cost, no solver dependency
-        x = np.clip(x - step * (gram @ x - target), 0.0, 1.0)
-    weights = dict(zip(FITTED_PRESETS, x.tolist(), strict=True))
-    weights["blinkLeft"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")])
-    weights["blinkRight"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkRight")])
-    return weights
 
 
 @dataclass

@@ -8,6 +8,10 @@ preset's name. Apps that speak ARKit names ("Perfect Sync") drive the 52 morph t
 
 from __future__ import annotations
 
+import numpy as np
+
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES
+
 
 def _finger_bones() -> dict[str, str]:
     """SMPL-X finger joints (thumb1..3, index1..3, ...) to VRM finger bones."""
@@ -129,6 +133,7 @@ VRM_EXPRESSIONS: dict[str, dict[str, float]] = {
     "lookLeft": {"eyeLookOutLeft": 1.0, "eyeLookInRight": 1.0},
     "lookRight": {"eyeLookInLeft": 1.0, "eyeLookOutRight": 1.0},
 }
+FITTED_PRESETS = ("aa", "ih", "ou", "ee", "oh", "happy", "angry", "sad", "surprised", "relaxed")
 PROCEDURAL = {"mouth": ("aa", "ih", "ou", "ee", "oh"), "blink": ("blink", "blinkLeft", "blinkRight")}
 EMOTIONS = ("happy", "angry", "sad", "relaxed", "surprised")
 
@@ -172,3 +177,24 @@ def vrm_extension(joint_nodes: dict[str, int], face_node: int, morph_names: tupl
         },
         "expressions": {"preset": expressions},
     }
+
+
+def arkit_to_vrm(face: np.ndarray, iterations: int = 60) -> dict[str, float]:
+    """VRM preset weights that best rebuild an ARKit frame: blinks one to one, and the mouth and emotion
+    presets by non-negative least squares on the ARKit poses each preset stands for (vrm.VRM_EXPRESSIONS,
+    the same table the export writes), so an avatar with only presets still opens, rounds and closes its
+    mouth with the speech. Weights are clipped to [0, 1]."""
+    arkit = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0).astype(np.float64)
+    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES)))
+    for k, preset in enumerate(FITTED_PRESETS):
+        for shape, weight in VRM_EXPRESSIONS[preset].items():
+            basis[k, ARKIT_BLENDSHAPES.index(shape)] = weight
+    gram, target = basis @ basis.T, basis @ arkit
+    step = 1.0 / np.linalg.eigvalsh(gram).max()
+    x = np.zeros(len(FITTED_PRESETS))
+    for _ in range(iterations):  # projected gradient: small, fixed cost, no solver dependency
+        x = np.clip(x - step * (gram @ x - target), 0.0, 1.0)
+    weights = dict(zip(FITTED_PRESETS, x.tolist(), strict=True))
+    weights["blinkLeft"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")])
+    weights["blinkRight"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkRight")])
+    return weights

@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mic-device", default=None, help="microphone device name or index (with --mic)")
     parser.add_argument("--rate", type=int, default=16_000, help="sample rate for --mic and stdin")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5557", help="zmq: the PUB endpoint")
-    parser.add_argument("--to", default=None, help="vmc: host:port (default 127.0.0.1:39539); "
-                        "livelink: host:port (default 127.0.0.1:11111)")  # fmt: skip
+    parser.add_argument("--to", default=None, help="vmc: host:port (default 127.0.0.1:39539 for a performer, "
+                        ":39540 for an assistant); livelink: host:port (default 127.0.0.1:11111)")  # fmt: skip
+    parser.add_argument("--role", choices=("performer", "assistant"), default="performer",
+                        help="vmc: performer (bones and face, to a Marionette) or assistant (face only)")  # fmt: skip
     parser.add_argument("--unbundled", action="store_true", help="vmc: one datagram per OSC message")
     parser.add_argument("--subject", default="emostream", help="livelink: the subject name")
     parser.add_argument("--emotion", default="neutral")
@@ -36,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def make_sink(args: argparse.Namespace) -> Sink:
     if args.kind == "zmq":
         return ZmqSink(args.bind)
-    default_port = 39539 if args.kind == "vmc" else 11111
+    default_port = (39539 if args.role == "performer" else 39540) if args.kind == "vmc" else 11111
     host, _, port = (args.to or f"127.0.0.1:{default_port}").rpartition(":")
     if args.kind == "vmc":
-        return VmcSink(host, int(port), bundled=not args.unbundled)
+        return VmcSink(host, int(port), bundled=not args.unbundled, role=args.role)
     return LiveLinkSink(host, int(port), args.subject)
 
 

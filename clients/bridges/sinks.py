@@ -38,8 +38,8 @@ class VmcSink:
     either stream sends one bundle with the newest frame of the other, so a receiver always holds a
     whole pose, whichever stream arrives first."""
 
-    def __init__(self, host: str, port: int, bundled: bool = True) -> None:
-        self.sender = VmcSender(host, port, bundled)
+    def __init__(self, host: str, port: int, bundled: bool = True, role: str = "performer") -> None:
+        self.sender = VmcSender(host, port, bundled, role)
         self.fps = 60
         self.body: np.ndarray | None = None  # (55, 4) local quaternions of the newest body frame
         self.face: tuple[np.ndarray, float] | None = None  # the newest face frame and its media time

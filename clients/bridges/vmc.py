@@ -1,13 +1,19 @@
-"""The VMC protocol (Virtual Motion Capture, OSC over UDP) for VSeeFace, Warudo and other VTuber apps.
+"""The VMC protocol (Virtual Motion Capture, OSC over UDP) for VSeeFace, Warudo and other VTuber apps, in
+both of its sending roles:
 
-One OSC bundle per frame (or one datagram per message, `bundled=False`, for receivers that cannot read
-bundles), in the order performers send them:
-  /VMC/Ext/Root/Pos "root" px py pz qx qy qz qw
-  /VMC/Ext/Bone/Pos  name  px py pz qx qy qz qw   Head, LeftEye, RightEye; the humanoid bones with a body
-  /VMC/Ext/Blend/Val name  value                  the 52 ARKit shapes in PascalCase "perfect sync" names
-  /VMC/Ext/Blend/Apply
-  /VMC/Ext/T time                                 seconds of media time
-  /VMC/Ext/OK 1                                   avatar loaded
+- **performer** (default, to a Marionette, port 39539: the app that shows the avatar takes its whole
+  motion from us): one OSC bundle per frame (or one datagram per message, `bundled=False`, for receivers
+  that cannot read bundles), in the order performers send them:
+    /VMC/Ext/Root/Pos "root" px py pz qx qy qz qw
+    /VMC/Ext/Bone/Pos  name  px py pz qx qy qz qw   Head, LeftEye, RightEye; the humanoid bones with a body
+    /VMC/Ext/Blend/Val name  value                  the 52 ARKit shapes in PascalCase "perfect sync"
+                                                    names, then the VRM 0.x presets A, I, U, E, O,
+                                                    Blink_L, Blink_R fitted to them
+    /VMC/Ext/Blend/Apply
+    /VMC/Ext/T time                                 seconds of media time
+    /VMC/Ext/OK 1                                   avatar loaded
+- **assistant** (to a Performer, port 39540: an app that tracks the body itself, as VSeeFace with its
+  VMC receiver set to accept blendshapes, takes only our face): the same Blend/Val messages, Apply and T.
 
 Coordinates: our rigs are right-handed with the character's left at +X; Unity (and so VMC) is
 left-handed with the character's right at +X. Mirroring X converts one into the other; a rotation
@@ -24,12 +30,16 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from emostream.clients.avatar.vrm import arkit_to_vrm
 from emostream.clients.viewer.camera import head_rotation
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS, rest_offsets
 from emostream.runtime.rotations import matrix_to_quat
 
 _FACE = {name: i for i, name in enumerate(FACE_CHANNELS)}
 BLEND_NAMES = tuple(name[0].upper() + name[1:] for name in ARKIT_BLENDSHAPES)  # eyeBlinkLeft -> EyeBlinkLeft
+# VRM 0.x preset names that VMC receivers know, from the VRM 1.0 presets fitted to the ARKit frame
+VRM0_NAMES = {"aa": "A", "ih": "I", "ou": "U", "ee": "E", "oh": "O", "blinkLeft": "Blink_L", "blinkRight": "Blink_R"}
+PORTS = {"performer": 39539, "assistant": 39540}  # where each role sends: a Marionette, a Performer
 
 FINGERS = (("thumb", "Thumb"), ("index", "Index"), ("middle", "Middle"), ("ring", "Ring"), ("pinky", "Little"))
 # SMPL-X joint -> Unity HumanBodyBones name (SMPL-X "foot" is the ball of the foot: Unity's Toes bone).
@@ -84,8 +94,12 @@ def _message(address: str, *args: str | float | int) -> OscMessage:
 
 
 class VmcSender:
-    def __init__(self, host: str = "127.0.0.1", port: int = 39539, bundled: bool = True) -> None:
-        self.address = (host, port)
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, bundled: bool = True,
+                 role: str = "performer") -> None:  # fmt: skip
+        if role not in PORTS:
+            raise ValueError(f"a VMC sender is a performer or an assistant, not {role!r}")
+        self.role = role
+        self.address = (host, PORTS[role] if port is None else port)
         self.bundled = bundled
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         offsets = to_unity_position(rest_offsets()).astype(np.float32)
@@ -95,6 +109,13 @@ class VmcSender:
 
     def messages(self, face: np.ndarray, media_time_s: float, body: np.ndarray | None = None) -> list[OscMessage]:
         """The messages for one frame. face: (59,) FACE_CHANNELS; body: (55, 4) local xyzw quats or None."""
+        blends = [_message("/VMC/Ext/Blend/Val", name, float(value))
+                  for name, value in zip(BLEND_NAMES, face[: len(BLEND_NAMES)], strict=True)]  # fmt: skip
+        presets = arkit_to_vrm(face)
+        blends += [_message("/VMC/Ext/Blend/Val", vrm0, float(presets[vrm1])) for vrm1, vrm0 in VRM0_NAMES.items()]
+        time = _message("/VMC/Ext/T", float(media_time_s))
+        if self.role == "assistant":
+            return [*blends, _message("/VMC/Ext/Blend/Apply"), time]
         out = [_message("/VMC/Ext/Root/Pos", "root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)]
         bones: dict[str, np.ndarray] = {}
         if body is not None:
@@ -108,10 +129,7 @@ class VmcSender:
         for name, q in bones.items():
             p = self.offsets[name]
             out.append(_message("/VMC/Ext/Bone/Pos", name, *map(float, p), *map(float, q)))
-        for name, value in zip(BLEND_NAMES, face[: len(BLEND_NAMES)], strict=True):
-            out.append(_message("/VMC/Ext/Blend/Val", name, float(value)))
-        out += [_message("/VMC/Ext/Blend/Apply"), _message("/VMC/Ext/T", float(media_time_s)),
-                _message("/VMC/Ext/OK", 1)]  # fmt: skip
+        out += [*blends, _message("/VMC/Ext/Blend/Apply"), time, _message("/VMC/Ext/OK", 1)]
         return out
 
     def datagrams(self, face: np.ndarray, media_time_s: float, body: np.ndarray | None = None) -> list[bytes]:

@@ -136,20 +136,35 @@ def test_vmc_frames_decode_to_the_expected_addresses_names_and_values(bundled: b
     face[FACE_CHANNELS.index("headYaw")] = 0.3
     face[FACE_CHANNELS.index("headPitch")] = face[FACE_CHANNELS.index("headRoll")] = 0.0
     sender.send(face, media_time_s=1.5)
-    messages = osc.wait_for(1 + 3 + 52 + 3)
+    messages = osc.wait_for(1 + 3 + 52 + 7 + 3)
     osc.close()
     sender.close()
     addresses = [a for a, _ in messages]
     assert addresses[0] == "/VMC/Ext/Root/Pos"
     assert addresses[-3:] == ["/VMC/Ext/Blend/Apply", "/VMC/Ext/T", "/VMC/Ext/OK"]
     blends = {args[0]: args[1] for a, args in messages if a == "/VMC/Ext/Blend/Val"}
-    assert list(blends) == list(BLEND_NAMES) and "JawOpen" in blends and "EyeBlinkLeft" in blends
-    np.testing.assert_allclose(list(blends.values()), face[:52], atol=1e-6)
+    assert list(blends) == [*BLEND_NAMES, "A", "I", "U", "E", "O", "Blink_L", "Blink_R"]
+    np.testing.assert_allclose(list(blends.values())[:52], face[:52], atol=1e-6)
+    assert blends["Blink_L"] == pytest.approx(face[FACE_CHANNELS.index("eyeBlinkLeft")])
     bones = {args[0]: args[1:] for a, args in messages if a == "/VMC/Ext/Bone/Pos"}
     assert set(bones) == {"Head", "LeftEye", "RightEye"}
     # +yaw turns the face to the character's left; in Unity's left-handed frame that is a negative Y turn.
     np.testing.assert_allclose(bones["Head"][3:], [0, -np.sin(0.15), 0, np.cos(0.15)], atol=1e-6)
     assert dict(messages)["/VMC/Ext/T"] == (1.5,)
+
+
+def test_a_vmc_assistant_sends_the_face_only_to_the_performer_port() -> None:
+    sender = VmcSender(role="assistant")
+    assert sender.address == ("127.0.0.1", 39540)
+    face = np.zeros(len(FACE_CHANNELS), np.float32)
+    face[FACE_CHANNELS.index("jawOpen")] = 0.8
+    messages = sender.messages(face, 2.0, np.tile([0.0, 0.0, 0.0, 1.0], (55, 1)))
+    sender.close()
+    assert {m.address for m in messages} == {"/VMC/Ext/Blend/Val", "/VMC/Ext/Blend/Apply", "/VMC/Ext/T"}
+    vowels = {m.params[0]: m.params[1] for m in messages if m.params and m.params[0] in ("A", "I", "U", "E", "O")}
+    assert max(vowels, key=vowels.get) == "A" and vowels["A"] > 0.5  # an open jaw reads as the vowel a
+    with pytest.raises(ValueError, match="performer or an assistant"):
+        VmcSender(role="marionette")
 
 
 def test_vmc_maps_smplx_joints_to_unity_humanoid_bones_with_handedness_converted() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from emostream.clients.avatar.builtin import build_rigged_avatar
 from emostream.clients.avatar.gltf_export import avatar_gltf
-from emostream.clients.avatar.user_avatar import arkit_to_vrm, load_avatar
-from emostream.clients.avatar.vrm import SMPLX_TO_VRM
+from emostream.clients.avatar.user_avatar import load_avatar
+from emostream.clients.avatar.vrm import SMPLX_TO_VRM, arkit_to_vrm
 from emostream.runtime.rigs import (
     ARKIT_BLENDSHAPES,
     FACE_CHANNELS,
@@ -169,10 +169,11 @@ def renders(files: dict[str, Path]) -> dict[str, np.ndarray]:
 
     arm_down = {f"{s}_shoulder": rotation(np.array([0.0, 0.0, 1.0]), -k * 1.3) for s, k in (("left", 1), ("right", -1))}
     arm_up = arm_down | {"left_shoulder": rotation(np.array([1.0, 0.0, 0.0]), -1.4) @ arm_down["left_shoulder"]}
-    face, body = FrameRenderer(256, 256, "face", avatar=files["builtin"]), FrameRenderer(256, 256, "body", files["other"])
+    face = FrameRenderer(256, 256, "face", avatar=files["builtin"])
+    body = FrameRenderer(256, 256, "body", avatar=files["other"])
     try:
         return {"closed": face.render(face_frame(), None), "open": face.render(face_frame(jawOpen=0.8), None),
-                "down": body.render(None, body_frame(arm_down)), "up": body.render(None, body_frame(arm_up))}  # fmt: skip
+                "down": body.render(None, body_frame(arm_down)), "up": body.render(None, body_frame(arm_up))}
     finally:
         face.release()
         body.release()
