@@ -134,6 +134,11 @@ VRM_EXPRESSIONS: dict[str, dict[str, float]] = {
     "lookRight": {"eyeLookInLeft": 1.0, "eyeLookOutRight": 1.0},
 }
 FITTED_PRESETS = ("aa", "ih", "ou", "ee", "oh", "happy", "angry", "sad", "surprised", "relaxed")
+# The lips' opening as a linear function of the shapes (training/metrics.py lip_gap, with the jaw already
+# net of mouthClose), and how much more than one shape's error the fit weighs it: a closure must stay shut.
+GAP = {"jawOpen": 1.0, "mouthLowerDownLeft": 0.25, "mouthLowerDownRight": 0.25, "mouthUpperUpLeft": 0.25,
+       "mouthUpperUpRight": 0.25, "mouthFunnel": 0.3}  # fmt: skip
+GAP_WEIGHT = 4.0
 PROCEDURAL = {"mouth": ("aa", "ih", "ou", "ee", "oh"), "blink": ("blink", "blinkLeft", "blinkRight")}
 EMOTIONS = ("happy", "angry", "sad", "relaxed", "surprised")
 
@@ -179,18 +184,25 @@ def vrm_extension(joint_nodes: dict[str, int], face_node: int, morph_names: tupl
     }
 
 
-def arkit_to_vrm(face: np.ndarray, iterations: int = 60) -> dict[str, float]:
+def arkit_to_vrm(face: np.ndarray, iterations: int = 200) -> dict[str, float]:
     """VRM preset weights that best rebuild an ARKit frame: blinks one to one, and the mouth and emotion
     presets by non-negative least squares on the ARKit poses each preset stands for (vrm.VRM_EXPRESSIONS,
     the same table the export writes), so an avatar with only presets still opens, rounds and closes its
-    mouth with the speech. Weights are clipped to [0, 1]."""
+    mouth with the speech; lips sealed over an open jaw count as a jaw that much less open, and the lips'
+    opening weighs extra (GAP_WEIGHT), so a closure stays closed. Weights are clipped to [0, 1]."""
     arkit = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0).astype(np.float64)
-    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES)))
+    # No preset seals the lips over an open jaw (mouthClose): the seal is shown by opening the jaw less.
+    jaw, seal = ARKIT_BLENDSHAPES.index("jawOpen"), ARKIT_BLENDSHAPES.index("mouthClose")
+    arkit[jaw] = max(arkit[jaw] - arkit[seal], 0.0)
+    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES) + 1))
     for k, preset in enumerate(FITTED_PRESETS):
         for shape, weight in VRM_EXPRESSIONS[preset].items():
             basis[k, ARKIT_BLENDSHAPES.index(shape)] = weight
-    gram, target = basis @ basis.T, basis @ arkit
-    step = 1.0 / np.linalg.eigvalsh(gram).max()
+    gap = np.array([GAP.get(shape, 0.0) for shape in ARKIT_BLENDSHAPES])
+    basis[:, -1] = GAP_WEIGHT * basis[:, :-1] @ gap
+    wanted = np.append(arkit, GAP_WEIGHT * arkit @ gap)
+    gram, target = basis @ basis.T, basis @ wanted
+    step = 1.0 / np.abs(gram).sum(axis=1).max()  # below 2 / the largest eigenvalue (Gershgorin): it converges
     x = np.zeros(len(FITTED_PRESETS))
     for _ in range(iterations):  # projected gradient: small, fixed cost, no solver dependency
         x = np.clip(x - step * (gram @ x - target), 0.0, 1.0)
@@ -198,3 +210,17 @@ def arkit_to_vrm(face: np.ndarray, iterations: int = 60) -> dict[str, float]:
     weights["blinkLeft"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")])
     weights["blinkRight"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkRight")])
     return weights
+
+
+def presets_as_arkit(weights: dict[str, float]) -> np.ndarray:
+    """The ARKit pose an avatar that has only the VRM presets shows for these preset weights (each preset's
+    ARKit pose of VRM_EXPRESSIONS, weighted and summed, clipped to [0, 1]): how lip sync through presets
+    is judged beside the ARKit path (`emostream bench face-quality`)."""
+    face = np.zeros(len(ARKIT_BLENDSHAPES))
+    for preset, weight in weights.items():
+        for shape, value in VRM_EXPRESSIONS.get(preset, {}).items():
+            face[ARKIT_BLENDSHAPES.index(shape)] += weight * value
+    if "blinkLeft" in weights:  # blinks are one to one, not a sum over presets
+        face[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")] = weights["blinkLeft"]
+        face[ARKIT_BLENDSHAPES.index("eyeBlinkRight")] = weights.get("blinkRight", weights["blinkLeft"])
+    return np.clip(face, 0.0, 1.0)

@@ -3,6 +3,8 @@ and the page itself in headless Chromium with a speech file as its microphone (b
 
 import json
 import re
+import shutil
+import subprocess
 import wave
 from pathlib import Path
 
@@ -13,10 +15,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request
 
 from emostream.benchmarks.headless_page import chromium, run
-from emostream.clients.avatar.vrm import VRM_EXPRESSIONS
+from emostream.clients.avatar.vrm import VRM_EXPRESSIONS, arkit_to_vrm
 from emostream.clients.web import STATIC, page_files
 from emostream.runtime.audio_files import read_audio
-from emostream.runtime.rigs import ARKIT_BLENDSHAPES, SMPLX_JOINTS
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS
 from emostream.runtime.web_files import WebFiles
 
 ASSETS = Path(__file__).resolve().parents[2] / "runtime" / "assets"
@@ -31,9 +33,10 @@ def test_the_page_its_scripts_vendored_libraries_and_the_avatar_are_served(tmp_p
     page = get(files, "/?autostart=1")
     assert page.status_code == 200 and b"importmap" in page.body
     assert page.headers["Content-Type"].startswith("text/html")
-    for path in ("/app.js", "/protocol.js", "/avatar.js", "/capture-worklet.js", "/vendor/three/three.module.min.js",
-                 "/vendor/three/three.core.min.js", "/vendor/three/addons/loaders/GLTFLoader.js",
-                 "/vendor/three-vrm/three-vrm.module.min.js"):  # fmt: skip
+    scripts = ["/app.js", "/protocol.js", "/avatar.js", "/presets.js", "/capture-worklet.js"]
+    vendored = ["three/three.module.min.js", "three/three.core.min.js", "three/addons/loaders/GLTFLoader.js",
+                "three-vrm/three-vrm.module.min.js"]  # fmt: skip
+    for path in scripts + [f"/vendor/{v}" for v in vendored]:
         answer = get(files, path)
         assert answer.status_code == 200 and answer.headers["Content-Type"] == "text/javascript", path
     for licence in ("/vendor/three/LICENSE", "/vendor/three-vrm/LICENSE"):  # served beside the code, as MIT asks
@@ -53,14 +56,32 @@ def js_list(source: str, name: str) -> list[str]:
 
 
 def test_the_pages_tables_are_the_python_ones() -> None:
-    source = (STATIC / "avatar.js").read_text()
+    source = (STATIC / "presets.js").read_text()
     assert js_list(source, "ARKIT") == list(ARKIT_BLENDSHAPES)
-    assert js_list(source, "SMPLX") == list(SMPLX_JOINTS)
+    assert js_list((STATIC / "avatar.js").read_text(), "SMPLX") == list(SMPLX_JOINTS)
     table = re.search(r"const PRESETS = \{(.*?)\n\};", source, re.S).group(1)
     presets = {name: dict((k, float(v)) for k, v in re.findall(r"(\w+): ([\d.]+)", body))
                for name, body in re.findall(r"(\w+): \{([^}]*)\}", table)}  # fmt: skip
     assert presets == {k: v for k, v in VRM_EXPRESSIONS.items() if k in presets}
     assert set(presets) == {"aa", "ih", "ou", "ee", "oh", "happy", "angry", "sad", "surprised", "relaxed"}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_pages_preset_fit_gives_the_python_weights() -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.random((6, len(FACE_CHANNELS))) * (rng.random((6, len(FACE_CHANNELS))) < 0.3)
+    script = f"""
+import {{ ARKIT, fitPresets }} from "{(STATIC / "presets.js").as_uri()}";
+const channels = {json.dumps(list(FACE_CHANNELS))};
+const index = Object.fromEntries(channels.map((name, i) => [name, i]));
+console.log(JSON.stringify({json.dumps(frames.tolist())}.map((frame) => fitPresets(frame, index))));
+"""
+    done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for frame, weights in zip(frames, json.loads(done.stdout), strict=True):
+        python = arkit_to_vrm(frame.astype(np.float32))
+        for name, value in weights.items():
+            assert value == pytest.approx(python[name], abs=1e-4), name
 
 
 def speech_with_pauses(path: Path) -> Path:
