@@ -9,6 +9,7 @@ eyes. Colours are per vertex (COLOR_0) on one matte material.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -150,5 +151,7 @@ def export_avatar(path: Path, avatar: RiggedAvatar | None = None) -> Path:
         raise ValueError(f"{path}: the avatar is written as .glb (glTF binary) or .vrm (VRM 1.0)")
     gltf = avatar_gltf(avatar or build_rigged_avatar(), vrm=vrm)
     path.parent.mkdir(parents=True, exist_ok=True)
-    gltf.save_binary(str(path))
+    partial = path.with_name(f".{path.name}.{os.getpid()}")  # readers never see a half-written file
+    gltf.save_binary(str(partial))
+    os.replace(partial, path)
     return path
