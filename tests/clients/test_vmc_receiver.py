@@ -26,8 +26,11 @@ port.open();
 setTimeout(() => process.exit(0), Number(process.argv[2]));
 """
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None or not OSC_JS.exists(),
-                                reason="node or npm's osc is missing (setup --tests installs both)")  # fmt: skip
+pytestmark = [
+    pytest.mark.slow,  # the receiver listens for 4 s
+    pytest.mark.skipif(shutil.which("node") is None or not OSC_JS.exists(),
+                       reason="node or npm's osc is missing (setup --tests installs both)"),
+]  # fmt: skip
 
 
 def receive(role: str, bundled: bool, frames: int) -> list[dict]:
