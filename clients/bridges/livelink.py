@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +84,17 @@ def decode_packet(data: bytes) -> LiveLinkPacket:
     return LiveLinkPacket(texts[0], texts[1], frame, sub, (num, den), curves)
 
 
+def device_uuid(subject: str) -> str:
+    """A device id as the app sends one: a 36-character UUID (stable per subject). Parsers written
+    against the app's packets (PyLiveLinkFace) read exactly 36 characters there."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"emostream/{subject}")).upper()
+
+
 class LiveLinkSender:
     def __init__(self, host: str = "127.0.0.1", port: int = 11111, subject: str = "emostream",
-                 device_id: str = "emostream", fps: int = 60) -> None:  # fmt: skip
+                 device_id: str | None = None, fps: int = 60) -> None:  # fmt: skip
         self.address = (host, port)
-        self.subject, self.device_id, self.fps = subject, device_id, fps
+        self.subject, self.device_id, self.fps = subject, device_id or device_uuid(subject), fps
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sent = 0
         self.send_errors = 0

@@ -204,6 +204,25 @@ def test_live_link_packets_decode_back_into_the_61_curves() -> None:
         decode_packet(sender.packet(face, 1)[:-4])
 
 
+def test_pylivelinkface_an_independent_parser_reads_our_packets() -> None:
+    """PyLiveLinkFace (PyPI), written against the iOS app's packets, decodes what the bridge sends."""
+    pylivelinkface = pytest.importorskip("pylivelinkface", reason="PyLiveLinkFace (the dev extra) is not installed")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(3)
+    sender = LiveLinkSender("127.0.0.1", listener.getsockname()[1], subject="Presenter")
+    face = np.random.default_rng(1).random(len(FACE_CHANNELS)).astype(np.float32)
+    sender.send(face, frame_index=7)
+    found, parsed = pylivelinkface.PyLiveLinkFace.decode(listener.recv(2048))
+    listener.close()
+    sender.close()
+    assert found and parsed.name == "Presenter" and parsed.fps == 60 and parsed.uuid == f"${sender.device_id}"
+    shapes = pylivelinkface.FaceBlendShape
+    assert parsed.get_blendshape(shapes.JawOpen) == pytest.approx(face[FACE_CHANNELS.index("jawOpen")])
+    assert parsed.get_blendshape(shapes.HeadYaw) == pytest.approx(face[FACE_CHANNELS.index("headYaw")])
+    np.testing.assert_allclose([parsed.get_blendshape(s) for s in list(shapes)[:52]], face[:52], rtol=1e-6)
+
+
 def test_senders_keep_going_when_nobody_listens() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
