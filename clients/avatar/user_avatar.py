@@ -22,6 +22,7 @@ import pygltflib as gl
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS, SMPLX_PARENTS
 from emostream.runtime.rotations import quat_to_matrix
 
+from ..viewer.camera import head_rotation, rotation_x, rotation_y
 from .gltf_read import accessor_array, load, target_names, vrm_extension
 from .vrm import SMPLX_TO_VRM, arkit_to_vrm
 
@@ -31,21 +32,6 @@ _ARKIT_LOWER = {name.lower(): i for i, name in enumerate(ARKIT_BLENDSHAPES)}
 VRM0_PRESETS = {"a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh", "joy": "happy", "sorrow": "sad",
                 "fun": "relaxed", "blink_l": "blinkLeft", "blink_r": "blinkRight", "lookup": "lookUp",
                 "lookdown": "lookDown", "lookleft": "lookLeft", "lookright": "lookRight"}  # fmt: skip
-
-
-def _rotation_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rotation_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rotation_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
 @dataclass
@@ -115,13 +101,11 @@ class UserAvatar:
             head = self.humanoid.get("head")
             if head is not None:
                 yaw, pitch, roll = (float(face[_CHANNEL[k]]) for k in ("headYaw", "headPitch", "headRoll"))
-                wanted[head] = wanted.get(head, change[SMPLX_JOINTS.index("head")]) @ (
-                    _rotation_y(yaw) @ _rotation_x(pitch) @ _rotation_z(roll)
-                )
+                wanted[head] = wanted.get(head, change[SMPLX_JOINTS.index("head")]) @ head_rotation(yaw, pitch, roll)
                 for side in ("left", "right"):
                     eye = self.humanoid.get(f"{side}Eye")
                     if eye is not None:
-                        turn = _rotation_y(float(face[_CHANNEL[f"{side}EyeYaw"]])) @ _rotation_x(
+                        turn = rotation_y(float(face[_CHANNEL[f"{side}EyeYaw"]])) @ rotation_x(
                             float(face[_CHANNEL[f"{side}EyePitch"]])
                         )
                         wanted[eye] = wanted[head] @ turn
