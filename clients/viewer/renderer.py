@@ -49,6 +49,22 @@ def _delta_texture(ctx: moderngl.Context, deltas: np.ndarray) -> moderngl.Textur
     return texture
 
 
+class Backdrop:
+    """The gradient behind the avatar, drawn first with depth off; the depth test is on again after it."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        self.program = ctx.program(vertex_shader=shaders.BACKDROP_VERTEX, fragment_shader=shaders.BACKDROP_FRAGMENT)
+        corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
+        self.vao = ctx.vertex_array(self.program, [(corners, "2f", "in_position")])
+
+    def draw(self) -> None:
+        self.ctx.disable(moderngl.DEPTH_TEST)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.ctx.disable(moderngl.CULL_FACE)
+
+
 def face_view() -> OrbitCamera:
     return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.62, yaw=0.0, pitch=0.05, fov_y_deg=30)
 
@@ -71,19 +87,13 @@ class AvatarRenderer:
         self._build_head()
         self._build_eyes()
         self._build_body()
-        self._backdrop = ctx.vertex_array(
-            self.backdrop_program,
-            [(ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes()), "2f", "in_position")],
-        )
+        self.backdrop = Backdrop(ctx)
 
     def _build_programs(self) -> None:
         ctx = self.ctx
         self.head_program = ctx.program(vertex_shader=shaders.HEAD_VERTEX, fragment_shader=shaders.HEAD_FRAGMENT)
         self.mesh_program = ctx.program(vertex_shader=shaders.MESH_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
         self.segment_program = ctx.program(vertex_shader=shaders.SEGMENT_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
-        self.backdrop_program = ctx.program(
-            vertex_shader=shaders.BACKDROP_VERTEX, fragment_shader=shaders.BACKDROP_FRAGMENT
-        )
 
     def _build_head(self) -> None:
         ctx, head = self.ctx, self.head
@@ -145,11 +155,7 @@ class AvatarRenderer:
         self.n_segments = n
 
     def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
-        ctx = self.ctx
-        ctx.disable(moderngl.DEPTH_TEST)
-        self._backdrop.render(moderngl.TRIANGLE_STRIP)
-        ctx.enable(moderngl.DEPTH_TEST)
-        ctx.disable(moderngl.CULL_FACE)
+        self.backdrop.draw()
         view_projection = camera.projection(aspect) @ camera.view()
         eye_pos = camera.eye()
         light = np.array([0.4, 0.7, 0.8])

@@ -14,7 +14,7 @@ from emostream.clients.avatar.user_avatar import UserAvatar, load_avatar
 
 from . import shaders
 from .camera import OrbitCamera
-from .renderer import _set, _write
+from .renderer import Backdrop, _set, _write
 
 
 class UserAvatarRenderer:
@@ -24,13 +24,7 @@ class UserAvatarRenderer:
         self.ctx = ctx
         self.avatar = avatar if isinstance(avatar, UserAvatar) else load_avatar(avatar)
         self.program = ctx.program(vertex_shader=shaders.USER_VERTEX, fragment_shader=shaders.USER_FRAGMENT)
-        self.backdrop_program = ctx.program(
-            vertex_shader=shaders.BACKDROP_VERTEX, fragment_shader=shaders.BACKDROP_FRAGMENT
-        )
-        self._backdrop = ctx.vertex_array(
-            self.backdrop_program,
-            [(ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes()), "2f", "in_position")],
-        )
+        self.backdrop = Backdrop(ctx)
         self.textures: dict[int, moderngl.Texture] = {}
         self.draws = []
         for p in self.avatar.primitives:
@@ -78,11 +72,7 @@ class UserAvatarRenderer:
                            yaw=0.35, pitch=0.08, fov_y_deg=35)  # fmt: skip
 
     def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
-        ctx = self.ctx
-        ctx.disable(moderngl.DEPTH_TEST)
-        self._backdrop.render(moderngl.TRIANGLE_STRIP)
-        ctx.enable(moderngl.DEPTH_TEST)
-        ctx.disable(moderngl.CULL_FACE)
+        self.backdrop.draw()
         _write(self.program, "view_projection", (camera.projection(aspect) @ camera.view()).T.astype(np.float32))
         _set(self.program, "light_dir", (0.4, 0.7, 0.8))
         _set(self.program, "eye_pos", tuple(camera.eye()))
