@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import machine, step_cost, write_report
+from emostream.clients.avatar.vrm import arkit_to_vrm, presets_as_arkit
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
 from emostream.runtime.protocol import EMOTIONS
-from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
 from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.align import Phone
 from emostream.training.corpus import build, load_utterance
@@ -107,6 +108,25 @@ def emotion_features(face: np.ndarray) -> np.ndarray:
     seg = FACE_FPS // 2
     n = face.shape[0] // seg
     return face[: n * seg, :52].reshape(n, seg, 52).mean(1)
+
+
+def through_presets(face: np.ndarray) -> np.ndarray:
+    """Face frames as an avatar with only the VRM presets shows them: fitted, then rebuilt."""
+    out = face.copy()
+    for k, frame in enumerate(face):
+        out[k, : len(ARKIT_BLENDSHAPES)] = presets_as_arkit(arkit_to_vrm(frame))
+    return out
+
+
+def expression_metrics(faces: list[np.ndarray]) -> dict[str, float]:
+    """Articulation kept (the jaw's 5-95% range over the take) and surprise readable (brows, eyes)."""
+    face = np.concatenate(faces)
+    jaw = face[:, CH["jawOpen"]]
+    return {
+        "jaw_range": float(np.percentile(jaw, 95) - np.percentile(jaw, 5)),
+        "brow_inner_up_mean": float(face[:, CH["browInnerUp"]].mean()),
+        "eye_wide_mean": float(face[:, [CH["eyeWideLeft"], CH["eyeWideRight"]]].mean()),
+    }
 
 
 def lip_metrics(generated: list[np.ndarray], teacher: list[np.ndarray], utts: list[Utterance]) -> dict[str, float]:
@@ -214,6 +234,12 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         result["steps"][str(steps)] = row
     result["teacher_jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in teacher_neutral]).mean())
 
+    # Through VRM presets: what an avatar without ARKit morphs shows (docs/avatars.md), judged alike.
+    default_faces = generate(FaceGenerator(network, lookahead=la_default, n_steps=2).eval(), held, neutral, seed=1)
+    result["vrm_presets"] = {"arkit": lip_metrics(default_faces, teacher_neutral, held),
+                             "presets": lip_metrics([through_presets(f) for f in default_faces], teacher_neutral,
+                                                    held)}  # fmt: skip
+
     # Emotions at full intensity, default lookahead.
     gen = FaceGenerator(network, lookahead=la_default, n_steps=2).eval()
     result["emotions"] = {}
@@ -223,12 +249,17 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         row = lip_metrics(faces, teacher, held)
         preds = np.concatenate([predict(emotion_classifier, emotion_features(f)) for f in faces])
         row["emotion_accuracy"] = float((preds == e).mean())
+        row |= expression_metrics(faces)
+        row["teacher"] = expression_metrics(teacher)
         result["emotions"][emotion] = row
     neutral_hits = result["emotions"]["neutral"]["closure_hit_rate"]
     result["emotion_accuracy_mean"] = float(np.mean([r["emotion_accuracy"] for r in result["emotions"].values()]))
     result["worst_closure_drop_vs_neutral"] = float(
         max(neutral_hits - r["closure_hit_rate"] for r in result["emotions"].values())
     )
+    neutral_jaw = result["emotions"]["neutral"]["jaw_range"]
+    for row in result["emotions"].values():
+        row["jaw_range_vs_neutral"] = row["jaw_range"] / neutral_jaw
 
     # Diversity: 5 seeds on the same audio.
     subset = held[: min(20, len(held))]
@@ -275,23 +306,33 @@ def markdown(result: dict) -> str:
         )
     lines += [""]
     lines += [
-        "| emotion (intensity 1, 58 ms) | closure hit rate | false closures | jaw corr | emotion acc |",
-        "|---|---|---|---|---|",
+        "| emotion (intensity 1, 58 ms) | closure hit rate | false closures | jaw corr | emotion acc | "
+        "jaw range / neutral | browInnerUp (teacher) | eyeWide (teacher) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for emotion, r in result["emotions"].items():
         lines.append(
             f"| {emotion} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
-            f"{r['jaw_correlation']:.3f} | {r['emotion_accuracy']:.3f} |"
+            f"{r['jaw_correlation']:.3f} | {r['emotion_accuracy']:.3f} | {r['jaw_range_vs_neutral']:.2f} | "
+            f"{r['brow_inner_up_mean']:.2f} ({r['teacher']['brow_inner_up_mean']:.2f}) | "
+            f"{r['eye_wide_mean']:.2f} ({r['teacher']['eye_wide_mean']:.2f}) |"
         )
-    d, c = result["diversity"], result["compute"]
+    d, c, v = result["diversity"], result["compute"], result["vrm_presets"]
     lines += [
         "",
         f"Mean emotion accuracy {result['emotion_accuracy_mean']:.3f}; largest closure drop against neutral "
-        f"{result['worst_closure_drop_vs_neutral']:.3f}.",
+        f"{result['worst_closure_drop_vs_neutral']:.3f}; jaw range (5-95%) against neutral "
+        f"{min(r['jaw_range_vs_neutral'] for r in result['emotions'].values()):.2f} to "
+        f"{max(r['jaw_range_vs_neutral'] for r in result['emotions'].values()):.2f}.",
         "",
         f"Diversity over 5 seeds (std): mouth {d['mouth_seed_std']:.4f}, "
         f"upper face {d['upper_face_seed_std']:.4f} "
         f"({d['upper_over_mouth']:.1f}x mouth), head and eyes {d['head_eyes_seed_std']:.4f} rad.",
+        "",
+        "Lip-sync through VRM presets (an avatar without ARKit morphs: the frame fitted to aa, ih, ou, ee, oh "
+        "and the emotion presets, then rebuilt): closure hit / false closures "
+        f"{v['presets']['closure_hit_rate']:.3f} / {v['presets']['false_closure_rate']:.3f} against "
+        f"{v['arkit']['closure_hit_rate']:.3f} / {v['arkit']['false_closure_rate']:.3f} through ARKit morphs.",
         "",
         f"Compute: {c['ms_per_frame_batch1_1core']:.3f} ms per frame at batch 1 on one core; "
         f"{c['fps_batch64_1core']:.0f} frames/s at batch 64 on one core.",

@@ -10,7 +10,8 @@ phone-aligned by pocketsphinx) is played at 48, 16 and 8 kHz (resampled) and thr
 VTubers use), and judged alike (training/metrics.py): bilabial closure hit (the lips close within each
 p, b, m) and false closures (the lips close in the middle of an open vowel), lip-reading accuracy (the
 viseme classifier of `bench face-quality`, trained on teacher motion of TTS training voices, reading the
-mouth), and for the model the blink lengths (runs of closed eyes).
+mouth), and for the model the blink lengths (runs of closed eyes) and, per emotion at full intensity
+(16 kHz, 2 steps), how much closure and jaw range each emotion costs against neutral.
 
 pylipsync as a mouth: each 60 fps frame's template weights (aa, ee, ih, oh, ou, silence) give a mouth
 gap, sum of weight x openness (aa 1.0, oh 0.7, ee 0.5, ih 0.35, ou 0.3: how far each viseme opens the
@@ -50,6 +51,7 @@ from emostream.benchmarks.face_quality import (
 from emostream.runtime.audio import LogMelFrontEnd, Resampler
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 from emostream.training.align import Phone
 from emostream.training.codecs import CODECS, through_codec
@@ -134,11 +136,30 @@ def model_inputs(clips: list[Clip]) -> list[Utterance]:
     return utterances
 
 
-def model_faces(generator: FaceGenerator, utterances: list[Utterance], seed: int = 1) -> list[np.ndarray]:
+def model_faces(generator: FaceGenerator, utterances: list[Utterance], seed: int = 1,
+                emotion: str = "neutral") -> list[np.ndarray]:  # fmt: skip
     faces: list[np.ndarray] = []
     for start in range(0, len(utterances), 64):  # batches of similar cost
-        faces += generate(generator, utterances[start : start + 64], emotion_vector("neutral", 1.0), seed)
+        faces += generate(generator, utterances[start : start + 64], emotion_vector(emotion, 1.0), seed)
     return faces
+
+
+def emotion_rows(generator: FaceGenerator, clips: list[Clip], emotions: tuple[str, ...]) -> dict[str, dict]:
+    """Per emotion at full intensity: the judge's figures and the jaw's 5-95% range, both against neutral."""
+    heard = model_inputs(clips)
+    rows = {}
+    for emotion in ("neutral", *[e for e in emotions if e != "neutral"]):
+        faces = model_faces(generator, heard, emotion=emotion)
+        jaw = np.concatenate([f[:, JAW] for f in faces])
+        rows[emotion] = {**judge(faces, clips), "jaw_range": float(np.percentile(jaw, 95) - np.percentile(jaw, 5))}
+        judged = rows[emotion]["all"]
+        print(f"real 16k, {emotion:10s} {judged['closure_hit_rate']:.3f} / {judged['false_closure_rate']:.3f}, "
+              f"jaw range {rows[emotion]['jaw_range']:.3f}", flush=True)  # fmt: skip
+    neutral = rows["neutral"]
+    for row in rows.values():
+        row["closure_drop"] = neutral["all"]["closure_hit_rate"] - row["all"]["closure_hit_rate"]
+        row["jaw_range_vs_neutral"] = row["jaw_range"] / neutral["jaw_range"]
+    return rows
 
 
 # -- the peer -------------------------------------------------------------------------------------------
@@ -223,7 +244,8 @@ def tts_clips(corpus: Path, held_out: bool, limit: int) -> list[Clip]:
     return [Clip("tts", u.audio, u.rate, u.phones) for u in load_set(corpus, held_out, limit)]
 
 
-def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tuple[str, ...]) -> dict:
+def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tuple[str, ...],
+        emotions: tuple[str, ...] = EMOTIONS) -> dict:  # fmt: skip
     network, metadata = load_checkpoint(checkpoint)
     generators = {s: FaceGenerator(network, lookahead=lookahead_from_ms(60.0), n_steps=s).eval() for s in steps}
     real, unaligned = load_real_voices()
@@ -249,8 +271,11 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
                               if isinstance(v, dict) and "closure_hit_rate" in v)  # fmt: skip
             print(f"{set_name:4s} {name:10s} {system:16s} {cells}, lip-reading {row['lipreading']['all']:.3f}, "
                   f"blink p95 {row['blink_p95_ms']:.0f} ms", flush=True)  # fmt: skip
+    emotion_generator = FaceGenerator(network, lookahead=lookahead_from_ms(60.0), n_steps=2).eval()
+    at_16k = [Clip(c.language, *condition(c.audio, c.rate, "16k"), c.phones) for c in real_clips]
+    by_emotion = emotion_rows(emotion_generator, at_16k, emotions) if emotions else {}
     return {
-        "benchmark": "real_voices", "machine": machine(), "checkpoint": checkpoint.name,
+        "benchmark": "real_voices", "machine": machine(), "checkpoint": checkpoint.name, "emotions": by_emotion,
         "model_created": metadata.get("created"), "lookahead_ms": generators[steps[0]].lookahead_ms,
         "real_recordings": {lang: sum(u.language == lang for u in real) for lang in ("en", "it")},
         "unaligned": unaligned, "peer_fit": peer, "rows": rows,
@@ -275,6 +300,12 @@ def markdown(result: dict) -> str:
         blink = f"{r['blink_p95_ms']:.0f}" if r["system"] != "pylipsync" else ""
         lines.append(f"| {r['set']} | {r['condition']} | {r['system']} | {cell('all')} | {cell('en')} | {cell('it')} | "
                      f"{r['lipreading']['all']:.3f} | {blink} |")  # fmt: skip
+    if result.get("emotions"):
+        lines += ["", "Per emotion at full intensity (real voices, 16 kHz, model with 2 steps):", "",
+                  "| emotion | all | closure drop vs neutral | jaw range (5-95%) / neutral |", "|---|---|---|---|"]
+        for emotion, r in result["emotions"].items():
+            lines.append(f"| {emotion} | {r['all']['closure_hit_rate']:.3f} / {r['all']['false_closure_rate']:.3f} | "
+                         f"{r['closure_drop']:+.3f} | {r['jaw_range_vs_neutral']:.2f} |")  # fmt: skip
     p = result["peer_fit"]
     lines += ["", f"pylipsync's volume range fitted on TTS training voices: log10 rms {p['low']} to {p['high']}, "
               f"gain {p['gain']}."]  # fmt: skip
@@ -317,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--steps", default="1,2,4", help="sampler steps of the model rows")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"of {', '.join(CONDITIONS)}")
+    parser.add_argument("--emotions", default=",".join(EMOTIONS), help="per-emotion rows (real, 16 kHz); '' for none")
     parser.add_argument("--name", default="real_voices")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -325,7 +357,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         parser.error(f"unknown condition {unknown[0]!r}: choose from {', '.join(CONDITIONS)}")
-    result = run(args.checkpoint, args.corpus, steps, conditions)
+    emotions = tuple(e for e in args.emotions.split(",") if e)
+    if any(e not in EMOTIONS for e in emotions):
+        parser.error(f"emotions are among {', '.join(EMOTIONS)}")
+    result = run(args.checkpoint, args.corpus, steps, conditions, emotions)
     write_report(args.name, result, markdown(result), plot)
 
 

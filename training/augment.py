@@ -1,5 +1,7 @@
 """Audio augmentation so models trained on TTS work on real voices: speed (tempo and pitch together, as
-Kaldi's speed perturbation), noise, reverb, random EQ, level, and 8 kHz telephone band-limiting.
+Kaldi's speed perturbation), noise, reverb, random EQ, level and clipping, then the channel: 8 kHz
+telephone band-limiting, a real codec (G.711, GSM, G.722, Opus, MP3 through ffmpeg, training/codecs.py)
+or a lower sample rate.
 
 `augment` returns new audio, its rate and the time scale to apply to phone timings.
 """
@@ -9,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from emostream.runtime.audio import Resampler
+from emostream.training.codecs import CODECS, through_codec
+
+CHANNEL_RATES_HZ = (16_000, 22_050)  # band limits of wideband microphones and web audio
 
 
 def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -60,6 +65,27 @@ def telephone(x: np.ndarray, rate_hz: int) -> tuple[np.ndarray, int]:
     return np.fft.irfft(spectrum, n=narrow.size), 8_000
 
 
+def clip(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Driven into clipping: a gain that puts the loudest 0.5-5% of samples past full scale."""
+    ceiling = np.quantile(np.abs(x), 1 - rng.uniform(0.005, 0.05)) + 1e-9
+    return np.clip(x / ceiling, -1, 1)
+
+
+def channel(rng: np.random.Generator, x: np.ndarray, rate_hz: int) -> tuple[np.ndarray, int]:
+    """What carries the voice to the server: as recorded, a phone line, a codec or a lower rate."""
+    draw = rng.random()
+    if draw < 0.15:
+        return telephone(x, rate_hz)
+    if draw < 0.4:
+        codec = CODECS[sorted(CODECS)[int(rng.integers(len(CODECS)))]]
+        decoded, rate = through_codec(x, rate_hz, codec)
+        return decoded.astype(np.float64), rate
+    if draw < 0.5:
+        rate = int(rng.choice(CHANNEL_RATES_HZ))
+        return (_resample(x, rate_hz, rate), rate) if rate < rate_hz else (x, rate_hz)
+    return x, rate_hz
+
+
 def augment(rng: np.random.Generator, x: np.ndarray, rate_hz: int) -> tuple[np.ndarray, int, float]:
     """A random chain of the above. Returns (float32 audio in [-1, 1], rate, time scale for phones)."""
     y = x.astype(np.float64)
@@ -74,8 +100,8 @@ def augment(rng: np.random.Generator, x: np.ndarray, rate_hz: int) -> tuple[np.n
         y = reverb(rng, y, rate_hz, rng.uniform(0.15, 0.7))
     if rng.random() < 0.5:
         y = add_noise(rng, y, rng.uniform(8, 35))
-    out_rate = rate_hz
-    if rng.random() < 0.2:
-        y, out_rate = telephone(y, rate_hz)
     y *= 10 ** (rng.uniform(-18, 4) / 20) / max(np.max(np.abs(y)), 1e-6) * 0.9
+    if rng.random() < 0.1:
+        y = clip(rng, y) * np.max(np.abs(y))
+    y, out_rate = channel(rng, y, rate_hz)
     return np.clip(y, -1, 1).astype(np.float32), out_rate, time_scale

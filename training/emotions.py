@@ -2,7 +2,9 @@
 
 Prototype action units (EMFACS): happy 6+12; sad 1+4+15; surprised 1+2+5+26; fear 1+2+4+5+7+20+26;
 angry 4+5+7+23; disgusted 9+15+16; contempt unilateral 12+14. AU -> ARKit as in shared/reference/rigs.md.
-The weights are starting points tuned by eye, not measurements.
+The weights are starting points tuned by eye, not measurements. Articulation stays within 0.9-1.15 of
+neutral: an emotion colours how the mouth moves, it must not hide the speech (a sad face at 0.75 lost its
+lip-sync on real voices; docs/real-voices.md).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ EMOTION_STYLES: dict[str, EmotionStyle] = {
     "sad": EmotionStyle(
         {"browInnerUp": 0.75, "browDown*": 0.3, "mouthFrown*": 0.6, "mouthShrugLower": 0.25, "eyeBlink*": 0.15,
          "eyeLookDown*": 0.15},
-        articulation=0.75, blinks_per_minute=12, head_amplitude=0.55, head_pitch_rad=0.12, brow_raise=0.5,
+        articulation=0.9, blinks_per_minute=12, head_amplitude=0.55, head_pitch_rad=0.12, brow_raise=0.5,
     ),
     "surprised": EmotionStyle(
         {"browInnerUp": 0.8, "browOuterUp*": 0.8, "eyeWide*": 0.7, "jawOpen": 0.12, "mouthFunnel": 0.1},
@@ -55,7 +57,7 @@ EMOTION_STYLES: dict[str, EmotionStyle] = {
     "contempt": EmotionStyle(
         {"mouthSmileLeft": 0.5, "mouthDimpleLeft": 0.5, "eyeSquint*": 0.15, "browDownRight": 0.2,
          "browOuterUpLeft": 0.2},
-        articulation=0.85, blinks_per_minute=14, head_amplitude=0.8, head_pitch_rad=-0.08, brow_raise=0.4,
+        articulation=0.9, blinks_per_minute=14, head_amplitude=0.8, head_pitch_rad=-0.08, brow_raise=0.4,
     ),
 }  # fmt: skip
 

@@ -2,7 +2,8 @@
 
 For every utterance: `n_audio` versions of its audio (the clean one and augmented ones) through the very
 front-end the runtime streams with, and `n_renders` teacher renders with random emotion, intensity and
-seed. Cached as one npz so training restarts quickly.
+seed. The utterances are the TTS corpus's and real people's recordings phone-aligned by pocketsphinx
+(training/real_voices.py, its training languages).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from emostream.training.augment import augment
 from emostream.training.captures import Capture, load_captures
 from emostream.training.corpus import load_utterance
 from emostream.training.metrics import CLOSED_BELOW, lip_gap
+from emostream.training.real_voices import RealUtterance
 from emostream.training.teacher_face import teach
+
+REAL_SEEDS = 1_000_000  # first seed of the real recordings' examples
 
 
 @dataclass
@@ -61,10 +65,8 @@ def audio_versions(
     return features, scales
 
 
-def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
-    path, n_audio, n_renders, seed = job
+def example(audio: np.ndarray, rate: int, phones: list[Phone], n_audio: int, n_renders: int, seed: int) -> FaceExample:
     rng = np.random.default_rng(seed)
-    audio, rate, phones = load_utterance(path)
     audio, rate = supported_rate(audio, rate)
     features, scales = audio_versions(rng, audio, rate, n_audio)
     faces, emotions = [], []
@@ -80,6 +82,17 @@ def make_example(job: tuple[Path, int, int, int]) -> FaceExample:
     plain = teach(phones, audio, rate)
     return FaceExample(features, faces, emotions, plain.visemes.astype(np.int8), plain.closure.astype(np.float16),
                        scales)  # fmt: skip
+
+
+def corpus_example(job: tuple[Path, int, int, int]) -> FaceExample:
+    path, n_audio, n_renders, seed = job
+    audio, rate, phones = load_utterance(path)
+    return example(audio, rate, phones, n_audio, n_renders, seed)
+
+
+def real_example(job: tuple[RealUtterance, int, int, int]) -> FaceExample:
+    utterance, n_audio, n_renders, seed = job
+    return example(utterance.audio, utterance.rate, utterance.phones, n_audio, n_renders, seed)
 
 
 def capture_example(capture: Capture, n_audio: int, seed: int) -> FaceExample:
@@ -106,4 +119,12 @@ def build_dataset(corpus: Path, n_audio: int = 3, n_renders: int = 4, workers: i
     entries = [e for e in manifest["utterances"] if e["held_out"] == held_out][:limit]
     jobs = [(corpus / f"{e['id']}.npz", n_audio, n_renders, i) for i, e in enumerate(entries)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(make_example, jobs, chunksize=8), total=len(jobs), desc="face examples"))
+        return list(tqdm(pool.map(corpus_example, jobs, chunksize=8), total=len(jobs), desc="face examples"))
+
+
+def build_real_dataset(utterances: list[RealUtterance], n_audio: int = 3, n_renders: int = 4,
+                       workers: int = 2) -> list[FaceExample]:  # fmt: skip
+    """Examples for real recordings; their seeds follow the corpus's so no random stream repeats."""
+    jobs = [(u, n_audio, n_renders, REAL_SEEDS + i) for i, u in enumerate(utterances)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(real_example, jobs, chunksize=8), total=len(jobs), desc="real-voice examples"))

@@ -4,8 +4,9 @@
 
 Trains on 2 CPU cores in about an hour (corpus, examples, training), with progress bars, a loss curve in
 benchmarks/results/face_training.png and the recipe in the checkpoint. The budget is in optimizer steps,
-so the same seed gives the same weights however busy the machine is; the default is what the 40 minutes
-of the shipped checkpoint's run gave on the 2-core development machine.
+so the same seed gives the same weights however busy the machine is. The data: the TTS corpus (built with
+2,400 sentences if the folder has none) and the real Spanish prompts of training/real_voices.py (Debian
+packages; `--tts-only` leaves them out).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from emostream.runtime.controls import MAX_LOOKAHEAD
 from emostream.runtime.models.face import FaceConfig, FaceNetwork, lookahead_timing, save_checkpoint
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
-from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset
+from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset, build_real_dataset
 from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
+from emostream.training.real_voices import TRAINING, load_real_voices, split_at_pauses
 from emostream.training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +36,7 @@ CHECKPOINT = ROOT / "runtime" / "assets" / "face.pt"
 RESULTS = ROOT / "benchmarks" / "results"
 MOUTH_WEIGHT = 3.0  # lip-sync matters most: mouth channels weigh more in the loss
 VTLP_PROBABILITY = 0.5  # share of training sequences whose spectrum is warped (vocal tract length)
-# What 40 minutes gave the shipped checkpoint on the 2-core development machine (9,842 steps); a budget in
-# steps, not minutes, so that a run repeats.
+# A budget in steps, not minutes, so that a run repeats (about 50 minutes on the 2-core development machine).
 STEPS = 9800
 CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
 
@@ -215,6 +216,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="train on real captures (audio + Live Link CSV or FLAME npz pairs) instead",
     )
+    parser.add_argument(
+        "--tts-only",
+        action="store_true",
+        help=f"leave out the real recordings ({', '.join(TRAINING)}; Debian packages) the default recipe adds",
+    )
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -230,13 +236,21 @@ def main(argv: list[str] | None = None) -> None:
 
             build(args.corpus, args.utterances, seed=args.seed)
         examples = build_dataset(args.corpus, limit=args.limit)
+        recordings, unaligned = ([], {}) if args.tts_only else load_real_voices(TRAINING)
+        real = [piece for r in recordings[: args.limit] for piece in split_at_pauses(r)]  # batches pad to the longest
+        examples += build_real_dataset(real)
         manifest = json.loads((args.corpus / "manifest.json").read_text())
         data = {
             "utterances": len(examples),
             "voices_train": sorted({e["voice_id"] for e in manifest["utterances"] if not e["held_out"]}),
             "voices_held_out": sorted({e["voice_id"] for e in manifest["utterances"] if e["held_out"]}),
             "minutes_of_speech": manifest["seconds_train"] / 60,
-            "audio_versions": "clean + 2 augmented (speed, EQ, reverb, noise, telephone, level)",
+            "real_recordings": len(recordings[: args.limit]),
+            "real_pieces": len(real),
+            "real_recordings_unaligned": unaligned,
+            "minutes_of_real_speech": sum(u.audio.size / u.rate for u in real) / 60,
+            "audio_versions": "clean + 2 augmented (speed, EQ, reverb, noise, level, clipping; telephone, "
+            "codec or lower rate)",
             "vtlp": f"mel-axis warp 0.88-1.12 on {VTLP_PROBABILITY:.0%} of sequences",
             "renders_per_utterance": 4,
         }

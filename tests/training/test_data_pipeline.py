@@ -42,21 +42,41 @@ def test_forced_alignment_finds_the_words_in_order_with_plausible_times() -> Non
     assert 0.3 < m.start_s < samples.size / rate
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the codec channel needs ffmpeg")
 def test_augmentations_keep_audio_valid_and_report_the_time_scale() -> None:
     rng = np.random.default_rng(0)
     t = np.arange(16_000) / 16_000
     speech = (0.5 * np.sin(2 * np.pi * 220 * t) * (t > 0.2)).astype(np.float32)
-    for seed in range(12):
+    rates = set()
+    for seed in range(24):
         out, rate, scale = A.augment(np.random.default_rng(seed), speech, 16_000)
+        rates.add(rate)
         assert rate in (8_000, 16_000) and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1
         assert abs(out.size / rate - scale) < 0.01  # duration stretched by exactly the reported scale
         LogMelFrontEnd(rate).offline(out)  # the front-end accepts every variant
+    assert rates == {8_000, 16_000}  # phone lines and narrowband codecs among the channels
+    clipped = A.clip(rng, speech.astype(np.float64))
+    assert 0.004 < np.mean(np.abs(clipped) >= 1) < 0.06  # the loudest 0.5-5% of samples past full scale
     faster = A.speed(speech.astype(np.float64), 16_000, 1.1)
     assert abs(faster.size - 16_000 / 1.1) < 30
     phone, rate = A.telephone(speech.astype(np.float64) + 0.1 * rng.normal(size=t.size), 16_000)
     spectrum = np.abs(np.fft.rfft(phone))
     f = np.fft.rfftfreq(phone.size, 1 / rate)
     assert rate == 8_000 and spectrum[f > 3500].max() < 1e-6 * spectrum.max()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the codec channel needs ffmpeg")
+def test_every_channel_repeats_bit_for_bit_from_its_seed() -> None:
+    """The training data must repeat for the weights to: codecs included (ffmpeg encodes deterministically)."""
+    t = np.arange(16_000) / 16_000
+    speech = (0.4 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32)
+    for seed in range(10):
+        a, rate_a, scale_a = A.augment(np.random.default_rng(seed), speech, 16_000)
+        b, rate_b, scale_b = A.augment(np.random.default_rng(seed), speech, 16_000)
+        assert rate_a == rate_b and scale_a == scale_b and np.array_equal(a, b), seed
+    for codec in A.CODECS:  # each codec at least once, whatever the draws above chose
+        first = A.through_codec(speech, 16_000, A.CODECS[codec])[0]
+        assert np.array_equal(first, A.through_codec(speech, 16_000, A.CODECS[codec])[0]), codec
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:

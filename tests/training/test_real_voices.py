@@ -12,6 +12,8 @@ from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.align import Phone, align
 from emostream.training.codecs import CODECS, codec_delay, through_codec
 from emostream.training.italian_g2p import italian_phones, italian_words
+from emostream.training.real_voices import EVALUATION, TRAINING, RealUtterance, split_at_pauses
+from emostream.training.spanish_g2p import spanish_phones, spanish_words
 from emostream.training.tts import Voice
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
@@ -34,6 +36,34 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 )
 def test_italian_words_are_spelled_into_arpabet(word: str, phones: str) -> None:
     assert " ".join(italian_phones(word)) == phones
+
+
+@pytest.mark.parametrize(
+    ("word", "phones"),
+    [
+        ("número", "N UW M EH R OW"),
+        ("contraseña", "K OW N T R AA S EH N Y AA"),  # ñ
+        ("siguiente", "S IY G Y EH N T EH"),  # gui: silent u; ie: glide
+        ("quiere", "K Y EH R EH"),
+        ("llamada", "Y AA M AA D AA"),
+        ("buzón", "B UW S OW N"),  # z as s
+        ("vacío", "B AA S IY OW"),  # v is b; an accented i stays a vowel
+        ("mensaje", "M EH N S AA HH EH"),  # j: the jota
+        ("hoy", "OW IY"),  # silent h, final y
+        ("pingüino", "P IY N G W IY N OW"),
+    ],
+)
+def test_spanish_words_are_spelled_into_arpabet(word: str, phones: str) -> None:
+    assert " ".join(spanish_phones(word)) == phones
+
+
+def test_spanish_transcripts_keep_their_accents_until_spelled() -> None:
+    assert spanish_words("¿Por favor, ingrese su número?") == ["por", "favor", "ingrese", "su", "número"]
+
+
+def test_no_language_is_both_trained_on_and_evaluated() -> None:
+    assert not set(TRAINING) & set(EVALUATION)
+    assert "en" in EVALUATION  # the English words are the check on a recording chain other than Asterisk's
 
 
 def test_a_transcript_splits_into_normalised_words() -> None:
@@ -86,3 +116,17 @@ def test_the_peer_mouth_is_volume_times_openness_and_silence_shuts_it() -> None:
     clip = Clip("en", np.zeros(800), 16000, [])
     face = peer_faces([(openness, volumes)], [clip], low=-2.0, high=-1.0, gain=0.8)[0]
     assert face[:, FACE_CHANNELS.index("jawOpen")].tolist() == pytest.approx([0.8, 0.0, 0.0])
+
+
+def test_a_long_recording_is_cut_in_its_pauses_with_phones_retimed() -> None:
+    rate = 16_000
+    phones = [Phone("SIL", 0.0, 0.3), Phone("M", 0.3, 0.4), Phone("AA", 0.4, 3.0), Phone("SIL", 3.0, 3.4),
+              Phone("P", 3.4, 3.5), Phone("AA", 3.5, 6.8), Phone("SIL", 6.8, 7.0)]  # fmt: skip
+    audio = np.arange(int(7.0 * rate), dtype=np.float32)
+    pieces = split_at_pauses(RealUtterance("es/x", "es", "ma pa", audio, rate, phones), max_s=5.0)
+    assert [p.id for p in pieces] == ["es/x#0", "es/x#1"]
+    first, second = pieces
+    assert first.audio.size == int(3.2 * rate) and second.audio[0] == audio[int(3.2 * rate)]  # cut mid-pause
+    assert [p.label for p in second.phones] == ["SIL", "P", "AA", "SIL"]
+    assert abs(second.phones[1].start_s - 0.2) < 1e-9 and abs(second.phones[-1].end_s - 3.8) < 1e-9
+    assert split_at_pauses(first, max_s=5.0) == [first]  # short ones stay whole
