@@ -105,8 +105,9 @@ def test_headless_chromium_streams_its_microphone_and_the_mouth_moves_with_the_s
     assert summary["state"] == "streaming" and summary["error"] is None, json.dumps(summary)
     assert summary["avatar"] == "built-in" and summary["perfectSync"] is True
     assert summary["faceFrames"] >= 300 and summary["bodyFrames"] >= 150  # 60 and 30 fps for 9 s, less start-up
-    # the jaw follows the speech: shut in the pauses, open in the words (the file loops: both several times)
-    assert np.mean(trace < 0.05) > 0.25 and np.mean(trace > 0.3) > 0.1, np.round(trace[::20], 2)
+    # the jaw follows the speech: shut in the pauses, open in the words (the file loops: both several times;
+    # words are 45% of the file, and the jaw is over 0.15 in about half of a word's frames)
+    assert np.mean(trace < 0.05) > 0.25 and np.mean(trace > 0.15) > 0.15, np.round(trace[::20], 2)
     assert 0 < summary["received"]["p50"] < 500 and summary["shown"]["n"] > 0
     picture = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
     centre = picture[picture.shape[0] // 4 : picture.shape[0] // 2, picture.shape[1] // 3 : 2 * picture.shape[1] // 3]
