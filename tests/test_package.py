@@ -35,5 +35,8 @@ def test_a_wheel_built_from_a_clean_tree_holds_only_the_emostream_package(tmp_pa
         assert f"emostream/{package}/__init__.py" in names
     assert "emostream/runtime/assets/face.pt" in names and "emostream/runtime/assets/gesture.pt" in names
     assert any(n.startswith("emostream/engines/data/") for n in names)
+    # the browser page and its vendored libraries, with their licences: `emostream serve` needs no network
+    for page_file in ("index.html", "app.js", "vendor/three/three.core.min.js", "vendor/three-vrm/LICENSE"):
+        assert f"emostream/clients/web/static/{page_file}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "emostream = emostream.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
