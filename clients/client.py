@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from emostream.runtime import protocol as P
 from emostream.runtime.errors import ProtocolError, SessionError
 
+CONTROL_REFUSALS = frozenset({"bad_control"})  # error codes that refuse a control update (docs/protocol.md)
+
 T = TypeVar("T")
 
 
@@ -213,10 +215,13 @@ class EmostreamClient:
                     self.last_stats = dict(reply.values)
                 elif isinstance(reply, P.Error):
                     self.errors.append(reply)
-                    for waiter in self._error_waiters:
-                        if not waiter.done():
-                            waiter.set_result(reply)
-                    self._error_waiters.clear()
+                    # only a refused control or the session's end answers a waiting control update: an
+                    # audio chunk's `overloaded` or `bad_audio` in between is not about it
+                    if reply.code in CONTROL_REFUSALS or reply.fatal:
+                        for waiter in self._error_waiters:
+                            if not waiter.done():
+                                waiter.set_result(reply)
+                        self._error_waiters.clear()
                 elif isinstance(reply, P.EndOfSession) and not self.ended.done():
                     self.ended.set_result(reply)
         except ConnectionClosed:

@@ -73,6 +73,15 @@ def server_arguments(checkpoint: Path | None) -> list[str]:
     return ["--max-sessions", "4"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
 
 
+FAST_AHEAD_S = 0.5
+
+
+def _made_s(frames: list[ReceivedFrame], rate: int) -> float:
+    """Media time (s) of the newest face frame received, 0 before the first."""
+    newest = next((f for f in reversed(frames) if f.stream == "face"), None)
+    return newest.media_sample / rate if newest else 0.0
+
+
 async def stream_take(url: str, audio_path: Path, n_samples: int, rate: int, realtime: bool) -> Take:
     """One session against the server at `url`; `n_samples` at `rate` is the file's length, which places
     the emotion script."""
@@ -93,6 +102,12 @@ async def stream_take(url: str, audio_path: Path, n_samples: int, rate: int, rea
             controls.append(asyncio.create_task(client.set_controls(update)))
         await client.send_audio(chunk, captured)
         frames += client.drain()
+        # Unpaced (--fast), the audio may run ahead of the frames by at most FAST_AHEAD_S: as fast as the
+        # server goes, never so far ahead that it drops chunks as overloaded.
+        paced_by_frames = not realtime and "face" in client.header.streams
+        while paced_by_frames and client.samples_sent / rate - _made_s(frames, rate) > FAST_AHEAD_S:
+            await asyncio.sleep(0.002)
+            frames += client.drain()
     await asyncio.gather(*controls)
     end = await client.end()
     frames += client.drain()

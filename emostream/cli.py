@@ -52,6 +52,10 @@ def _demo(args: argparse.Namespace) -> int:
         f"  {s['audio_seconds']:.1f} s of {s['input_rate_hz']:.0f} Hz audio in {s['chunk_ms']:.0f} ms chunks "
         f"-> {result.n_frames} face frames at {s['face_fps']} fps"
     )
+    dropped = int(s["server_stats"].get("overloaded_chunks", 0))
+    if dropped:
+        print(f"  {dropped} audio chunks were dropped by the server as `overloaded` (it could not keep up with "
+              "--fast); they are silence in the take")  # fmt: skip
     if s["capture_to_frame_received"]:
         c = s["capture_to_frame_received"]
         print(
