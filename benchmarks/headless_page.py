@@ -113,11 +113,10 @@ def wait_for(page: Page, condition: str, timeout_s: float) -> bool:
     return False
 
 
-def run(speech: Path, seconds: float, screenshot: Path, server_arguments: tuple[str, ...] = ()) -> dict:
-    """The page against a fresh local server for `seconds` of streaming; its summary and a screenshot."""
-    with LocalServer(["--max-sessions", "2", *server_arguments]) as server, open_page(
-        f"{server.http}/?autostart=1", speech
-    ) as page:
+def run(speech: Path, seconds: float, screenshot: Path, query: str = "autostart=1") -> dict:
+    """The page (`/?query`) against a fresh local server for `seconds` of streaming; its summary and a
+    screenshot."""
+    with LocalServer(["--max-sessions", "2"]) as server, open_page(f"{server.http}/?{query}", speech) as page:
         if not wait_for(page, "window.emostream && window.emostream.stats.state === 'streaming'", 60):
             state = page.evaluate("window.emostream ? JSON.stringify(window.emostream.summary()) : 'no page'")
             raise RuntimeError(f"the page did not start streaming: {state}")

@@ -16,8 +16,9 @@ def cache_dir() -> Path:
 
 
 def page_files(folder: Path | None = None) -> WebFiles:
-    """The page's files, with the built-in avatar written (again) as `avatar.vrm` into `folder`."""
+    """The page's files, with the built-in avatar written (again) into `folder` as `avatar.vrm` (the
+    page's default) and `avatar.glb` (the same as plain glTF)."""
     from emostream.clients.avatar.gltf_export import export_avatar
 
-    avatar = export_avatar((folder or cache_dir()) / "avatar.vrm")
-    return WebFiles(root=STATIC, extra={"/avatar.vrm": avatar})
+    names = ("avatar.vrm", "avatar.glb")
+    return WebFiles(root=STATIC, extra={f"/{n}": export_avatar((folder or cache_dir()) / n) for n in names})

@@ -41,7 +41,7 @@ def test_the_page_its_scripts_vendored_libraries_and_the_avatar_are_served(tmp_p
         assert answer.status_code == 200 and answer.headers["Content-Type"] == "text/javascript", path
     for licence in ("/vendor/three/LICENSE", "/vendor/three-vrm/LICENSE"):  # served beside the code, as MIT asks
         assert b"Permission is hereby granted" in get(files, licence).body
-    assert get(files, "/avatar.vrm").body[:4] == b"glTF"
+    assert get(files, "/avatar.vrm").body[:4] == b"glTF" and get(files, "/avatar.glb").body[:4] == b"glTF"
     assert get(files, "/../pyproject.toml").status_code == 404  # nothing outside the page's folder
     assert get(files, "/%2e%2e/__init__.py").status_code == 404
     assert get(files, "/missing.js").status_code == 404
@@ -112,3 +112,15 @@ def test_headless_chromium_streams_its_microphone_and_the_mouth_moves_with_the_s
     picture = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
     centre = picture[picture.shape[0] // 4 : picture.shape[0] // 2, picture.shape[1] // 3 : 2 * picture.shape[1] // 3]
     assert centre.std() > 20  # the avatar's face is drawn there, not an empty background
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (scripts/setup --tests installs it)")
+def test_a_plain_gltf_avatar_is_driven_by_its_joint_and_morph_names(tmp_path: Path) -> None:
+    result = run(speech_with_pauses(tmp_path / "speech.wav"), 4.0, tmp_path / "page.png",
+                 query="autostart=1&avatar=/avatar.glb")  # fmt: skip
+    summary = result["summary"]
+    assert summary["state"] == "streaming" and summary["error"] is None, json.dumps(summary)
+    assert summary["avatar"] == "/avatar.glb" and summary["perfectSync"] is True
+    assert summary["faceFrames"] >= 100 and summary["bodyFrames"] >= 50
+

@@ -36,14 +36,26 @@ for (const side of ["left", "right"]) {
   }
 }
 
+// A glTF that is not a VRM, rigged like `emostream export-avatar -o x.glb` (SMPL-X joint names, a T-pose
+// rest with identity rotations, ARKit morph names): its joints stand in for the normalized humanoid bones.
+function plainRig(scene) {
+  const byName = new Map();
+  scene.traverse((node) => { if (node.name) byName.set(node.name, node); });
+  const bones = new Map(Object.entries(TO_VRM).map(([joint, bone]) => [bone, byName.get(joint) || null]));
+  return {
+    scene, meta: { metaVersion: "plain" }, expressionManager: null,
+    humanoid: { getNormalizedBoneNode: (bone) => bones.get(bone) || null },
+    update: () => {},
+  };
+}
+
 export async function loadAvatar(url, scene) {
   const loader = new GLTFLoader();
   loader.register((parser) => new VRMLoaderPlugin(parser));
   const gltf = await loader.loadAsync(url);
-  const vrm = gltf.userData.vrm;
-  if (!vrm) throw new Error(`${url} is not a VRM (three-vrm found no humanoid)`);
+  const vrm = gltf.userData.vrm || plainRig(gltf.scene);
   if (vrm.meta?.metaVersion === "0") VRMUtils.rotateVRM0(vrm); // VRM 0.x faces -Z
-  VRMUtils.removeUnnecessaryVertices(gltf.scene);
+  if (gltf.userData.vrm) VRMUtils.removeUnnecessaryVertices(gltf.scene);
   scene.add(vrm.scene);
   return new DrivenAvatar(vrm);
 }
