@@ -14,9 +14,10 @@ import unicodedata
 
 VOWELS = {"a": "AA", "e": "EH", "i": "IY", "o": "OW", "u": "UW"}
 FRONT = frozenset("ei")
-SIMPLE = {
-    "b": "B", "d": "D", "f": "F", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "r": "R", "s": "S",
-    "t": "T", "v": "V", "w": "W", "j": "Y", "y": "IY",
+SIMPLE = {  # letters that always sound the same (h: silent)
+    "b": ["B"], "d": ["D"], "f": ["F"], "k": ["K"], "l": ["L"], "m": ["M"], "n": ["N"], "p": ["P"],
+    "r": ["R"], "s": ["S"], "t": ["T"], "v": ["V"], "w": ["W"], "j": ["Y"], "y": ["IY"], "c": ["K"],
+    "g": ["G"], "z": ["T", "S"], "x": ["K", "S"], "h": [],
 }  # fmt: skip
 LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 
@@ -59,25 +60,11 @@ def italian_phones(word: str) -> list[str]:
         elif c in "cg" and rest[:1] in FRONT:  # ce, ci(a), ge, gi(a)
             phones.append("CH" if c == "c" else "JH")
             i += 2 if rest[0] == "i" and rest[1:2] in VOWELS else 1
-        elif c == "c":
-            phones.append("K")
-            i += 1
-        elif c == "g":
-            phones.append("G")
-            i += 1
         elif c == "q":  # qu
             phones += ["K", "W"]
             i += 2 if rest.startswith("u") else 1
-        elif c == "z":
-            phones += ["T", "S"]
-            i += 1
-        elif c == "x":
-            phones += ["K", "S"]
-            i += 1
-        elif c == "h":  # silent
-            i += 1
-        else:
-            phones.append(SIMPLE[c])
+        else:  # one letter, one sound (or none)
+            phones += SIMPLE[c]
             i += 1
     return phones
 

@@ -15,9 +15,10 @@ import unicodedata
 VOWELS = {"a": "AA", "e": "EH", "i": "IY", "o": "OW", "u": "UW"}
 STRESSED = {"á": "a", "é": "e", "í": "i", "ó": "o", "ú": "u", "ü": "u"}  # accent marks that change rules
 FRONT = frozenset("ei")
-SIMPLE = {
-    "b": "B", "v": "B", "d": "D", "f": "F", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "s": "S",
-    "t": "T", "w": "W", "z": "S", "j": "HH", "r": "R",
+SIMPLE = {  # letters that always sound the same (h: silent)
+    "b": ["B"], "v": ["B"], "d": ["D"], "f": ["F"], "k": ["K"], "l": ["L"], "m": ["M"], "n": ["N"],
+    "p": ["P"], "s": ["S"], "t": ["T"], "w": ["W"], "z": ["S"], "j": ["HH"], "r": ["R"], "c": ["K"],
+    "g": ["G"], "x": ["K", "S"], "h": [],
 }  # fmt: skip
 LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzñáéíóúü")
 
@@ -77,19 +78,8 @@ def spanish_phones(word: str) -> list[str]:
         elif c in "cg" and (nxt in FRONT or nxt in ("é", "í")):  # ce, ci -> S; ge, gi -> the jota
             phones.append("S" if c == "c" else "HH")
             i += 1
-        elif c == "c":
-            phones.append("K")
-            i += 1
-        elif c == "g":
-            phones.append("G")
-            i += 1
-        elif c == "x":
-            phones += ["K", "S"]
-            i += 1
-        elif c == "h":  # silent
-            i += 1
-        else:
-            phones.append(SIMPLE[c])
+        else:  # one letter, one sound (or none)
+            phones += SIMPLE[c]
             i += 1
     return phones
 
