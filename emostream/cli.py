@@ -249,6 +249,7 @@ BENCHMARKS = {
     "backends": "emostream.benchmarks.backends",
     "bridges": "emostream.benchmarks.bridges",
     "web-page": "emostream.benchmarks.headless_page",
+    "closure-head": "emostream.benchmarks.closure_head",
 }
 
 

@@ -23,7 +23,7 @@ def lip_gap(face: np.ndarray) -> np.ndarray:
     )
 
 
-def _frames_of(phone: Phone, n_frames: int, widen: int) -> slice:
+def frames_of(phone: Phone, n_frames: int, widen: int) -> slice:
     start = int(np.floor(phone.start_s * FACE_FPS)) - widen
     end = int(np.ceil(phone.end_s * FACE_FPS)) + widen
     return slice(max(start, 0), min(end, n_frames))
@@ -45,7 +45,7 @@ def closure_rates(face: np.ndarray, phones: list[Phone]) -> tuple[float, float, 
     """
     gap = lip_gap(face)
     closed = gap < CLOSED_BELOW
-    hits = [bool(closed[_frames_of(p, len(gap), 1)].any()) for p in phones if p.label in BILABIALS]
+    hits = [bool(closed[frames_of(p, len(gap), 1)].any()) for p in phones if p.label in BILABIALS]
     false = [bool(closed[_central_frames(p, len(gap))].any()) for p in phones if p.label in OPEN_VOWELS]
     hit_rate = float(np.mean(hits)) if hits else float("nan")
     false_rate = float(np.mean(false)) if false else float("nan")

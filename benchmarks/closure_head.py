@@ -1,0 +1,91 @@
+"""Why bilabials are missed on real voices: the face model's closure head (a deterministic probability that
+seals the lips after sampling, runtime/models/face.py) against the sampled mouth, per emotion.
+
+    python -m emostream.benchmarks.closure_head [--emotions neutral,surprised] [--limit 120]
+
+For each bilabial of the real-voice set (training/real_voices.py, 16 kHz, 2 steps, 58 ms lookahead): was it
+hit (the judge's closure), did the closure head fire (probability above 0.5 in its frames), and how far
+apart the lips stayed at best where it was missed. Writes benchmarks/results/closure_head.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emostream.benchmarks.common import machine, write_result
+from emostream.benchmarks.face_quality import generate
+from emostream.benchmarks.real_voices import Clip, condition, model_inputs
+from emostream.runtime.controls import emotion_vector, lookahead_from_ms
+from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
+from emostream.training.metrics import BILABIALS, CLOSED_BELOW, frames_of, lip_gap
+from emostream.training.real_voices import load_real_voices
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def closure_probabilities(generator: FaceGenerator, heard: list, emotion: str) -> tuple[list, list]:
+    """Faces and the closure head's per-frame probability, recorded as the step computes it."""
+    record: list[np.ndarray] = []
+    original = FaceNetwork.closure_probability
+
+    def recorded(self: FaceNetwork, cond: torch.Tensor) -> torch.Tensor:
+        p = original(self, cond)
+        record.append(p.detach().numpy().copy())
+        return p
+
+    faces, probabilities = [], []
+    FaceNetwork.closure_probability = recorded  # type: ignore[method-assign]
+    try:
+        for start in range(0, len(heard), 64):
+            record.clear()
+            batch = generate(generator, heard[start : start + 64], emotion_vector(emotion, 1.0), seed=1)
+            per_frame = np.stack(record, axis=1)[:, generator.delay :]
+            faces += batch
+            probabilities += [per_frame[b, : len(face)] for b, face in enumerate(batch)]
+    finally:
+        FaceNetwork.closure_probability = original  # type: ignore[method-assign]
+    return faces, probabilities
+
+
+def tally(faces: list, probabilities: list, clips: list[Clip]) -> dict[str, float]:
+    hit, fired, gap = [], [], []
+    for face, probability, clip in zip(faces, probabilities, clips, strict=True):
+        g = lip_gap(face)
+        for phone in clip.phones:
+            if phone.label in BILABIALS:
+                frames = frames_of(phone, len(g), 1)
+                hit.append(g[frames].min() < CLOSED_BELOW)
+                fired.append(probability[frames].max() > 0.5)
+                gap.append(g[frames].min())
+    h, f, gaps = np.array(hit), np.array(fired), np.array(gap)
+    return {"bilabials": int(h.size), "hit": float(h.mean()), "head_fired": float(f.mean()),
+            "hit_without_the_head": float((h & ~f).mean()), "missed_though_the_head_fired": float((~h & f).mean()),
+            "median_gap_at_misses": float(np.median(gaps[~h])) if (~h).any() else 0.0}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "face.pt")
+    parser.add_argument("--emotions", default="neutral,surprised,disgusted,fear")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many recordings")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    network, _ = load_checkpoint(args.checkpoint)
+    real, _ = load_real_voices()
+    clips = [Clip(u.language, *condition(u.audio, u.rate, "16k"), u.phones) for u in real[: args.limit]]
+    heard = model_inputs(clips)
+    generator = FaceGenerator(network, lookahead=lookahead_from_ms(60.0), n_steps=2).eval()
+    rows = {}
+    for emotion in args.emotions.split(","):
+        rows[emotion] = tally(*closure_probabilities(generator, heard, emotion), clips)
+        print(emotion, {k: round(v, 3) for k, v in rows[emotion].items()}, flush=True)
+    write_result("closure_head", {"benchmark": "closure_head", "machine": machine(), "recordings": len(clips),
+                                  "audio": "16k", "steps": 2, "emotions": rows})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
