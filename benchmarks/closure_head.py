@@ -5,12 +5,15 @@ seals the lips after sampling, runtime/models/face.py) against the sampled mouth
 
 For each bilabial of the real-voice set (training/real_voices.py, 16 kHz, 2 steps, 58 ms lookahead): was it
 hit (the judge's closure), did the closure head fire (probability above 0.5 in its frames), and how far
-apart the lips stayed at best where it was missed. Writes benchmarks/results/closure_head.json.
+apart the lips stayed at best where it was missed; and, against thresholds from 0.1 to 0.5, the share of
+bilabials and of open vowels (their middle half) where the head's probability rises above it: whether a
+lower threshold would buy recall. Writes benchmarks/results/closure_head.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ from emostream.benchmarks.face_quality import generate
 from emostream.benchmarks.real_voices import Clip, condition, model_inputs
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
-from emostream.training.metrics import BILABIALS, CLOSED_BELOW, frames_of, lip_gap
+from emostream.training.metrics import BILABIALS, CLOSED_BELOW, OPEN_VOWELS, central_frames, frames_of, lip_gap
 from emostream.training.real_voices import load_real_voices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,20 +54,28 @@ def closure_probabilities(generator: FaceGenerator, heard: list, emotion: str) -
     return faces, probabilities
 
 
-def tally(faces: list, probabilities: list, clips: list[Clip]) -> dict[str, float]:
-    hit, fired, gap = [], [], []
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def tally(faces: list, probabilities: list, clips: list[Clip]) -> dict:
+    hit, peak, gap, vowel_peak = [], [], [], []
     for face, probability, clip in zip(faces, probabilities, clips, strict=True):
         g = lip_gap(face)
         for phone in clip.phones:
             if phone.label in BILABIALS:
                 frames = frames_of(phone, len(g), 1)
                 hit.append(g[frames].min() < CLOSED_BELOW)
-                fired.append(probability[frames].max() > 0.5)
+                peak.append(probability[frames].max())
                 gap.append(g[frames].min())
-    h, f, gaps = np.array(hit), np.array(fired), np.array(gap)
+            elif phone.label in OPEN_VOWELS:
+                vowel_peak.append(probability[central_frames(phone, len(g))].max())
+    h, p, gaps, v = np.array(hit), np.array(peak), np.array(gap), np.array(vowel_peak)
+    f = p > 0.5
     return {"bilabials": int(h.size), "hit": float(h.mean()), "head_fired": float(f.mean()),
             "hit_without_the_head": float((h & ~f).mean()), "missed_though_the_head_fired": float((~h & f).mean()),
-            "median_gap_at_misses": float(np.median(gaps[~h])) if (~h).any() else 0.0}  # fmt: skip
+            "median_gap_at_misses": float(np.median(gaps[~h])) if (~h).any() else 0.0,
+            "head_above": {str(t): {"bilabials": float((p > t).mean()), "open_vowels": float((v > t).mean())}
+                           for t in THRESHOLDS}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for emotion in args.emotions.split(","):
         rows[emotion] = tally(*closure_probabilities(generator, heard, emotion), clips)
-        print(emotion, {k: round(v, 3) for k, v in rows[emotion].items()}, flush=True)
+        print(emotion, json.dumps(rows[emotion]), flush=True)
     write_result("closure_head", {"benchmark": "closure_head", "machine": machine(), "recordings": len(clips),
                                   "audio": "16k", "steps": 2, "emotions": rows})  # fmt: skip
 

@@ -29,7 +29,7 @@ def frames_of(phone: Phone, n_frames: int, widen: int) -> slice:
     return slice(max(start, 0), min(end, n_frames))
 
 
-def _central_frames(phone: Phone, n_frames: int) -> slice:
+def central_frames(phone: Phone, n_frames: int) -> slice:
     quarter = (phone.end_s - phone.start_s) / 4
     start = int(np.floor((phone.start_s + quarter) * FACE_FPS))
     end = max(int(np.ceil((phone.end_s - quarter) * FACE_FPS)), start + 1)
@@ -46,7 +46,7 @@ def closure_rates(face: np.ndarray, phones: list[Phone]) -> tuple[float, float, 
     gap = lip_gap(face)
     closed = gap < CLOSED_BELOW
     hits = [bool(closed[frames_of(p, len(gap), 1)].any()) for p in phones if p.label in BILABIALS]
-    false = [bool(closed[_central_frames(p, len(gap))].any()) for p in phones if p.label in OPEN_VOWELS]
+    false = [bool(closed[central_frames(p, len(gap))].any()) for p in phones if p.label in OPEN_VOWELS]
     hit_rate = float(np.mean(hits)) if hits else float("nan")
     false_rate = float(np.mean(false)) if false else float("nan")
     return hit_rate, false_rate, len(hits), len(false)
