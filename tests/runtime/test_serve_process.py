@@ -68,9 +68,12 @@ def test_two_io_workers_share_the_port_and_sigterm_stops_everything_without_a_tr
 
         assert asyncio.run(asyncio.wait_for(main(), 60)) == [30] * 6
         sent = 'emostream_frames_sent_total{stream="face"} 180.0'  # both workers' sessions, counted together
-        for _ in range(50):  # each worker publishes its counters every 50 ms
+        # Each worker publishes its counters every 50 ms, and a closed session leaves its worker's count once
+        # the worker has handled the close: wait for both, with room for a loaded machine (a full CI run once
+        # took over 5 s).
+        for _ in range(150):
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            if sent in metrics:
+            if sent in metrics and "emostream_sessions 0.0" in metrics:
                 break
             time.sleep(0.1)
         assert sent in metrics and "emostream_sessions 0.0" in metrics
