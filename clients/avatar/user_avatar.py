@@ -14,6 +14,7 @@ may differ freely. Nodes that are not humanoid bones keep their rest local trans
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,9 @@ class UserAvatar:
         names = {n.lower() for p in self.primitives for n in p.morph_names}
         return len(names & set(_ARKIT_LOWER)) >= 26
 
+    @cached_property
     def rest_world(self) -> np.ndarray:
+        """Every node's world 4x4 in the rest pose (computed once: the rest never changes)."""
         return self._world(self.rest_local)
 
     def _world(self, local: np.ndarray) -> np.ndarray:
@@ -82,7 +85,7 @@ class UserAvatar:
     def pose_nodes(self, face: np.ndarray | None, body: np.ndarray | None) -> np.ndarray:
         """World 4x4 of every node for one face frame (FACE_CHANNELS) and one body frame (quaternions
         (x, y, z, w) per SMPL-X joint, then the root translation), either of which may be None."""
-        rest_world = self.rest_world()
+        rest_world = self.rest_world
         n_joints = len(SMPLX_JOINTS)
         if body is not None:
             local = quat_to_matrix(np.asarray(body[: n_joints * 4], np.float64).reshape(n_joints, 4))

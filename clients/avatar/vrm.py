@@ -184,6 +184,24 @@ def vrm_extension(joint_nodes: dict[str, int], face_node: int, morph_names: tupl
     }
 
 
+def _fit_basis() -> np.ndarray:
+    """Each fitted preset as its ARKit pose plus its weighted lip gap: the rows the fit combines."""
+    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES) + 1))
+    for k, preset in enumerate(FITTED_PRESETS):
+        for shape, weight in VRM_EXPRESSIONS[preset].items():
+            basis[k, ARKIT_BLENDSHAPES.index(shape)] = weight
+    basis[:, -1] = GAP_WEIGHT * basis[:, :-1] @ _GAP
+    return basis
+
+
+# The fit's constant parts, built once: it runs for every frame (the VMC bridge, presets-only avatars).
+_GAP = np.array([GAP.get(shape, 0.0) for shape in ARKIT_BLENDSHAPES])
+_JAW, _SEAL = ARKIT_BLENDSHAPES.index("jawOpen"), ARKIT_BLENDSHAPES.index("mouthClose")
+_BASIS = _fit_basis()
+_GRAM = _BASIS @ _BASIS.T
+_STEP = 1.0 / np.abs(_GRAM).sum(axis=1).max()  # below 2 / the largest eigenvalue (Gershgorin): it converges
+
+
 def arkit_to_vrm(face: np.ndarray, iterations: int = 200) -> dict[str, float]:
     """VRM preset weights that best rebuild an ARKit frame: blinks one to one, and the mouth and emotion
     presets by non-negative least squares on the ARKit poses each preset stands for (vrm.VRM_EXPRESSIONS,
@@ -192,20 +210,11 @@ def arkit_to_vrm(face: np.ndarray, iterations: int = 200) -> dict[str, float]:
     opening weighs extra (GAP_WEIGHT), so a closure stays closed. Weights are clipped to [0, 1]."""
     arkit = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0).astype(np.float64)
     # No preset seals the lips over an open jaw (mouthClose): the seal is shown by opening the jaw less.
-    jaw, seal = ARKIT_BLENDSHAPES.index("jawOpen"), ARKIT_BLENDSHAPES.index("mouthClose")
-    arkit[jaw] = max(arkit[jaw] - arkit[seal], 0.0)
-    basis = np.zeros((len(FITTED_PRESETS), len(ARKIT_BLENDSHAPES) + 1))
-    for k, preset in enumerate(FITTED_PRESETS):
-        for shape, weight in VRM_EXPRESSIONS[preset].items():
-            basis[k, ARKIT_BLENDSHAPES.index(shape)] = weight
-    gap = np.array([GAP.get(shape, 0.0) for shape in ARKIT_BLENDSHAPES])
-    basis[:, -1] = GAP_WEIGHT * basis[:, :-1] @ gap
-    wanted = np.append(arkit, GAP_WEIGHT * arkit @ gap)
-    gram, target = basis @ basis.T, basis @ wanted
-    step = 1.0 / np.abs(gram).sum(axis=1).max()  # below 2 / the largest eigenvalue (Gershgorin): it converges
+    arkit[_JAW] = max(arkit[_JAW] - arkit[_SEAL], 0.0)
+    target = _BASIS @ np.append(arkit, GAP_WEIGHT * arkit @ _GAP)
     x = np.zeros(len(FITTED_PRESETS))
     for _ in range(iterations):  # projected gradient: small, fixed cost, no solver dependency
-        x = np.clip(x - step * (gram @ x - target), 0.0, 1.0)
+        x = np.clip(x - _STEP * (_GRAM @ x - target), 0.0, 1.0)
     weights = dict(zip(FITTED_PRESETS, x.tolist(), strict=True))
     weights["blinkLeft"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkLeft")])
     weights["blinkRight"] = float(arkit[ARKIT_BLENDSHAPES.index("eyeBlinkRight")])

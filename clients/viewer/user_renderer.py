@@ -62,7 +62,7 @@ class UserAvatarRenderer:
 
     def focus(self, view: str) -> OrbitCamera:
         """A camera on the avatar's face or whole body, whatever its size."""
-        world = self.avatar.rest_world()
+        world = self.avatar.rest_world
         head = self.avatar.humanoid.get("head")
         top = world[head][:3, 3] if head is not None else np.array([0.0, 1.6, 0.0])
         if view == "face":

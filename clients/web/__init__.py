@@ -18,7 +18,9 @@ def cache_dir() -> Path:
 def page_files(folder: Path | None = None) -> WebFiles:
     """The page's files, with the built-in avatar written (again) into `folder` as `avatar.vrm` (the
     page's default) and `avatar.glb` (the same as plain glTF)."""
+    from emostream.clients.avatar.builtin import build_rigged_avatar
     from emostream.clients.avatar.gltf_export import export_avatar
 
+    avatar = build_rigged_avatar()  # built once for both files: it is most of the server's added start-up
     names = ("avatar.vrm", "avatar.glb")
-    return WebFiles(root=STATIC, extra={f"/{n}": export_avatar((folder or cache_dir()) / n) for n in names})
+    return WebFiles(root=STATIC, extra={f"/{n}": export_avatar((folder or cache_dir()) / n, avatar) for n in names})
