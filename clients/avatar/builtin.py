@@ -2,9 +2,9 @@
 a body mesh skinned to it, the head with its 52 ARKit morph targets and the two eyes, all in metres, Y up,
 facing +Z.
 
-The body is the mannequin's ellipsoids (viewer/mannequin.py) joined into one mesh, each vertex bound with
-full weight to the joint its ellipsoid moves with; the head rides on the head joint, each eye on its eye
-joint, which is moved to the centre of the eyeball so that eye rotations turn the eye in place.
+The body is the viewer's skinned body mesh (viewer/body_mesh.py), up to four joints per vertex; the head
+rides on the head joint, each eye on its eye joint, which is moved to the centre of the eyeball so that
+eye rotations turn the eye in place.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import numpy as np
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
 
 from ..viewer.blendshapes import build_shapes
+from ..viewer.body_mesh import build_body_mesh
 from ..viewer.head_mesh import build_eye, build_head
-from ..viewer.mannequin import HEAD_CENTRE_IN_HEAD_JOINT, STATURE_M, build_segments
+from ..viewer.mannequin import HEAD_CENTRE_IN_HEAD_JOINT, STATURE_M
 
 J = {name: i for i, name in enumerate(SMPLX_JOINTS)}
 EYE_JOINTS = ("left_eye_smplhf", "right_eye_smplhf")
@@ -25,14 +26,15 @@ EYE_JOINTS = ("left_eye_smplhf", "right_eye_smplhf")
 
 @dataclass(frozen=True)
 class Part:
-    """One mesh: vertices in the rest (T) pose, world metres, each bound to one joint."""
+    """One mesh: vertices in the rest (T) pose, world metres, each following up to four joints."""
 
     name: str
     positions: np.ndarray  # (V, 3) float32
     normals: np.ndarray  # (V, 3) float32
     colors: np.ndarray  # (V, 3) float32, linear 0..1
     triangles: np.ndarray  # (F, 3) uint32
-    joints: np.ndarray  # (V,) index into SMPLX_JOINTS
+    joints: np.ndarray  # (V, 4) indices into SMPLX_JOINTS
+    weights: np.ndarray  # (V, 4), rows sum to 1
     morph_names: tuple[str, ...] = ()
     morph_positions: np.ndarray | None = None  # (M, V, 3) deltas
     morph_normals: np.ndarray | None = None  # (M, V, 3) deltas
@@ -50,55 +52,18 @@ class RiggedAvatar:
         return next(p for p in self.parts if p.name == name)
 
 
-def _unit_sphere(rings: int = 8, segments: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """A UV sphere of radius 1 (poles shared): (V, 3) points, (F, 3) triangles with outward winding."""
-    polar = np.linspace(0, np.pi, rings + 1)[1:-1]
-    azimuth = np.linspace(0, 2 * np.pi, segments, endpoint=False)
-    ring = np.stack(
-        [
-            np.sin(polar)[:, None] * np.sin(azimuth),
-            np.cos(polar)[:, None] * np.ones_like(azimuth),
-            np.sin(polar)[:, None] * np.cos(azimuth),
-        ],
-        axis=-1,
-    ).reshape(-1, 3)
-    points = np.concatenate([[[0.0, 1.0, 0.0]], ring, [[0.0, -1.0, 0.0]]])
-    bottom = len(points) - 1
-    tris = []
-    for s in range(segments):
-        n = (s + 1) % segments
-        tris.append((0, 1 + s, 1 + n))
-        for r in range(rings - 2):
-            a, b = 1 + r * segments + s, 1 + r * segments + n
-            c, d = a + segments, b + segments
-            tris += [(a, c, d), (a, d, b)]
-        last = 1 + (rings - 2) * segments
-        tris.append((bottom, last + n, last + s))
-    return points, np.array(tris, np.int64)
+def _rigid(count: int, joint: int) -> tuple[np.ndarray, np.ndarray]:
+    """Joints and weights binding `count` vertices wholly to one joint."""
+    joints = np.zeros((count, 4), np.int64)
+    joints[:, 0] = joint
+    weights = np.zeros((count, 4), np.float32)
+    weights[:, 0] = 1.0
+    return joints, weights
 
 
-def _body(offsets: np.ndarray, rest: np.ndarray) -> Part:
-    sphere, sphere_tris = _unit_sphere()
-    positions, normals, colors, tris, joints = [], [], [], [], []
-    count = 0
-    for segment in build_segments(offsets):
-        linear, shift = segment.local[:3, :3], segment.local[:3, 3]
-        points = sphere @ linear.T + shift + rest[segment.joint]
-        normal = sphere @ np.linalg.inv(linear)  # inverse transpose, for row vectors
-        positions.append(points)
-        normals.append(normal / np.linalg.norm(normal, axis=1, keepdims=True))
-        colors.append(np.broadcast_to(segment.colour, points.shape))
-        tris.append(sphere_tris + count)
-        joints.append(np.full(len(points), segment.joint))
-        count += len(points)
-    return Part(
-        "body",
-        np.concatenate(positions).astype(np.float32),
-        np.concatenate(normals).astype(np.float32),
-        np.concatenate(colors).astype(np.float32),
-        np.concatenate(tris).astype(np.uint32),
-        np.concatenate(joints),
-    )
+def _body(stature_m: float) -> Part:
+    mesh = build_body_mesh(stature_m)
+    return Part("body", mesh.positions, mesh.normals, mesh.colors, mesh.triangles, mesh.joints, mesh.weights)
 
 
 def build_rigged_avatar(stature_m: float = STATURE_M) -> RiggedAvatar:
@@ -122,7 +87,7 @@ def build_rigged_avatar(stature_m: float = STATURE_M) -> RiggedAvatar:
         head.normals,
         head.colors,
         head.triangles.astype(np.uint32),
-        np.full(len(head.positions), J["head"]),
+        *_rigid(len(head.positions), J["head"]),
         shapes.names,
         shapes.position_deltas.astype(np.float32),
         shapes.normal_deltas.astype(np.float32),
@@ -134,13 +99,14 @@ def build_rigged_avatar(stature_m: float = STATURE_M) -> RiggedAvatar:
         eye_normals.append(eye.normals)
         eye_colors.append(eye.colors)
         eye_tris.append(eye.triangles + k * len(eye.positions))
-        eye_joints.append(np.full(len(eye.positions), J[name]))
+        eye_joints.append(_rigid(len(eye.positions), J[name]))
     eyes = Part(
         "eyes",
         np.concatenate(eye_positions).astype(np.float32),
         np.concatenate(eye_normals),
         np.concatenate(eye_colors),
         np.concatenate(eye_tris).astype(np.uint32),
-        np.concatenate(eye_joints),
+        np.concatenate([j for j, _ in eye_joints]),
+        np.concatenate([w for _, w in eye_joints]),
     )
-    return RiggedAvatar(tuple(SMPLX_JOINTS), tuple(SMPLX_PARENTS), offsets, rest, (_body(offsets, rest), face, eyes))
+    return RiggedAvatar(tuple(SMPLX_JOINTS), tuple(SMPLX_PARENTS), offsets, rest, (_body(stature_m), face, eyes))

@@ -69,10 +69,8 @@ class _Buffer:
 
 def _primitive(buffer: _Buffer, part: Part, material: int) -> gl.Primitive:
     vertex = gl.ARRAY_BUFFER
-    joints = np.zeros((len(part.joints), 4), np.uint8)
-    joints[:, 0] = part.joints
-    weights = np.zeros((len(part.joints), 4), np.float32)
-    weights[:, 0] = 1.0
+    joints = np.where(part.weights > 0, part.joints, 0).astype(np.uint8)  # unused slots point at joint 0
+    weights = part.weights.astype(np.float32)
     attributes = gl.Attributes(
         POSITION=buffer.add(part.positions, gl.VEC3, gl.FLOAT, vertex, bounds=True),
         NORMAL=buffer.add(part.normals.astype(np.float32), gl.VEC3, gl.FLOAT, vertex),

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .sdf import Ellipsoid, sample_grid, smooth_max, smooth_min
+from .surface_nets import surface_nets
+
 # Proportions of the skull before features are added.
 HALF_WIDTH = 0.076
 HALF_HEIGHT_TOP = 0.118
@@ -20,16 +23,16 @@ HALF_HEIGHT_CHIN = 0.108
 DEPTH_FRONT = 0.097
 DEPTH_BACK = 0.102
 
-N_AZIMUTH = 120  # 3 degree columns: the mouth corners fall on columns
-ROW_STEP_DEG = 2.0
+N_AZIMUTH = 240  # 1.5 degree columns: the mouth corners fall on columns
+ROW_STEP_DEG = 1.5
 MOUTH_ROW_DEG = -26.0
-MOUTH_HALF_COLUMNS = 6  # the slit spans +-18 degrees of azimuth
+MOUTH_HALF_COLUMNS = 12  # the slit spans +-18 degrees of azimuth
 
 EYE_RADIUS = 0.0125
 LID_RADIUS = 1.13 * EYE_RADIUS
 EYE_CENTRE_X = 0.032
 EYE_CENTRE_Y = 0.016
-UPPER_LID_OPEN_DEG = 18.0
+UPPER_LID_OPEN_DEG = 15.0
 LOWER_LID_OPEN_DEG = -30.0
 
 SKIN = np.array([0.94, 0.77, 0.66])
@@ -43,9 +46,10 @@ SCLERA = np.array([0.96, 0.96, 0.95])
 IRIS = np.array([0.30, 0.48, 0.62])
 PUPIL = np.array([0.03, 0.03, 0.04])
 CAVITY = np.array([0.16, 0.05, 0.06])
+NOSTRIL = np.array([0.45, 0.25, 0.22])
 
 # Parts, stored per vertex so tests and shapes can select them.
-PARTS = ("skin", "upper_lid", "lower_lid", "upper_teeth", "lower_teeth", "tongue", "cavity")
+PARTS = ("skin", "upper_lid", "lower_lid", "upper_teeth", "lower_teeth", "tongue", "cavity", "hair")
 
 
 @dataclass
@@ -95,11 +99,7 @@ def _features(p: np.ndarray, mouth_y: float) -> np.ndarray:
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     front = np.clip(z / DEPTH_FRONT, 0.0, 1.0) ** 2
     dz = np.zeros_like(x)
-    # Nose: a ridge from between the eyes to a rounded tip, and two wings.
-    ridge = _bump2(x, y, 0.0, -0.008, 0.009, 0.026)
-    tip = _bump2(x, y, 0.0, -0.021, 0.012, 0.011)
-    wings = _bump2(np.abs(x), y, 0.011, -0.025, 0.008, 0.007)
-    dz += 0.009 * ridge + 0.010 * tip + 0.004 * wings
+    dz += _nose(x, y)
     # Brow ridge and eye sockets.
     for sx in (-1.0, 1.0):
         dz += 0.005 * _bump2(x, y, sx * EYE_CENTRE_X, EYE_CENTRE_Y + 0.020, 0.026, 0.010)
@@ -116,17 +116,64 @@ def _features(p: np.ndarray, mouth_y: float) -> np.ndarray:
     side = np.clip(np.abs(x) / HALF_WIDTH, 0.0, 1.0) ** 4
     ear = _bump2(z, y, -0.004, 0.000, 0.018, 0.030) * side
     out[..., 0] += np.sign(x) * 0.014 * ear
-    # Hair has volume: the cap stands off the skull.
-    length = np.linalg.norm(p, axis=-1, keepdims=True)
-    out += 0.006 * hair_cover(p)[..., None] * p / np.maximum(length, 1e-9)
     return out
 
 
-def hair_cover(p: np.ndarray) -> np.ndarray:
-    """1 on the hair cap: above a hairline high on the forehead, lower at the temples and the nape."""
+NOSE_TOP_Y, NOSE_TIP_Y, NOSE_BASE_Y = 0.014, -0.021, -0.034
+
+
+def _nose(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """How far the nose stands out of the face: a bridge that rises and widens from between the eyes to
+    a rounded tip, turning back under the tip to the upper lip, with a wing (ala) on each side."""
+    along = np.clip((NOSE_TOP_Y - y) / (NOSE_TOP_Y - NOSE_TIP_Y), 0.0, 1.0)
+    height = 0.003 + 0.014 * along**1.4
+    under = np.clip((NOSE_TIP_Y - y) / (NOSE_TIP_Y - NOSE_BASE_Y), 0.0, 1.0)
+    height = height * (1.0 - _smooth_bump(1.0 - under, 1.0)) * (y < NOSE_TOP_Y + 0.012)
+    height *= _smooth_bump(np.maximum(y - NOSE_TOP_Y, 0.0), 0.012)  # fades into the brow
+    width = 0.0075 + 0.0065 * along
+    bridge = height * _smooth_bump(np.abs(x), width)
+    tip = 0.0035 * _bump2(x, y, 0.0, NOSE_TIP_Y + 0.002, 0.010, 0.008)  # the rounded tip
+    wings = 0.0065 * _bump2(np.abs(x), y, 0.0110, NOSE_TIP_Y - 0.005, 0.0075, 0.0070)
+    return bridge + tip + wings
+
+
+def _hairline(p: np.ndarray) -> np.ndarray:
+    """Height of the hairline above the point: high on the forehead, lower at the temples and the nape."""
     facing = p[..., 2] / np.maximum(np.hypot(p[..., 0], p[..., 2]), 1e-9)
-    hairline = 0.040 + np.where(facing > 0, 0.036 * facing**2, 0.085 * facing)
-    return _smooth_bump(np.maximum(hairline - p[..., 1], 0.0), 0.009)
+    return 0.040 + np.where(facing > 0, 0.036 * facing**2, 0.085 * facing)
+
+
+def hair_cover(p: np.ndarray) -> np.ndarray:
+    """1 on the scalp under the hair (coloured like it, so no skin shows through at the hairline)."""
+    return _smooth_bump(np.maximum(_hairline(p) - p[..., 1], 0.0), 0.009)
+
+
+HAIR_SPACING = 0.003
+
+
+def _hair_distance(p: np.ndarray) -> np.ndarray:
+    """Signed distance to the hair: a layer over the skull, thin at the hairline and about 13 mm deep on
+    the crown, a fringe swept to the character's left, and locks as waves in the outer surface."""
+    skull = Ellipsoid(np.array([0.0, 0.0, -0.0025]), np.array([HALF_WIDTH, HALF_HEIGHT_TOP, 0.0995]), 0, HAIR)
+    above = p[:, 1] - _hairline(p) + 0.004  # metres above the hairline (just below the scalp's cap)
+    azimuth = np.arctan2(p[:, 0], p[:, 2])
+    depth = 0.0025 + 0.0105 * np.clip(above / 0.035, 0.0, 1.0) ** 0.7
+    depth += 0.0018 * np.sin(11.0 * azimuth + 30.0 * p[:, 1]) * np.clip(above / 0.02, 0.0, 1.0)
+    layer = skull.distance(p) - depth
+    fringe = Ellipsoid(np.array([0.016, 0.090, 0.056]), np.array([0.052, 0.017, 0.032]), 0, HAIR).distance(p)
+    volume = smooth_min(layer, fringe, 0.012)
+    return smooth_max(volume, -above, 0.004)
+
+
+def _hair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hair as its own closed surface: points, triangles and colours (strands as light streaks)."""
+    lo = np.array([-HALF_WIDTH - 0.03, -0.07, -DEPTH_BACK - 0.03])
+    hi = np.array([HALF_WIDTH + 0.03, HALF_HEIGHT_TOP + 0.03, DEPTH_FRONT + 0.02])
+    values, origin = sample_grid(_hair_distance, lo, hi, HAIR_SPACING)
+    points, triangles = surface_nets(values, origin, HAIR_SPACING)
+    azimuth = np.arctan2(points[:, 0], points[:, 2])
+    streak = 0.88 + 0.12 * np.sin(90.0 * azimuth + 20.0 * points[:, 1]) * np.sin(37.0 * azimuth)
+    return points, triangles, HAIR * streak[:, None]
 
 
 def _skin_colour(p: np.ndarray, mouth_y: float) -> np.ndarray:
@@ -134,6 +181,9 @@ def _skin_colour(p: np.ndarray, mouth_y: float) -> np.ndarray:
     colour = np.tile(SKIN, (len(p), 1))
     lips = _bump2(x, y, 0.0, mouth_y, 0.024, 0.0085) ** 0.5 * (z > 0)
     colour = colour * (1 - lips[:, None]) + LIPS * lips[:, None]
+    # Nostrils: shade under the tip, either side of the middle.
+    nostrils = 0.25 * _bump2(np.abs(x), y, 0.0055, NOSE_BASE_Y + 0.002, 0.0035, 0.0022) * (z > 0)
+    colour = colour * (1 - nostrils[:, None]) + NOSTRIL * nostrils[:, None]
     hair = hair_cover(p)
     colour = colour * (1 - hair[:, None]) + HAIR * hair[:, None]
     # Eyebrows: an arch over each eye.
@@ -300,8 +350,11 @@ def build_head() -> HeadMesh:
     # The mouth cavity: a dark bowl open to the front, so an open mouth shows teeth, tongue and shadow and
     # never the neck behind.
     cavity, tris = _shell(np.zeros(3), 1.0, np.linspace(65, 295, 24), np.linspace(-89, 89, 13))
-    centre = np.array([0.0, mouth_y - 0.006, float(arch[10, 2]) - 0.012])
-    add(cavity * np.array([0.021, 0.020, 0.026]) + centre, tris, "cavity", CAVITY)
+    centre = np.array([0.0, mouth_y - 0.005, float(arch[10, 2]) - 0.015])
+    add(cavity * np.array([0.021, 0.018, 0.026]) + centre, tris, "cavity", CAVITY)
+
+    hair, tris, hair_colours = _hair()
+    add(hair, tris, "hair", hair_colours)
 
     all_positions = np.concatenate(positions)
     all_tris = np.concatenate(triangles)

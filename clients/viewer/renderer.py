@@ -93,7 +93,7 @@ class AvatarRenderer:
         ctx = self.ctx
         self.head_program = ctx.program(vertex_shader=shaders.HEAD_VERTEX, fragment_shader=shaders.HEAD_FRAGMENT)
         self.mesh_program = ctx.program(vertex_shader=shaders.MESH_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
-        self.segment_program = ctx.program(vertex_shader=shaders.SEGMENT_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
+        self.body_program = ctx.program(vertex_shader=shaders.SKINNED_VERTEX, fragment_shader=shaders.MESH_FRAGMENT)
 
     def _build_head(self) -> None:
         ctx, head = self.ctx, self.head
@@ -131,47 +131,36 @@ class AvatarRenderer:
         )
 
     def _build_body(self) -> None:
+        mesh = self.mannequin.mesh
         ctx = self.ctx
-        sphere = build_eye(rings=14, segments=20)  # a unit-radius sphere once scaled back
-        unit = np.hstack([sphere.normals, sphere.normals]).astype(np.float32)
-        n = len(self.mannequin.segments)
-        self.instance_buffer = ctx.buffer(reserve=n * 19 * 4)
+        floats = np.hstack([mesh.positions, mesh.normals, mesh.colors]).astype(np.float32)
         self.body_vao = ctx.vertex_array(
-            self.segment_program,
+            self.body_program,
             [
-                (ctx.buffer(unit.tobytes()), "3f 3f", "in_position", "in_normal"),
-                (
-                    self.instance_buffer,
-                    "4f 4f 4f 4f 3f/i",
-                    "in_model0",
-                    "in_model1",
-                    "in_model2",
-                    "in_model3",
-                    "in_colour",
-                ),
+                (ctx.buffer(floats.tobytes()), "3f 3f 3f", "in_position", "in_normal", "in_colour"),
+                (ctx.buffer(mesh.joints.astype(np.int32).tobytes()), "4i", "in_joints"),
+                (ctx.buffer(mesh.weights.astype(np.float32).tobytes()), "4f", "in_weights"),
             ],
-            ctx.buffer(sphere.triangles.astype(np.int32).tobytes()),
+            ctx.buffer(mesh.triangles.astype(np.int32).tobytes()),
         )
-        self.n_segments = n
 
     def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
         self.backdrop.draw()
         view_projection = camera.projection(aspect) @ camera.view()
         eye_pos = camera.eye()
         light = np.array([0.4, 0.7, 0.8])
-        for program in (self.head_program, self.mesh_program, self.segment_program):
+        for program in (self.head_program, self.mesh_program, self.body_program):
             _set(program, "light_dir", tuple(light))
             _set(program, "eye_pos", tuple(eye_pos))
 
-        models, head_joint = self.mannequin.pose(relaxed_pose() if body is None else body)
-        instances = np.concatenate(
-            [models.transpose(0, 2, 1).reshape(len(models), 16), self.mannequin.colours], axis=1
-        ).astype(np.float32)
-        self.instance_buffer.write(instances.tobytes())
-        _write(self.segment_program, "view_projection", view_projection.T.astype(np.float32))
-        _set(self.segment_program, "shininess", 12.0)
-        _set(self.segment_program, "specular", 0.05)
-        self.body_vao.render(instances=self.n_segments)
+        skin, head_joint = self.mannequin.pose(relaxed_pose() if body is None else body)
+        padded = np.zeros((shaders.MAX_JOINTS, 4, 4), np.float32)
+        padded[: len(skin)] = skin.transpose(0, 2, 1)  # column-major for GLSL
+        _write(self.body_program, "skin", padded)
+        _write(self.body_program, "view_projection", view_projection.T.astype(np.float32))
+        _set(self.body_program, "shininess", 12.0)
+        _set(self.body_program, "specular", 0.05)
+        self.body_vao.render()
 
         face = np.zeros(len(FACE_CHANNELS), np.float32) if face is None else face
         head_rot = head_rotation(*(float(face[_CHANNEL[k]]) for k in ("headYaw", "headPitch", "headRoll")))

@@ -128,25 +128,28 @@ void main() {
 """
 )
 
-# The mannequin: one unit sphere drawn once per body segment, each instance with its own model matrix.
-SEGMENT_VERTEX = """
+# The body: one mesh skinned on the GPU (linear blend skinning, up to four joints per vertex). Each
+# joint's matrix takes a rest-pose point to its posed place; rest rotations are identity, so normals
+# turn by the same blended rotation.
+MAX_JOINTS = 64
+SKINNED_VERTEX = """
 #version 330
 uniform mat4 view_projection;
+uniform mat4 skin[64];
 in vec3 in_position;
 in vec3 in_normal;
-in vec4 in_model0;
-in vec4 in_model1;
-in vec4 in_model2;
-in vec4 in_model3;
 in vec3 in_colour;
+in ivec4 in_joints;
+in vec4 in_weights;
 out vec3 v_world;
 out vec3 v_normal;
 out vec3 v_colour;
 void main() {
-    mat4 model = mat4(in_model0, in_model1, in_model2, in_model3);
-    vec4 world = model * vec4(in_position, 1.0);
+    mat4 m = in_weights.x * skin[in_joints.x] + in_weights.y * skin[in_joints.y]
+           + in_weights.z * skin[in_joints.z] + in_weights.w * skin[in_joints.w];
+    vec4 world = m * vec4(in_position, 1.0);
     v_world = world.xyz;
-    v_normal = transpose(inverse(mat3(model))) * in_normal;
+    v_normal = mat3(m) * in_normal;
     v_colour = in_colour;
     gl_Position = view_projection * world;
 }
