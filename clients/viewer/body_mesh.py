@@ -83,7 +83,7 @@ def _body_shape(rest: np.ndarray) -> Shape:
         Cone(v([-0.13, 1.425, -0.022]), v([0.13, 1.425, -0.022]), 0.052, 0.052, J["spine3"], SHIRT),  # trapezius
         Cone(v([0.0, 1.40, -0.02]), v([0.0, 1.59, 0.0]), 0.058, 0.050, J["neck"], SKIN),
     )
-    limbs = []
+    limbs: list[tuple[Primitive, ...]] = []
     for side in ("left", "right"):
         flip = (lambda x: x) if side == "left" else _mirror
         s = f"{side}_"

@@ -67,7 +67,7 @@ class HeadMesh:
         return self.part == PARTS.index(part)
 
 
-def _smooth_bump(distance: np.ndarray, radius: float) -> np.ndarray:
+def _smooth_bump(distance: np.ndarray, radius: float | np.ndarray) -> np.ndarray:
     """1 at the centre, 0 from `radius` on, with zero slope at both ends (compact support)."""
     t = np.clip(1.0 - distance / radius, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)

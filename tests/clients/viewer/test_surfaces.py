@@ -21,7 +21,7 @@ def test_surface_nets_closes_a_sphere_wound_outward_with_its_volume() -> None:
 def test_coarse_to_fine_sampling_keeps_the_exact_distance_near_the_surface() -> None:
     cone = Cone(np.zeros(3), np.array([0.3, 0.0, 0.0]), 0.05, 0.03, 0, np.ones(3))
     lo, hi = np.full(3, -0.1), np.array([0.4, 0.1, 0.1])
-    values, origin = sample_grid(cone.distance, lo, hi, 0.005)
+    values, _ = sample_grid(cone.distance, lo, hi, 0.005)
     axes = [np.arange(lo[k], hi[k] + 0.005, 0.005) for k in range(3)]
     exact = cone.distance(np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)).reshape(values.shape)
     near = np.abs(exact) < 0.01
