@@ -119,7 +119,7 @@ def _features(p: np.ndarray, mouth_y: float) -> np.ndarray:
     return out
 
 
-NOSE_TOP_Y, NOSE_TIP_Y, NOSE_BASE_Y = 0.014, -0.021, -0.034
+NOSE_TOP_Y, NOSE_TIP_Y, NOSE_BASE_Y = 0.014, -0.020, -0.036
 
 
 def _nose(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ def _nose(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     width = 0.0075 + 0.0065 * along
     bridge = height * _smooth_bump(np.abs(x), width)
     tip = 0.0035 * _bump2(x, y, 0.0, NOSE_TIP_Y + 0.002, 0.010, 0.008)  # the rounded tip
-    wings = 0.0065 * _bump2(np.abs(x), y, 0.0110, NOSE_TIP_Y - 0.005, 0.0075, 0.0070)
+    wings = 0.0045 * _bump2(np.abs(x), y, 0.0105, NOSE_TIP_Y - 0.003, 0.0070, 0.0065)
     return bridge + tip + wings
 
 
@@ -182,7 +182,7 @@ def _skin_colour(p: np.ndarray, mouth_y: float) -> np.ndarray:
     lips = _bump2(x, y, 0.0, mouth_y, 0.024, 0.0085) ** 0.5 * (z > 0)
     colour = colour * (1 - lips[:, None]) + LIPS * lips[:, None]
     # Nostrils: shade under the tip, either side of the middle.
-    nostrils = 0.25 * _bump2(np.abs(x), y, 0.0055, NOSE_BASE_Y + 0.002, 0.0035, 0.0022) * (z > 0)
+    nostrils = 0.15 * _bump2(np.abs(x), y, 0.0055, NOSE_BASE_Y + 0.002, 0.0035, 0.0022) * (z > 0)
     colour = colour * (1 - nostrils[:, None]) + NOSTRIL * nostrils[:, None]
     hair = hair_cover(p)
     colour = colour * (1 - hair[:, None]) + HAIR * hair[:, None]
