@@ -71,8 +71,11 @@ def load_set(corpus: Path, held_out: bool, limit: int) -> list[Utterance]:
 
 
 @torch.no_grad()
-def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Every utterance streamed through the step function, all in one batch (one slot each)."""
+def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.ndarray, seed: int,
+             estimator: torch.nn.Module | None = None) -> list[np.ndarray]:  # fmt: skip
+    """Every utterance streamed through the step function, all in one batch (one slot each). With an
+    `estimator` (runtime/models/voice_emotion.py) the emotion input is its estimate from the same features,
+    step by step ("auto"), instead of the constant `emotion`."""
     B = len(utterances)
     n_frames = [math.ceil(u.audio.size / u.rate * FACE_FPS) for u in utterances]
     n_steps = max(n_frames) + generator.delay
@@ -82,11 +85,14 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
         feats[b, generator.prefix : generator.prefix + f.shape[0]] = f
     gen = torch.Generator().manual_seed(seed)
     state = generator.init_state(B)
-    emotions = torch.from_numpy(np.tile(emotion, (B, 1, 1)))
+    emotions = torch.from_numpy(np.tile(emotion, (B, n_steps, 1)))
+    if estimator is not None:
+        estimate = estimator.forward_sequence({"features": torch.from_numpy(feats)}, torch.zeros(B, n_steps, 1))
+        emotions = estimate["emotion"]
     yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
     frames = []
     for s in range(n_steps):
-        inputs = {"features": torch.from_numpy(feats[:, 2 * s : 2 * s + 2]), "emotion": emotions}
+        inputs = {"features": torch.from_numpy(feats[:, 2 * s : 2 * s + 2]), "emotion": emotions[:, s : s + 1]}
         noise = torch.randn((B, len(FACE_CHANNELS)), generator=gen)
         outputs, state = generator.step(inputs, state, noise, no, yes)
         if s >= generator.delay:  # the eyelids as the server sends them

@@ -136,7 +136,7 @@ def _animate(args: argparse.Namespace) -> int:
     animation = animate(
         args.audio, args.checkpoint, args.emotion, args.intensity, args.seed, args.lookahead_ms, args.steps,
         backend=args.backend, device=args.device, engine_cache=args.engine_cache, body=args.body,
-        style=args.style, gesture_checkpoint=args.gesture_checkpoint,
+        style=args.style, gesture_checkpoint=args.gesture_checkpoint, auto_weight=args.auto_weight,
     )  # fmt: skip
     write_animation(animation, args.output)
     m = animation.meta
@@ -236,6 +236,7 @@ TRAINERS = {
     "face": "emostream.training.train_face",
     "gesture": "emostream.training.train_gesture",
     "gesture-temperature": "emostream.training.gesture_temperature",
+    "voice-emotion": "emostream.training.train_voice_emotion",
 }
 BENCHMARKS = {
     "hostile": "emostream.benchmarks.hostile",
@@ -244,6 +245,7 @@ BENCHMARKS = {
     "face-quality": "emostream.benchmarks.face_quality",
     "real-voices": "emostream.benchmarks.real_voices",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
+    "voice-emotion": "emostream.benchmarks.voice_emotion",
     "latency": "emostream.benchmarks.latency",
     "capacity": "emostream.benchmarks.capacity",
     "backends": "emostream.benchmarks.backends",
@@ -327,8 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     anim = command("animate", "speech file -> face animation (.npz, .json or Live Link .csv)")
     anim.add_argument("audio", type=Path, help="WAV or FLAC speech, any common rate, mono or stereo")
     anim.add_argument("-o", "--output", type=Path, required=True, help="output file: .npz, .json or .csv")
-    anim.add_argument("--emotion", default="neutral", choices=EMOTIONS, help="the emotion")
+    anim.add_argument("--emotion", default="neutral", choices=(*EMOTIONS, "auto"),
+                      help="the emotion; auto: the one the voice sounds like")  # fmt: skip
     anim.add_argument("--intensity", type=float, default=1.0, help="emotion strength, 0 to 1")
+    anim.add_argument("--auto-weight", type=float, default=0.0,
+                      help="mix in the voice's emotion: 0 the chosen one alone, 1 the voice alone")  # fmt: skip
     anim.add_argument("--seed", type=int, default=0, help="noise seed for the stochastic upper face and head")
     anim.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100 ms")
     anim.add_argument("--steps", type=int, default=2, help="sampler steps per frame, 1 to 8")

@@ -16,11 +16,13 @@ from emostream.runtime.animation_files import Animation
 from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.audio import SUPPORTED_RATES_HZ, Resampler
 from emostream.runtime.audio_files import chunks, read_audio
+from emostream.runtime.auto_emotion import VoiceEmotionStream, chosen_and_weight, mix
 from emostream.runtime.body_pose import body_frames
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.errors import ConfigError
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
+from emostream.runtime.models.voice_emotion import load_voice_emotion
 from emostream.runtime.rigs import BODY_FPS, FACE_FPS
 from emostream.runtime.step import StepRunner, StreamingGenerator
 from emostream.runtime.stream import GeneratorStream
@@ -65,15 +67,20 @@ def animate(
     body: bool = True,
     style: str = DEFAULT_STYLE,
     gesture_checkpoint: Path | None = None,
+    auto_weight: float = 0.0,
 ) -> Animation:
-    """Runs the file through the same streaming path as the server, on any engines backend."""
+    """Runs the file through the same streaming path as the server, on any engines backend. `emotion`
+    "auto", or an `auto_weight` above 0, mixes in the emotion estimated from the voice
+    (runtime/auto_emotion.py), updated every chunk."""
     checkpoint = checkpoint or default_face_checkpoint()
     if not checkpoint.exists():
         raise ConfigError(f"no face checkpoint at {checkpoint}; train one with `emostream train face`")
+    chosen, auto_weight = chosen_and_weight(emotion, auto_weight)
     try:
-        vector = emotion_vector(emotion, intensity)
+        vector = emotion_vector(chosen, intensity)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    unit = emotion_vector(chosen, 1.0)
     network, metadata = load_checkpoint(checkpoint)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(lookahead_ms), n_steps=steps).eval()
     samples, rate = load_speech(audio_path)
@@ -95,8 +102,15 @@ def animate(
                                        make_runner=runner))  # fmt: skip
         body_meta = {"body_model": gesture_checkpoint.name, "style": style,
                      "body_lookahead_ms": round(gestures.lookahead_ms, 2)}  # fmt: skip
+    voice = VoiceEmotionStream(load_voice_emotion()[0], rate) if auto_weight > 0 else None
+    estimates = []
     outputs: list[list[np.ndarray]] = [[] for _ in streams]
     for _, chunk in chunks(samples, rate, CHUNK_MS):
+        if voice is not None:  # the estimate after this chunk steers the frames this chunk completes
+            estimate = voice.push(chunk)
+            estimates.append(np.concatenate([estimate, voice.arousal_valence]))
+            for stream in streams:
+                stream.set_emotion(mix(unit, estimate, auto_weight, intensity), transition_ms=CHUNK_MS)
         for stream, out in zip(streams, outputs, strict=True):
             out.append(stream.push(chunk))
     for stream, out in zip(streams, outputs, strict=True):
@@ -109,12 +123,16 @@ def animate(
         "backend": backend,
         "emotion": emotion,
         "intensity": intensity,
+        "auto_weight": auto_weight,
         "seed": seed,
         "audio": audio_path.name,
         "sample_rate_hz": rate,
         "chunk_ms": CHUNK_MS,
         **body_meta,
     }
+    if estimates:  # the voice's emotion per chunk: blend (8), arousal, valence
+        meta["voice_emotion"] = np.round(np.stack(estimates), 4).tolist()
+        meta["voice_emotion_chunk_ms"] = CHUNK_MS
     face = np.concatenate(outputs[0]).astype(np.float32)
     poses = body_frames(np.concatenate(outputs[1])) if body else None
     return Animation(face, FACE_FPS, meta, poses)

@@ -1,4 +1,5 @@
-"""What ships inside the package: the trained face and gesture checkpoints and a speech sample."""
+"""What ships inside the package: the trained face, gesture and voice-emotion checkpoints and a speech
+sample."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def default_face_checkpoint() -> Path:
 
 def default_gesture_checkpoint() -> Path:
     return _asset("gesture.pt")
+
+
+def default_voice_emotion_checkpoint() -> Path:
+    return _asset("voice_emotion.pt")
 
 
 def bundled_speech() -> Path:

@@ -1,0 +1,61 @@
+"""Emotion from the voice as a control: the estimator's blend mixed with the presenter's chosen emotion.
+
+    emotion input = intensity * ((1 - auto_weight) * onehot(chosen) + auto_weight * estimated blend)
+
+`emotion = "auto"` is neutral with auto_weight 1: the voice alone decides. A presenter who leans a stream
+towards "happy" with auto_weight 0.5 keeps half the smile and lets half of an angry voice through.
+`VoiceEmotionStream` runs the estimator (runtime/models/voice_emotion.py) over one stream of audio chunk by
+chunk, with its own front-end and state, for the offline path (`emostream animate --emotion auto`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from emostream.runtime.audio import LogMelFrontEnd
+from emostream.runtime.controls import emotion_vector
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, VoiceEmotion
+
+AUTO = "auto"
+
+
+def chosen_and_weight(emotion: str, auto_weight: float) -> tuple[str, float]:
+    """ "auto" means neutral, wholly from the voice; any other emotion keeps the weight it was given."""
+    if emotion == AUTO:
+        return "neutral", 1.0
+    return emotion, min(max(auto_weight, 0.0), 1.0)
+
+
+def mix(chosen: np.ndarray, estimate: np.ndarray, auto_weight: float, intensity: float) -> np.ndarray:
+    """The generators' emotion input from a chosen one-hot (unit) vector and the estimated blend."""
+    return (intensity * ((1.0 - auto_weight) * chosen + auto_weight * estimate)).astype(np.float32)
+
+
+class VoiceEmotionStream:
+    """The estimator over one stream: push PCM chunks, read the latest smoothed estimate."""
+
+    def __init__(self, model: VoiceEmotion, sample_rate_hz: int) -> None:
+        self.model = model
+        self.frontend = LogMelFrontEnd(sample_rate_hz)
+        self.frontend_state = self.frontend.init_state()
+        self.state = model.init_state(1)
+        self.pending = np.zeros((0, model.spec.inputs[0].shape[1]), np.float32)
+        self.blend = emotion_vector("neutral", 1.0)
+        self.arousal_valence = np.zeros(2, np.float32)
+        assert self.blend[NEUTRAL] == 1.0
+
+    @torch.no_grad()
+    def push(self, pcm: np.ndarray) -> np.ndarray:
+        """Consumes a chunk; returns the smoothed blend after it (8,)."""
+        frames, self.frontend_state = self.frontend.push(self.frontend_state, pcm, max_seconds=None)
+        self.pending = np.concatenate([self.pending, frames])
+        n = self.pending.shape[0] // INPUTS_PER_STEP
+        no, yes = torch.zeros(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool)
+        for k in range(n):
+            features = torch.from_numpy(self.pending[k * INPUTS_PER_STEP : (k + 1) * INPUTS_PER_STEP])[None]
+            outputs, self.state = self.model.step({"features": features}, self.state, torch.zeros(1, 1), no, yes)
+            self.blend = outputs["emotion"][0, 0].numpy()
+            self.arousal_valence = outputs["arousal_valence"][0, 0].numpy()
+        self.pending = self.pending[n * INPUTS_PER_STEP :]
+        return self.blend

@@ -1,0 +1,128 @@
+"""Emotion from the voice: a causal estimate of arousal, valence and an 8-way emotion blend from the same
+log-mel frames the face hears, smoothed so the face does not flicker.
+
+Per face frame (60 Hz, two feature frames): the frames' mean, normalised by the training set's statistics,
+goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). The
+blend and the two axes are then averaged exponentially with a time constant of SMOOTHING_S, and only
+while someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The
+smoothed blend is stored as its difference from neutral: the zero state of the step contract is then a
+neutral estimate, which is where every stream starts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from emostream.runtime.audio import FEATURE_RATE_HZ, N_MELS
+from emostream.runtime.step import (
+    StepSpec,
+    StreamingGenerator,
+    TensorDict,
+    TensorSpec,
+    apply_reset,
+    keep_inactive,
+    zero_inactive,
+)
+
+N_EMOTIONS = 8
+NEUTRAL = 0  # index of "neutral" in runtime.protocol.EMOTIONS
+INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
+SMOOTHING_S = 0.6  # time constant of the exponential average
+SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
+
+
+class VoiceEmotion(StreamingGenerator):
+    def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.smoothing_s = smoothing_s
+        self.register_buffer("mean", torch.zeros(N_MELS))
+        self.register_buffer("std", torch.ones(N_MELS))
+        self.encode = nn.Sequential(nn.Linear(N_MELS, hidden), nn.GELU())
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, N_EMOTIONS + 2)
+        self.spec = StepSpec(
+            inputs=(TensorSpec("features", (INPUTS_PER_STEP, N_MELS)),),
+            state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,))),
+            noise=TensorSpec("noise", (1,)),
+            outputs=(TensorSpec("emotion", (1, N_EMOTIONS)), TensorSpec("arousal_valence", (1, 2))),
+            inputs_per_step=INPUTS_PER_STEP,
+            frames_per_step=1,
+            delay_frames=0,
+            lookahead_inputs=0,
+        )
+
+    @property
+    def alpha(self) -> float:
+        """The exponential average's weight of a new, fully voiced frame."""
+        return 1.0 - math.exp(-INPUTS_PER_STEP / (FEATURE_RATE_HZ * self.smoothing_s))
+
+    def frames(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, n * 2, N_MELS) log-mel -> per-step inputs (batch, n, N_MELS) and speech gate (batch, n)."""
+        b, t, m = features.shape
+        pooled = features.reshape(b, t // INPUTS_PER_STEP, INPUTS_PER_STEP, m).mean(dim=2)
+        lo, hi = SPEECH_GATE
+        gate = ((pooled.mean(dim=-1) - lo) / (hi - lo)).clamp(0.0, 1.0)
+        return (pooled - self.mean) / self.std, gate
+
+    def raw(self, x: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Unsmoothed per-step logits (batch, n, 8), arousal-valence (batch, n, 2) and the last hidden."""
+        out, last = self.gru(self.encode(x), hidden)
+        head = self.head(out)
+        return head[..., :N_EMOTIONS], torch.tanh(head[..., N_EMOTIONS:]), last
+
+    def _estimate(self, logits: Tensor, axes: Tensor) -> Tensor:
+        """Blend minus neutral, then arousal and valence: what the average runs over."""
+        blend = torch.softmax(logits, dim=-1)
+        neutral = torch.zeros_like(blend)
+        neutral[..., NEUTRAL] = 1.0
+        return torch.cat([blend - neutral, axes], dim=-1)
+
+    def _outputs(self, smoothed: Tensor) -> TensorDict:
+        blend = smoothed[..., :N_EMOTIONS].clone()
+        blend[..., NEUTRAL] += 1.0
+        return {"emotion": blend, "arousal_valence": smoothed[..., N_EMOTIONS:]}
+
+    def step(
+        self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
+    ) -> tuple[TensorDict, TensorDict]:
+        old = state
+        if self.masks:
+            state = apply_reset(state, self.init_state(reset.shape[0], reset.device), reset)
+        x, gate = self.frames(inputs["features"])
+        logits, axes, last = self.raw(x, state["hidden"][None].contiguous())
+        weight = self.alpha * gate[:, :1]
+        smoothed = state["smoothed"] + weight * (self._estimate(logits[:, 0], axes[:, 0]) - state["smoothed"])
+        new_state = {"hidden": last[0], "smoothed": smoothed}
+        outputs = {k: v[:, None] for k, v in self._outputs(smoothed).items()}
+        if self.masks:
+            new_state = keep_inactive(new_state, old, active)
+            outputs = zero_inactive(outputs, active)
+        return outputs, new_state
+
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        """The smoothed estimate for every step of whole sequences, as `step` gives it frame by frame."""
+        x, gate = self.frames(inputs["features"])
+        logits, axes, _ = self.raw(x)
+        estimate = self._estimate(logits, axes)
+        smoothed = torch.zeros_like(estimate[:, 0])
+        out = []
+        for k in range(estimate.shape[1]):
+            smoothed = smoothed + self.alpha * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
+            out.append(smoothed)
+        return self._outputs(torch.stack(out, dim=1))
+
+
+def load_voice_emotion(path: Path | None = None) -> tuple[VoiceEmotion, dict[str, Any]]:
+    """The estimator from a checkpoint (the shipped one by default), in eval mode, and its metadata."""
+    from emostream.runtime.assets import default_voice_emotion_checkpoint
+
+    checkpoint = torch.load(path or default_voice_emotion_checkpoint(), map_location="cpu", weights_only=False)
+    model = VoiceEmotion(**checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint["metadata"]

@@ -1,0 +1,76 @@
+import math
+
+import torch
+
+from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, SMOOTHING_S, VoiceEmotion
+from emostream.runtime.step import StreamingGenerator
+from tests.harness.step_contract import StepContractSuite
+
+
+class TestVoiceEmotionStep(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return VoiceEmotion(hidden=16)
+
+
+def _steps(model: VoiceEmotion, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    out = model.forward_sequence({"features": features}, torch.zeros(1, features.shape[1] // INPUTS_PER_STEP, 1))
+    return out["emotion"][0], out["arousal_valence"][0]
+
+
+def test_a_stream_starts_neutral_and_a_pause_holds_the_estimate() -> None:
+    torch.manual_seed(0)
+    model = VoiceEmotion(hidden=16).eval()
+    with torch.no_grad():
+        model.head.bias[:] = torch.linspace(-2, 2, 10)  # a clear non-neutral reading of any speech
+    silence = torch.full((1, 60, N_MELS), math.log(LOG_FLOOR))
+    speech = torch.randn(1, 240, N_MELS) - 3.0
+    with torch.no_grad():
+        blend, _ = _steps(model, torch.cat([silence, speech, silence], dim=1))
+    assert torch.allclose(blend[:30], torch.nn.functional.one_hot(torch.tensor(NEUTRAL), 8).float())
+    assert blend[149].argmax() != NEUTRAL  # 2 s of speech moved it
+    assert torch.allclose(blend[150:], blend[149].expand(30, -1), atol=1e-6)  # silence holds it
+    assert torch.allclose(blend.sum(dim=1), torch.ones(len(blend)), atol=1e-5)
+
+
+def test_the_average_takes_its_time_constant_to_follow_a_change() -> None:
+    model = VoiceEmotion(hidden=16)
+    steps = round(SMOOTHING_S * FEATURE_RATE_HZ / INPUTS_PER_STEP)
+    assert abs((1 - model.alpha) ** steps - math.exp(-1)) < 0.01
+
+
+def test_auto_means_the_voice_alone_and_a_weight_mixes_it_with_the_chosen_emotion() -> None:
+    import numpy as np
+
+    from emostream.runtime.auto_emotion import chosen_and_weight, mix
+    from emostream.runtime.controls import emotion_vector
+
+    assert chosen_and_weight("auto", 0.0) == ("neutral", 1.0)
+    assert chosen_and_weight("happy", 1.7) == ("happy", 1.0)
+    angry = emotion_vector("angry", 1.0)
+    half = mix(emotion_vector("happy", 1.0), angry, 0.5, 0.8)
+    np.testing.assert_allclose(half, 0.4 * emotion_vector("happy", 1.0) + 0.4 * angry)
+
+
+def test_the_chunked_stream_gives_the_offline_estimate() -> None:
+    import numpy as np
+
+    from emostream.runtime.audio import LogMelFrontEnd
+    from emostream.runtime.auto_emotion import VoiceEmotionStream
+
+    torch.manual_seed(1)
+    model = VoiceEmotion(hidden=16).eval()
+    with torch.no_grad():
+        model.head.bias[:] = torch.linspace(-2, 2, 10)
+    rng = np.random.default_rng(0)
+    audio = (rng.normal(size=24_000) * 0.3).astype(np.float32)
+    stream = VoiceEmotionStream(model, 16_000)
+    for start in range(0, audio.size, 320):  # 20 ms chunks
+        stream.push(audio[start : start + 320])
+    steps = stream.frontend_state.n_frames // INPUTS_PER_STEP
+    features = LogMelFrontEnd(16_000).offline(audio)[: steps * INPUTS_PER_STEP]
+    with torch.no_grad():
+        blend, axes = _steps(model, torch.from_numpy(features)[None])
+    np.testing.assert_allclose(stream.blend, blend[-1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(stream.arousal_valence, axes[-1].numpy(), atol=1e-5)
+    assert stream.blend.argmax() != NEUTRAL

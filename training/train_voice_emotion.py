@@ -1,0 +1,208 @@
+"""Trains the voice-emotion estimator (runtime/models/voice_emotion.py) from scratch:
+
+    emostream train voice-emotion [--per-emotion 400] [--steps 2500]
+
+1. Emotional takes of the corpus sentences by the training voices (training/emotional_speech.py), built
+   once into training/data/emotional/ (held-out voices' takes beside them, for the benchmark).
+2. Real calm speech as neutral: the Spanish Asterisk prompts (the face model's real training speech;
+   Italian and English stay for evaluation), so read speech by a person is not mistaken for an emotion.
+3. Log-mel of each take, clean and through a light channel (noise, reverb, codecs, band limits; no
+   speed or EQ changes, which would move the very cues the labels rest on).
+4. 3 s crops, the take's emotion on every frame: cross-entropy on the logits and squared error on arousal
+   and valence (the emotion's place on the circumplex), both weighted by the speech gate and skipping
+   the first 0.4 s, which no causal estimate can know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emostream.runtime.audio import FEATURE_RATE_HZ, LogMelFrontEnd
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, VoiceEmotion
+from emostream.runtime.protocol import EMOTIONS
+from emostream.training.augment import add_noise, channel, reverb
+from emostream.training.emotional_speech import AROUSAL_VALENCE, Take, build_takes
+from emostream.training.machine import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "training" / "data" / "emotional"
+CHECKPOINT = ROOT / "runtime" / "assets" / "voice_emotion.pt"
+CROP_S = 3.0
+WARMUP_S = 0.4
+REAL_NEUTRAL_SHARE = 0.15  # of each batch
+
+
+def corpus_texts(corpus: Path, held_out: bool) -> list[str]:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return sorted({u["text"] for u in manifest["utterances"] if u["held_out"] == held_out})
+
+
+def load_takes(split: str, corpus: Path, per_emotion: int, seed: int) -> list[Take]:
+    """The split's takes, built once; `split` is "train" or "held_out"."""
+    folder = DATA / split
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        saved = json.loads(manifest.read_text())
+        if saved["per_emotion"] == per_emotion and saved["seed"] == seed:
+            from emostream.training.emotional_speech import Prosody
+
+            return [Take(t["emotion"], t["voice"], t["text"], folder / t["file"], Prosody(**t["prosody"]))
+                    for t in saved["takes"]]  # fmt: skip
+    takes = build_takes(corpus_texts(corpus, split == "held_out"), folder, per_emotion, split == "held_out", seed)
+    entries = [{"emotion": t.emotion, "voice": t.voice, "text": t.text, "file": t.path.name,
+                "prosody": asdict(t.prosody)} for t in takes]  # fmt: skip
+    manifest.write_text(json.dumps({"per_emotion": per_emotion, "seed": seed, "takes": entries}))
+    return takes
+
+
+def light_channel(rng: np.random.Generator, audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """What a room and a line do to a take, without touching its pitch, tempo, tilt or level."""
+    y = audio.astype(np.float64)
+    if rng.random() < 0.3:
+        y = reverb(rng, y, rate, rng.uniform(0.15, 0.6))
+    if rng.random() < 0.5:
+        y = add_noise(rng, y, rng.uniform(12, 35))
+    y, rate = channel(rng, y, rate)
+    return np.clip(y, -1, 1).astype(np.float32), rate
+
+
+def features(audio: np.ndarray, rate: int) -> np.ndarray:
+    return LogMelFrontEnd(rate).offline(audio).astype(np.float16)
+
+
+def _take_features(job: tuple[Path, int]) -> list[np.ndarray]:
+    import soundfile
+
+    path, seed = job
+    audio, rate = soundfile.read(path, dtype="float32")
+    rng = np.random.default_rng(seed)
+    return [features(audio, rate), features(*light_channel(rng, audio, rate))]
+
+
+def build_features(takes: list[Take], seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Log-mel versions of every take (clean and through a channel) and their emotion indices, cached
+    beside the takes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache = takes[0].path.parent / f"features_seed{seed}.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        if len(saved["labels"]) == 2 * len(takes):
+            cuts = np.cumsum(saved["lengths"])[:-1]
+            return np.split(saved["frames"], cuts), saved["labels"]
+    jobs = [(t.path, seed * 7919 + k) for k, t in enumerate(takes)]
+    with ProcessPoolExecutor(2) as pool:
+        versions = list(tqdm(pool.map(_take_features, jobs, chunksize=16), total=len(jobs), desc="features"))
+    feats, labels = [], []
+    for take, pair in zip(takes, versions, strict=True):
+        for f in pair:
+            feats.append(f)
+            labels.append(EMOTIONS.index(take.emotion))
+    np.savez(cache, frames=np.concatenate(feats), lengths=np.array([len(f) for f in feats]), labels=np.array(labels))
+    return feats, np.array(labels)
+
+
+def real_neutral_features() -> list[np.ndarray]:
+    from emostream.training.real_voices import TRAINING, load_real_voices
+
+    utterances, _ = load_real_voices(TRAINING)
+    return [features(u.audio, u.rate) for u in utterances]
+
+
+def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray],
+               batch: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`batch` crops of CROP_S (padded with silence where a take is shorter) and their labels."""
+    length = int(CROP_S * FEATURE_RATE_HZ) // INPUTS_PER_STEP * INPUTS_PER_STEP
+    x = np.full((batch, length, feats[0].shape[1]), np.log(1e-6), np.float32)
+    y = np.zeros(batch, np.int64)
+    for b in range(batch):
+        if real and rng.random() < REAL_NEUTRAL_SHARE:
+            f, label = real[int(rng.integers(len(real)))], EMOTIONS.index("neutral")
+        else:
+            k = int(rng.integers(len(feats)))
+            f, label = feats[k], int(labels[k])
+        start = int(rng.integers(max(1, f.shape[0] - length + 1)))
+        piece = f[start : start + length]
+        x[b, : piece.shape[0]] = piece
+        y[b] = label
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
+          batch: int, seed: int) -> dict[str, float]:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    warmup = int(WARMUP_S * FEATURE_RATE_HZ / INPUTS_PER_STEP)
+    progress = tqdm(range(steps), desc="voice emotion")
+    loss_value = float("nan")
+    for _ in progress:
+        x, y = crop_batch(rng, feats, labels, real, batch)
+        inputs, gate = model.frames(x)
+        logits, av, _ = model.raw(inputs)
+        logits, av, gate = logits[:, warmup:], av[:, warmup:], gate[:, warmup:]
+        weight = gate / gate.sum().clamp(min=1.0)
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]),
+                                               reduction="none")  # fmt: skip
+        mse = ((av - axes[y][:, None]) ** 2).sum(-1)
+        loss = ((ce + 0.5 * mse) * weight).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        loss_value = 0.98 * loss_value + 0.02 * float(loss) if loss_value == loss_value else float(loss)
+        progress.set_postfix(loss=f"{loss_value:.3f}")
+    return {"final_loss": loss_value}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the voice-emotion estimator from scratch.")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus-2400",
+                        help="where the sentences come from (its manifest.json)")  # fmt: skip
+    parser.add_argument("--per-emotion", type=int, default=400, help="training takes per emotion")
+    parser.add_argument("--held-out-per-emotion", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
+    args = parser.parse_args(argv)
+    started = time.time()
+    if not (args.corpus / "manifest.json").exists():
+        from emostream.training.corpus import build
+
+        build(args.corpus, 2400, seed=0)
+    takes = load_takes("train", args.corpus, args.per_emotion, args.seed)
+    load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
+    feats, labels = build_features(takes, args.seed)
+    real = [] if args.no_real else real_neutral_features()
+    model = VoiceEmotion()
+    frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
+    model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
+    model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
+    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed)
+    metadata = {
+        "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
+        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, **result,
+        "wall_minutes": (time.time() - started) / 60, "machine": machine(),
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"kind": "voice_emotion", "config": {"hidden": model.hidden, "smoothing_s": model.smoothing_s},
+                "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
+    print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
