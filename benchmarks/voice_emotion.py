@@ -110,7 +110,7 @@ def real_speech(model: VoiceEmotion) -> dict[str, Any]:
             "share_arousal_rises": float(np.mean(np.array(rises) > 0)),
             "mean_arousal_change": float(np.mean(rises)),
         },
-        "timeline_top": top[:: max(1, len(top) // 2000)].tolist(),
+        "timeline_blend": np.round(blend[:: max(1, len(top) // 2000)], 3).tolist(),
     }
 
 
@@ -210,13 +210,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for j in range(len(EMOTIONS)):
             if confusion[i, j] >= 0.05:
                 a.text(j, i, f"{confusion[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    top = np.array(result["real"]["timeline_top"])
-    minutes = np.linspace(0, result["real"]["minutes"], len(top))
-    b.scatter(minutes, top, s=2)
-    b.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    blend = np.array(result["real"]["timeline_blend"])
+    minutes = np.linspace(0, result["real"]["minutes"], len(blend))
+    for k, emotion in enumerate(EMOTIONS):
+        b.plot(minutes, blend[:, k], lw=1.2 if k == 0 else 0.8, label=emotion)
+    b.set_ylim(0, 1)
+    b.set_ylabel("weight in the estimated blend")
+    b.legend(ncol=4, fontsize=8, loc="center right")
     b.set_xlabel("minutes of Italian read speech")
-    b.set_title(f"real calm speech: top of the blend (neutral {result['real']['neutral_top_share_of_speech']:.2f} "
-                f"of speech, {result['real']['switches_per_minute']:.1f} switches/min)")  # fmt: skip
+    b.set_title(f"real calm read speech: neutral on top {result['real']['neutral_top_share_of_speech']:.2f} "
+                f"of speech, {result['real']['switches_per_minute']:.1f} switches/min")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -56,6 +56,18 @@ def test_animate_writes_npz_json_and_live_link_csv(tmp_path: Path, capsys: pytes
     assert "unknown output format" in capsys.readouterr().err
 
 
+def test_animate_auto_takes_the_emotion_from_the_voice_chunk_by_chunk(tmp_path: Path) -> None:
+    wav = str(DATA / "speech_16000.wav")
+    assert main(["animate", wav, "-o", str(tmp_path / "a.npz"), "--emotion", "auto", "--no-body"]) == 0
+    out = np.load(tmp_path / "a.npz")
+    meta = json.loads(str(out["meta"]))
+    assert meta["emotion"] == "auto" and meta["auto_weight"] == 1.0
+    estimates = np.array(meta["voice_emotion"])  # per 20 ms chunk: 8 weights, arousal, valence
+    assert estimates.shape == (round(out["face"].shape[0] / 60 / 0.02), 10)
+    np.testing.assert_allclose(estimates[:, :8].sum(axis=1), 1.0, atol=1e-3)
+    assert np.isfinite(out["face"]).all()
+
+
 def test_animate_refuses_an_unknown_emotion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_code:
         main(["animate", str(DATA / "speech_16000.wav"), "-o", str(tmp_path / "a.npz"), "--emotion", "bored"])

@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out-per-emotion", type=int, default=40)
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=96, help="width of the estimator's GRU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
     feats, labels = build_features(takes, args.seed)
     real = [] if args.no_real else real_neutral_features()
-    model = VoiceEmotion()
+    model = VoiceEmotion(hidden=args.hidden)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
     model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
