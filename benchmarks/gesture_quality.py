@@ -20,6 +20,9 @@ Definitions (docs/gestures.md):
   (benchmarks/motion_judge.py), one reading posture and motion, one motion alone; style recovery: a
   style classifier trained the same way, applied to motion generated from another take's motion as the
   style reference (chance 1/16; four references per style);
+- where the hands are, per emotion (forward kinematics): the wrists' median distance sideways from the
+  spine, the share of frames with a wrist at shoulder height and more than 45 cm out (the T-pose look),
+  and the arm joints' summed rotation speed (rad/s; training/gesture_evaluation.py);
 - compute: ms per frame at batch 1 and frames per second at batch 64, one core.
 """
 
@@ -45,6 +48,7 @@ from emostream.training.gesture_evaluation import (
     SAMPLING,
     SIGMA_S,
     STYLE_NAMES,
+    arm_joint_speed,
     audio_onsets,
     beat_alignment,
     feature_blocks,
@@ -52,6 +56,7 @@ from emostream.training.gesture_evaluation import (
     load_takes,
     motion_beats,
     motion_metrics,
+    pose_statistics,
     positions,
     predict,
     teacher,
@@ -92,6 +97,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)  # rows: asked for; columns: recognised
     swapped_hits: dict[str, list[bool]] = {}  # with the teacher's statistics of one part swapped in
     examples: dict[str, np.ndarray] = {}
+    poses_by_emotion: dict[tuple[str, str], list[dict[str, float]]] = {}  # (motion, emotion) -> per take
     for i, take in enumerate(test):
         onsets = audio_onsets(take)
         for emotion in EMOTIONS:
@@ -106,6 +112,8 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
                 beats = motion_beats(pos)
                 alignment = {"beat_alignment": beat_alignment(onsets, beats), "beats_per_s": beats.size * 30 / len(pos)}
                 rows[name].append(motion_metrics(pos) | alignment)
+                poses_by_emotion.setdefault((name, emotion), []).append(
+                    pose_statistics(pos) | {"arm_speed_rad_s": arm_joint_speed(poses)})
             e = EMOTIONS.index(emotion)
             made_windows, taught_windows = window_features(made), window_features(taught)
             recognised = predict(emotion_clf, made_windows)
@@ -154,12 +162,28 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         "seed_l1_cm": float(np.mean(seed_l1)),
         "jerk_ratio_to_teacher": mean("model", "jerk_m_s3") / mean("teacher", "jerk_m_s3"),
     }
+    for name in rows:
+        summary[name]["per_emotion"] = {
+            emotion: {k: float(np.mean([r[k] for r in poses_by_emotion[name, emotion]]))
+                      for k in poses_by_emotion[name, emotion][0]}
+            for emotion in EMOTIONS
+        }  # fmt: skip
+        per = summary[name]["per_emotion"]
+        for emotion in EMOTIONS:
+            per[emotion]["arm_speed_vs_neutral"] = per[emotion]["arm_speed_rad_s"] / per["neutral"]["arm_speed_rad_s"]
     summary["teacher"]["emotion_accuracy"] = float(np.mean(teacher_emotion_hits))
     summary["teacher"]["emotion_accuracy_judges"] = {kind: float(np.mean(judged["teacher", kind])) for kind in judges}
     timed = GestureGenerator(network, **SAMPLING).eval()
     summary["compute"] = step_cost(timed)
     model = summary["model"]
+    per, motion_alone = model["per_emotion"], "motion alone"
     targets = {
+        "wrist_sideways_median_le_0.30_every_emotion": max(r["wrist_sideways_median_m"] for r in per.values()) <= 0.30,
+        "wide_at_shoulder_le_2pct_every_emotion": max(r["wide_at_shoulder_share"] for r in per.values()) <= 0.02,
+        "angry_arm_speed_ge_1.3x_neutral": per["angry"]["arm_speed_vs_neutral"] >= 1.3,
+        "sad_arm_speed_le_0.8x_neutral": per["sad"]["arm_speed_vs_neutral"] <= 0.8,
+        "motion_alone_judge_ge_0.75_of_teacher": model["emotion_accuracy_judges"][motion_alone]
+        >= 0.75 * summary["teacher"]["emotion_accuracy_judges"][motion_alone],
         "beat_alignment": model["beat_alignment"] >= summary["teacher"]["beat_alignment"] - 0.05,
         "emotion_accuracy": model["emotion_accuracy"] >= 0.9,
         "style_recovery_above_twice_chance": model["style_recovery_accuracy"] > 2 * model["style_chance"],
@@ -234,6 +258,18 @@ def table(result: dict) -> str:
     ]  # fmt: skip
     lines = ["| metric | teacher | model | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]
+    if "per_emotion" in m:
+        lines += ["", "Where the hands are and how fast the arms move, per emotion (teacher / model): median wrist "
+                  "distance sideways from the spine (target ≤ 0.30 m), frames with a wrist at shoulder height and "
+                  "more than 45 cm out (≤ 2%), arm joint speed against neutral (angry ≥ 1.3x, sad ≤ 0.8x):", "",
+                  "| emotion | wrist sideways (m) | wide at shoulder height | arm speed (rad/s) | vs neutral |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for emotion in EMOTIONS:
+            a, b = t["per_emotion"][emotion], m["per_emotion"][emotion]
+            lines.append(f"| {emotion} | {a['wrist_sideways_median_m']:.2f} / {b['wrist_sideways_median_m']:.2f} | "
+                         f"{100 * a['wide_at_shoulder_share']:.1f}% / {100 * b['wide_at_shoulder_share']:.1f}% | "
+                         f"{a['arm_speed_rad_s']:.2f} / {b['arm_speed_rad_s']:.2f} | "
+                         f"{a['arm_speed_vs_neutral']:.2f}x / {b['arm_speed_vs_neutral']:.2f}x |")  # fmt: skip
     if "emotion_confusion" in m:
         lines += ["", "Emotion confusion of the generated motion (rows: the emotion asked for; columns: what the "
                   "classifier recognised; counts of 4 s windows):", "",

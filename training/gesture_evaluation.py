@@ -112,6 +112,42 @@ def motion_metrics(pos: np.ndarray) -> dict[str, float]:
     }
 
 
+ARM_JOINTS = tuple(SMPLX_JOINTS.index(f"{side}_{j}") for side in ("left", "right")
+                   for j in ("collar", "shoulder", "elbow", "wrist"))  # fmt: skip
+AT_SHOULDER_HEIGHT_M = 0.1  # a wrist within this of its shoulder's height, or above it, is "at shoulder height"
+OUT_WIDE_M = 0.45  # and this far sideways from the spine is out wide (the T-pose look)
+
+
+def pose_statistics(pos: np.ndarray) -> dict[str, float]:
+    """Where the hands are (forward kinematics, metres; Y up, X the body's left): the wrists' distance
+    sideways from the spine (spine3) and below their shoulders, and the share of frames with a wrist out
+    wide at shoulder height."""
+    spine = pos[:, SMPLX_JOINTS.index("spine3")]
+    sideways, below, wide = [], [], np.zeros(pos.shape[0], bool)
+    for side in ("left", "right"):
+        wrist, shoulder = pos[:, SMPLX_JOINTS.index(f"{side}_wrist")], pos[:, SMPLX_JOINTS.index(f"{side}_shoulder")]
+        out = np.abs(wrist[:, 0] - spine[:, 0])
+        sideways.append(out)
+        below.append(shoulder[:, 1] - wrist[:, 1])
+        wide |= (out > OUT_WIDE_M) & (wrist[:, 1] > shoulder[:, 1] - AT_SHOULDER_HEIGHT_M)
+    return {
+        "wrist_sideways_median_m": float(np.median(np.concatenate(sideways))),
+        "wrist_below_shoulder_median_m": float(np.median(np.concatenate(below))),
+        "wrist_forward_median_m": float(np.median(np.concatenate(
+            [pos[:, SMPLX_JOINTS.index(f"{s}_wrist"), 2] - spine[:, 2] for s in ("left", "right")]))),
+        "wide_at_shoulder_share": float(wide.mean()),
+    }  # fmt: skip
+
+
+def arm_joint_speed(poses: np.ndarray) -> float:
+    """Summed rotation speed of the collars, shoulders, elbows and wrists (radians per second, the angle
+    between consecutive frames' local rotations), averaged over the take."""
+    rotations = features_to_matrices(poses)[0][:, list(ARM_JOINTS)]
+    relative = np.einsum("tjba,tjbc->tjac", rotations[:-1], rotations[1:])
+    cos = np.clip((np.trace(relative, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
+    return float(np.arccos(cos).sum(axis=1).mean() * 30)
+
+
 def window_features(poses: np.ndarray) -> np.ndarray:
     """Per 4 s window: mean and std of every pose feature and of their frame-to-frame change."""
     n = poses.shape[0] // WINDOW

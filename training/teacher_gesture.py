@@ -4,11 +4,17 @@ Motion is built from a few readable parts, all documented in docs/gestures.md:
 
 - idle: breathing in the chest and collars, a slow sway, a weight shift of the pelvis with the hips
   compensating so the feet stay planted, small drifts of arms and fingers so nothing is ever frozen;
+- rest: arms hanging at the sides, hands loosely together in front of the belly, or hands low in front
+  of the thighs, as speakers rest between gestures;
 - gesture phrases (McNeill; Kendon): preparation, stroke, hold, retraction. Strokes end on stressed
   syllables (loud, long vowels that stand out from their neighbours), so the hand is fastest just before
-  the syllable and slows to a stop on it. Shapes: beat, open palm, pointing, two-handed framing;
-- emotion changes posture (lean, slumped or raised shoulders), speed, size, gesture rate and tension
-  (fists against open hands); intensity blends from neutral;
+  the syllable and slows to a stop on it. They happen in the gesture space in front of the torso, between
+  waist and chest (McNeill's centre and periphery), never out to the side at shoulder height. Shapes:
+  beat, open palm, pointing, two-handed framing;
+- emotion changes the motion (energy, tempo, amplitude, how far from the body and how high the hands
+  work: Wallbott 1998; Dael, Mortillaro and Scherer 2012) on top of posture (lean, slumped or raised
+  shoulders) and tension (fists against open hands); surprise is a brief raise of both hands that settles;
+  intensity blends from neutral;
 - style is a set of per-speaker parameters (handedness, gesture space, height, tempo, rest posture,
   gesture rate, sway, preferred shapes): `STYLES` holds 16 of them.
 
@@ -19,7 +25,7 @@ about Z by -a lowers the arm, elbow flexion is about the local Y axis, finger cu
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,6 +39,7 @@ J = {name: i for i, name in enumerate(SMPLX_JOINTS)}
 VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
 FINGERS = ("index", "middle", "pinky", "ring")
 SHAPES = ("beat", "open", "point", "two_hands")
+REST_NAMES = ("hang", "front", "low")
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,13 @@ class GestureStyle:
     height: float = 0.0  # radians added to the arm's forward raise while gesturing
     tempo: float = 1.0  # speed of every movement
     rate: float = 0.7  # share of stressed syllables that get a stroke
-    rest: str = "hang"  # rest posture: "hang" (arms at the sides), "front" (hands together in front), "wide"
+    rest: str = "hang"  # rest posture: "hang" (arms at the sides), "front" (hands together in front), "low"
     sway: float = 1.0  # amount of idle body sway and weight shift
     shapes: tuple[float, float, float, float] = (0.4, 0.3, 0.1, 0.2)  # weights of SHAPES
 
     def vector(self) -> np.ndarray:
         """The numeric parameters, for the style-recovery benchmark."""
-        rest = ("hang", "front", "wide").index(self.rest)
+        rest = REST_NAMES.index(self.rest)
         return np.array([self.right_handed, self.space, self.height, self.tempo, self.rate, rest, self.sway])
 
 
@@ -73,7 +80,7 @@ def _make_styles() -> dict[str, GestureStyle]:
             height=float(rng.uniform(-0.15, 0.25)),
             tempo=float(rng.uniform(0.75, 1.3)),
             rate=float(rng.uniform(0.35, 0.95)),
-            rest=("hang", "front", "wide")[(i // 3 + i) % 3],
+            rest=REST_NAMES[(i // 3 + i) % 3],
             sway=float(rng.uniform(0.4, 1.6)),
             shapes=tuple(float(s) for s in shapes),  # type: ignore[arg-type]
         )
@@ -93,8 +100,10 @@ class EmotionMotion:
     tension: float = 0.3  # finger curl: 0 open hands, 1 fists
     lean: float = 0.0  # trunk flexion in radians (positive: forward, slumped)
     shoulders: float = 0.0  # collar raise in radians (negative: dropped)
-    spread: float = 0.0  # arms away from the body in radians
+    spread: float = 0.0  # how far from the body the hands work: -1 close in, 0 the centre, 1 wide
+    height: float = 0.0  # radians added to the forward raise of gestures (negative: low, near the waist)
     palm_up: float = 0.0  # extra supination: open, offering hands
+    startle: float = 0.0  # chance that a take opens with both hands raised briefly (surprise)
     sway: float = 1.0  # idle motion amount
     asymmetry: float = 0.0  # one-sided posture (contempt, disgust)
     shape_bias: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # multiplies the style's SHAPES weights
@@ -102,20 +111,20 @@ class EmotionMotion:
 
 EMOTION_MOTION: dict[str, EmotionMotion] = {
     "neutral": EmotionMotion(),
-    "happy": EmotionMotion(size=1.3, speed=1.2, rate=1.25, tension=0.1, lean=-0.04, spread=0.18, palm_up=0.5,
-                           sway=1.4, shape_bias=(1.0, 1.8, 0.6, 1.6)),
-    "sad": EmotionMotion(size=0.5, speed=0.6, rate=0.5, tension=0.35, lean=0.3, shoulders=-0.12, spread=-0.12,
-                         sway=0.5, shape_bias=(1.5, 0.8, 0.3, 0.4)),
-    "surprised": EmotionMotion(size=1.35, speed=1.35, rate=0.9, tension=0.0, lean=-0.1, shoulders=0.14,
-                               spread=0.25, palm_up=0.8, sway=1.1, shape_bias=(0.5, 1.5, 0.5, 2.0)),
-    "fear": EmotionMotion(size=0.6, speed=1.25, rate=0.7, tension=0.7, lean=0.14, shoulders=0.2, spread=-0.2,
-                          sway=0.7, shape_bias=(1.0, 0.6, 0.2, 1.5)),
-    "angry": EmotionMotion(size=1.45, speed=1.55, rate=1.35, tension=0.95, lean=0.12, shoulders=0.05, spread=0.05,
+    "happy": EmotionMotion(size=1.3, speed=1.2, rate=1.25, tension=0.1, lean=-0.04, spread=0.35, height=0.05,
+                           palm_up=0.5, sway=1.4, shape_bias=(1.0, 1.8, 0.6, 1.6)),
+    "sad": EmotionMotion(size=0.5, speed=0.6, rate=0.5, tension=0.35, lean=0.3, shoulders=-0.12, spread=-0.3,
+                         height=-0.2, sway=0.5, shape_bias=(1.5, 0.8, 0.3, 0.4)),
+    "surprised": EmotionMotion(size=1.2, speed=1.35, rate=0.9, tension=0.0, lean=-0.1, shoulders=0.1, spread=0.15,
+                               height=0.15, palm_up=0.8, sway=1.1, startle=1.0, shape_bias=(0.5, 1.5, 0.5, 2.0)),
+    "fear": EmotionMotion(size=0.6, speed=1.25, rate=0.7, tension=0.7, lean=0.14, shoulders=0.2, spread=-0.7,
+                          height=0.15, sway=0.7, shape_bias=(1.0, 0.6, 0.2, 1.5)),
+    "angry": EmotionMotion(size=1.5, speed=1.6, rate=1.5, tension=0.95, lean=0.12, shoulders=0.05, spread=0.35,
                            sway=1.2, shape_bias=(1.6, 0.3, 2.5, 0.6)),
     "disgusted": EmotionMotion(size=0.8, speed=0.9, rate=0.7, tension=0.45, lean=-0.16, shoulders=0.06,
-                               spread=-0.05, palm_up=-0.6, asymmetry=0.6, shape_bias=(0.6, 1.6, 0.4, 0.8)),
+                               spread=-0.2, palm_up=-0.6, asymmetry=0.6, shape_bias=(0.6, 1.6, 0.4, 0.8)),
     "contempt": EmotionMotion(size=0.6, speed=0.75, rate=0.45, tension=0.2, lean=-0.08, asymmetry=1.0,
-                              sway=0.7, shape_bias=(1.0, 1.0, 1.2, 0.2)),
+                              height=-0.1, sway=0.7, shape_bias=(1.0, 1.0, 1.2, 0.2)),
 }  # fmt: skip
 assert set(EMOTION_MOTION) == set(EMOTIONS)
 
@@ -126,7 +135,8 @@ def blend_emotion(emotion: str, intensity: float) -> EmotionMotion:
     w = float(np.clip(intensity, 0.0, 1.0))
     mix = {
         f: (1 - w) * getattr(base, f) + w * getattr(target, f)
-        for f in ("size", "speed", "rate", "tension", "lean", "shoulders", "spread", "palm_up", "sway", "asymmetry")
+        for f in ("size", "speed", "rate", "tension", "lean", "shoulders", "spread", "height", "palm_up", "startle",
+                  "sway", "asymmetry")
     }
     bias = tuple((1 - w) * b + w * t for b, t in zip(base.shape_bias, target.shape_bias, strict=True))
     return EmotionMotion(**mix, shape_bias=bias)  # type: ignore[arg-type]
@@ -152,11 +162,15 @@ class ArmPose:
 
 
 N_ARM = len(ArmPose().array())
+# Where each rest puts the wrist (forward kinematics of the rigs.py skeleton, left arm, metres from the spine
+# sideways / below the shoulder / in front): hang 0.23 / 0.52 / 0.10, front 0.10 / 0.43 / 0.21,
+# low 0.14 / 0.46 / 0.23.
 REST_POSES = {
-    "hang": ArmPose(),
-    "front": ArmPose(down=1.15, forward=0.3, inward=0.35, elbow=1.25, supination=0.4, wrist=0.0, curl=0.5),
-    "wide": ArmPose(down=1.05, forward=0.1, elbow=0.6, wrist=0.2, curl=0.3),
+    "hang": ArmPose(down=1.45, forward=0.08, inward=0.05, elbow=0.3),
+    "front": ArmPose(down=1.45, forward=0.1, inward=0.55, elbow=0.9, supination=0.4, wrist=0.0, curl=0.5),
+    "low": ArmPose(down=1.5, forward=0.25, inward=0.3, elbow=0.55, supination=0.3, curl=0.45),
 }
+LOWEST_DOWN, MOST_OUTWARD = 1.0, -0.3  # limits of any gesture: no arm raised sideways towards a T-pose
 
 
 @dataclass
@@ -171,7 +185,6 @@ class Phrase:
     hold_s: float
     shape: str = "beat"
     both: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def stressed_syllables(phones: list[Phone], loud: np.ndarray) -> list[tuple[float, float]]:
@@ -193,42 +206,64 @@ def stressed_syllables(phones: list[Phone], loud: np.ndarray) -> list[tuple[floa
     return out
 
 
-def _arm_shape(shape: str, rest: ArmPose, style: GestureStyle, mood: EmotionMotion, rng: np.random.Generator,
-               mirror: bool) -> tuple[np.ndarray, np.ndarray, dict]:  # fmt: skip
+def gesture_centre(style: GestureStyle, mood: EmotionMotion, rng: np.random.Generator) -> ArmPose:
+    """The arm in the gesture space in front of the torso: at spread 0 and height 0 the wrist is 0.15 m
+    from the spine, 0.26 m below the shoulder and 0.34 m in front; spread moves it out (or in), height
+    up (or down towards the waist)."""
+    spread = float(np.clip(mood.spread + rng.uniform(-0.15, 0.15), -1, 1))
+    lift = 0.5 * style.height + mood.height + rng.uniform(-0.08, 0.08)
+    return ArmPose(down=1.3 - 0.12 * max(spread, 0), forward=0.35 + lift, inward=0.35 - 0.4 * spread,
+                   elbow=1.25 + 0.3 * max(-spread, 0), supination=0.2 + mood.palm_up, wrist=0.0,
+                   curl=0.25 + 0.9 * mood.tension, spread=0.1)  # fmt: skip
+
+
+def _arm_shape(shape: str, style: GestureStyle, mood: EmotionMotion,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(prep, stroke) arm parameter arrays for one gesture shape."""
     size = style.space * mood.size * rng.uniform(0.8, 1.2)
-    lift = style.height + rng.uniform(-0.08, 0.08)
-    base = ArmPose(down=1.1 - mood.spread, forward=0.35 + lift, inward=0.1, elbow=1.05, supination=0.2 + mood.palm_up,
-                   wrist=0.0, curl=0.25 + 0.9 * mood.tension, spread=0.1)  # fmt: skip
+    base = gesture_centre(style, mood, rng)
     prep, stroke = replace(base), replace(base)
-    if shape == "beat":
+    if shape == "beat":  # the hand rises, then flicks down onto the syllable
         prep.elbow += 0.35 * size
+        prep.forward += 0.1 * size
         prep.wrist -= 0.25
-        stroke.elbow -= 0.25 * size
+        stroke.elbow -= 0.3 * size
+        stroke.forward -= 0.05 * size
         stroke.wrist += 0.2
-    elif shape in ("open", "two_hands"):
-        prep.inward = 0.35
+    elif shape in ("open", "two_hands"):  # palm turns up and sweeps outward (two hands: a frame)
+        prep.inward += 0.2
         prep.supination = 0.6 + mood.palm_up
         prep.curl = 0.3 + 0.5 * mood.tension
-        stroke.down -= 0.35 * size
-        stroke.inward = -0.15 * size
-        stroke.elbow = 0.8
+        stroke.inward -= 0.3 * size
+        stroke.down -= 0.08 * size
+        stroke.elbow -= 0.3
         stroke.supination = 1.1 + mood.palm_up
         stroke.curl = 0.05 + 0.4 * mood.tension
         stroke.spread = 0.25
         if shape == "two_hands":
             stroke.forward += 0.15
-    elif shape == "point":
-        prep.elbow = 1.4
+    elif shape == "point":  # deictic: the forearm extends forward, index straight
+        prep.elbow = 1.6
         prep.forward += 0.1
         prep.point = 1.0
-        stroke.forward += 0.35 * size
-        stroke.elbow = 0.55
+        stroke.forward += 0.4 * size
+        stroke.elbow = 0.6
         stroke.inward = 0.15
         stroke.supination = -0.3
         stroke.point = 1.0
         stroke.curl = 1.1
-    return prep.array(), stroke.array(), {}
+    elif shape == "raise":  # surprise: both hands up in front of the chest, open, palms out
+        prep.elbow += 0.2
+        stroke.forward += 0.25
+        stroke.elbow = 1.55
+        stroke.inward = 0.2
+        stroke.supination = 0.9
+        stroke.curl = 0.05
+        stroke.spread = 0.3
+    for pose in (prep, stroke):
+        pose.down = max(pose.down, LOWEST_DOWN)
+        pose.inward = max(pose.inward, MOST_OUTWARD)
+    return prep.array(), stroke.array()
 
 
 def plan_phrases(phones: list[Phone], loud: np.ndarray, duration_s: float, style: GestureStyle,
@@ -247,17 +282,17 @@ def plan_phrases(phones: list[Phone], loud: np.ndarray, duration_s: float, style
     weights = np.array(style.shapes) * np.array(mood.shape_bias)
     weights /= weights.sum()
     phrases: dict[str, list[Phrase]] = {"left": [], "right": []}
-    rest = REST_POSES[style.rest]
-    for time_s in sorted(chosen):
-        shape = str(rng.choice(SHAPES, p=weights))
+    startled = rng.random() < mood.startle
+    for k, time_s in enumerate(sorted(chosen)):
+        shape = "raise" if startled and k == 0 else str(rng.choice(SHAPES, p=weights))
         stroke_s = rng.uniform(0.14, 0.22) / speed
         prep_s = rng.uniform(0.25, 0.4) / speed
-        hold_s = rng.uniform(0.08, 0.25) / speed
+        hold_s = rng.uniform(0.08, 0.25) / speed + (0.3 if shape == "raise" else 0.0)
         one_hand = "right" if rng.random() < style.right_handed else "left"
-        arms = ["left", "right"] if shape == "two_hands" else [one_hand]
+        arms = ["left", "right"] if shape in ("two_hands", "raise") else [one_hand]
         for arm in arms:
-            prep, stroke, extra = _arm_shape(shape, rest, style, mood, rng, arm == "left")
-            phrases[arm].append(Phrase(time_s, prep, stroke, stroke_s, prep_s, hold_s, shape, len(arms) == 2, extra))
+            prep, stroke = _arm_shape(shape, style, mood, rng)
+            phrases[arm].append(Phrase(time_s, prep, stroke, stroke_s, prep_s, hold_s, shape, len(arms) == 2))
     return phrases
 
 
@@ -372,17 +407,24 @@ def teach_gesture(
     speed = style.tempo * mood.speed
     phrases = plan_phrases(phones, loud, duration, style, mood, rng)
     rest = REST_POSES[style.rest].array()
-    rest = rest + np.array([-mood.spread, 0, 0, 0, 0.5 * mood.palm_up, 0, 0.9 * (mood.tension - 0.3), 0, 0])
+    # At rest the emotion shows in closeness (fear hugs in), tension and the palms, not in raised arms.
+    rest = rest + np.array([0, 0, -0.15 * mood.spread, 0.3 * max(-mood.spread, 0), 0.5 * mood.palm_up, 0,
+                            0.9 * (mood.tension - 0.3), 0, 0])  # fmt: skip
     rotations = np.broadcast_to(np.eye(3), (n, len(SMPLX_JOINTS), 3, 3)).copy()
     sway = style.sway * mood.sway
+    breathing = np.sin(2 * np.pi * 0.25 * t * (0.8 + 0.4 * mood.speed) + rng.uniform(0, 2 * np.pi))
     for side, sign in (("left", 1.0), ("right", -1.0)):
         params = arm_track(phrases[side], rest, t, speed)
         drift = smooth_noise(rng, n, 1.2, 1.0, N_ARM) * np.array([0.03, 0.03, 0.02, 0.05, 0.05, 0.04, 0.06, 0, 0.02])
-        for joint, rotation in arm_rotations(params + drift, sign).items():
+        # A raised collar swings the whole arm out; the shoulder takes it back so the hands stay in place.
+        collar = mood.shoulders + 0.01 * breathing + 0.05 * mood.asymmetry * sign
+        rotations[:, J[f"{side}_collar"]] = _rot(2, sign * collar)
+        params = params + drift
+        params[:, 0] += collar
+        for joint, rotation in arm_rotations(params, sign).items():
             rotations[:, J[f"{side}_{joint}"]] = rotation
 
     # Trunk: emotional lean shared by the spine joints, breathing, sway; one-sided posture for asymmetry.
-    breathing = np.sin(2 * np.pi * 0.25 * t * (0.8 + 0.4 * mood.speed) + rng.uniform(0, 2 * np.pi))
     trunk = smooth_noise(rng, n, 2.0, 0.02 * sway, 3)
     lean = mood.lean / 3 + 0.006 * breathing
     for k, joint in enumerate(("spine1", "spine2", "spine3")):
@@ -390,9 +432,6 @@ def teach_gesture(
         rotations[:, J[joint]] = _rot(1, trunk[:, 1]) @ _rot(0, lean + (0.004 * breathing if k == 2 else 0)) @ _rot(
             2, roll)  # fmt: skip
     rotations[:, J["neck"]] = _rot(0, -0.5 * mood.lean * np.ones(n))  # keeps the gaze level when leaning
-    for side, sign in (("left", 1.0), ("right", -1.0)):
-        raise_ = mood.shoulders + 0.01 * breathing + (0.05 * mood.asymmetry * sign)
-        rotations[:, J[f"{side}_collar"]] = _rot(2, sign * raise_)
 
     # Weight shift: the pelvis slides and rolls a little; the hips counter-roll so the legs stay vertical.
     shift = smooth_noise(rng, n, 3.0, 0.012 * sway)[:, 0]

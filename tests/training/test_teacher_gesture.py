@@ -6,21 +6,22 @@ from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import LOWER_BODY_JOINTS, SMPLX_JOINTS, forward_kinematics, rest_offsets
 from emostream.runtime.rotations import axis_angle_to_matrix
 from emostream.training.align import Phone
+from emostream.training.gesture_evaluation import arm_joint_speed, pose_statistics, positions
 from emostream.training.teacher_gesture import STYLES, VOWELS, teach_gesture
 
 J = {n: i for i, n in enumerate(SMPLX_JOINTS)}
 RATE = 16_000
 
 
-def speech(seconds: float = 6.0, seed: int = 0) -> tuple[list[Phone], np.ndarray]:
-    """Syllables every 0.25 s (consonant then vowel), every other vowel loud and long, with audio whose
-    loudness follows the vowels."""
+def speech(seconds: float = 6.0, seed: int = 0, stress_every: int = 2) -> tuple[list[Phone], np.ndarray]:
+    """Syllables every 0.25 s (consonant then vowel), every `stress_every`-th vowel loud and long, with
+    audio whose loudness follows the vowels."""
     rng = np.random.default_rng(seed)
     phones, audio = [], np.zeros(int(seconds * RATE), np.float32)
     t = 0.2
     k = 0
     while t < seconds - 0.4:
-        loud = k % 2 == 0
+        loud = k % stress_every == 0
         vowel = 0.16 if loud else 0.08
         phones += [Phone("T", t, t + 0.06), Phone("AA", t + 0.06, t + 0.06 + vowel)]
         a, b = int((t + 0.06) * RATE), int((t + 0.06 + vowel) * RATE)
@@ -40,7 +41,7 @@ def test_sixteen_distinct_styles() -> None:
     assert len(STYLES) >= 16
     vectors = np.stack([s.vector() for s in STYLES.values()])
     assert len({tuple(v.round(4)) for v in vectors}) == len(STYLES)
-    assert {s.rest for s in STYLES.values()} == {"hang", "front", "wide"}
+    assert {s.rest for s in STYLES.values()} == {"hang", "front", "low"}
 
 
 @pytest.mark.parametrize("emotion", EMOTIONS)
@@ -75,14 +76,27 @@ def test_strokes_land_on_stressed_vowels_and_the_hand_stops_there() -> None:
 
 
 def test_emotion_sets_speed_and_posture() -> None:
-    phones, audio = speech(8.0)
+    # A stress every third syllable, as in read speech; with one every other syllable even neutral
+    # gestures without a pause, and angry can only be bigger, not more frequent (1.1x).
+    phones, audio = speech(8.0, stress_every=3)
     speeds, lean = {}, {}
     for emotion in ("angry", "sad", "neutral"):
         runs = [teach_gesture(phones, audio, RATE, emotion, 1.0, "ada", seed=s) for s in range(4)]
-        speeds[emotion] = np.mean([wrist_speed(r.axis_angle, r.trans).mean() for r in runs])
+        speeds[emotion] = np.mean([arm_joint_speed(pose_features(r.axis_angle, r.trans)) for r in runs])
         lean[emotion] = np.mean([r.axis_angle[:, J["spine2"], 0].mean() for r in runs])
-    assert speeds["angry"] > 1.1 * speeds["neutral"] and speeds["neutral"] > 1.5 * speeds["sad"]
+    # issue 32's targets for the model, met with a margin by its teacher
+    assert speeds["angry"] > 1.3 * speeds["neutral"] and speeds["sad"] < 0.8 * speeds["neutral"]
     assert lean["sad"] > lean["neutral"] + 0.05  # slumped forward
+
+
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_hands_rest_low_and_gesture_in_front_never_out_at_shoulder_height(emotion: str) -> None:
+    phones, audio = speech(8.0)
+    takes = [teach_gesture(phones, audio, RATE, emotion, 1.0, style, seed=1) for style in STYLES]
+    stats = [pose_statistics(positions(pose_features(r.axis_angle, r.trans))) for r in takes]
+    assert np.median([s["wrist_sideways_median_m"] for s in stats]) <= 0.25
+    assert max(s["wide_at_shoulder_share"] for s in stats) <= 0.01
+    assert np.median([s["wrist_forward_median_m"] for s in stats]) > 0.05  # in front of the body, not beside it
 
 
 def test_fingers_and_idle_body_are_never_frozen() -> None:
