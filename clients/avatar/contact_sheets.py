@@ -18,14 +18,18 @@ from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
 
 from ..viewer.camera import OrbitCamera
+from ..viewer.mannequin import relaxed_pose
 from ..viewer.renderer import AvatarRenderer, OffscreenTarget, body_view, headless_context
 from ..viewer.video import draw_caption
 
 SAMPLE_TIMES_S = (1.7, 6.85, 11.1)  # moments in runtime/assets/speech_sample.wav with the mouth open
 
 
-def _close_face() -> OrbitCamera:
-    return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.5, yaw=0.25, pitch=0.05, fov_y_deg=30)
+REST_HEAD_TARGET = np.array([0.0, 1.655, 0.03])
+
+
+def _close_face(head_target: np.ndarray = REST_HEAD_TARGET) -> OrbitCamera:
+    return OrbitCamera(target=head_target, distance=0.5, yaw=0.25, pitch=0.05, fov_y_deg=30)
 
 
 def _grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
@@ -43,6 +47,12 @@ class _Stills:
         self.ctx = headless_context()
         self.target = OffscreenTarget(self.ctx, size, size)
         self.avatar = AvatarRenderer(self.ctx)
+
+    def head_target(self, body: np.ndarray) -> np.ndarray:
+        """Where the face camera looks when the body leans or slumps: the head's centre in this frame."""
+        _, head = self.avatar.mannequin.pose(body)
+        rest_head = self.avatar.mannequin.pose(relaxed_pose())[1]
+        return REST_HEAD_TARGET + head[:3, 3] - rest_head[:3, 3]
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, caption: str) -> np.ndarray:
         self.target.use()
@@ -79,7 +89,9 @@ def emotions_sheet(path: Path, audio: Path, size: int = 220) -> None:
             face = animation.face[min(round(t * animation.fps), len(animation.face) - 1)]
             body = animation.body[min(round(t * animation.body_fps), len(animation.body) - 1)]
             moments.append((face, body, f"{emotion} {t:.1f} s"))
-        row = [stills.render(face, body, _close_face(), caption) for face, body, caption in moments]
+        row = [
+            stills.render(face, body, _close_face(stills.head_target(body)), caption) for face, body, caption in moments
+        ]
         row += [stills.render(face, body, body_view(), caption) for face, body, caption in moments]
         rows.append(np.hstack(row))
     Image.fromarray(np.vstack(rows)).save(path)
