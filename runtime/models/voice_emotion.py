@@ -37,6 +37,9 @@ SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, 
 
 
 class VoiceEmotion(StreamingGenerator):
+    mean: Tensor  # (N_MELS,) buffers: the training set's log-mel statistics
+    std: Tensor
+
     def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S) -> None:
         super().__init__()
         self.hidden = hidden
