@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from emostream.runtime.audio import FEATURE_RATE_HZ, N_MELS
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.step import (
     StepSpec,
     StreamingGenerator,
@@ -29,8 +30,8 @@ from emostream.runtime.step import (
     zero_inactive,
 )
 
-N_EMOTIONS = 8
-NEUTRAL = 0  # index of "neutral" in runtime.protocol.EMOTIONS
+N_EMOTIONS = len(EMOTIONS)
+NEUTRAL = EMOTIONS.index("neutral")
 INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 SMOOTHING_S = 0.6  # time constant of the exponential average
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
