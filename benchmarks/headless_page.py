@@ -15,7 +15,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -72,14 +74,16 @@ def open_page(url: str, speech: Path, size: tuple[int, int] = (960, 720)) -> Ite
     binary = chromium()
     if binary is None:
         raise RuntimeError("chromium is not installed: apt-get install chromium")
-    with tempfile.TemporaryDirectory(prefix="emostream-chromium-") as profile:
+    # Chromium's helper processes can outlive the browser for a moment and still write to the profile:
+    # the whole process group is stopped before the profile goes, and a straggler's file never fails a run.
+    with tempfile.TemporaryDirectory(prefix="emostream-chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen([
             binary, "--headless=new", "--no-sandbox", "--no-first-run", f"--user-data-dir={profile}",
             "--remote-debugging-port=0", f"--window-size={size[0]},{size[1]}",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={speech}", "--autoplay-policy=no-user-gesture-required",
             "--use-angle=swiftshader", "--enable-unsafe-swiftshader", url,
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 30
@@ -95,11 +99,29 @@ def open_page(url: str, speech: Path, size: tuple[int, int] = (960, 720)) -> Ite
             finally:
                 page.close()
         finally:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-            if process.poll() is None:
-                process.kill()
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Terminates Chromium and every helper it started (its own session), killing what lingers."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait_s)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _group_alive(process.pid):
+            time.sleep(0.05)
+        if not _group_alive(process.pid):
+            return
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def wait_for(page: Page, condition: str, timeout_s: float) -> bool:
