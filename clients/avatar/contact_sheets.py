@@ -18,7 +18,6 @@ from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
 
 from ..viewer.camera import OrbitCamera
-from ..viewer.mannequin import relaxed_pose
 from ..viewer.renderer import AvatarRenderer, OffscreenTarget, body_view, headless_context
 from ..viewer.video import draw_caption
 
@@ -49,10 +48,8 @@ class _Stills:
         self.avatar = AvatarRenderer(self.ctx)
 
     def head_target(self, body: np.ndarray) -> np.ndarray:
-        """Where the face camera looks when the body leans or slumps: the head's centre in this frame."""
-        _, head = self.avatar.mannequin.pose(body)
-        rest_head = self.avatar.mannequin.pose(relaxed_pose())[1]
-        return REST_HEAD_TARGET + head[:3, 3] - rest_head[:3, 3]
+        """Where the face camera looks when the body leans or slumps."""
+        return REST_HEAD_TARGET + self.avatar.head_offset(body)
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, caption: str) -> np.ndarray:
         self.target.use()

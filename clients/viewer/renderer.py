@@ -83,6 +83,7 @@ class AvatarRenderer:
         self.shapes = shapes or build_shapes(self.head)
         self.eye_mesh: EyeMesh = build_eye()
         self.mannequin = Mannequin()
+        self._relaxed_head = self.mannequin.pose(relaxed_pose())[1][:3, 3]
         self._build_programs()
         self._build_head()
         self._build_eyes()
@@ -143,6 +144,13 @@ class AvatarRenderer:
             ],
             ctx.buffer(mesh.triangles.astype(np.int32).tobytes()),
         )
+
+    def head_offset(self, body: np.ndarray | None) -> np.ndarray:
+        """How far the head has moved from where it is in the relaxed pose: a face camera that adds it
+        keeps the face framed when the body leans, slumps or sways."""
+        if body is None:
+            return np.zeros(3)
+        return self.mannequin.pose(body)[1][:3, 3] - self._relaxed_head
 
     def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
         self.backdrop.draw()

@@ -5,7 +5,7 @@ contact sheet. Rendering goes through EGL, so no display is needed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -79,7 +79,7 @@ class FrameRenderer:
     def __init__(self, width: int, height: int, view: str = "face", avatar: Path | None = None) -> None:
         self.ctx = headless_context()
         self.target = OffscreenTarget(self.ctx, width, height)
-        self.width, self.height = width, height
+        self.width, self.height, self.view = width, height, view
         self.avatar: AvatarRenderer | UserAvatarRenderer
         if avatar is None:
             self.avatar = AvatarRenderer(self.ctx)
@@ -90,7 +90,10 @@ class FrameRenderer:
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None) -> np.ndarray:
         self.target.use()
-        self.avatar.draw(face, body, self.camera, self.width / self.height)
+        camera = self.camera
+        if self.view == "face" and isinstance(self.avatar, AvatarRenderer):  # follow the head as the body moves
+            camera = replace(camera, target=camera.target + self.avatar.head_offset(body))
+        self.avatar.draw(face, body, camera, self.width / self.height)
         return self.target.read()
 
     def release(self) -> None:

@@ -101,3 +101,18 @@ def test_video_has_the_frames_and_the_sound(tmp_path: Path) -> None:
     assert np.abs(decoded[-1].astype(int) - decoded[0].astype(int)).max() > 40  # the jaw moved
     sheet = contact_sheet(clip, tmp_path / "sheet.png", columns=3, rows=2, tile=64)
     assert sheet.shape == (128, 192, 3) and (tmp_path / "sheet.png").stat().st_size > 1000
+
+
+def test_the_face_camera_follows_the_head_when_the_body_leans(renderer) -> None:  # type: ignore[no-untyped-def]
+    from emostream.clients.viewer.camera import rotation_x
+    from emostream.clients.viewer.mannequin import relaxed_pose
+    from emostream.runtime.rigs import SMPLX_JOINTS
+    from emostream.runtime.rotations import matrix_to_quat
+
+    avatar = renderer.avatar
+    assert np.allclose(avatar.head_offset(None), 0) and np.allclose(avatar.head_offset(relaxed_pose()), 0)
+    leaning = relaxed_pose().copy()
+    spine = SMPLX_JOINTS.index("spine1")
+    leaning[spine * 4 : spine * 4 + 4] = matrix_to_quat(rotation_x(0.4)[None])[0]  # bend forward at the waist
+    offset = avatar.head_offset(leaning)
+    assert offset[2] > 0.1 and offset[1] < 0  # the head comes forward and down with the trunk
