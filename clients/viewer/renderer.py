@@ -4,6 +4,8 @@ window's default framebuffer: backdrop, mannequin, head with GPU blendshapes, ey
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import moderngl
 import numpy as np
 
@@ -67,6 +69,14 @@ class Backdrop:
 
 def face_view() -> OrbitCamera:
     return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.62, yaw=0.0, pitch=0.05, fov_y_deg=30)
+
+
+def following_head(camera: OrbitCamera, avatar: object, body: np.ndarray | None) -> OrbitCamera:
+    """A face camera moved with the built-in avatar's head (`AvatarRenderer.head_offset`), so a body that
+    slumps or leans keeps the face framed; other avatars keep the camera as it is."""
+    if not isinstance(avatar, AvatarRenderer):
+        return camera
+    return replace(camera, target=camera.target + avatar.head_offset(body))
 
 
 def body_view() -> OrbitCamera:

@@ -5,7 +5,7 @@ contact sheet. Rendering goes through EGL, so no display is needed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .camera import OrbitCamera
-from .renderer import AvatarRenderer, OffscreenTarget, body_view, face_view, headless_context
+from .renderer import AvatarRenderer, OffscreenTarget, body_view, face_view, following_head, headless_context
 from .user_renderer import UserAvatarRenderer
 
 AUDIO_RATE_HZ = 48000
@@ -90,9 +90,7 @@ class FrameRenderer:
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None) -> np.ndarray:
         self.target.use()
-        camera = self.camera
-        if self.view == "face" and isinstance(self.avatar, AvatarRenderer):  # follow the head as the body moves
-            camera = replace(camera, target=camera.target + self.avatar.head_offset(body))
+        camera = following_head(self.camera, self.avatar, body) if self.view == "face" else self.camera
         self.avatar.draw(face, body, camera, self.width / self.height)
         return self.target.read()
 

@@ -170,7 +170,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     import moderngl
 
     from .camera import OrbitCamera
-    from .renderer import AvatarRenderer, body_view, face_view
+    from .renderer import AvatarRenderer, body_view, face_view, following_head
     from .user_renderer import UserAvatarRenderer
 
     if not glfw.init():
@@ -243,7 +243,8 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             # Face and body play at the larger of their delays: the body's frames wait for 200 ms of audio.
             delay = max(state.jitter.delay_s, state.body_jitter.delay_s if state.body_jitter.origin_s else 0.0)
             face, body = state.jitter.sample(now, delay), state.body_jitter.sample(now, delay)
-            avatar.draw(face, body, cameras[view[0]], width / max(height, 1))
+            camera = following_head(cameras["face"], avatar, body) if view[0] == "face" else cameras["body"]
+            avatar.draw(face, body, camera, width / max(height, 1))
             stats = state.jitter.stats()
             hud.draw([
                 f"emotion: {state.emotion}   (keys 1-{len(keys)}; F/B views)",
