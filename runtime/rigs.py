@@ -220,6 +220,11 @@ def forward_kinematics(
     return positions, world
 
 
+def rest_positions(offsets: np.ndarray) -> np.ndarray:
+    """World joint positions (55, 3) of the rest pose, which has no rotations: the T-pose."""
+    return forward_kinematics(np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3)), np.zeros(3), offsets)[0]
+
+
 def rest_pose_frame() -> np.ndarray:
     """One body frame (BODY_CHANNELS layout) holding the rest pose: identity rotations, zero translation."""
     quats = matrix_to_quat(np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3)))

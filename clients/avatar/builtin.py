@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emostream.runtime.rigs import ARKIT_BLENDSHAPES, SMPLX_JOINTS, SMPLX_PARENTS, forward_kinematics, rest_offsets
+from emostream.runtime.rigs import ARKIT_BLENDSHAPES, SMPLX_JOINTS, SMPLX_PARENTS, rest_offsets, rest_positions
 
 from ..viewer.blendshapes import build_shapes
 from ..viewer.body_mesh import build_body_mesh
@@ -69,15 +69,11 @@ def _body(stature_m: float) -> Part:
 def build_rigged_avatar(stature_m: float = STATURE_M) -> RiggedAvatar:
     offsets = rest_offsets(stature_m)
     head = build_head()
-    head_origin = (
-        forward_kinematics(np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3)), np.zeros(3), offsets)[0][J["head"]]
-        + HEAD_CENTRE_IN_HEAD_JOINT
-    )
+    head_origin = rest_positions(offsets)[J["head"]] + HEAD_CENTRE_IN_HEAD_JOINT
     # The eye joints move to the eyeballs' centres (the rig's defaults are a head-size guess).
     for name, centre in zip(EYE_JOINTS, head.eye_centres, strict=True):
         offsets[J[name]] = HEAD_CENTRE_IN_HEAD_JOINT + centre
-    identity = np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3))
-    rest = forward_kinematics(identity, np.zeros(3), offsets)[0]
+    rest = rest_positions(offsets)
 
     shapes = build_shapes(head)
     assert shapes.names == tuple(ARKIT_BLENDSHAPES)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from emostream.runtime.rigs import SMPLX_JOINTS, forward_kinematics, rest_offsets
+from emostream.runtime.rigs import SMPLX_JOINTS, rest_offsets, rest_positions
 
 from .sdf import Cone, Ellipsoid, Primitive, sample_grid, smooth_min
 from .surface_nets import surface_nets
@@ -200,8 +200,7 @@ def _join(meshes: list[SkinnedMesh]) -> SkinnedMesh:
 @lru_cache(maxsize=2)
 def build_body_mesh(stature_m: float = 1.75) -> SkinnedMesh:
     """The clothed body with both hands, skinned to the SMPL-X joints in the rig's T-pose."""
-    offsets = rest_offsets(stature_m)
-    rest = forward_kinematics(np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3)), np.zeros(3), offsets)[0]
+    rest = rest_positions(rest_offsets(stature_m))
     meshes = [_surface(_body_shape(rest), BODY_SPACING, BODY_SKIN_SOFTNESS)]
     meshes += [_surface(_hand_shape(rest, side), HAND_SPACING, HAND_SKIN_SOFTNESS) for side in ("left", "right")]
     return _join(meshes)

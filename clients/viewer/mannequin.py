@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emostream.runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS, forward_kinematics, rest_offsets
+from emostream.runtime.rigs import BODY_CHANNELS, SMPLX_JOINTS, forward_kinematics, rest_offsets, rest_positions
 from emostream.runtime.rotations import matrix_to_quat, quat_to_matrix
 
 from .body_mesh import SkinnedMesh, build_body_mesh
@@ -40,8 +40,7 @@ class Mannequin:
     def __init__(self, stature_m: float = STATURE_M) -> None:
         self.offsets = rest_offsets(stature_m)
         self.mesh: SkinnedMesh = build_body_mesh(stature_m)
-        identity = np.broadcast_to(np.eye(3), (len(SMPLX_JOINTS), 3, 3))
-        self.rest_positions = forward_kinematics(identity, np.zeros(3), self.offsets)[0]
+        self.rest_positions = rest_positions(self.offsets)
 
     def pose(self, body_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Skinning matrices (J, 4, 4), rest place -> posed place, and the head joint's world 4x4."""
