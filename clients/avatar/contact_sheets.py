@@ -18,17 +18,14 @@ from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS
 
 from ..viewer.camera import OrbitCamera
-from ..viewer.renderer import AvatarRenderer, OffscreenTarget, body_view, headless_context
+from ..viewer.renderer import AvatarRenderer, OffscreenTarget, body_view, following_head, headless_context
 from ..viewer.video import draw_caption
 
 SAMPLE_TIMES_S = (1.7, 6.85, 11.1)  # moments in runtime/assets/speech_sample.wav with the mouth open
 
 
-REST_HEAD_TARGET = np.array([0.0, 1.655, 0.03])
-
-
-def _close_face(head_target: np.ndarray = REST_HEAD_TARGET) -> OrbitCamera:
-    return OrbitCamera(target=head_target, distance=0.5, yaw=0.25, pitch=0.05, fov_y_deg=30)
+def _close_face() -> OrbitCamera:
+    return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.5, yaw=0.25, pitch=0.05, fov_y_deg=30)
 
 
 def _grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
@@ -46,10 +43,6 @@ class _Stills:
         self.ctx = headless_context()
         self.target = OffscreenTarget(self.ctx, size, size)
         self.avatar = AvatarRenderer(self.ctx)
-
-    def head_target(self, body: np.ndarray) -> np.ndarray:
-        """Where the face camera looks when the body leans or slumps."""
-        return REST_HEAD_TARGET + self.avatar.head_offset(body)
 
     def render(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, caption: str) -> np.ndarray:
         self.target.use()
@@ -87,7 +80,8 @@ def emotions_sheet(path: Path, audio: Path, size: int = 220) -> None:
             body = animation.body[min(round(t * animation.body_fps), len(animation.body) - 1)]
             moments.append((face, body, f"{emotion} {t:.1f} s"))
         row = [
-            stills.render(face, body, _close_face(stills.head_target(body)), caption) for face, body, caption in moments
+            stills.render(face, body, following_head(_close_face(), stills.avatar, body), caption)
+            for face, body, caption in moments
         ]
         row += [stills.render(face, body, body_view(), caption) for face, body, caption in moments]
         rows.append(np.hstack(row))

@@ -93,7 +93,9 @@ class AvatarRenderer:
         self.shapes = shapes or build_shapes(self.head)
         self.eye_mesh: EyeMesh = build_eye()
         self.mannequin = Mannequin()
-        self._relaxed_head = self.mannequin.pose(relaxed_pose())[1][:3, 3]
+        self._relaxed = relaxed_pose()
+        self._posed: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
+        self._relaxed_head = self._pose(None)[1][:3, 3]
         self._build_programs()
         self._build_head()
         self._build_eyes()
@@ -155,12 +157,21 @@ class AvatarRenderer:
             ctx.buffer(mesh.triangles.astype(np.int32).tobytes()),
         )
 
+    def _pose(self, body: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The mannequin's pose of a body frame (the relaxed pose for None), kept for the frame it was last
+        asked for: a face camera that follows the head and the draw then pose it once."""
+        frame = self._relaxed if body is None else body
+        key = frame.tobytes()
+        if self._posed is None or self._posed[0] != key:
+            self._posed = (key, self.mannequin.pose(frame))
+        return self._posed[1]
+
     def head_offset(self, body: np.ndarray | None) -> np.ndarray:
         """How far the head has moved from where it is in the relaxed pose: a face camera that adds it
         keeps the face framed when the body leans, slumps or sways."""
         if body is None:
             return np.zeros(3)
-        return self.mannequin.pose(body)[1][:3, 3] - self._relaxed_head
+        return self._pose(body)[1][:3, 3] - self._relaxed_head
 
     def draw(self, face: np.ndarray | None, body: np.ndarray | None, camera: OrbitCamera, aspect: float) -> None:
         self.backdrop.draw()
@@ -171,7 +182,7 @@ class AvatarRenderer:
             _set(program, "light_dir", tuple(light))
             _set(program, "eye_pos", tuple(eye_pos))
 
-        skin, head_joint = self.mannequin.pose(relaxed_pose() if body is None else body)
+        skin, head_joint = self._pose(body)
         padded = np.zeros((shaders.MAX_JOINTS, 4, 4), np.float32)
         padded[: len(skin)] = skin.transpose(0, 2, 1)  # column-major for GLSL
         _write(self.body_program, "skin", padded)
