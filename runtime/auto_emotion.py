@@ -28,7 +28,9 @@ def chosen_and_weight(emotion: str, auto_weight: float) -> tuple[str, float]:
 
 
 def mix(chosen: np.ndarray, estimate: np.ndarray, auto_weight: float, intensity: float) -> np.ndarray:
-    """The generators' emotion input from a chosen one-hot (unit) vector and the estimated blend."""
+    """The generators' emotion input from a chosen one-hot (unit) vector and the estimated blend; the
+    intensity is held to [0, 1] as `emotion_vector` holds it."""
+    intensity = min(max(intensity, 0.0), 1.0)
     return (intensity * ((1.0 - auto_weight) * chosen + auto_weight * estimate)).astype(np.float32)
 
 

@@ -29,7 +29,7 @@ from emostream.runtime.audio import FEATURE_RATE_HZ, LogMelFrontEnd
 from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, VoiceEmotion
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.augment import add_noise, channel, reverb
-from emostream.training.emotional_speech import AROUSAL_VALENCE, Take, build_takes
+from emostream.training.emotional_speech import AROUSAL_VALENCE, Prosody, Take, build_takes
 from emostream.training.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,6 @@ def load_takes(split: str, corpus: Path, per_emotion: int, seed: int) -> list[Ta
     if manifest.exists():
         saved = json.loads(manifest.read_text())
         if saved["per_emotion"] == per_emotion and saved["seed"] == seed:
-            from emostream.training.emotional_speech import Prosody
-
             return [Take(t["emotion"], t["voice"], t["text"], folder / t["file"], Prosody(**t["prosody"]))
                     for t in saved["takes"]]  # fmt: skip
     takes = build_takes(corpus_texts(corpus, split == "held_out"), folder, per_emotion, split == "held_out", seed)

@@ -74,3 +74,13 @@ def test_the_chunked_stream_gives_the_offline_estimate() -> None:
     np.testing.assert_allclose(stream.blend, blend[-1].numpy(), atol=1e-5)
     np.testing.assert_allclose(stream.arousal_valence, axes[-1].numpy(), atol=1e-5)
     assert stream.blend.argmax() != NEUTRAL
+
+
+def test_mix_holds_the_intensity_to_the_range_the_chosen_emotion_has() -> None:
+    import numpy as np
+
+    from emostream.runtime.auto_emotion import mix
+    from emostream.runtime.controls import emotion_vector
+
+    happy = emotion_vector("happy", 1.0)
+    np.testing.assert_allclose(mix(happy, happy, 0.5, 1.7), emotion_vector("happy", 1.7))
