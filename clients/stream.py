@@ -68,8 +68,8 @@ async def stream(args: argparse.Namespace) -> dict:
         rate = read_audio(args.audio)[1]
         source = file_source(args.audio, args.chunk_ms, realtime=args.realtime)
     controls = P.Controls(
-        emotion=args.emotion, intensity=args.intensity, seed=args.seed, lookahead_ms=args.lookahead_ms,
-        steps=args.steps, style=args.style if args.body else None,
+        emotion=args.emotion, intensity=args.intensity, auto_weight=args.auto_weight, seed=args.seed,
+        lookahead_ms=args.lookahead_ms, steps=args.steps, style=args.style if args.body else None,
     )  # fmt: skip
     streams = ("face", "body") if args.body else ("face",)
     client = await EmostreamClient.connect(args.url, rate, streams=streams, controls=controls, token=args.token)
@@ -117,7 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pace a file in real time (otherwise as fast as possible, and latency means nothing)",
     )
-    parser.add_argument("--emotion", default="neutral", choices=P.EMOTIONS)
+    parser.add_argument("--emotion", default="neutral", choices=(*P.EMOTIONS, P.AUTO_EMOTION),
+                        help='"auto": the emotion the voice carries, estimated by the server')  # fmt: skip
+    parser.add_argument("--auto-weight", type=float, default=None,
+                        help="share of the voice's estimated emotion mixed into --emotion, 0 to 1")  # fmt: skip
     parser.add_argument("--intensity", type=float, default=1.0, help="emotion strength, 0 to 1")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--lookahead-ms", type=float, default=60.0, help="future audio to wait for, 0 to 100")

@@ -218,7 +218,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
                           certfile=args.certfile, keyfile=args.keyfile, backend=args.backend, device=args.device,
                           engine_cache=args.engine_cache, zmq_bind=args.zmq, body=args.body,
-                          face=args.face, inference=args.inference, workers=args.workers,
+                          face=args.face, voice_emotion=args.voice_emotion, inference=args.inference,
+                          workers=args.workers,
                           min_tick_ms=args.min_tick_ms, agent_port=args.agent_port,
                           idle_timeout_s=args.idle_timeout_s, hello_timeout_s=args.hello_timeout_s,
                           web=web)  # fmt: skip
@@ -234,6 +235,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 TRAINERS = {
     "face": "emostream.training.train_face",
+    "face-one-step": "emostream.training.distil_face",
     "gesture": "emostream.training.train_gesture",
     "gesture-temperature": "emostream.training.gesture_temperature",
     "voice-emotion": "emostream.training.train_voice_emotion",
@@ -379,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--gesture-checkpoint", type=Path, default=None, help="gesture checkpoint")
     serve_parser.add_argument("--face", action=argparse.BooleanOptionalAction, default=True,
                               help="serve the face stream")  # fmt: skip
+    serve_parser.add_argument("--voice-emotion", action=argparse.BooleanOptionalAction, default=True,
+                              help='run the voice-emotion estimator for sessions asking for emotion "auto" or an '
+                                   "auto_weight (docs/voice-emotion.md)")  # fmt: skip
     serve_parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference loop")
     serve_parser.add_argument("--workers", type=int, default=1,
                               help="I/O processes sharing the port (more than one: when the WebSocket side is the "

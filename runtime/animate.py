@@ -16,9 +16,9 @@ from emostream.runtime.animation_files import Animation
 from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.audio import SUPPORTED_RATES_HZ, Resampler
 from emostream.runtime.audio_files import chunks, read_audio
-from emostream.runtime.auto_emotion import VoiceEmotionStream, chosen_and_weight, mix
+from emostream.runtime.auto_emotion import VoiceEmotionStream
 from emostream.runtime.body_pose import body_frames
-from emostream.runtime.controls import emotion_vector, lookahead_from_ms
+from emostream.runtime.controls import chosen_and_weight, emotion_vector, lookahead_from_ms, mix
 from emostream.runtime.errors import ConfigError
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding

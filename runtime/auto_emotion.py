@@ -3,9 +3,11 @@
     emotion input = intensity * ((1 - auto_weight) * onehot(chosen) + auto_weight * estimated blend)
 
 `emotion = "auto"` is neutral with auto_weight 1: the voice alone decides. A presenter who leans a stream
-towards "happy" with auto_weight 0.5 keeps half the smile and lets half of an angry voice through.
-`VoiceEmotionStream` runs the estimator (runtime/models/voice_emotion.py) over one stream of audio chunk by
-chunk, with its own front-end and state, for the offline path (`emostream animate --emotion auto`).
+towards "happy" with auto_weight 0.5 keeps half the smile and lets half of an angry voice through. The
+arithmetic is in runtime/controls.py (torch-free, for the I/O side); the server runs the estimator in its
+slot table (runtime/slot_table.py). `VoiceEmotionStream` runs it (runtime/models/voice_emotion.py) over
+one stream of audio chunk by chunk, with its own front-end and state, for the offline path
+(`emostream animate --emotion auto`).
 """
 
 from __future__ import annotations
@@ -16,22 +18,6 @@ import torch
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.controls import emotion_vector
 from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, VoiceEmotion
-
-AUTO = "auto"
-
-
-def chosen_and_weight(emotion: str, auto_weight: float) -> tuple[str, float]:
-    """ "auto" means neutral, wholly from the voice; any other emotion keeps the weight it was given."""
-    if emotion == AUTO:
-        return "neutral", 1.0
-    return emotion, min(max(auto_weight, 0.0), 1.0)
-
-
-def mix(chosen: np.ndarray, estimate: np.ndarray, auto_weight: float, intensity: float) -> np.ndarray:
-    """The generators' emotion input from a chosen one-hot (unit) vector and the estimated blend; the
-    intensity is held to [0, 1] as `emotion_vector` holds it."""
-    intensity = min(max(intensity, 0.0), 1.0)
-    return (intensity * ((1.0 - auto_weight) * chosen + auto_weight * estimate)).astype(np.float32)
 
 
 class VoiceEmotionStream:

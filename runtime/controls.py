@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from emostream.runtime.audio import FEATURE_RATE_HZ
-from emostream.runtime.protocol import EMOTIONS
+from emostream.runtime.protocol import AUTO_EMOTION, EMOTIONS
 
 FEATURE_MS = 1000.0 / FEATURE_RATE_HZ  # one log-mel feature frame: the face lookahead's unit
 MAX_LOOKAHEAD = 12  # feature frames (100 ms): the longest face lookahead the model was trained for
@@ -23,3 +23,26 @@ def emotion_vector(emotion: str, intensity: float) -> np.ndarray:
     vector = np.zeros(len(EMOTIONS), np.float32)
     vector[EMOTIONS.index(emotion)] = min(max(intensity, 0.0), 1.0)
     return vector
+
+
+def chosen_and_weight(emotion: str, auto_weight: float) -> tuple[str, float]:
+    """ "auto" means neutral, wholly from the voice; any other emotion keeps the weight it was given."""
+    if emotion == AUTO_EMOTION:
+        return "neutral", 1.0
+    return emotion, min(max(auto_weight, 0.0), 1.0)
+
+
+def mix(chosen: np.ndarray, estimate: np.ndarray, auto_weight: float, intensity: float) -> np.ndarray:
+    """The generators' emotion input from a chosen one-hot (unit) vector and the voice's estimated blend
+    (runtime/auto_emotion.py): intensity * ((1 - auto_weight) * chosen + auto_weight * estimate), the
+    intensity held to [0, 1] as `emotion_vector` holds it."""
+    intensity = min(max(intensity, 0.0), 1.0)
+    return (intensity * ((1.0 - auto_weight) * chosen + auto_weight * estimate)).astype(np.float32)
+
+
+def emotion_controls(emotion: str, intensity: float, auto_weight: float) -> tuple[np.ndarray, float]:
+    """What a server slot takes from the emotion controls: the chosen part of `mix` (a vector) and the
+    scale of the voice's estimate in it, so that input = vector + scale * estimate."""
+    chosen, weight = chosen_and_weight(emotion, auto_weight)
+    intensity = min(max(intensity, 0.0), 1.0)
+    return emotion_vector(chosen, intensity * (1.0 - weight)), intensity * weight

@@ -41,6 +41,7 @@ import torch
 from emostream.runtime.audio_table import AudioTable, AudioTableHandle
 from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, Link, LinkHandles
 from emostream.runtime.messages import (
+    VOICE_EMOTION,
     CloseSlot,
     Command,
     ControlSlot,
@@ -52,12 +53,13 @@ from emostream.runtime.messages import (
 from emostream.runtime.metrics import LOOP_FIELDS, TICK_BUCKETS_MS
 from emostream.runtime.models.face import FaceNetwork
 from emostream.runtime.models.gesture import GestureNetwork
+from emostream.runtime.models.voice_emotion import VoiceEmotion
 from emostream.runtime.noise import noise_bank
 from emostream.runtime.shared_counters import CountersHandle, SharedCounters
 from emostream.runtime.shm_queue import ShmQueue, Waker
 from emostream.runtime.slot_table import SlotTable
 from emostream.runtime.step import StepRunner, StreamingGenerator
-from emostream.runtime.timelines import BODY, DEFAULT_STEPS, server_timelines
+from emostream.runtime.timelines import BODY, DEFAULT_STEPS, server_timelines, voice_track
 
 log = logging.getLogger("emostream.inference")
 IDLE_WAIT_S = 0.5  # the longest the loop sleeps without a wake-up (it then checks for a stop)
@@ -94,6 +96,7 @@ class InferenceLoop:
         links: list[Link],
         stats: SharedCounters,
         make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
+        voice: VoiceEmotion | None = None,
     ) -> None:
         self.config, self.audio, self.links, self.stats = config, audio, links, stats
         self.device = torch.device(config.device)
@@ -101,8 +104,10 @@ class InferenceLoop:
         self._started = False
         face = face.to(self.device) if face is not None else None
         gesture = gesture.to(self.device) if gesture is not None else None
-        timelines = server_timelines(face, gesture, config.slots, self._runner, masks=config.mode == "masked")
-        self.table = SlotTable(audio, timelines, self.device, config.max_rounds, config.mode)
+        masks = config.mode == "masked"
+        timelines = server_timelines(face, gesture, config.slots, self._runner, masks=masks)
+        track = None if voice is None else voice_track(voice.to(self.device), config.slots, self._runner, masks)
+        self.table = SlotTable(audio, timelines, self.device, config.max_rounds, config.mode, track)
         self.has_body = gesture is not None
         self.has_face = face is not None
         self.generation = np.zeros(config.slots, np.int64)  # of the session each slot serves
@@ -131,6 +136,9 @@ class InferenceLoop:
             spec = timeline.generator(DEFAULT_STEPS).spec
             for batch in range(1, self.config.slots + 1):
                 _warm_step(runner, spec, batch, timeline.device)
+        if (voice := self.table.voice) is not None:
+            for batch in range(1, self.config.slots + 1):
+                _warm_step(voice.runner, voice.generator.spec, batch, voice.device)
         self._started = True
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -169,6 +177,11 @@ class InferenceLoop:
                 for command in decode_commands(record):
                     self._apply(index, command)
         self.table.run_frontend()
+        steps_before = self.table.voice_steps
+        estimates = self.table.step_voice()  # before the timelines, whose emotion may follow it
+        self.stats.add("voice_estimates", self.table.voice_steps - steps_before)
+        if estimates is not None:
+            self._deliver(estimates)
         # Each timeline's frames go out as soon as they are made: the face does not wait for the body.
         for timeline in list(self.table.timelines.values()):
             frames = self.table.step_timeline(timeline)
@@ -188,7 +201,8 @@ class InferenceLoop:
 
     def _deliver(self, frames: StreamFrames) -> None:
         """One frame block per I/O process that has sessions among `frames`, and a wake-up for each."""
-        self.stats.add(f"frames_{frames.stream}", len(frames))
+        if frames.stream != VOICE_EMOTION:
+            self.stats.add(f"frames_{frames.stream}", len(frames))
         owners = self.owner[frames.slots]
         for index in np.unique(owners).tolist():
             if index < 0:  # a slot closed while its frames were made
@@ -246,6 +260,7 @@ class LoopSpec:
     stats: CountersHandle
     make_runner: Callable[[StreamingGenerator], StepRunner] | None
     log_level: int
+    voice: VoiceEmotion | None = None
 
 
 def _child_main(spec: LoopSpec, ready: Any, log_queue: Any) -> None:
@@ -260,7 +275,7 @@ def _child_main(spec: LoopSpec, ready: Any, log_queue: Any) -> None:
         audio = AudioTable.attach(spec.audio)
         links = [Link.attach(handles) for handles in spec.links]
         stats = SharedCounters.attach(spec.stats)
-        loop = InferenceLoop(spec.config, spec.face, spec.gesture, audio, links, stats, spec.make_runner)
+        loop = InferenceLoop(spec.config, spec.face, spec.gesture, audio, links, stats, spec.make_runner, spec.voice)
         loop.warm()
     except BaseException:
         ready.send(("failed", traceback.format_exc()))
@@ -310,10 +325,12 @@ class InferenceHost:
         make_runner: Callable[[StreamingGenerator], StepRunner] | None = None,
         n_workers: int = 1,
         where: str = "process",
+        voice: VoiceEmotion | None = None,
     ) -> None:
         if where not in WHERE:
             raise ValueError(f"the inference loop runs on a {' or in a '.join(WHERE)}, not {where!r}")
         self.config, self.face, self.gesture, self.make_runner, self.where = config, face, gesture, make_runner, where
+        self.voice = voice
         self._context = multiprocessing.get_context("spawn")
         self.audio = AudioTable.create_shared(config.slots, self._context.Lock(), config.max_sessions)
         self.stats = SharedCounters.create(LOOP_FIELDS)
@@ -336,7 +353,7 @@ class InferenceHost:
         if self.where == "thread":
             links = [Link.attach(handles) for handles in self.links]
             self._loop = InferenceLoop(self.config, self.face, self.gesture, self.audio, links, self.stats,
-                                       self.make_runner)  # fmt: skip
+                                       self.make_runner, self.voice)  # fmt: skip
             self._loop.warm()
             self.stats.set("pid", os.getpid())
             self.stats.set("heartbeat_s", time.time())
@@ -350,7 +367,8 @@ class InferenceHost:
         self._listener.start()
         self._control, child_end = self._context.Pipe(duplex=True)
         spec = LoopSpec(self.config, self.face, self.gesture, self.audio.handle(), tuple(self.links),
-                        self.stats.handle(), self.make_runner, logging.getLogger().getEffectiveLevel())  # fmt: skip
+                        self.stats.handle(), self.make_runner, logging.getLogger().getEffectiveLevel(),
+                        self.voice)  # fmt: skip
         self._process = self._context.Process(target=_child_main, args=(spec, child_end, log_queue),
                                               name="emostream-inference", daemon=True)  # fmt: skip
         self._process.start()

@@ -27,13 +27,14 @@ class SlotSettings:
     face_lookahead: int | None  # feature frames; None: no face stream
     style: np.ndarray | None  # (style_dim,); None: no body stream
     face_gains: np.ndarray | None = None  # (face channels,) per-channel gain (face_strength); None: all 1
+    auto_emotion: float = 0.0  # scale of the voice's estimated emotion added to `emotion` (0: no estimate)
 
 
 @dataclass(frozen=True)
 class StreamFrames:
     """Frames of one stream made in one tick, one row each."""
 
-    stream: str  # "face" or "body"
+    stream: str  # "face", "body", or "voice_emotion" (the estimate: blend (8), arousal, valence)
     slots: np.ndarray  # (n,) int64
     indices: np.ndarray  # (n,) int64: frame k stands for media time k / fps
     values: np.ndarray  # (n, channels) float32, in the stream's wire layout
@@ -61,6 +62,7 @@ class SlotChange:
     """A session's controls update as the generators take it. None leaves a field as it is."""
 
     emotion: np.ndarray | None = None  # (N_EMOTIONS,) the new target
+    auto_emotion: float = 0.0  # with `emotion`: the new scale of the voice's estimate (SlotSettings)
     transition_ms: float = 0.0  # how long the blend to it takes
     steps: int | None = None
     seed: int | None = None
@@ -100,7 +102,8 @@ def decode_commands(record: bytes) -> list[Command]:
     return commands
 
 
-STREAM_CODES = {"face": 0, "body": 1}
+VOICE_EMOTION = "voice_emotion"  # the estimate's rows travel up as a stream of their own, one row per tick
+STREAM_CODES = {"face": 0, "body": 1, VOICE_EMOTION: 2}
 _STREAMS = {code: name for name, code in STREAM_CODES.items()}
 _BLOCK_HEADER = np.dtype([("stream", "<u4"), ("n", "<u4"), ("channels", "<u4"), ("pad", "<u4")])
 

@@ -17,8 +17,8 @@ STREAMS = ("face", "body")
 TICK_BUCKETS_MS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 33.0, 66.0)
 # The inference loop's counters (one row).
 LOOP_FIELDS = (
-    "ticks", "frames_face", "frames_body", "tick_seconds", "step_seconds", "frontend_seconds", "heartbeat_s",
-    "pid", "eager_fallbacks", "blocks_dropped", "commands_failed",
+    "ticks", "frames_face", "frames_body", "voice_estimates", "tick_seconds", "step_seconds", "frontend_seconds",
+    "heartbeat_s", "pid", "eager_fallbacks", "blocks_dropped", "commands_failed",
     *(f"tick_le_{bound}" for bound in TICK_BUCKETS_MS),
 )  # fmt: skip
 # One row per I/O process.
@@ -55,6 +55,9 @@ class ServerCollector(Collector):
         for stream in STREAMS:
             made.add_metric([stream], loop.get(f"frames_{stream}"))
         yield made
+        yield CounterMetricFamily("emostream_voice_emotion_steps", "Steps of the voice-emotion estimator (one per "
+                                  "60 Hz frame of each session whose emotion follows the voice).",
+                                  value=loop.get("voice_estimates"))  # fmt: skip
         for name, help_text in (
             ("step_seconds", "Time in the generators' batched steps."),
             ("frontend_seconds", "Time in the batched audio front-end."),

@@ -29,6 +29,7 @@ MAX_BINARY_BYTES = 24 + 4 * max(MAX_AUDIO_SAMPLES, MAX_FRAME_VALUES)
 SAMPLE_RATES_HZ: tuple[int, ...] = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
 SAMPLE_FORMATS: dict[str, int] = {"s16le": 1, "f32le": 2}  # name -> code in the audio header
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprised", "fear", "disgusted", "angry", "contempt")
+AUTO_EMOTION = "auto"  # the emotion the voice itself carries, estimated as it streams
 STREAMS: tuple[str, ...] = ("face", "body")  # index = stream id in the frame header
 FACE_REGIONS: tuple[str, ...] = ("lower", "upper", "head", "eyes")
 
@@ -68,8 +69,9 @@ def _fail(code: str, message: str) -> ProtocolError:
 class Controls:
     """Live per-session controls. None means "leave as it is" in an update."""
 
-    emotion: str | None = None  # one of EMOTIONS
+    emotion: str | None = None  # one of EMOTIONS, or AUTO_EMOTION
     intensity: float | None = None  # emotion strength in [0, 1]
+    auto_weight: float | None = None  # share of the voice's estimated emotion mixed into the chosen one, [0, 1]
     transition_ms: float | None = None  # how long the face takes to blend to a new emotion, [0, 10000]
     seed: int | None = None  # noise seed in [0, 2**31 - 1]
     steps: int | None = None  # sampler steps per frame in [1, 8]
@@ -304,8 +306,9 @@ def parse_controls(body: Any) -> Controls:
             raise _fail("bad_control", f"face_strength regions must be among {list(FACE_REGIONS)}")
         strengths = {r: _Fields(strengths, "face_strength", "bad_control").number(r, 0.0, 2.0) for r in strengths}
     return Controls(
-        emotion=f.text("emotion", 16, EMOTIONS),
+        emotion=f.text("emotion", 16, (*EMOTIONS, AUTO_EMOTION)),
         intensity=f.number("intensity", 0.0, 1.0),
+        auto_weight=f.number("auto_weight", 0.0, 1.0),
         transition_ms=f.number("transition_ms", 0.0, 10_000.0),
         seed=f.integer("seed", 0, 2**31 - 1),
         steps=f.integer("steps", 1, 8),

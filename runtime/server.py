@@ -77,6 +77,7 @@ class ServerConfig:
     zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (one I/O process only)
     body: bool = True  # serve the body stream (needs a gesture model)
     face: bool = True  # serve the face stream
+    voice_emotion: bool = True  # run the voice-emotion estimator for sessions that ask for emotion "auto"
     inference: str = "thread"  # where the loop runs: "thread" (this process) or "process" (its own)
     workers: int = 1  # I/O processes; more than one share the port and need inference="process"
     min_tick_ms: float = 4.0  # the loop's ticks begin at least this far apart (docs/server.md)
@@ -435,7 +436,16 @@ def build_offer(config: ServerConfig, gesture: tuple[Any, list[str]] | None, wor
         network, names = gesture
         styles = {name: style_embedding(network, names, name) for name in names}
         body_lookahead_ms = GestureGenerator(network).lookahead_ms
-    return ServerOffer(streams, styles, body_lookahead_ms, config.token, worker)
+    return ServerOffer(streams, styles, body_lookahead_ms, config.token, worker, config.voice_emotion)
+
+
+def _voice_estimator(config: ServerConfig) -> Any:
+    """The shipped voice-emotion estimator when the server serves emotion "auto", else None."""
+    if not config.voice_emotion:
+        return None
+    from emostream.runtime.models.voice_emotion import load_voice_emotion
+
+    return load_voice_emotion()[0]
 
 
 def _runner_factory(config: ServerConfig) -> Any:
@@ -473,7 +483,7 @@ class EmostreamServer:
         self.offer = build_offer(config, gesture)
         face = network if config.face else None
         self.host = InferenceHost(_loop_config(config), face, gesture[0] if gesture else None,
-                                  _runner_factory(config), 1, config.inference)  # fmt: skip
+                                  _runner_factory(config), 1, config.inference, _voice_estimator(config))  # fmt: skip
         self.worker_stats = SharedCounters.create(WORKER_FIELDS)
         spec = IoSpec(config, self.offer, self.host.audio.handle(), self.host.links[0], self.host.stats.handle(),
                       self.worker_stats.handle(), 0)  # fmt: skip
@@ -614,7 +624,7 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
     gesture = gesture if config.body else None
     offer = build_offer(config, gesture)
     host = InferenceHost(_loop_config(config), network if config.face else None, gesture[0] if gesture else None,
-                         _runner_factory(config), config.workers, "process")  # fmt: skip
+                         _runner_factory(config), config.workers, "process", _voice_estimator(config))  # fmt: skip
     worker_stats = SharedCounters.create(WORKER_FIELDS, rows=config.workers)
     stopped: list[int] = []  # the signal that asked us to stop (set from the signal handler)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,9 +26,17 @@ import numpy as np
 
 from emostream.runtime import protocol as P
 from emostream.runtime.audio import LogMelFrontEnd, validate_pcm
-from emostream.runtime.controls import FEATURE_MS, emotion_vector, lookahead_from_ms
+from emostream.runtime.controls import FEATURE_MS, emotion_controls, lookahead_from_ms
 from emostream.runtime.errors import AudioFormatError, ProtocolError
-from emostream.runtime.messages import CloseSlot, Command, ControlSlot, OpenSlot, SlotChange, SlotSettings
+from emostream.runtime.messages import (
+    VOICE_EMOTION,
+    CloseSlot,
+    Command,
+    ControlSlot,
+    OpenSlot,
+    SlotChange,
+    SlotSettings,
+)
 from emostream.runtime.rigs import BODY_CHANNELS, BODY_FPS, FACE_CHANNELS, FACE_FPS, face_strength_gains
 
 STREAM_INFO = {"face": P.StreamInfo(FACE_FPS, FACE_CHANNELS), "body": P.StreamInfo(BODY_FPS, BODY_CHANNELS)}
@@ -38,7 +46,8 @@ TAIL_SECONDS = 0.05  # silence past the longest lookahead that the end appends, 
 END_TIMEOUT_US = 10_000_000  # after `end`, the session closes within this even if frames went missing
 
 DEFAULT_CONTROLS = P.Controls(
-    emotion="neutral", intensity=1.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0, style="ada",
+    emotion="neutral", intensity=1.0, auto_weight=0.0, transition_ms=300.0, seed=0, steps=2, lookahead_ms=60.0,
+    style="ada",
     face_strength={"lower": 1.0, "upper": 1.0, "head": 1.0, "eyes": 1.0},
 )  # fmt: skip
 
@@ -70,6 +79,7 @@ class ServerOffer:
     body_lookahead_ms: float = 200.0
     token: str | None = None  # when set, hello must carry it
     worker: int = 0  # this I/O process's number (slots are claimed in its name)
+    voice_emotion: bool = False  # the loop has a voice-emotion estimator: emotion "auto" and auto_weight work
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,7 @@ class SessionCore:
     samples: int = 0  # real audio samples accepted (media time of the next chunk's first sample)
     overloaded_chunks: int = 0  # chunks dropped because the loop was too far behind to take them
     expected: dict[str, int] | None = None  # frames per stream, known once the client ends its audio
+    voice_emotion: np.ndarray | None = None  # the newest estimate of the voice's emotion, when asked for
     _texts: deque[str] = field(default_factory=deque)
     _frames: dict[str, deque[_Queued]] = field(default_factory=dict)
     _order: int = 0
@@ -187,6 +198,7 @@ class SessionCore:
         if "body" in streams and controls.style not in offer.styles:
             raise ProtocolError("bad_control", f"unknown style {controls.style!r}; the presets are "
                                 f"{', '.join(offer.styles)}", fatal=True)  # fmt: skip
+        self._check_voice_emotion(controls, fatal=True)
         claimed = self.audio.claim(offer.worker)
         if claimed is None:
             raise ProtocolError("server_full", "every session slot is taken; try again later or another worker",
@@ -199,11 +211,12 @@ class SessionCore:
         self.counts = {s: StreamCounts() for s in streams}
         self._frames = {s: deque() for s in streams}
         self._next_stats_us = now_us + int(self.timers.stats_interval_s * 1e6)
+        emotion, auto = self._emotion()
         settings = SlotSettings(
-            hello.sample_rate_hz, controls.seed, self._emotion(), controls.steps,
+            hello.sample_rate_hz, controls.seed, emotion, controls.steps,
             self.lookahead if "face" in streams else None,
             offer.styles[controls.style] if "body" in streams and controls.style else None,
-            self._gains(),
+            self._gains(), auto,
         )  # fmt: skip
         self.commands.send(OpenSlot(self.slot, self.generation, settings))
         resampler_ms = 1000 * LogMelFrontEnd(hello.sample_rate_hz).resampler_delay_s
@@ -214,8 +227,15 @@ class SessionCore:
             algorithmic_latency_ms=lookahead_ms + resampler_ms, controls=self.controls, server_time_us=now_us,
         ))  # fmt: skip
 
-    def _emotion(self) -> np.ndarray:
-        return emotion_vector(self.controls.emotion or "neutral", self.controls.intensity or 0.0)
+    def _emotion(self) -> tuple[np.ndarray, float]:
+        """The chosen emotion's vector and the scale of the voice's estimate (runtime/controls.py)."""
+        c = self.controls
+        return emotion_controls(c.emotion or "neutral", c.intensity or 0.0, c.auto_weight or 0.0)
+
+    def _check_voice_emotion(self, controls: P.Controls, fatal: bool = False) -> None:
+        if (controls.emotion == P.AUTO_EMOTION or (controls.auto_weight or 0.0) > 0) and not self.offer.voice_emotion:
+            raise ProtocolError("bad_control", "this server has no voice-emotion estimator: emotion \"auto\" and "
+                                "auto_weight are not served", fatal=fatal)  # fmt: skip
 
     def _gains(self) -> np.ndarray | None:
         strengths = dict(self.controls.face_strength or {})
@@ -229,12 +249,15 @@ class SessionCore:
         if update.style is not None and "body" in self.streams and update.style not in self.offer.styles:
             raise ProtocolError("bad_control", f"unknown style {update.style!r}; the presets are "
                                 f"{', '.join(self.offer.styles)}")  # fmt: skip
+        self._check_voice_emotion(self.controls.merged(update))
         self.controls = self.controls.merged(update)
-        emotion_changed = update.emotion is not None or update.intensity is not None
+        emotion_changed = update.emotion is not None or update.intensity is not None or update.auto_weight is not None
+        emotion, auto = self._emotion()
         style = update.style if update.style is not None and "body" in self.streams else None
         gains = self._gains()
         change = SlotChange(
-            emotion=self._emotion() if emotion_changed else None, transition_ms=self.controls.transition_ms or 0.0,
+            emotion=emotion if emotion_changed else None, auto_emotion=auto,
+            transition_ms=self.controls.transition_ms or 0.0,
             steps=update.steps, seed=update.seed, style=self.offer.styles[style] if style else None,
             face_gains=(gains if gains is not None else face_strength_gains({}))
             if update.face_strength is not None else None,
@@ -291,7 +314,10 @@ class SessionCore:
               congested: bool) -> bool:  # fmt: skip
         """A frame the loop made for this session; False if it is not one to send (made from the silence
         that flushes the end, or for a closed session). `congested`: the client's socket still holds
-        unsent bytes, so it is not keeping up."""
+        unsent bytes, so it is not keeping up. The voice-emotion estimate is kept for the stats, not sent."""
+        if stream == VOICE_EMOTION:
+            self.voice_emotion = np.array(values, np.float32)
+            return False
         counts = self.counts.get(stream)
         if counts is None or self.phase is Phase.CLOSED or index < counts.next_index:
             return False
@@ -371,6 +397,9 @@ class SessionCore:
         for stream, c in self.counts.items():
             values |= {f"frames_sent.{stream}": c.sent, f"frames_dropped.{stream}": c.dropped,
                        f"late_frames.{stream}": c.late}  # fmt: skip
+        if self.voice_emotion is not None:  # blend (one value per emotion), arousal, valence
+            names = [*P.EMOTIONS, "arousal", "valence"]
+            values |= {f"voice.{name}": round(float(v), 4) for name, v in zip(names, self.voice_emotion, strict=True)}
         queued = sum(len(q) for q in self._frames.values())
         return values | {"audio_samples": self.samples, "queue_depth": queued,
                          "overloaded_chunks": self.overloaded_chunks}  # fmt: skip

@@ -34,46 +34,98 @@ from emostream.runtime.audio_table import AudioTable
 from emostream.runtime.batched_frontend import MAX_HOPS_PER_TICK, MODEL_RING, BatchedLogMel
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.errors import SessionError
-from emostream.runtime.messages import SlotChange, SlotSettings, StreamFrames
+from emostream.runtime.messages import VOICE_EMOTION, SlotChange, SlotSettings, StreamFrames
 from emostream.runtime.models.face import N_EMOTIONS
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL
 from emostream.runtime.noise import gaussian_noise
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES
 from emostream.runtime.step import FlatState, StepRunner, StreamingGenerator, TensorDict
 
 SILENT_FEATURE = math.log(LOG_FLOOR)  # a log-mel value of silence, which also precedes every stream
 FEATURE_RING = 128  # feature frames kept per slot (1.07 s): a timeline may lag the front-end this far
+ESTIMATE_RING = FEATURE_RING // INPUTS_PER_STEP  # voice-emotion estimates kept per slot: as far back
+ESTIMATE_WIDTH = N_EMOTIONS + 2  # the blend, arousal, valence
+NEUTRAL_ESTIMATE = np.eye(ESTIMATE_WIDTH, dtype=np.float32)[NEUTRAL]
 STEP_MODES = ("compact", "masked")
 
 
 class EmotionBlends:
     """Each slot's emotion input, blending linearly from where it was to a new target over a number of
-    frames of its stream."""
+    frames of its stream. A row is the chosen emotion's vector and, last, the scale of the voice's
+    estimate (runtime/controls.py, `emotion_controls`): both blend together."""
 
     def __init__(self, n_slots: int, fps: int) -> None:
         self.fps = fps
-        self.start = np.zeros((n_slots, N_EMOTIONS), np.float32)
-        self.target = np.zeros((n_slots, N_EMOTIONS), np.float32)
+        self.start = np.zeros((n_slots, N_EMOTIONS + 1), np.float32)
+        self.target = np.zeros((n_slots, N_EMOTIONS + 1), np.float32)
         self.left = np.zeros(n_slots, np.int64)  # frames until the target is reached
         self.total = np.ones(n_slots, np.int64)
 
     def current(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), N_EMOTIONS + 1): vector, then the estimate's scale."""
         w = (1.0 - self.left[rows] / self.total[rows])[:, None].astype(np.float32)
         return (1.0 - w) * self.start[rows] + w * self.target[rows]
 
-    def reset(self, slot: int, vector: np.ndarray) -> None:
-        self.start[slot] = self.target[slot] = vector
+    def reset(self, slot: int, vector: np.ndarray, auto: float = 0.0) -> None:
+        self.start[slot] = self.target[slot] = np.append(vector, auto)
         self.left[slot] = 0
 
-    def set(self, slot: int, vector: np.ndarray, transition_ms: float) -> None:
+    def set(self, slot: int, vector: np.ndarray, auto: float, transition_ms: float) -> None:
         rows = np.array([slot])
         self.start[slot] = self.current(rows)[0]
-        self.target[slot] = vector
+        self.target[slot] = np.append(vector, auto)
         self.total[slot] = self.left[slot] = max(1, round(transition_ms * self.fps / 1000))
 
     def advance(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), N_EMOTIONS): the vectors for the next frame of these slots."""
+        """(len(rows), N_EMOTIONS + 1): the vectors and scales for the next frame of these slots."""
         self.left[rows] = np.maximum(self.left[rows] - 1, 0)
         return self.current(rows)
+
+    def uses_voice(self, slot: int) -> bool:
+        """Whether the slot's emotion takes in the voice's estimate now or once its blend is over."""
+        return bool(self.start[slot, -1] > 0 or self.target[slot, -1] > 0)
+
+
+class VoiceEmotionTrack:
+    """The voice-emotion estimator (runtime/models/voice_emotion.py) over the slots whose emotion follows
+    the voice: its state rows on the device and a ring of each slot's recent estimates (blend, arousal,
+    valence). A face or body frame takes the estimate of the audio up to its own newest feature pair, so
+    the frames do not depend on how the audio was chunked. A slot joins when a session first asks for
+    the voice's emotion and stays until it closes."""
+
+    prefix = 0
+
+    def __init__(self, generator: StreamingGenerator, make_runner: Callable[[StreamingGenerator], StepRunner],
+                 n_slots: int) -> None:  # fmt: skip
+        self.generator = FlatState(generator).eval()
+        self.runner = make_runner(self.generator)
+        self.inputs_per_step = generator.spec.inputs_per_step
+        self.state = self.runner.init_state(n_slots)
+        self.device = next(iter(self.state.values())).device
+        self.member = np.zeros(n_slots, bool)
+        self.steps_taken = np.zeros(n_slots, np.int64)
+        self.fresh = np.zeros(n_slots, bool)
+        self.ring = np.zeros((n_slots, ESTIMATE_RING, ESTIMATE_WIDTH), np.float32)
+
+    def start(self, slot: int, first_step: int) -> None:
+        """The slot's estimates begin with the step that reads feature frames from 2 * first_step on."""
+        self.member[slot], self.fresh[slot] = True, True
+        self.steps_taken[slot] = first_step
+        self.ring[slot] = NEUTRAL_ESTIMATE
+
+    def features_needed(self, slots: np.ndarray) -> np.ndarray:
+        return self.inputs_per_step * (self.steps_taken[slots] + 1)
+
+    def oldest_needed(self, slots: np.ndarray) -> np.ndarray:
+        return self.inputs_per_step * self.steps_taken[slots]
+
+    def estimates(self, rows: np.ndarray, features_end: np.ndarray) -> np.ndarray:
+        """(len(rows), ESTIMATE_WIDTH): for each row, the estimate after the feature frames before
+        `features_end` (the newest it has, if the estimator has not got that far; neutral before any)."""
+        wanted = np.minimum(features_end // self.inputs_per_step - 1, self.steps_taken[rows] - 1)
+        estimates = self.ring[rows, np.maximum(wanted, 0) % ESTIMATE_RING]
+        estimates[wanted < 0] = NEUTRAL_ESTIMATE
+        return estimates
 
 
 class Timeline:
@@ -137,7 +189,7 @@ class Timeline:
         self.member[slot], self.fresh[slot] = True, True
         self.steps_taken[slot] = 0
         self.n_steps[slot], self.seed[slot] = settings.steps, settings.seed
-        self.emotion.reset(slot, settings.emotion)
+        self.emotion.reset(slot, settings.emotion, settings.auto_emotion)
         if self.style_dim and settings.style is not None:
             self.style[slot] = settings.style
         if self.stream == "face":
@@ -172,7 +224,7 @@ class Timeline:
 
     def _apply(self, slot: int, change: SlotChange) -> None:
         if change.emotion is not None:
-            self.emotion.set(slot, change.emotion, change.transition_ms)
+            self.emotion.set(slot, change.emotion, change.auto_emotion, change.transition_ms)
         if change.steps is not None:
             self.n_steps[slot] = change.steps
         if change.seed is not None:
@@ -203,6 +255,7 @@ class SlotTable:
         device: torch.device | str = "cpu",
         max_rounds: int = 4,
         mode: str = "compact",
+        voice: VoiceEmotionTrack | None = None,
     ) -> None:
         if mode not in STEP_MODES:
             raise ValueError(f"step mode must be one of {STEP_MODES}, got {mode!r}")
@@ -211,6 +264,7 @@ class SlotTable:
         self.max_rounds, self.mode = max_rounds, mode
         self._make_timeline = make_timeline
         self.timelines: dict[str | int, Timeline] = {}
+        self.voice = voice  # the voice-emotion estimator, for sessions whose emotion follows the voice
         self.frontend = BatchedLogMel(self.device)
         self.open_mask = np.zeros(n, bool)
         self.rate = np.full(n, SUPPORTED_RATES_HZ[0], np.int64)
@@ -219,6 +273,7 @@ class SlotTable:
         self.features = torch.zeros((n, FEATURE_RING, N_MELS), device=self.device)
         self._silent = torch.full((N_MELS,), SILENT_FEATURE, device=self.device)
         self.seconds = {"frontend": 0.0, "step": 0.0}  # time in the front-end's and the generators' arithmetic
+        self.voice_steps = 0  # rows the voice-emotion estimator has stepped
 
     def timeline(self, key: str | int) -> Timeline:
         """The body timeline ("body") or the face timeline of a lookahead (an int), made on first use."""
@@ -236,6 +291,8 @@ class SlotTable:
         keys += [] if settings.style is None else ["body"]
         if not keys:
             raise SessionError("a slot with no stream")
+        if settings.auto_emotion > 0 and self.voice is None:
+            raise SessionError("this server has no voice-emotion estimator")
         self.close(slot)
         for key in keys:
             self.timeline(key).open(slot, settings)
@@ -243,15 +300,25 @@ class SlotTable:
         self.rate[slot] = settings.rate_hz
         self.n_features[slot] = 0
         self.model[slot] = 0.0
+        if settings.auto_emotion > 0 and self.voice is not None:
+            self.voice.start(slot, 0)
 
     def close(self, slot: int) -> None:
         self.open_mask[slot] = False
         for timeline in self.timelines.values():
             timeline.member[slot] = False
+        if self.voice is not None:
+            self.voice.member[slot] = False
 
     def control(self, slot: int, change: SlotChange, from_sample: int = 0) -> None:
         """Applies a controls update to the slot's frames from media sample `from_sample` on: at once for
-        a timeline already past it, else when its steps reach that frame."""
+        a timeline already past it, else when its steps reach that frame. An update that first asks for
+        the voice's emotion starts the estimator on the slot's newest audio."""
+        if change.emotion is not None and change.auto_emotion > 0:
+            if self.voice is None:
+                raise SessionError("this server has no voice-emotion estimator")
+            if not self.voice.member[slot]:
+                self.voice.start(slot, int(self.n_features[slot]) // self.voice.inputs_per_step)
         for timeline in self._slot_timelines(slot):
             timeline.change(slot, change, math.ceil(from_sample * timeline.fps / self.rate[slot]))
 
@@ -270,7 +337,7 @@ class SlotTable:
         # Never overwrite a feature frame a timeline has yet to read, nor take more hops than the
         # model-rate ring holds in one tick.
         oldest = np.full(slots.size, 1 << 40)
-        for t in self.timelines.values():
+        for t in self._tracks():
             inside = t.member[slots]
             oldest[inside] = np.minimum(oldest[inside], t.oldest_needed(slots[inside]))
         limit = np.minimum(oldest + FEATURE_RING, self.n_features[slots] + MAX_HOPS_PER_TICK)
@@ -300,10 +367,16 @@ class SlotTable:
         self.seconds["frontend"] += time.perf_counter() - started
         return int(hops.size)
 
+    def _tracks(self) -> list[Timeline | VoiceEmotionTrack]:
+        """Everything that reads the feature rings."""
+        return [*self.timelines.values(), *([] if self.voice is None else [self.voice])]
+
     @torch.no_grad()
     def step_ready(self) -> list[StreamFrames]:
-        """Steps every timeline's ready slots (`step_timeline`); returns the frames, one batch per stream."""
-        made = [self.step_timeline(timeline) for timeline in self.timelines.values()]
+        """Steps the voice-emotion estimator, then every timeline's ready slots (`step_timeline`); returns
+        the frames, one batch per stream."""
+        voice = self.step_voice()
+        made = [voice, *(self.step_timeline(timeline) for timeline in self.timelines.values())]
         by_stream: dict[str, list[StreamFrames]] = {}
         for frames in made:
             if frames is not None:
@@ -331,6 +404,40 @@ class SlotTable:
             return None
         return StreamFrames(timeline.stream, slots, indices, values, *self._stamps(slots, newest_feature))
 
+    @torch.no_grad()
+    def step_voice(self) -> StreamFrames | None:
+        """Steps the voice-emotion estimator over all the audio its slots have (it is small, and the
+        timelines read its estimates); returns each stepped slot's newest estimate as one row of the
+        "voice_emotion" stream, or None."""
+        voice = self.voice
+        if voice is None or not voice.member.any():
+            return None
+        newest: dict[int, int] = {}
+        for _ in range(ESTIMATE_RING):
+            slots = np.flatnonzero(voice.member)
+            rows = slots[voice.features_needed(slots) <= self.n_features[slots]]
+            if rows.size == 0:
+                break
+            first = voice.oldest_needed(rows)
+            index = first[:, None] + np.arange(voice.inputs_per_step)[None, :]
+            features = self.features[_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device)]
+            noise = torch.zeros(rows.size, 1, device=voice.device)
+            reset = torch.from_numpy(voice.fresh[rows]).to(voice.device)
+            outputs = self._run(voice, voice.runner, rows, {"features": features.to(voice.device)}, noise, reset)
+            voice.fresh[rows] = False
+            values = torch.cat([outputs["emotion"][:, 0], outputs["arousal_valence"][:, 0]], dim=-1)
+            steps = voice.steps_taken[rows]
+            voice.ring[rows, steps % ESTIMATE_RING] = values.float().cpu().numpy()
+            voice.steps_taken[rows] += 1
+            self.voice_steps += rows.size
+            newest.update(zip(rows.tolist(), steps.tolist(), strict=True))
+        if not newest:
+            return None
+        slots, steps = np.array(list(newest), np.int64), np.array(list(newest.values()), np.int64)
+        values = voice.ring[slots, steps % ESTIMATE_RING]
+        newest_feature = voice.inputs_per_step * (steps + 1) - 1
+        return StreamFrames(VOICE_EMOTION, slots, steps, values, *self._stamps(slots, newest_feature))
+
     def has_backlog(self) -> bool:
         """Whether some slot could step again now (it had more audio than `max_rounds` steps use)."""
         for timeline in self.timelines.values():
@@ -348,8 +455,8 @@ class SlotTable:
         index = first[:, None] + np.arange(timeline.inputs_per_step)[None, :]  # (n, inputs per step)
         features = self.features[_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device)]
         features = torch.where(_t(index < 0, self.device)[..., None], self._silent, features)  # (n, I, N_MELS)
-        inputs = {"features": features.to(device),
-                  "emotion": torch.from_numpy(timeline.emotion.advance(rows)[:, None]).to(device)}  # fmt: skip
+        emotion = self._emotion_inputs(timeline, rows, first)
+        inputs = {"features": features.to(device), "emotion": torch.from_numpy(emotion[:, None]).to(device)}
         if timeline.style_dim:
             inputs["style"] = torch.from_numpy(timeline.style[rows][:, None]).to(device)
         noise = torch.from_numpy(gaussian_noise(timeline.seed[rows], timeline.steps_taken[rows], timeline.n_noise,
@@ -370,8 +477,18 @@ class SlotTable:
         rows, indices, values = rows[keep], indices[keep], values[keep]
         return rows, indices, values, timeline.inputs_per_step * (indices + timeline.delay + 1) - timeline.prefix - 1
 
-    def _run(self, timeline: Timeline, runner: StepRunner, rows: np.ndarray, inputs: TensorDict, noise: Tensor,
-             reset: Tensor) -> TensorDict:  # fmt: skip
+    def _emotion_inputs(self, timeline: Timeline, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """(len(rows), N_EMOTIONS) for the next step of these rows (whose first feature frame is `first`):
+        the chosen emotion plus, where asked, the voice's estimate of the audio up to the step's own."""
+        blend = timeline.emotion.advance(rows)
+        vector, auto = blend[:, :N_EMOTIONS], blend[:, N_EMOTIONS]
+        if self.voice is None or not np.any(auto > 0):
+            return vector
+        estimates = self.voice.estimates(rows, first + timeline.inputs_per_step)[:, :N_EMOTIONS]
+        return vector + auto[:, None] * estimates
+
+    def _run(self, timeline: Timeline | VoiceEmotionTrack, runner: StepRunner, rows: np.ndarray,
+             inputs: TensorDict, noise: Tensor, reset: Tensor) -> TensorDict:  # fmt: skip
         device, n = timeline.device, rows.size
         if self.mode == "compact":
             index = _t(rows, device)

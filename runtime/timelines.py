@@ -1,4 +1,5 @@
-"""The timelines a server's slot table runs: one per face lookahead in use, and one for the body."""
+"""The timelines a server's slot table runs: one per face lookahead in use, and one for the body; and the
+voice-emotion estimator's track."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Callable
 from emostream.runtime.controls import FEATURE_MS
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork
 from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork
+from emostream.runtime.models.voice_emotion import VoiceEmotion
 from emostream.runtime.noise import BODY_NOISE, FACE_NOISE
 from emostream.runtime.rigs import BODY_FPS, FACE_FPS
-from emostream.runtime.slot_table import Timeline
+from emostream.runtime.slot_table import Timeline, VoiceEmotionTrack
 from emostream.runtime.step import StepRunner, StreamingGenerator
 
 BODY = "body"  # the body timeline's key; a face timeline's key is its lookahead in feature frames
@@ -44,3 +46,12 @@ def server_timelines(
                         n_slots, FACE_FPS, FACE_NOISE, key * FEATURE_MS / 1000, DEFAULT_STEPS)  # fmt: skip
 
     return make
+
+
+def voice_track(
+    voice: VoiceEmotion, n_slots: int, make_runner: Callable[[StreamingGenerator], StepRunner] = eager,
+    masks: bool = False,
+) -> VoiceEmotionTrack:  # fmt: skip
+    """The estimator over a slot table's slots, with or without the step masks (as `server_timelines`)."""
+    voice.masks = masks
+    return VoiceEmotionTrack(voice, make_runner, n_slots)

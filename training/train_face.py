@@ -1,12 +1,13 @@
 """Trains the face generator from scratch: corpus -> examples -> flow matching -> runtime/assets/face.pt.
 
-    python -m training.train_face [--steps 9800] [--utterances 2400]
+    emostream train face [--steps 9800] [--one-step-steps 3000] [--utterances 2400]
 
 Trains on 2 CPU cores in about an hour (corpus, examples, training), with progress bars, a loss curve in
 benchmarks/results/face_training.png and the recipe in the checkpoint. The budget is in optimizer steps,
 so the same seed gives the same weights however busy the machine is. The data: the TTS corpus (built with
 2,400 sentences if the folder has none) and the real Spanish prompts of training/real_voices.py (Debian
-packages; `--tts-only` leaves them out).
+packages; `--tts-only` leaves them out). A second stage distils the one-step sampler from the trained
+two-step one (training/distil_face.py; `emostream train face-one-step` runs it alone on a checkpoint).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ VTLP_PROBABILITY = 0.5  # share of training sequences whose spectrum is warped (
 # A budget in steps, not minutes, so that a run repeats (about 50 minutes on the 2-core development machine).
 STEPS = 9800
 CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
+DISTIL_STEPS = 3000  # the one-step sampler's distillation (training/distil_face.py), after the flow matching
 
 
 def stretch(face: np.ndarray, scale: float) -> np.ndarray:
@@ -121,12 +123,13 @@ def history_windows(x: Tensor, n_history: int) -> Tensor:
     return torch.stack([padded[:, j : j + K] for j in range(n_history)], dim=2)
 
 
-def flow_matching_loss(net: FaceNetwork, batch: dict[str, Tensor], weights: Tensor, gen: torch.Generator) -> Tensor:
-    """Conditional flow matching: regress the velocity x1 - x0 at a random point of the straight path."""
+def frame_conditions(net: FaceNetwork, batch: dict[str, Tensor], gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Every frame of a batch as the network sees it: (B * K, hidden) conditions and (B * K, C) normalised
+    targets. The history is the target's past with noise on it, and sometimes none at all."""
     lookahead = int(batch["lookahead"])
     delay, _ = lookahead_timing(lookahead)
     c = net.config
-    target, mask = batch["target"], batch["mask"]
+    target = batch["target"]
     B, K, C = target.shape
     x1 = (target - net.face_mean) / net.face_std
     encoded = net.encode_sequence(batch["features"])
@@ -137,7 +140,14 @@ def flow_matching_loss(net: FaceNetwork, batch: dict[str, Tensor], weights: Tens
     history = (history * keep).reshape(B * K, c.history_frames, C)
     emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
     cond = net.condition(windows, emotion, batch["lookahead"].expand(B * K), history)
-    x1 = x1.reshape(B * K, C)
+    return cond, x1.reshape(B * K, C)
+
+
+def flow_matching_loss(net: FaceNetwork, batch: dict[str, Tensor], weights: Tensor, gen: torch.Generator) -> Tensor:
+    """Conditional flow matching: regress the velocity x1 - x0 at a random point of the straight path."""
+    cond, x1 = frame_conditions(net, batch, gen)
+    mask = batch["mask"]
+    B, K = mask.shape
     x0 = torch.randn(x1.shape, generator=gen)
     t = torch.rand(B * K, generator=gen)
     xt = (1 - t[:, None]) * x0 + t[:, None] * x1
@@ -202,31 +212,9 @@ def plot_losses(losses: list[float], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the face generator from scratch.")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
-    parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
-    parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances")
-    parser.add_argument(
-        "--captures",
-        type=Path,
-        default=None,
-        help="train on real captures (audio + Live Link CSV or FLAME npz pairs) instead",
-    )
-    parser.add_argument(
-        "--tts-only",
-        action="store_true",
-        help=f"leave out the real recordings ({', '.join(TRAINING)}; Debian packages) the default recipe adds",
-    )
-    parser.add_argument("--out", type=Path, default=CHECKPOINT)
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    torch.set_num_threads(2)
-    began = time.time()
+def training_examples(args: argparse.Namespace) -> tuple[list[FaceExample], dict]:
+    """The examples the recipe trains on (the corpus is built if the folder has none) and a description of
+    them for the checkpoint."""
     if args.captures is not None:
         examples = build_capture_dataset(args.captures)
         data = {"captures": str(args.captures), "takes": len(examples)}
@@ -254,6 +242,44 @@ def main(argv: list[str] | None = None) -> None:
             "vtlp": f"mel-axis warp 0.88-1.12 on {VTLP_PROBABILITY:.0%} of sequences",
             "renders_per_utterance": 4,
         }
+    return examples, data
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the training examples, shared with the one-step distillation."""
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
+    parser.add_argument("--utterances", type=int, default=2400, help="corpus size, if it must be built")
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many utterances")
+    parser.add_argument(
+        "--captures",
+        type=Path,
+        default=None,
+        help="train on real captures (audio + Live Link CSV or FLAME npz pairs) instead",
+    )
+    parser.add_argument(
+        "--tts-only",
+        action="store_true",
+        help=f"leave out the real recordings ({', '.join(TRAINING)}; Debian packages) the default recipe adds",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the face generator from scratch.")
+    add_data_arguments(parser)
+    parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
+    parser.add_argument(
+        "--one-step-steps", type=int, default=DISTIL_STEPS,
+        help="optimizer steps of the one-step sampler's distillation after training (0: none)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    torch.set_num_threads(2)
+    began = time.time()
+    examples, data = training_examples(args)
     net, log = train(examples, args.steps, args.batch_size, args.seed)
     metadata = {
         "data": data,
@@ -262,6 +288,11 @@ def main(argv: list[str] | None = None) -> None:
                      "wall_minutes_total": (time.time() - began) / 60, "machine": machine()},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
+    if args.one_step_steps > 0:
+        from emostream.training.distil_face import distil
+
+        net, metadata["one_step"] = distil(net, examples, args.one_step_steps, args.batch_size, args.seed)
+        metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, net, metadata)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ class FaceConfig:
     history_frames: int = 4  # produced frames fed back as context
     hidden: int = 256  # velocity network width
     n_channels: int = len(FACE_CHANNELS)  # output channels per frame
+    one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -100,6 +101,7 @@ class FaceNetwork(FlowMatching, nn.Module):
         # Bilabial closure is an event, not an average: a deterministic head predicts it from the audio so
         # the lips close sharply whatever the sampler does (applied last, as in the teacher).
         self.closure = nn.Linear(c.hidden, 1)
+        self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
     def conv_layers(self) -> list[CausalConv1d]:
@@ -127,9 +129,13 @@ class FaceNetwork(FlowMatching, nn.Module):
         )
 
     def sample(self, noise: Tensor, cond: Tensor, time_terms: Tensor) -> Tensor:
-        """Euler integration of the flow (see `integrate`), then bounded: the result feeds the history,
-        so one wild frame must not grow into a runaway (or a NaN that would never leave the state)."""
-        x = self.integrate(noise, cond, time_terms)
+        """Euler integration of the flow (see `integrate`), or the distilled sampler where one step is asked
+        and the network has one; then bounded: the result feeds the history, so one wild frame must not grow
+        into a runaway (or a NaN that would never leave the state)."""
+        if self.one_step is not None and time_terms.shape[0] == 1:
+            x = self.one_step(noise, cond)
+        else:
+            x = self.integrate(noise, cond, time_terms)
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-HISTORY_BOUND, HISTORY_BOUND)
 
     def closure_probability(self, cond: Tensor) -> Tensor:
@@ -141,6 +147,34 @@ class FaceNetwork(FlowMatching, nn.Module):
         y = x * self.face_std + self.face_mean
         n = len(ARKIT_BLENDSHAPES)
         return torch.cat([y[..., :n].clamp(0.0, 1.0), y[..., n:]], dim=-1)
+
+
+class OneStepSampler(nn.Module):
+    """Noise and condition to a sample in one network evaluation, distilled from the two-step Euler sampler
+    (same noise in, same sample out). One Euler step from noise lands on the conditional mean, which mixes
+    open and closed mouths into a half-open gape; the distilled map keeps the two-step sampler's sharp
+    choices. It has the velocity field's shape and starts as its one-step Euler sampler (`start_from`)."""
+
+    def __init__(self, n_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.x_in = nn.Linear(n_channels, hidden)
+        self.time = nn.Parameter(torch.zeros(hidden))  # takes the place of the flow time's term
+        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(2))
+        self.out = nn.Linear(hidden, n_channels)
+
+    def start_from(self, network: FaceNetwork) -> None:
+        """Copies the velocity field's weights and its term for t = 0: one Euler step, before distillation."""
+        with torch.no_grad():
+            pairs = [(self.x_in, network.x_in), (self.out, network.out)]
+            for mine, theirs in [*pairs, *zip(self.blocks, network.blocks, strict=True)]:
+                mine.load_state_dict(theirs.state_dict())
+            self.time.copy_(network.sampler_time_terms(1)[0])
+
+    def forward(self, noise: Tensor, cond: Tensor) -> Tensor:
+        h = nn.functional.silu(self.x_in(noise) + self.time + cond)
+        for block in self.blocks:
+            h = h + nn.functional.silu(block(h))
+        return noise + self.out(h)
 
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}

@@ -62,6 +62,10 @@ class VoiceEmotion(StreamingGenerator):
         )
 
     @property
+    def engine_name(self) -> str:
+        return f"voiceemotion-h{self.hidden}" + ("" if self.masks else "-compact")
+
+    @property
     def alpha(self) -> float:
         """The exponential average's weight of a new, fully voiced frame."""
         return 1.0 - math.exp(-INPUTS_PER_STEP / (FEATURE_RATE_HZ * self.smoothing_s))

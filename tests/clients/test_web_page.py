@@ -18,6 +18,7 @@ from emostream.benchmarks.headless_page import chromium, run
 from emostream.clients.avatar.vrm import VRM_EXPRESSIONS, arkit_to_vrm
 from emostream.clients.web import STATIC, page_files
 from emostream.runtime.audio_files import read_audio
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, SMPLX_JOINTS
 from emostream.runtime.web_files import WebFiles
 
@@ -118,9 +119,12 @@ def test_headless_chromium_streams_its_microphone_and_the_mouth_moves_with_the_s
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed (scripts/setup --tests installs it)")
 def test_a_plain_gltf_avatar_is_driven_by_its_joint_and_morph_names(tmp_path: Path) -> None:
     result = run(speech_with_pauses(tmp_path / "speech.wav"), 4.0, tmp_path / "page.png",
-                 query="autostart=1&avatar=/avatar.glb")  # fmt: skip
+                 query="autostart=1&avatar=/avatar.glb&emotion=auto")  # fmt: skip
     summary = result["summary"]
     assert summary["state"] == "streaming" and summary["error"] is None, json.dumps(summary)
     assert summary["avatar"] == "/avatar.glb" and summary["perfectSync"] is True
     assert summary["faceFrames"] >= 100 and summary["bodyFrames"] >= 50
+    # emotion=auto: the server estimates the voice's emotion and reports it in the session's stats
+    blend = [summary["serverStats"][f"voice.{emotion}"] for emotion in EMOTIONS]
+    assert abs(sum(blend) - 1) < 1e-2 and -1 <= summary["serverStats"]["voice.arousal"] <= 1
 

@@ -245,6 +245,29 @@ def test_stats_arrive_periodically(network: FaceNetwork) -> None:
     run(main)
 
 
+def test_a_session_whose_emotion_follows_the_voice_gets_the_estimate_in_its_stats(network: FaceNetwork) -> None:
+    async def main() -> None:
+        async with running(network, stats_interval_s=0.1) as (_, url):
+            client = await EmostreamClient.connect(url, RATE, controls=P.Controls(emotion="auto"))
+            plain = await EmostreamClient.connect(url, RATE)
+            for start in range(0, RATE, CHUNK):
+                await client.send_audio(speech(1.0)[start : start + CHUNK])
+                await plain.send_audio(speech(1.0)[start : start + CHUNK])
+            await asyncio.sleep(0.4)
+            blend = [client.last_stats[f"voice.{name}"] for name in P.EMOTIONS]
+            assert sum(blend) == pytest.approx(1.0, abs=1e-3) and min(blend) >= 0
+            assert -1 <= client.last_stats["voice.arousal"] <= 1
+            assert not any(key.startswith("voice.") for key in plain.last_stats)  # only where asked for
+            assert len(client.drain()) > 40 and len(plain.drain()) > 40
+            await client.close()
+            await plain.close()
+        async with running(network, voice_emotion=False) as (_, url):
+            with pytest.raises(SessionError, match="voice-emotion"):
+                await EmostreamClient.connect(url, RATE, controls=P.Controls(emotion="auto"))
+
+    run(main)
+
+
 def test_region_strengths_apply_to_the_frames_that_follow(network: FaceNetwork) -> None:
     async def main() -> None:
         async with running(network) as (_, url):

@@ -47,8 +47,8 @@ class FakeCommands:
         self.sent.append(command)
 
 
-def core(token: str | None = None, audio: FakeAudio | None = None, **timers: float) -> SessionCore:
-    offer = ServerOffer(("face", "body"), STYLES, 200.0, token)
+def core(token: str | None = None, audio: FakeAudio | None = None, voice: bool = False, **timers: float) -> SessionCore:
+    offer = ServerOffer(("face", "body"), STYLES, 200.0, token, voice_emotion=voice)
     return SessionCore(offer, audio or FakeAudio(), FakeCommands(), "abc", 0, SessionTimers(**timers))  # type: ignore[arg-type]
 
 
@@ -159,6 +159,35 @@ def test_an_accepted_update_is_applied_whole_from_the_audio_received_and_acknowl
     assert change.steps == 3 and np.array_equal(change.style, STYLES["ben"]) and change.emotion is not None
     assert change.emotion[P.EMOTIONS.index("sad")] == 1.0 and change.face_gains is not None
     assert change.face_gains.min() == 0.0
+
+
+def test_emotion_from_the_voice_is_asked_for_mixed_and_reported() -> None:
+    refusing = core()
+    hello(refusing)
+    before = refusing.controls
+    refusing.receive(P.encode_control(P.ControlUpdate(P.Controls(emotion="auto"), 1)), 0)
+    assert errors(refusing) == [("bad_control", False)] and refusing.controls == before  # no estimator here
+    asking = core()  # asked for in hello: the session is refused
+    asking.receive(P.encode_control(P.Hello(RATE, controls=P.Controls(auto_weight=0.5))), 0)
+    assert errors(asking) == [("bad_control", True)] and asking.slot == -1
+
+    session = core(voice=True)
+    hello(session, controls=P.Controls(emotion="auto", intensity=0.8))
+    (opened,) = session.commands.sent  # type: ignore[attr-defined]
+    assert isinstance(opened, OpenSlot) and opened.settings.auto_emotion == pytest.approx(0.8)
+    assert not opened.settings.emotion.any()  # "auto": the voice alone
+    session.receive(P.encode_control(P.ControlUpdate(P.Controls(emotion="happy", auto_weight=0.25), 2)), 0)
+    (ack,) = drain(session)
+    assert isinstance(ack, P.Ack) and ack.controls.auto_weight == 0.25
+    change = session.commands.sent[-1].change  # type: ignore[attr-defined]
+    assert change.auto_emotion == pytest.approx(0.2)
+    happy = change.emotion[P.EMOTIONS.index("happy")]
+    assert happy == pytest.approx(0.6) and change.emotion.sum() == pytest.approx(0.6)
+    estimate = np.array([0.1, 0, 0, 0, 0, 0, 0.9, 0, 0.7, -0.4], np.float32)
+    assert session.frame("voice_emotion", 40, estimate, 0, 0, False) is False  # reported, not sent as a frame
+    stats = session.stats()
+    assert stats["voice.angry"] == pytest.approx(0.9) and stats["voice.arousal"] == pytest.approx(0.7)
+    assert stats["voice.valence"] == pytest.approx(-0.4) and "frames_sent.voice_emotion" not in stats
 
 
 def feed(session: SessionCore, stream: str, indices: range, congested: bool = False) -> None:

@@ -11,14 +11,15 @@ import torch
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.audio_table import AudioTable
 from emostream.runtime.blinks import apply_blinks
-from emostream.runtime.controls import emotion_vector
+from emostream.runtime.controls import emotion_controls, emotion_vector
 from emostream.runtime.messages import SlotSettings
 from emostream.runtime.models.face import FaceGenerator, lookahead_timing
 from emostream.runtime.models.gesture import GestureGenerator
+from emostream.runtime.models.voice_emotion import VoiceEmotion
 from emostream.runtime.noise import FACE_NOISE, gaussian_noise
 from emostream.runtime.slot_table import EmotionBlends, SlotTable
 from emostream.runtime.stream import GeneratorStream
-from emostream.runtime.timelines import BODY, server_timelines
+from emostream.runtime.timelines import BODY, server_timelines, voice_track
 from tests.fixtures import small_face_network, small_gesture_network, speech_sample
 
 FACE = small_face_network()
@@ -201,16 +202,17 @@ def test_frames_are_stamped_with_the_capture_time_of_the_newest_sample_they_used
 
 def test_an_emotion_blend_reaches_its_target_in_the_transition_time() -> None:
     blends = EmotionBlends(3, fps=60)
-    happy, sad = emotion_vector("happy", 1.0), emotion_vector("sad", 1.0)
+    happy, sad = np.append(emotion_vector("happy", 1.0), 0.0), np.append(emotion_vector("sad", 0.4), 0.6)
     for slot in range(3):
-        blends.reset(slot, happy)
-    blends.set(1, sad, transition_ms=100)  # 6 frames
+        blends.reset(slot, happy[:-1])
+    blends.set(1, sad[:-1], 0.6, transition_ms=100)  # 6 frames; the voice's share blends in with it
     rows = np.arange(3)
     steps = [blends.advance(rows) for _ in range(8)]
     np.testing.assert_allclose(steps[0][1], happy * 5 / 6 + sad / 6, atol=1e-6)
     np.testing.assert_allclose(steps[5][1], sad)
     np.testing.assert_allclose(steps[7][1], sad)
     assert all(np.array_equal(s[0], happy) and np.array_equal(s[2], happy) for s in steps)
+    assert blends.uses_voice(1) and not blends.uses_voice(0)
 
 
 def test_body_frames_come_out_in_the_wire_layout_from_the_step() -> None:
@@ -228,3 +230,61 @@ def test_body_frames_come_out_in_the_wire_layout_from_the_step() -> None:
     quats = values[:, : 55 * 4].reshape(-1, 55, 4)
     np.testing.assert_allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-5)
     assert BODY in table.timelines
+
+
+def leaning_voice() -> VoiceEmotion:
+    """A small voice-emotion estimator whose head leans away from neutral, so that its estimate shows."""
+    torch.manual_seed(1)
+    model = VoiceEmotion(hidden=16).eval()
+    with torch.no_grad():
+        model.head.bias[:] = torch.linspace(-2, 2, 10)
+    return model
+
+
+def auto_take(chunk: int, mode: str, emotion: str, auto_weight: float) -> tuple[np.ndarray, list[tuple]]:
+    """One 16 kHz face session through a table with the estimator: its face frames and the estimate rows
+    (step, values) the table reported."""
+    audio = AudioTable(2, threading.Lock())
+    masks = mode == "masked"
+    track = voice_track(leaning_voice(), 2, masks=masks)
+    table = SlotTable(audio, server_timelines(FACE, None, 2, masks=masks), mode=mode, voice=track)
+    slot, _ = audio.claim(0)
+    vector, auto = emotion_controls(emotion, 1.0, auto_weight)
+    table.open(slot, SlotSettings(16_000, 3, vector, 2, 7, None, None, auto))
+    pcm = speech_sample(16_000).astype(np.float32) / 32768
+    faces, estimates = [], []
+    for start in [*range(0, pcm.size, chunk), -1]:
+        if start < 0:
+            audio.append_silence(slot, 8000)
+        else:
+            assert audio.write(slot, start, pcm[start : start + chunk], 0, 0)
+        while table.run_frontend() or table.has_backlog():
+            for frames in table.step_ready():
+                if frames.stream == "face":
+                    faces += list(frames.values)
+                else:
+                    estimates += list(zip(frames.indices.tolist(), frames.values, strict=True))
+    return np.array(faces), estimates
+
+
+def test_the_voice_emotion_estimate_steers_the_face_whatever_the_chunking() -> None:
+    faces, estimates = auto_take(160, "compact", "auto", 0.0)
+    again, _ = auto_take(1111, "masked", "auto", 0.0)
+    np.testing.assert_allclose(faces, again, atol=1e-5)  # each frame takes the estimate of its own audio
+    # The rows the table reports are the estimator's own, step by step, over the same features.
+    pcm = np.concatenate([speech_sample(16_000) / 32768, np.zeros(8000)]).astype(np.float32)
+    features = LogMelFrontEnd(16_000).offline(pcm)
+    with torch.no_grad():
+        reference = leaning_voice().forward_sequence({"features": torch.from_numpy(features)[None].float()}, None)
+    blend = reference["emotion"][0].numpy()
+    assert len(estimates) > 10
+    for step, values in estimates:
+        np.testing.assert_allclose(values[:8], blend[step], atol=1e-4)
+    assert blend[-1].argmax() != 0  # the voice leans away from neutral, and the face follows it
+    neutral, _ = auto_take(160, "compact", "neutral", 0.0)
+    assert np.abs(faces - neutral[: len(faces)]).max() > 0.05
+    # A chosen emotion with no share of the voice is the fixed-emotion path.
+    happy, none = auto_take(160, "compact", "happy", 0.0)
+    assert none == []
+    alone_happy = alone(speech_sample(16_000).astype(np.float32) / 32768, 16_000, 3, 7, None, "happy")["face"]
+    np.testing.assert_allclose(happy[: len(alone_happy)], alone_happy, atol=2e-3)

@@ -42,8 +42,7 @@ def test_the_average_takes_its_time_constant_to_follow_a_change() -> None:
 def test_auto_means_the_voice_alone_and_a_weight_mixes_it_with_the_chosen_emotion() -> None:
     import numpy as np
 
-    from emostream.runtime.auto_emotion import chosen_and_weight, mix
-    from emostream.runtime.controls import emotion_vector
+    from emostream.runtime.controls import chosen_and_weight, emotion_vector, mix
 
     assert chosen_and_weight("auto", 0.0) == ("neutral", 1.0)
     assert chosen_and_weight("happy", 1.7) == ("happy", 1.0)
@@ -79,8 +78,7 @@ def test_the_chunked_stream_gives_the_offline_estimate() -> None:
 def test_mix_holds_the_intensity_to_the_range_the_chosen_emotion_has() -> None:
     import numpy as np
 
-    from emostream.runtime.auto_emotion import mix
-    from emostream.runtime.controls import emotion_vector
+    from emostream.runtime.controls import emotion_vector, mix
 
     happy = emotion_vector("happy", 1.0)
     np.testing.assert_allclose(mix(happy, happy, 0.5, 1.7), emotion_vector("happy", 1.7))

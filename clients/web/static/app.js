@@ -1,7 +1,8 @@
 // The emostream page: microphone -> WebSocket session -> the avatar, drawn with three.js and three-vrm.
 // URL parameters: autostart=1 (start the microphone without a click), transparent=1 (no background and no
 // panel: an OBS browser source), avatar=URL (a .vrm; default the built-in one), server=ws://host:port
-// (default: the server that served the page), emotion=NAME, intensity=0..1, style=NAME.
+// (default: the server that served the page), emotion=NAME (or auto: the voice's own), intensity=0..1,
+// style=NAME.
 import * as THREE from "three";
 import { EMOTIONS, Session, nowUs } from "/protocol.js";
 import { loadAvatar } from "/avatar.js";
@@ -37,7 +38,7 @@ scene.add(key);
 let avatar = null;
 let session = null;
 let controls = {
-  emotion: EMOTIONS.includes(params.get("emotion")) ? params.get("emotion") : "neutral",
+  emotion: [...EMOTIONS, "auto"].includes(params.get("emotion")) ? params.get("emotion") : "neutral",
   intensity: Number(params.get("intensity") ?? 1),
   style: STYLES.includes(params.get("style")) ? params.get("style") : "ada",
 };
@@ -96,7 +97,16 @@ function showStatus() {
     `${stats.state}${stats.error ? `: ${stats.error}` : ""}\n` +
     `frames: face ${stats.faceFrames}, body ${stats.bodyFrames}\n` +
     `capture -> shown: p50 ${ms(s.shown.p50)}, p99 ${ms(s.shown.p99)}\n` +
-    `(+ ${stats.algorithmicLatencyMs?.toFixed(0) ?? "-"} ms lookahead, not included)`;
+    `(+ ${stats.algorithmicLatencyMs?.toFixed(0) ?? "-"} ms lookahead, not included)` + voiceLine();
+}
+
+// The server's estimate of the voice's emotion, when the session asked for it (docs/protocol.md, stats).
+function voiceLine() {
+  const values = stats.serverStats ?? {};
+  const blend = EMOTIONS.map((emotion) => [emotion, values[`voice.${emotion}`]]).filter(([, w]) => w !== undefined);
+  if (!blend.length) return "";
+  const [top, weight] = blend.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `\nvoice: ${top} ${weight.toFixed(2)}, arousal ${values["voice.arousal"].toFixed(2)}`;
 }
 
 async function start() {
@@ -176,6 +186,11 @@ function buildPanel() {
     button.onclick = () => setControl({ emotion });
     box.append(button);
   });
+  const auto = document.createElement("button");  // the emotion the voice carries, estimated by the server
+  auto.textContent = "0 auto";
+  auto.dataset.emotion = "auto";
+  auto.onclick = () => setControl({ emotion: "auto" });
+  box.append(auto);
   const intensity = document.getElementById("intensity");
   intensity.value = controls.intensity;
   intensity.oninput = () => setControl({ intensity: Number(intensity.value) });
@@ -186,6 +201,7 @@ function buildPanel() {
   window.addEventListener("keydown", (event) => {
     const k = Number(event.key);
     if (k >= 1 && k <= EMOTIONS.length) setControl({ emotion: EMOTIONS[k - 1] });
+    if (event.key === "0") setControl({ emotion: "auto" });
   });
   document.getElementById("avatar-file").onchange = (event) => {
     const file = event.target.files[0];
