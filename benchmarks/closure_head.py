@@ -35,8 +35,8 @@ def closure_probabilities(generator: FaceGenerator, heard: list, emotion: str) -
     record: list[np.ndarray] = []
     original = FaceNetwork.closure_probability
 
-    def recorded(self: FaceNetwork, cond: torch.Tensor) -> torch.Tensor:
-        p = original(self, cond)
+    def recorded(self: FaceNetwork, cond: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        p = original(self, cond, window)
         record.append(p.detach().numpy().copy())
         return p
 

@@ -8,7 +8,9 @@ at its own phase) write their audio straight into the audio table on a simulated
 ticks every `--tick-ms` of simulated time, as the server's loop does under load. Everything a tick does is
 timed on one core: the front-end's arithmetic, the model steps (the runners' `step` calls), and the rest
 (the "other": bookkeeping, gathers and scatters, noise, emotion blends, stamps). A session count is
-real-time when a simulated second costs less than a second of the loop's time (`load` < 1).
+real-time when a simulated second costs less than a second of the loop's time (`load` < 1). `--auto`
+gives every session the voice's emotion (emotion "auto"), so the voice-emotion estimator runs too; its
+share of the tick (all its work, its step within "step") is reported apart.
 
 `--clock server` ticks as the server's loop does instead (runtime/inference_loop.py): the next tick
 begins `--tick-ms` after the previous one began, or as soon as it ends if it took longer, so a loop that
@@ -32,13 +34,14 @@ from emostream.benchmarks.common import RESULTS, machine, write_result
 from emostream.runtime.assets import bundled_speech, default_face_checkpoint, default_gesture_checkpoint
 from emostream.runtime.audio_files import read_audio
 from emostream.runtime.audio_table import AudioTable
-from emostream.runtime.controls import emotion_vector
+from emostream.runtime.controls import emotion_controls
 from emostream.runtime.messages import SlotSettings
 from emostream.runtime.models.face import load_checkpoint
 from emostream.runtime.models.gesture import load_gesture_checkpoint
+from emostream.runtime.models.voice_emotion import load_voice_emotion
 from emostream.runtime.slot_table import SlotTable
 from emostream.runtime.step import StepRunner, StreamingGenerator
-from emostream.runtime.timelines import eager, server_timelines
+from emostream.runtime.timelines import eager, server_timelines, voice_track
 
 CHUNK_MS = 20
 LOOKAHEAD = 7  # feature frames: the default 58.3 ms
@@ -54,7 +57,7 @@ def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[Strea
 
 
 def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1,
-            clock: str = "fixed") -> dict:  # fmt: skip
+            clock: str = "fixed", auto: bool = False) -> dict:  # fmt: skip
     face, _ = load_checkpoint(default_face_checkpoint())
     gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
     speech, rate = read_audio(bundled_speech())
@@ -62,7 +65,8 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     make_runner = runner_factory(backend, device, n)
     face, gesture = face.to(device), gesture.to(device)
     timelines = server_timelines(face, gesture, n, make_runner, masks=mode == "masked")
-    table = SlotTable(audio, timelines, device=device, max_rounds=rounds, mode=mode)
+    voice = voice_track(load_voice_emotion()[0].to(device), n, make_runner, mode == "masked") if auto else None
+    table = SlotTable(audio, timelines, device=device, max_rounds=rounds, mode=mode, voice=voice)
     rng = np.random.default_rng(0)
     chunk = rate * CHUNK_MS // 1000
     phase = rng.integers(0, chunk, n)  # sessions' chunks arrive out of phase, as real clients' do
@@ -70,10 +74,11 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     style = gesture.style_presets[0].cpu().numpy()
     for _ in range(n):
         slot, _ = audio.claim(0)
-        table.open(slot, SlotSettings(rate, slot, emotion_vector("neutral", 1.0), 2, LOOKAHEAD, style))
+        vector, scale = emotion_controls("auto" if auto else "neutral", 1.0, 0.0)
+        table.open(slot, SlotSettings(rate, slot, vector, 2, LOOKAHEAD, style, None, scale))
     sent = np.zeros(n, np.int64)
     warm_s = 1.0  # every shape the run will see is used once before timing starts
-    total = {"frontend": 0.0, "step": 0.0, "tick": 0.0}
+    total = {"frontend": 0.0, "step": 0.0, "tick": 0.0, "voice": 0.0}
     ticks, frames, durations_ms, intervals_ms = 0, 0, [], []
     t, elapsed = 0.0, 0.0
     while t < warm_s + seconds:
@@ -89,7 +94,10 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         before = dict(table.seconds)
         started = time.perf_counter()
         table.run_frontend()
-        made = table.step_ready()
+        voice_started = time.perf_counter()
+        estimates = table.step_voice()  # as the server's tick: before the timelines
+        voice_s = time.perf_counter() - voice_started
+        made = [*table.step_ready(), *([] if estimates is None else [estimates])]
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - started
@@ -100,7 +108,8 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
             total["tick"] += elapsed
             for key in ("frontend", "step"):
                 total[key] += table.seconds[key] - before[key]
-            frames += sum(len(m) for m in made)
+            total["voice"] += voice_s
+            frames += sum(len(m) for m in made if m.stream != "voice_emotion")
     other = total["tick"] - total["frontend"] - total["step"]
     frames_expected = int(n * seconds * 90)
     interval_mean_ms = float(np.mean(intervals_ms))
@@ -124,6 +133,7 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         "frontend_ms_per_tick": 1e3 * total["frontend"] / ticks,
         "step_ms_per_tick": 1e3 * total["step"] / ticks,
         "other_ms_per_tick": 1e3 * other / ticks,
+        "voice_emotion_ms_per_tick": 1e3 * total["voice"] / ticks,  # all of its work, its step included
         "other_share": other / total["tick"],
         "non_step_share": (total["tick"] - total["step"]) / total["tick"],
     }
@@ -177,27 +187,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="step rounds per timeline per tick (the server's: 1)")
     parser.add_argument("--clock", choices=("fixed", "server"), default="fixed",
                         help="fixed: a tick every --tick-ms; server: no sooner, or when the last one ends")  # fmt: skip
+    parser.add_argument("--auto", action="store_true",
+                        help='every session\'s emotion follows the voice (emotion "auto": the estimator runs too)')
     parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else machine()["cpu"]
     rows = []
     for n in (int(x) for x in args.sessions.split(",")):
-        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds, args.clock)
+        row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds, args.clock,
+                      args.auto)
         rows.append(row)
         print(f"{n:4d} sessions: load {row['load']:.2f}, tick {row['tick_mean_ms']:.2f} ms = step "
               f"{row['step_ms_per_tick']:.2f} + front-end {row['frontend_ms_per_tick']:.2f} + other "
-              f"{row['other_ms_per_tick']:.2f} (non-step {100 * row['non_step_share']:.0f}%), every "
+              f"{row['other_ms_per_tick']:.2f} (non-step {100 * row['non_step_share']:.0f}%; voice emotion "
+              f"{row['voice_emotion_ms_per_tick']:.2f}), every "
               f"{row['interval_mean_ms']:.2f} ms (p99 {row['interval_p99_ms']:.2f}), "
               f"frames {row['frames']}/{row['frames_expected']}, {'keeps up' if row['keeps_up'] else 'behind'}",
               flush=True)  # fmt: skip
     result = {"benchmark": "inference_loop", "machine": machine(), "device_name": device_name,
               "backend": args.backend, "device": args.device, "mode": args.mode, "tick_ms": args.tick_ms,
-              "clock": args.clock, "real_time_sessions": max((r["sessions"] for r in rows if r["keeps_up"]), default=0),
+              "clock": args.clock, "auto_emotion": args.auto,
+              "real_time_sessions": max((r["sessions"] for r in rows if r["keeps_up"]), default=0),
               "rows": rows}  # fmt: skip
     suffix = "".join(part for part, used in ((f"-{args.device.replace(':', '')}", args.device != "cpu"),
                                              (f"-{args.mode}", args.mode != "compact"),
-                                             ("-server-clock", args.clock == "server")) if used)  # fmt: skip
+                                             ("-server-clock", args.clock == "server"),
+                                             ("-auto", args.auto)) if used)  # fmt: skip
     name = args.name or f"inference_loop{suffix}"
     write_result(name, result)
     plot(result, str(RESULTS / f"{name}.png"))

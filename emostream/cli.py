@@ -235,7 +235,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 TRAINERS = {
     "face": "emostream.training.train_face",
-    "face-one-step": "emostream.training.distil_face",
+    "face-stages": "emostream.training.face_stages",
     "gesture": "emostream.training.train_gesture",
     "gesture-temperature": "emostream.training.gesture_temperature",
     "voice-emotion": "emostream.training.train_voice_emotion",

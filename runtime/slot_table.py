@@ -81,10 +81,6 @@ class EmotionBlends:
         self.left[rows] = np.maximum(self.left[rows] - 1, 0)
         return self.current(rows)
 
-    def uses_voice(self, slot: int) -> bool:
-        """Whether the slot's emotion takes in the voice's estimate now or once its blend is over."""
-        return bool(self.start[slot, -1] > 0 or self.target[slot, -1] > 0)
-
 
 class VoiceEmotionTrack:
     """The voice-emotion estimator (runtime/models/voice_emotion.py) over the slots whose emotion follows

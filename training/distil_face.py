@@ -1,41 +1,32 @@
-"""Distils the face network's one-step sampler from its two-step Euler sampler.
-
-    emostream train face-one-step [--from runtime/assets/face.pt] [--steps 3000] [--out ...]
+"""Distils the face network's one-step sampler from its two-step Euler sampler (a stage after training:
+training/face_stages.py).
 
 One Euler step from noise lands on the conditional mean of the flow, which mixes open and closed mouths
 into a half-open gape (`docs/real-voices.md`). Distillation (as in rectified-flow distillation, Liu et al.
 2023, "Flow Straight and Fast") teaches a small map the two-step sampler's result for the same noise and
 condition: the frozen network gives both the condition and the target, only `OneStepSampler` learns, so the
-two- and four-step samplers stay exactly as they were. `emostream train face` runs this as its second
-stage; run alone on a checkpoint with the same data options and seed it gives the same weights.
+two- and four-step samplers stay exactly as they were.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from emostream.runtime.controls import MAX_LOOKAHEAD
-from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint, save_checkpoint
+from emostream.runtime.models.face import FaceGenerator, FaceNetwork
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.face_data import FaceExample
-from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
 from emostream.training.teacher_face import MOUTH_CHANNELS
 from emostream.training.train_face import (
-    CHECKPOINT,
     MOUTH_WEIGHT,
-    add_data_arguments,
     frame_conditions,
     make_batch,
-    training_examples,
 )
 
 TEACHER_STEPS = 2  # the sampler the one-step map learns to repeat: the server's default
@@ -86,27 +77,3 @@ def distil(
               "final_loss": float(np.mean(losses[-100:])), "first_loss": float(np.mean(losses[:20])),
               "wall_minutes": (time.time() - began) / 60}  # fmt: skip
     return net.eval(), record
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Distil the one-step sampler of a trained face checkpoint.")
-    add_data_arguments(parser)
-    parser.add_argument("--from", dest="source", type=Path, default=CHECKPOINT, help="the trained checkpoint")
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-    parser.add_argument("--out", type=Path, default=None, help="default: over --from")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)  # as `emostream train face`: the thread count can change the last bits
-    # The examples first: they are built in forked workers, and torch's thread pool, once the checkpoint
-    # has been used here, would deadlock them.
-    examples, _ = training_examples(args)
-    network, metadata = load_checkpoint(args.source)  # a sampler it already has is started afresh
-    net, metadata["one_step"] = distil(network, examples, args.steps, args.batch_size, args.seed)
-    metadata["one_step"]["machine"] = machine()
-    out = args.out or args.source
-    save_checkpoint(out, net, metadata)
-    print(json.dumps(metadata["one_step"], indent=1))
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

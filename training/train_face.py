@@ -1,13 +1,13 @@
 """Trains the face generator from scratch: corpus -> examples -> flow matching -> runtime/assets/face.pt.
 
-    emostream train face [--steps 9800] [--one-step-steps 3000] [--utterances 2400]
+    emostream train face [--steps 9800] [--one-step-steps 3000] [--audio-closure-steps 3000] [--utterances 2400]
 
 Trains on 2 CPU cores in about an hour (corpus, examples, training), with progress bars, a loss curve in
 benchmarks/results/face_training.png and the recipe in the checkpoint. The budget is in optimizer steps,
 so the same seed gives the same weights however busy the machine is. The data: the TTS corpus (built with
 2,400 sentences if the folder has none) and the real Spanish prompts of training/real_voices.py (Debian
-packages; `--tts-only` leaves them out). A second stage distils the one-step sampler from the trained
-two-step one (training/distil_face.py; `emostream train face-one-step` runs it alone on a checkpoint).
+packages; `--tts-only` leaves them out). Stages on the frozen network follow (training/face_stages.py):
+the one-step sampler's distillation and the audio-only closure head.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ VTLP_PROBABILITY = 0.5  # share of training sequences whose spectrum is warped (
 # A budget in steps, not minutes, so that a run repeats (about 50 minutes on the 2-core development machine).
 STEPS = 9800
 CLOSURE_WEIGHT = 0.5  # the bilabial closure head's cross-entropy, next to the flow matching loss
-DISTIL_STEPS = 3000  # the one-step sampler's distillation (training/distil_face.py), after the flow matching
 
 
 def stretch(face: np.ndarray, scale: float) -> np.ndarray:
@@ -269,10 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the face generator from scratch.")
     add_data_arguments(parser)
     parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
-    parser.add_argument(
-        "--one-step-steps", type=int, default=DISTIL_STEPS,
-        help="optimizer steps of the one-step sampler's distillation after training (0: none)",
-    )  # fmt: skip
+    from emostream.training.face_stages import add_stage_arguments
+
+    add_stage_arguments(parser)
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -288,11 +286,12 @@ def main(argv: list[str] | None = None) -> None:
                      "wall_minutes_total": (time.time() - began) / 60, "machine": machine()},
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
-    if args.one_step_steps > 0:
-        from emostream.training.distil_face import distil
+    from emostream.training.face_stages import run_stages
 
-        net, metadata["one_step"] = distil(net, examples, args.one_step_steps, args.batch_size, args.seed)
-        metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
+    net, records = run_stages(net, examples, args.batch_size, args.seed, args.one_step_steps,
+                              args.audio_closure_steps)  # fmt: skip
+    metadata |= records
+    metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, net, metadata)
     RESULTS.mkdir(parents=True, exist_ok=True)

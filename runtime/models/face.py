@@ -54,6 +54,7 @@ class FaceConfig:
     hidden: int = 256  # velocity network width
     n_channels: int = len(FACE_CHANNELS)  # output channels per frame
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
+    audio_closure: bool = False  # the closure head hears the audio window alone (training/closure_head.py)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -101,6 +102,13 @@ class FaceNetwork(FlowMatching, nn.Module):
         # Bilabial closure is an event, not an average: a deterministic head predicts it from the audio so
         # the lips close sharply whatever the sampler does (applied last, as in the teacher).
         self.closure = nn.Linear(c.hidden, 1)
+        # The same decision from the audio alone: neither the emotion nor the model's own history can talk
+        # it out of a closure (the head above, which hears both, closes fewer bilabials in some emotions).
+        self.audio_closure = (
+            nn.Sequential(nn.Linear(self.window * c.channels, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
+            if c.audio_closure
+            else None
+        )
         self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
@@ -138,8 +146,11 @@ class FaceNetwork(FlowMatching, nn.Module):
             x = self.integrate(noise, cond, time_terms)
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-HISTORY_BOUND, HISTORY_BOUND)
 
-    def closure_probability(self, cond: Tensor) -> Tensor:
-        """(B, hidden) -> (B,) how closed the lips should be held for a bilabial in this frame."""
+    def closure_probability(self, cond: Tensor, window: Tensor) -> Tensor:
+        """(B, hidden) condition and (B, W, C) audio window -> (B,) how closed the lips should be held for a
+        bilabial in this frame: from the audio alone where the network has that head."""
+        if self.audio_closure is not None:
+            return torch.sigmoid(self.audio_closure(window.flatten(1))[:, 0])
         return torch.sigmoid(self.closure(cond)[:, 0])
 
     def denormalize(self, x: Tensor) -> Tensor:
@@ -281,9 +292,10 @@ class FaceGenerator(StreamingGenerator):
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
         lookahead = self.lookahead_index.expand(B)
-        cond = net.condition(pad_window(encoded, net.window), inputs["emotion"][:, 0], lookahead, state["history"])
+        window = pad_window(encoded, net.window)
+        cond = net.condition(window, inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
-        face = apply_closure(net.denormalize(x), net.closure_probability(cond))
+        face = apply_closure(net.denormalize(x), net.closure_probability(cond, window))
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
             "encoded": encoded,
@@ -309,7 +321,7 @@ class FaceGenerator(StreamingGenerator):
             cond = net.condition(window, emotion, lookahead, history)
             x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
-            frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond)))
+            frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond, window)))
         return {"face": torch.stack(frames, dim=1)}
 
 

@@ -16,3 +16,9 @@ def test_the_loop_benchmark_makes_every_frame_and_splits_the_tick(clock: str) ->
     parts = row["step_ms_per_tick"] + row["frontend_ms_per_tick"] + row["other_ms_per_tick"]
     assert parts == pytest.approx(row["tick_mean_ms"])
     assert 0 < row["step_ms_per_tick"] < row["tick_mean_ms"]
+
+
+def test_with_the_voice_s_emotion_the_estimator_runs_and_is_timed() -> None:
+    row = measure(4, 0.5, "eager", "cpu", 4.0, "compact", auto=True)
+    assert abs(row["frames"] - row["frames_expected"]) <= 4 * 2  # estimate rows are not counted as frames
+    assert 0 < row["voice_emotion_ms_per_tick"] < row["tick_mean_ms"]

@@ -58,3 +58,56 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
     assert metadata == {"note": "test"} and loaded.config == SMALL
     for (name, a), (_, b) in zip(network.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def one_step_network() -> FaceNetwork:
+    """The small network with a one-step sampler, nudged away from its start (one Euler step), and an
+    audio-only closure head: what the stages after training add (training/face_stages.py)."""
+    from emostream.training.audio_closure import with_audio_closure
+    from emostream.training.distil_face import with_one_step
+
+    torch.manual_seed(2)
+    network = with_audio_closure(with_one_step(small_network()))
+    assert network.one_step is not None
+    with torch.no_grad():
+        network.one_step.time.add_(0.5)
+    return network.eval()
+
+
+class TestFaceGeneratorWithTheStagesAfterTraining(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return FaceGenerator(one_step_network(), lookahead=7, n_steps=1)
+
+
+def test_the_audio_closure_head_hears_neither_the_emotion_nor_the_history() -> None:
+    network = one_step_network()
+    torch.manual_seed(3)
+    window = torch.randn(4, network.window, SMALL.channels)
+    conditions = [torch.randn(4, SMALL.hidden) for _ in range(2)]
+    with torch.no_grad():
+        first, second = (network.closure_probability(cond, window) for cond in conditions)
+        assert torch.equal(first, second)
+        plain = small_network()
+        assert not torch.equal(plain.closure_probability(conditions[0], window),
+                               plain.closure_probability(conditions[1], window))  # fmt: skip
+
+
+def test_the_one_step_sampler_starts_as_one_euler_step_and_serves_only_one_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from emostream.training.distil_face import with_one_step
+
+    plain, fresh, nudged = small_network(), with_one_step(small_network()), one_step_network()
+    torch.manual_seed(1)
+    noise, cond = torch.randn(5, SMALL.n_channels), torch.randn(5, SMALL.hidden)
+
+    def sample(network: FaceNetwork, steps: int) -> torch.Tensor:
+        return network.sample(noise, cond, network.sampler_time_terms(steps))
+
+    with torch.no_grad():
+        assert torch.equal(sample(fresh, 1), sample(plain, 1))  # before distillation: one Euler step
+        assert not torch.allclose(sample(nudged, 1), sample(plain, 1))  # after: its own map
+        assert torch.equal(sample(nudged, 2), sample(plain, 2)) and torch.equal(sample(nudged, 4), sample(plain, 4))
+    save_checkpoint(tmp_path / "face.pt", nudged, {})
+    loaded, _ = load_checkpoint(tmp_path / "face.pt")
+    assert loaded.config.one_step and loaded.one_step is not None
+    with torch.no_grad():
+        assert torch.equal(sample(loaded, 1), sample(nudged, 1))
