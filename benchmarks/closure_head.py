@@ -1,13 +1,14 @@
 """Why bilabials are missed on real voices: the face model's closure head (a deterministic probability that
 seals the lips after sampling, runtime/models/face.py) against the sampled mouth, per emotion.
 
-    python -m emostream.benchmarks.closure_head [--emotions neutral,surprised] [--limit 120]
+    python -m emostream.benchmarks.closure_head [--emotions neutral,surprised] [--limit 120] [--sharpness 1,2]
 
 For each bilabial of the real-voice set (training/real_voices.py, 16 kHz, 2 steps, 58 ms lookahead): was it
 hit (the judge's closure), did the closure head fire (probability above 0.5 in its frames), and how far
 apart the lips stayed at best where it was missed; and, against thresholds from 0.1 to 0.5, the share of
 bilabials and of open vowels (their middle half) where the head's probability rises above it: whether a
-lower threshold would buy recall. Writes benchmarks/results/closure_head.json.
+lower threshold would buy recall. `--sharpness` runs it again for other scales of the audio-only head's
+logit (runtime/models/face.py, CLOSURE_SHARPNESS). Writes benchmarks/results/closure_head.json.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from emostream.benchmarks.common import machine, write_result
 from emostream.benchmarks.face_quality import generate
 from emostream.benchmarks.real_voices import Clip, condition, model_inputs
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
+from emostream.runtime.models import face as face_model
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
 from emostream.training.metrics import BILABIALS, CLOSED_BELOW, OPEN_VOWELS, central_frames, frames_of, lip_gap
 from emostream.training.real_voices import load_real_voices
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "face.pt")
     parser.add_argument("--emotions", default="neutral,surprised,disgusted,fear")
     parser.add_argument("--limit", type=int, default=None, help="at most this many recordings")
+    parser.add_argument("--sharpness", default=str(face_model.CLOSURE_SHARPNESS),
+                        help="scales of the audio-only closure head's logit, comma-separated")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     network, _ = load_checkpoint(args.checkpoint)
@@ -90,12 +94,19 @@ def main(argv: list[str] | None = None) -> None:
     clips = [Clip(u.language, *condition(u.audio, u.rate, "16k"), u.phones) for u in real[: args.limit]]
     heard = model_inputs(clips)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(60.0), n_steps=2).eval()
-    rows = {}
-    for emotion in args.emotions.split(","):
-        rows[emotion] = tally(*closure_probabilities(generator, heard, emotion), clips)
-        print(emotion, json.dumps(rows[emotion]), flush=True)
+    shipped = face_model.CLOSURE_SHARPNESS
+    by_sharpness = {}
+    for sharpness in (float(x) for x in args.sharpness.split(",")):
+        face_model.CLOSURE_SHARPNESS = sharpness
+        rows = by_sharpness[str(sharpness)] = {}
+        for emotion in args.emotions.split(","):
+            rows[emotion] = tally(*closure_probabilities(generator, heard, emotion), clips)
+            print(f"sharpness {sharpness:g}", emotion, json.dumps(rows[emotion]), flush=True)
+    face_model.CLOSURE_SHARPNESS = shipped
     write_result("closure_head", {"benchmark": "closure_head", "machine": machine(), "recordings": len(clips),
-                                  "audio": "16k", "steps": 2, "emotions": rows})  # fmt: skip
+                                  "audio": "16k", "steps": 2, "shipped_sharpness": shipped,
+                                  "audio_only_head": network.audio_closure is not None,
+                                  "by_sharpness": by_sharpness})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -237,6 +237,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         faces = generate(FaceGenerator(network, lookahead=la_default, n_steps=steps).eval(), held, neutral, seed=1)
         row = lip_metrics(faces, teacher_neutral, held)
         row["jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in faces]).mean())
+        row["ms_per_frame_batch1"] = compute_cost(network, la_default, steps)["ms_per_frame_batch1_1core"]
         result["steps"][str(steps)] = row
     result["teacher_jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in teacher_neutral]).mean())
 
@@ -302,13 +303,14 @@ def markdown(result: dict) -> str:
     lines += ["", f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}", ""]
     lines += [
         f"| sampler steps (58 ms) | closure hit rate | false closures | jaw corr | mouth MAE | jawOpen mean "
-        f"(teacher {result['teacher_jaw_open_mean']:.3f}) |",
-        "|---|---|---|---|---|---|",
+        f"(teacher {result['teacher_jaw_open_mean']:.3f}) | ms per frame, batch 1, one core |",
+        "|---|---|---|---|---|---|---|",
     ]
     for steps, r in result["steps"].items():
         lines.append(
             f"| {steps} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
-            f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['jaw_open_mean']:.3f} |"
+            f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['jaw_open_mean']:.3f} | "
+            f"{r['ms_per_frame_batch1']:.3f} |"
         )
     lines += [""]
     lines += [

@@ -40,6 +40,9 @@ from emostream.runtime.step import (
 N_EMOTIONS = 8
 LOWER_FACE_NOISE = 1.0  # sampling temperature of the lower face, relative to the rest
 HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (normalised units)
+# The audio-only closure head's logit is scaled by this before the sigmoid: a confident closure seals the
+# lips whole (a partly applied one leaves an emotion's raised upper lip open), a doubtful one stays small.
+CLOSURE_SHARPNESS = 2.0
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ class FaceNetwork(FlowMatching, nn.Module):
         """(B, hidden) condition and (B, W, C) audio window -> (B,) how closed the lips should be held for a
         bilabial in this frame: from the audio alone where the network has that head."""
         if self.audio_closure is not None:
-            return torch.sigmoid(self.audio_closure(window.flatten(1))[:, 0])
+            return torch.sigmoid(CLOSURE_SHARPNESS * self.audio_closure(window.flatten(1))[:, 0])
         return torch.sigmoid(self.closure(cond)[:, 0])
 
     def denormalize(self, x: Tensor) -> Tensor:
