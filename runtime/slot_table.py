@@ -421,9 +421,9 @@ class SlotTable:
             reset = torch.from_numpy(voice.fresh[rows]).to(voice.device)
             outputs = self._run(voice, voice.runner, rows, {"features": features.to(voice.device)}, noise, reset)
             voice.fresh[rows] = False
-            values = torch.cat([outputs["emotion"][:, 0], outputs["arousal_valence"][:, 0]], dim=-1)
+            made = torch.cat([outputs["emotion"][:, 0], outputs["arousal_valence"][:, 0]], dim=-1)
             steps = voice.steps_taken[rows]
-            voice.ring[rows, steps % ESTIMATE_RING] = values.float().cpu().numpy()
+            voice.ring[rows, steps % ESTIMATE_RING] = made.float().cpu().numpy()
             voice.steps_taken[rows] += 1
             self.voice_steps += rows.size
             newest.update(zip(rows.tolist(), steps.tolist(), strict=True))
