@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.runtime.controls import MAX_LOOKAHEAD
 from emostream.runtime.models.face import FaceNetwork, lookahead_timing
 from emostream.training.face_data import FaceExample
-from emostream.training.optimise import run_stage
-from emostream.training.train_face import frame_windows, make_batch
+from emostream.training.optimise import run_stage, train_only
+from emostream.training.train_face import frame_windows, random_batch
 
 LEARNING_RATE = 2e-3
 CLOSED_WEIGHT = 2.0  # weight of a fully closed target frame against an open one
@@ -45,20 +44,16 @@ def train_audio_closure(
     net = with_audio_closure(network)
     head = net.audio_closure
     assert head is not None
-    for p in net.parameters():
-        p.requires_grad_(False)
-    for p in head.parameters():
-        p.requires_grad_(True)
+    params = train_only(net, head)
     rng = np.random.default_rng(seed + SEED_OFFSET)
 
     def loss() -> Tensor:
-        chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
-        lookahead = int(rng.integers(MAX_LOOKAHEAD + 1))
-        batch = make_batch([examples[i] for i in chosen], rng, lookahead)
+        batch = random_batch(examples, rng, batch_size)
         B, K = batch["mask"].shape
+        delay, _ = lookahead_timing(int(batch["lookahead"]))
         with torch.no_grad():
             encoded = net.encode_sequence(batch["features"])
-            windows = frame_windows(encoded, K, lookahead_timing(lookahead)[0], net.window).reshape(B * K, -1)
+            windows = frame_windows(encoded, K, delay, net.window).reshape(B * K, -1)
         target, mask = batch["closure"].reshape(-1, 1), batch["mask"].reshape(-1, 1)
         weight = mask * (1 + (CLOSED_WEIGHT - 1) * target)
         logits = head(windows)
@@ -67,7 +62,7 @@ def train_audio_closure(
         )
 
     began = time.time()
-    losses = run_stage("audio closure head", list(head.parameters()), loss, steps, LEARNING_RATE)
+    losses = run_stage("audio closure head", params, loss, steps, LEARNING_RATE)
     record = {"steps": steps, "batch_size": batch_size, "seed": seed, "closed_weight": CLOSED_WEIGHT,
               "final_loss": float(np.mean(losses[-100:])), "first_loss": float(np.mean(losses[:20])),
               "wall_minutes": (time.time() - began) / 60}  # fmt: skip

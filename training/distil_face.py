@@ -17,17 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.runtime.controls import MAX_LOOKAHEAD
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.face_data import FaceExample
-from emostream.training.optimise import run_stage
+from emostream.training.optimise import run_stage, train_only
 from emostream.training.teacher_face import MOUTH_CHANNELS
-from emostream.training.train_face import (
-    MOUTH_WEIGHT,
-    frame_conditions,
-    make_batch,
-)
+from emostream.training.train_face import MOUTH_WEIGHT, frame_conditions, random_batch
 
 TEACHER_STEPS = 2  # the sampler the one-step map learns to repeat: the server's default
 LEARNING_RATE = 1e-3
@@ -50,10 +45,7 @@ def distil(
     net = with_one_step(network)
     sampler = net.one_step
     assert sampler is not None
-    for p in net.parameters():
-        p.requires_grad_(False)
-    for p in sampler.parameters():
-        p.requires_grad_(True)
+    params = train_only(net, sampler)
     rng = np.random.default_rng(seed + SEED_OFFSET)
     gen = torch.Generator().manual_seed(seed + SEED_OFFSET)
     teacher = FaceGenerator(net, n_steps=TEACHER_STEPS)  # its time terms and noise scale
@@ -61,8 +53,7 @@ def distil(
     weights[[FACE_CHANNELS.index(n) for n in MOUTH_CHANNELS]] = MOUTH_WEIGHT
 
     def loss() -> Tensor:
-        chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
-        batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
+        batch = random_batch(examples, rng, batch_size)
         with torch.no_grad():
             cond, _ = frame_conditions(net, batch, gen)
             noise = torch.randn(cond.shape[0], net.config.n_channels, generator=gen) * teacher.noise_scale
@@ -72,7 +63,7 @@ def distil(
         return (error * m).sum() / (m.sum() * weights.sum())
 
     began = time.time()
-    losses = run_stage("distil one step", list(sampler.parameters()), loss, steps, LEARNING_RATE)
+    losses = run_stage("distil one step", params, loss, steps, LEARNING_RATE)
     record = {"teacher_steps": TEACHER_STEPS, "steps": steps, "batch_size": batch_size, "seed": seed,
               "final_loss": float(np.mean(losses[-100:])), "first_loss": float(np.mean(losses[:20])),
               "wall_minutes": (time.time() - began) / 60}  # fmt: skip

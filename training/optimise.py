@@ -29,3 +29,12 @@ def run_stage(name: str, params: list, loss_fn: Callable[[], Tensor], steps: int
             bar.update()
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     return losses
+
+
+def train_only(model: torch.nn.Module, part: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Freezes `model` but for `part` (one of its modules); returns `part`'s parameters, to optimise."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in part.parameters():
+        p.requires_grad_(True)
+    return list(part.parameters())

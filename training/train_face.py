@@ -107,6 +107,12 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
     }
 
 
+def random_batch(examples: list[FaceExample], rng: np.random.Generator, batch_size: int) -> dict[str, Tensor]:
+    """`batch_size` distinct examples at one random lookahead (the batch's "lookahead")."""
+    chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
+    return make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
+
+
 def frame_windows(encoded: Tensor, n_frames: int, delay: int, window: int) -> Tensor:
     """(B, M, C) encodings -> (B, K, window, C): frame k sees encodings k .. k + delay, zeros beyond."""
     B, _, C = encoded.shape
@@ -182,9 +188,7 @@ def train(examples: list[FaceExample], steps: int, batch_size: int, seed: int) -
     weights[[FACE_CHANNELS.index(n) for n in MOUTH_CHANNELS]] = MOUTH_WEIGHT
 
     def loss() -> Tensor:
-        chosen = rng.choice(len(examples), size=min(batch_size, len(examples)), replace=False)
-        batch = make_batch([examples[i] for i in chosen], rng, int(rng.integers(MAX_LOOKAHEAD + 1)))
-        return flow_matching_loss(net, batch, weights, gen)
+        return flow_matching_loss(net, random_batch(examples, rng, batch_size), weights, gen)
 
     losses = run_stage("train face", list(net.parameters()), loss, steps, 2e-3)
     return net.eval(), {"steps": steps, "losses": losses, "batch_size": batch_size}
