@@ -205,8 +205,7 @@ class IoServer:
         """Ends every session with shutting_down, then stops listening."""
         self.stopping = True
         for client in list(self.clients):
-            client.core.fail("shutting_down", "the server is stopping")
-            client.wake.set()
+            self._fail(client, "shutting_down", "the server is stopping")
         if self.clients:  # the senders say why and close
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._no_clients.wait(), 2.0)
@@ -402,8 +401,14 @@ class IoServer:
         self.loop_dead = True
         log.error("the inference loop is gone (%s); its sessions end", reason)
         for client in list(self.clients):
-            client.core.fail("internal", "the inference process died")
-            client.wake.set()
+            self._fail(client, "internal", "the inference process died")
+
+    def _fail(self, client: _Client, code: str, message: str) -> None:
+        """Ends a session with a fatal error. Where the loop died holding the shared table's lock the
+        session cannot give its slot back, and need not: it closes all the same."""
+        with contextlib.suppress(SharedStateError):
+            client.core.fail(code, message)
+        client.wake.set()
 
     def _publish_counts(self) -> None:
         totals = dict(self.closed_counts)

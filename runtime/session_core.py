@@ -428,12 +428,14 @@ class SessionCore:
             self._close(ERROR_CLOSE_CODES[exc.code], exc.message[:120])
 
     def _close(self, code: int, reason: str) -> None:
-        self._close_slot()
-        for stream, queue in self._frames.items():  # never to be sent: dropped
-            self.counts[stream].dropped += len(queue)
-            queue.clear()
-        self.phase = Phase.CLOSED
-        self.close_code = (code, reason)
+        try:
+            self._close_slot()
+        finally:  # closed even where the shared table could not be told (its other side has died)
+            for stream, queue in self._frames.items():  # never to be sent: dropped
+                self.counts[stream].dropped += len(queue)
+                queue.clear()
+            self.phase = Phase.CLOSED
+            self.close_code = (code, reason)
 
     def _close_slot(self) -> None:
         if self.slot >= 0 and self.phase is not Phase.CLOSED:

@@ -271,3 +271,20 @@ def test_timers_send_stats_and_close_an_idle_session() -> None:
     assert [type(m) for m in drain(session)] == [P.Stats]  # 1.5 s since the ping: not idle yet
     session.poll(3_600_000)
     assert errors(session) == [("idle_timeout", True)] and session.close_code is not None
+
+
+def test_a_session_closes_even_where_the_shared_table_cannot_be_told() -> None:
+    from emostream.runtime.errors import SharedStateError
+
+    audio = FakeAudio()
+    session = core(audio=audio)
+    hello(session)
+
+    def died_holding_the_lock(slot: int) -> None:
+        raise SharedStateError("a lock shared with another server process was not released in 1.0 s")
+
+    audio.mark_closing = died_holding_the_lock  # type: ignore[method-assign]
+    with pytest.raises(SharedStateError):
+        session.fail("internal", "the inference process died")
+    assert session.phase is Phase.CLOSED and session.close_code is not None
+    session.fail("shutting_down", "the server is stopping")  # a second end leaves the table alone: no error
