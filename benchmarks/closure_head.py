@@ -60,22 +60,33 @@ THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def tally(faces: list, probabilities: list, clips: list[Clip]) -> dict:
-    hit, peak, gap, vowel_peak = [], [], [], []
+    hit, peak, gap, vowel_peak, vowel_closed, vowel_beside_bilabial = [], [], [], [], [], []
     for face, probability, clip in zip(faces, probabilities, clips, strict=True):
         g = lip_gap(face)
-        for phone in clip.phones:
+        for k, phone in enumerate(clip.phones):
             if phone.label in BILABIALS:
                 frames = frames_of(phone, len(g), 1)
                 hit.append(g[frames].min() < CLOSED_BELOW)
                 peak.append(probability[frames].max())
                 gap.append(g[frames].min())
             elif phone.label in OPEN_VOWELS:
-                vowel_peak.append(probability[central_frames(phone, len(g))].max())
+                central = central_frames(phone, len(g))
+                vowel_peak.append(probability[central].max())
+                vowel_closed.append(g[central].min() < CLOSED_BELOW)  # the judge's false closure
+                neighbours = clip.phones[max(k - 1, 0) : k + 2]
+                vowel_beside_bilabial.append(any(n.label in BILABIALS for n in neighbours))
     h, p, gaps, v = np.array(hit), np.array(peak), np.array(gap), np.array(vowel_peak)
+    closed, beside = np.array(vowel_closed, bool), np.array(vowel_beside_bilabial, bool)
     f = p > 0.5
     return {"bilabials": int(h.size), "hit": float(h.mean()), "head_fired": float(f.mean()),
             "hit_without_the_head": float((h & ~f).mean()), "missed_though_the_head_fired": float((~h & f).mean()),
             "median_gap_at_misses": float(np.median(gaps[~h])) if (~h).any() else 0.0,
+            # Where the false closures are: open vowels closed, whether the head fired there, whether
+            # a bilabial is the phone before or after.
+            "false_closures": float(closed.mean()),
+            "false_closures_where_the_head_fired": float((closed & (v > 0.5)).sum() / max(closed.sum(), 1)),
+            "false_closures_beside_a_bilabial": float((closed & beside).sum() / max(closed.sum(), 1)),
+            "open_vowels_beside_a_bilabial": float(beside.mean()),
             "head_above": {str(t): {"bilabials": float((p > t).mean()), "open_vowels": float((v > t).mean())}
                            for t in THRESHOLDS}}  # fmt: skip
 
