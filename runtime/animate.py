@@ -18,7 +18,7 @@ from emostream.runtime.audio import SUPPORTED_RATES_HZ, Resampler
 from emostream.runtime.audio_files import chunks, read_audio
 from emostream.runtime.auto_emotion import VoiceEmotionStream
 from emostream.runtime.body_pose import body_frames
-from emostream.runtime.controls import chosen_and_weight, emotion_vector, lookahead_from_ms, mix
+from emostream.runtime.controls import chosen_and_weight, emotion_controls, emotion_vector, lookahead_from_ms
 from emostream.runtime.errors import ConfigError
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
 from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint, style_embedding
@@ -80,7 +80,7 @@ def animate(
         vector = emotion_vector(chosen, intensity)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    unit = emotion_vector(chosen, 1.0)
+    chosen_part, voice_share = emotion_controls(emotion, intensity, auto_weight)
     network, metadata = load_checkpoint(checkpoint)
     generator = FaceGenerator(network, lookahead=lookahead_from_ms(lookahead_ms), n_steps=steps).eval()
     samples, rate = load_speech(audio_path)
@@ -110,7 +110,7 @@ def animate(
             estimate = voice.push(chunk)
             estimates.append(np.concatenate([estimate, voice.arousal_valence]))
             for stream in streams:
-                stream.set_emotion(mix(unit, estimate, auto_weight, intensity), transition_ms=CHUNK_MS)
+                stream.set_emotion(chosen_part + voice_share * estimate, transition_ms=CHUNK_MS)
         for stream, out in zip(streams, outputs, strict=True):
             out.append(stream.push(chunk))
     for stream, out in zip(streams, outputs, strict=True):

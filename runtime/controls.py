@@ -32,17 +32,10 @@ def chosen_and_weight(emotion: str, auto_weight: float) -> tuple[str, float]:
     return emotion, min(max(auto_weight, 0.0), 1.0)
 
 
-def mix(chosen: np.ndarray, estimate: np.ndarray, auto_weight: float, intensity: float) -> np.ndarray:
-    """The generators' emotion input from a chosen one-hot (unit) vector and the voice's estimated blend
-    (runtime/auto_emotion.py): intensity * ((1 - auto_weight) * chosen + auto_weight * estimate), the
-    intensity held to [0, 1] as `emotion_vector` holds it."""
-    intensity = min(max(intensity, 0.0), 1.0)
-    return (intensity * ((1.0 - auto_weight) * chosen + auto_weight * estimate)).astype(np.float32)
-
-
 def emotion_controls(emotion: str, intensity: float, auto_weight: float) -> tuple[np.ndarray, float]:
-    """What a server slot takes from the emotion controls: the chosen part of `mix` (a vector) and the
-    scale of the voice's estimate in it, so that input = vector + scale * estimate."""
+    """The generators' emotion input as a chosen part and a share of the voice's estimated blend
+    (runtime/auto_emotion.py): input = vector + scale * estimate, that is intensity * ((1 - auto_weight) *
+    onehot(chosen) + auto_weight * estimate), the intensity held to [0, 1] as `emotion_vector` holds it."""
     chosen, weight = chosen_and_weight(emotion, auto_weight)
     intensity = min(max(intensity, 0.0), 1.0)
     return emotion_vector(chosen, intensity * (1.0 - weight)), intensity * weight

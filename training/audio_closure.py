@@ -10,7 +10,6 @@ viewer sees; a lip press on an open vowel is rarer than a miss in the teacher's 
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +18,7 @@ from torch import Tensor
 
 from emostream.runtime.models.face import FaceNetwork, lookahead_timing
 from emostream.training.face_data import FaceExample
-from emostream.training.optimise import run_stage, train_only
+from emostream.training.optimise import run_recorded_stage, train_only
 from emostream.training.train_face import frame_windows, random_batch
 
 LEARNING_RATE = 2e-3
@@ -61,9 +60,14 @@ def train_audio_closure(
             mask.sum()
         )
 
-    began = time.time()
-    losses = run_stage("audio closure head", params, loss, steps, LEARNING_RATE)
-    record = {"steps": steps, "batch_size": batch_size, "seed": seed, "closed_weight": CLOSED_WEIGHT,
-              "final_loss": float(np.mean(losses[-100:])), "first_loss": float(np.mean(losses[:20])),
-              "wall_minutes": (time.time() - began) / 60}  # fmt: skip
+    record = run_recorded_stage(
+        "audio closure head",
+        params,
+        loss,
+        steps,
+        LEARNING_RATE,
+        closed_weight=CLOSED_WEIGHT,
+        batch_size=batch_size,
+        seed=seed,
+    )
     return net.eval(), record

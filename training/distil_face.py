@@ -10,7 +10,6 @@ two- and four-step samplers stay exactly as they were.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -20,7 +19,7 @@ from torch import Tensor
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.face_data import FaceExample
-from emostream.training.optimise import run_stage, train_only
+from emostream.training.optimise import run_recorded_stage, train_only
 from emostream.training.teacher_face import MOUTH_CHANNELS
 from emostream.training.train_face import MOUTH_WEIGHT, frame_conditions, random_batch
 
@@ -62,9 +61,14 @@ def distil(
         error = (sampler(noise, cond) - target) ** 2 * weights
         return (error * m).sum() / (m.sum() * weights.sum())
 
-    began = time.time()
-    losses = run_stage("distil one step", params, loss, steps, LEARNING_RATE)
-    record = {"teacher_steps": TEACHER_STEPS, "steps": steps, "batch_size": batch_size, "seed": seed,
-              "final_loss": float(np.mean(losses[-100:])), "first_loss": float(np.mean(losses[:20])),
-              "wall_minutes": (time.time() - began) / 60}  # fmt: skip
+    record = run_recorded_stage(
+        "distil one step",
+        params,
+        loss,
+        steps,
+        LEARNING_RATE,
+        teacher_steps=TEACHER_STEPS,
+        batch_size=batch_size,
+        seed=seed,
+    )
     return net.eval(), record

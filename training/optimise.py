@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -38,3 +39,13 @@ def train_only(model: torch.nn.Module, part: torch.nn.Module) -> list[torch.nn.P
     for p in part.parameters():
         p.requires_grad_(True)
     return list(part.parameters())
+
+
+def run_recorded_stage(name: str, params: list, loss_fn: Callable[[], Tensor], steps: int, lr: float,
+                       **facts: object) -> dict:  # fmt: skip
+    """`run_stage`, and a record of it for a checkpoint's metadata: `facts`, the budget, the mean loss of
+    the first 20 and of the last 100 steps, and the minutes it took."""
+    began = time.time()
+    losses = run_stage(name, params, loss_fn, steps, lr)
+    return {**facts, "steps": steps, "final_loss": float(np.mean(losses[-100:])),
+            "first_loss": float(np.mean(losses[:20])), "wall_minutes": (time.time() - began) / 60}  # fmt: skip

@@ -57,7 +57,7 @@ class FaceConfig:
     hidden: int = 256  # velocity network width
     n_channels: int = len(FACE_CHANNELS)  # output channels per frame
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
-    audio_closure: bool = False  # the closure head hears the audio window alone (training/closure_head.py)
+    audio_closure: bool = False  # the closure head hears the audio window alone (training/audio_closure.py)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:

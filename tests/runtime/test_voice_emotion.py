@@ -42,13 +42,13 @@ def test_the_average_takes_its_time_constant_to_follow_a_change() -> None:
 def test_auto_means_the_voice_alone_and_a_weight_mixes_it_with_the_chosen_emotion() -> None:
     import numpy as np
 
-    from emostream.runtime.controls import chosen_and_weight, emotion_vector, mix
+    from emostream.runtime.controls import chosen_and_weight, emotion_controls, emotion_vector
 
     assert chosen_and_weight("auto", 0.0) == ("neutral", 1.0)
     assert chosen_and_weight("happy", 1.7) == ("happy", 1.0)
     angry = emotion_vector("angry", 1.0)
-    half = mix(emotion_vector("happy", 1.0), angry, 0.5, 0.8)
-    np.testing.assert_allclose(half, 0.4 * emotion_vector("happy", 1.0) + 0.4 * angry)
+    vector, share = emotion_controls("happy", 0.8, 0.5)
+    np.testing.assert_allclose(vector + share * angry, 0.4 * emotion_vector("happy", 1.0) + 0.4 * angry)
 
 
 def test_the_chunked_stream_gives_the_offline_estimate() -> None:
@@ -75,10 +75,11 @@ def test_the_chunked_stream_gives_the_offline_estimate() -> None:
     assert stream.blend.argmax() != NEUTRAL
 
 
-def test_mix_holds_the_intensity_to_the_range_the_chosen_emotion_has() -> None:
+def test_the_mix_holds_the_intensity_to_the_range_the_chosen_emotion_has() -> None:
     import numpy as np
 
-    from emostream.runtime.controls import emotion_vector, mix
+    from emostream.runtime.controls import emotion_controls, emotion_vector
 
     happy = emotion_vector("happy", 1.0)
-    np.testing.assert_allclose(mix(happy, happy, 0.5, 1.7), emotion_vector("happy", 1.7))
+    vector, share = emotion_controls("happy", 1.7, 0.5)
+    np.testing.assert_allclose(vector + share * happy, emotion_vector("happy", 1.7))
