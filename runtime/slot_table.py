@@ -82,7 +82,24 @@ class EmotionBlends:
         return self.current(rows)
 
 
-class VoiceEmotionTrack:
+class FeatureReader:
+    """What reads the feature rings step by step: `inputs_per_step` frames a step, `steps_taken` per slot,
+    after a silent prefix of `prefix` frames."""
+
+    inputs_per_step: int
+    steps_taken: np.ndarray
+    prefix: int
+
+    def features_needed(self, slots: np.ndarray) -> np.ndarray:
+        """Feature frames a slot must have for its next step (the silent prefix counts as had)."""
+        return self.inputs_per_step * (self.steps_taken[slots] + 1) - self.prefix
+
+    def oldest_needed(self, slots: np.ndarray) -> np.ndarray:
+        """The first feature frame the slot's next step reads."""
+        return self.inputs_per_step * self.steps_taken[slots] - self.prefix
+
+
+class VoiceEmotionTrack(FeatureReader):
     """The voice-emotion estimator (runtime/models/voice_emotion.py) over the slots whose emotion follows
     the voice: its state rows on the device and a ring of each slot's recent estimates (blend, arousal,
     valence). A face or body frame takes the estimate of the audio up to its own newest feature pair, so
@@ -109,12 +126,6 @@ class VoiceEmotionTrack:
         self.steps_taken[slot] = first_step
         self.ring[slot] = NEUTRAL_ESTIMATE
 
-    def features_needed(self, slots: np.ndarray) -> np.ndarray:
-        return self.inputs_per_step * (self.steps_taken[slots] + 1)
-
-    def oldest_needed(self, slots: np.ndarray) -> np.ndarray:
-        return self.inputs_per_step * self.steps_taken[slots]
-
     def estimates(self, rows: np.ndarray, features_end: np.ndarray) -> np.ndarray:
         """(len(rows), ESTIMATE_WIDTH): for each row, the estimate after the feature frames before
         `features_end` (the newest it has, if the estimator has not got that far; neutral before any)."""
@@ -124,7 +135,7 @@ class VoiceEmotionTrack:
         return estimates
 
 
-class Timeline:
+class Timeline(FeatureReader):
     """One generator over every slot (a face lookahead, or the body): its state rows on the device, and
     per slot whether it is in, how many steps it took, its emotion blend, seed, style and gains.
     `make_generator(steps)` builds the generator for a sampler step count; the timeline packs its state
@@ -229,14 +240,6 @@ class Timeline:
             self.style[slot] = change.style
         if change.face_gains is not None and self.stream == "face":
             self.set_gains(slot, change.face_gains)
-
-    def features_needed(self, slots: np.ndarray) -> np.ndarray:
-        """Feature frames a slot must have for its next step (the silent prefix counts as had)."""
-        return self.inputs_per_step * (self.steps_taken[slots] + 1) - self.prefix
-
-    def oldest_needed(self, slots: np.ndarray) -> np.ndarray:
-        """The first feature frame the slot's next step reads."""
-        return self.inputs_per_step * self.steps_taken[slots] - self.prefix
 
 
 class SlotTable:
