@@ -112,8 +112,8 @@ class BatchedLogMel:
     def __init__(self, device: torch.device | str = "cpu", rates: tuple[int, ...] = SUPPORTED_RATES_HZ) -> None:
         self.device = torch.device(device)
         self.plans = {rate: rate_plan(rate) for rate in rates}
-        self._matrices = {  # (length, P * HOP): the phases side by side
-            rate: torch.from_numpy(np.concatenate(list(plan.matrices), axis=1)).to(self.device, torch.float32)
+        self._matrices = {  # (P, length, HOP)
+            rate: torch.from_numpy(plan.matrices).to(self.device, torch.float32)
             for rate, plan in self.plans.items()
             if plan.matrices is not None
         }
@@ -128,12 +128,14 @@ class BatchedLogMel:
         starts = torch.from_numpy(plan.starts(hops) % INPUT_RING.size)
         samples = inputs.unfold(1, plan.length, 1)[torch.from_numpy(slots), starts].to(self.device)  # (n, length)
         if plan.matrices is not None:
-            # Every phase's matrix at once, then each hop's own phase: P times the arithmetic of one
-            # matrix, but two operations instead of a handful per phase.
-            every_phase = samples @ self._matrices[rate_hz]  # (n, P * HOP)
-            phases = torch.from_numpy(hops % plan.period).to(self.device)
-            samples = every_phase.view(-1, plan.period, HOP_LENGTH)[torch.arange(hops.size, device=self.device),
-                                                                    phases]  # fmt: skip
+            # One product per phase present, on that phase's hops (a product of every hop with every
+            # phase's matrix would do P times the arithmetic).
+            phases = hops % plan.period
+            resampled = samples.new_empty(hops.size, HOP_LENGTH)
+            for phase in np.unique(phases):
+                chosen = torch.from_numpy(np.flatnonzero(phases == phase)).to(self.device)
+                resampled[chosen] = samples[chosen] @ self._matrices[rate_hz][int(phase)]
+            samples = resampled
         self._write_hops(model, slots, (hops * HOP_LENGTH) % MODEL_RING.size, samples)
 
     def _write_hops(self, model: Tensor, slots: np.ndarray, positions: np.ndarray, samples: Tensor) -> None:
