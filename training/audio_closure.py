@@ -26,12 +26,13 @@ CLOSED_WEIGHT = 2.0  # weight of a fully closed target frame against an open one
 SEED_OFFSET = 2  # this stage's random streams differ from the training's and the distillation's
 
 
-def with_audio_closure(network: FaceNetwork) -> FaceNetwork:
-    """A copy of `network` with a freshly initialised audio-only closure head (one it had is replaced)."""
-    out = FaceNetwork(replace(network.config, audio_closure=True))
-    kept = {k: v for k, v in network.state_dict().items() if not k.startswith("audio_closure.")}
+def with_fresh_head(network: FaceNetwork, head: str) -> FaceNetwork:
+    """A copy of `network` with a freshly initialised head `head` (a FaceConfig flag and the module's
+    name: "audio_closure", "audio_opening"); one it had is replaced."""
+    out = FaceNetwork(replace(network.config, **{head: True}))
+    kept = {k: v for k, v in network.state_dict().items() if not k.startswith(f"{head}.")}
     missing, _ = out.load_state_dict(kept, strict=False)
-    assert all(name.startswith("audio_closure.") for name in missing), missing
+    assert all(name.startswith(f"{head}.") for name in missing), missing
     return out
 
 
@@ -40,7 +41,7 @@ def train_audio_closure(
 ) -> tuple[FaceNetwork, dict]:
     """Returns the network with a trained audio-only closure head and a record of the stage."""
     torch.manual_seed(seed + SEED_OFFSET)  # the head's initial weights
-    net = with_audio_closure(network)
+    net = with_fresh_head(network, "audio_closure")
     head = net.audio_closure
     assert head is not None
     params = train_only(net, head)

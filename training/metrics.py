@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from emostream.runtime.models.face import lip_gap
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 from emostream.training.align import Phone
 from emostream.training.visemes import BILABIALS, OPEN_VOWELS
 
 CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 CLOSED_BELOW = 0.1
-
-
-def lip_gap(face: np.ndarray) -> np.ndarray:
-    """(T,) lip gap = max(0, jawOpen - mouthClose) + 0.5 mean(lowerDown) + 0.5 mean(upperUp) + 0.3 funnel."""
-    f = face
-    return (
-        np.maximum(0.0, f[:, CH["jawOpen"]] - f[:, CH["mouthClose"]])
-        + 0.5 * (f[:, CH["mouthLowerDownLeft"]] + f[:, CH["mouthLowerDownRight"]]) / 2
-        + 0.5 * (f[:, CH["mouthUpperUpLeft"]] + f[:, CH["mouthUpperUpRight"]]) / 2
-        + 0.3 * f[:, CH["mouthFunnel"]]
-    )
 
 
 def frames_of(phone: Phone, n_frames: int, widen: int) -> slice:

@@ -58,6 +58,7 @@ class FaceConfig:
     n_channels: int = len(FACE_CHANNELS)  # output channels per frame
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
     audio_closure: bool = False  # the closure head hears the audio window alone (training/audio_closure.py)
+    audio_opening: bool = False  # a head for how far the lips are open at least (training/audio_opening.py)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -112,6 +113,13 @@ class FaceNetwork(FlowMatching, nn.Module):
             if c.audio_closure
             else None
         )
+        # The least lip gap the audio allows (a low quantile of the teacher's): a voiced open vowel is not
+        # made with closed lips, whatever the sampler drew (training/audio_opening.py).
+        self.audio_opening = (
+            nn.Sequential(nn.Linear(self.window * c.channels, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
+            if c.audio_opening
+            else None
+        )
         self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
@@ -156,6 +164,19 @@ class FaceNetwork(FlowMatching, nn.Module):
             return torch.sigmoid(CLOSURE_SHARPNESS * self.audio_closure(window.flatten(1))[:, 0])
         return torch.sigmoid(self.closure(cond)[:, 0])
 
+    def least_gap(self, window: Tensor) -> Tensor:
+        """(B, W, C) audio window -> (B,) the lip gap the frame should have at least (`lip_gap` units)."""
+        assert self.audio_opening is not None
+        return nn.functional.softplus(self.audio_opening(window.flatten(1))[:, 0])
+
+    def finish(self, x: Tensor, cond: Tensor, window: Tensor) -> Tensor:
+        """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
+        opened to the least gap, then closed for a bilabial (a closure overrides an opening)."""
+        face = self.denormalize(x)
+        if self.audio_opening is not None:
+            face = apply_opening(face, self.least_gap(window))
+        return apply_closure(face, self.closure_probability(cond, window))
+
     def denormalize(self, x: Tensor) -> Tensor:
         """Normalised frames (..., n_channels) to face units, blendshapes clipped to [0, 1]."""
         y = x * self.face_std + self.face_mean
@@ -193,6 +214,30 @@ class OneStepSampler(nn.Module):
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
 LIP_OPENERS = ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthFunnel")
+
+
+def lip_gap(face: Any) -> Any:
+    """(..., n_channels) face units (NumPy or torch) -> (...) lip gap: max(0, jawOpen - mouthClose)
+    + 0.5 mean(lowerDown) + 0.5 mean(upperUp) + 0.3 funnel. Closed below 0.1 (training/metrics.py)."""
+    f = face
+    return (
+        (f[..., _CH["jawOpen"]] - f[..., _CH["mouthClose"]]).clip(min=0.0)
+        + 0.5 * (f[..., _CH["mouthLowerDownLeft"]] + f[..., _CH["mouthLowerDownRight"]]) / 2
+        + 0.5 * (f[..., _CH["mouthUpperUpLeft"]] + f[..., _CH["mouthUpperUpRight"]]) / 2
+        + 0.3 * f[..., _CH["mouthFunnel"]]
+    )
+
+
+def apply_opening(face: Tensor, least: Tensor) -> Tensor:
+    """Opens the lips to a gap of at least `least` (...,): what is missing goes onto jawOpen, and where
+    anything is missing mouthClose stops above the jaw (a sealed mouth's jaw can drop without parting
+    the lips otherwise)."""
+    missing = (least - lip_gap(face)).clamp(min=0.0)[..., None]
+    jaw = face[..., _CH["jawOpen"] : _CH["jawOpen"] + 1]
+    close = face[..., _CH["mouthClose"] : _CH["mouthClose"] + 1]
+    close = torch.where(missing > 0, torch.minimum(close, jaw), close)
+    parts = [face[..., : _CH["jawOpen"]], (jaw + missing).clamp(max=1.0), close, face[..., _CH["mouthClose"] + 1 :]]
+    return torch.cat(parts, dim=-1)
 
 
 def _lip_openers(face: Tensor) -> Tensor:
@@ -298,7 +343,7 @@ class FaceGenerator(StreamingGenerator):
         window = pad_window(encoded, net.window)
         cond = net.condition(window, inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
-        face = apply_closure(net.denormalize(x), net.closure_probability(cond, window))
+        face = net.finish(x, cond, window)
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
             "encoded": encoded,
@@ -324,7 +369,7 @@ class FaceGenerator(StreamingGenerator):
             cond = net.condition(window, emotion, lookahead, history)
             x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
-            frames.append(apply_closure(net.denormalize(x), net.closure_probability(cond, window)))
+            frames.append(net.finish(x, cond, window))
         return {"face": torch.stack(frames, dim=1)}
 
 

@@ -61,13 +61,14 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
 
 
 def one_step_network() -> FaceNetwork:
-    """The small network with a one-step sampler, nudged away from its start (one Euler step), and an
-    audio-only closure head: what the stages after training add (training/face_stages.py)."""
-    from emostream.training.audio_closure import with_audio_closure
+    """The small network with a one-step sampler, nudged away from its start (one Euler step), an
+    audio-only closure head and a lip-opening head: what the stages after training add
+    (training/face_stages.py)."""
+    from emostream.training.audio_closure import with_fresh_head
     from emostream.training.distil_face import with_one_step
 
     torch.manual_seed(2)
-    network = with_audio_closure(with_one_step(small_network()))
+    network = with_fresh_head(with_fresh_head(with_one_step(small_network()), "audio_closure"), "audio_opening")
     assert network.one_step is not None
     with torch.no_grad():
         network.one_step.time.add_(0.5)
@@ -90,6 +91,22 @@ def test_the_audio_closure_head_hears_neither_the_emotion_nor_the_history() -> N
         plain = small_network()
         assert not torch.equal(plain.closure_probability(conditions[0], window),
                                plain.closure_probability(conditions[1], window))  # fmt: skip
+
+
+def test_the_opening_head_opens_closed_lips_and_leaves_open_ones() -> None:
+    from emostream.runtime.models.face import FACE_CHANNELS, apply_opening, lip_gap
+
+    ch = {name: i for i, name in enumerate(FACE_CHANNELS)}
+    face = torch.zeros(3, len(FACE_CHANNELS))
+    face[0, ch["jawOpen"]], face[0, ch["mouthClose"]] = 0.3, 0.3  # jaw down, lips sealed: gap 0
+    face[1, ch["jawOpen"]] = 0.5  # open wider than asked
+    face[2, ch["mouthClose"]] = 0.2  # a closed mouth with the jaw up
+    least = torch.tensor([0.25, 0.25, 0.25])
+    opened = apply_opening(face, least)
+    assert torch.allclose(lip_gap(opened), torch.tensor([0.25, 0.5, 0.25]))
+    assert torch.equal(opened[1], face[1])
+    others = [i for i in range(len(FACE_CHANNELS)) if i not in (ch["jawOpen"], ch["mouthClose"])]
+    assert torch.equal(opened[:, others], face[:, others])
 
 
 def test_the_one_step_sampler_starts_as_one_euler_step_and_serves_only_one_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
