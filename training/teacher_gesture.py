@@ -7,10 +7,12 @@ Motion is built from a few readable parts, all documented in docs/gestures.md:
 - rest: arms hanging at the sides, hands loosely together in front of the belly, or hands low in front
   of the thighs, as speakers rest between gestures;
 - gesture phrases (McNeill; Kendon): preparation, stroke, hold, retraction. Strokes end on stressed
-  syllables (loud, long vowels that stand out from their neighbours), so the hand is fastest just before
-  the syllable and slows to a stop on it. They happen in the gesture space in front of the torso, between
-  waist and chest (McNeill's centre and periphery), never out to the side at shoulder height. Shapes:
-  beat, open palm, pointing, two-handed framing;
+  syllables (loud vowels that stand out from the ones just before), so the hand is fastest just before
+  the syllable and slows to a stop on it. Which syllables get strokes is decided from what has been
+  heard by then, and the hand waits in its preparation pose until the stroke (a pre-stroke hold, Kita
+  1993), so a model that hears 200 ms ahead can time every part the teacher times. Strokes happen in
+  the gesture space in front of the torso, between waist and chest (McNeill's centre and periphery),
+  never out to the side at shoulder height. Shapes: beat, open palm, pointing, two-handed framing;
 - emotion changes the motion (energy, tempo, amplitude, how far from the body and how high the hands
   work: Wallbott 1998; Dael, Mortillaro and Scherer 2012) on top of posture (lean, slumped or raised
   shoulders) and tension (fists against open hands); surprise is a brief raise of both hands that settles;
@@ -119,7 +121,7 @@ EMOTION_MOTION: dict[str, EmotionMotion] = {
                                height=0.15, palm_up=0.8, sway=1.1, startle=1.0, shape_bias=(0.5, 1.5, 0.5, 2.0)),
     "fear": EmotionMotion(size=0.6, speed=1.25, rate=0.7, tension=0.7, lean=0.14, shoulders=0.2, spread=-0.7,
                           height=0.15, sway=0.7, shape_bias=(1.0, 0.6, 0.2, 1.5)),
-    "angry": EmotionMotion(size=1.5, speed=1.6, rate=1.5, tension=0.95, lean=0.12, shoulders=0.05, spread=0.35,
+    "angry": EmotionMotion(size=2.1, speed=1.6, rate=1.5, tension=0.95, lean=0.12, shoulders=0.05, spread=0.35,
                            sway=1.2, shape_bias=(1.6, 0.3, 2.5, 0.6)),
     "disgusted": EmotionMotion(size=0.8, speed=0.9, rate=0.7, tension=0.45, lean=-0.16, shoulders=0.06,
                                spread=-0.2, palm_up=-0.6, asymmetry=0.6, shape_bias=(0.6, 1.6, 0.4, 0.8)),
@@ -188,22 +190,36 @@ class Phrase:
 
 
 def stressed_syllables(phones: list[Phone], loud: np.ndarray) -> list[tuple[float, float]]:
-    """(time in seconds, prominence) of each vowel that is louder and longer than its neighbours.
+    """(time in seconds, prominence) of each loud vowel, in time order.
 
-    The time is where the vowel's loudness rises: 40% into a short vowel, 30 ms in for a long one.
+    The time is where the vowel's loudness rises: 40% into a short vowel, 30 ms in for a long one. Both
+    the level and the prominence are what a listener has heard by then or just after (the model that
+    learns from this sees 200 ms ahead): the level early in the vowel, against the loudest vowel of the
+    0.35 s before it, not the ones that follow.
     """
-    out = []
     vowels = [p for p in phones if p.label in VOWELS and p.end_s - p.start_s >= 0.05]
+
+    def level(p: Phone) -> float:
+        return float(loud[min(int((p.start_s + min((p.end_s - p.start_s) / 2, 0.06)) * BODY_FPS), loud.size - 1)])
+
+    out = []
     for p in vowels:
-        centre = min(int((p.start_s + p.end_s) / 2 * BODY_FPS), loud.size - 1)
-        near = [q for q in vowels if q is not p and abs((q.start_s + q.end_s) / 2 - (p.start_s + p.end_s) / 2) < 0.35]
-        level = loud[centre]
-        neighbours = max((loud[min(int((q.start_s + q.end_s) / 2 * BODY_FPS), loud.size - 1)] for q in near),
-                         default=0.0)  # fmt: skip
-        prominence = level - 0.5 * neighbours + 2.0 * min(p.end_s - p.start_s, 0.25)
-        if level > 0.55:
-            out.append((p.start_s + min(0.4 * (p.end_s - p.start_s), 0.03), float(prominence)))
+        before = max((level(q) for q in vowels if 0 < p.start_s - q.start_s < 0.35), default=0.0)
+        if level(p) > 0.55:
+            out.append((p.start_s + min(0.4 * (p.end_s - p.start_s), 0.03), level(p) - 0.8 * before))
     return out
+
+
+def speech_onsets(phones: list[Phone], pause_s: float = 0.25) -> np.ndarray:
+    """Start times (s) of the stretches of speech that pauses of at least `pause_s` separate."""
+    onsets, last_end = [], -np.inf
+    for p in phones:
+        if p.label == "SIL":
+            continue
+        if p.start_s - last_end >= pause_s:
+            onsets.append(p.start_s)
+        last_end = p.end_s
+    return np.array(onsets)
 
 
 def gesture_centre(style: GestureStyle, mood: EmotionMotion, rng: np.random.Generator) -> ArmPose:
@@ -271,19 +287,26 @@ def plan_phrases(phones: list[Phone], loud: np.ndarray, duration_s: float, style
     """Chooses which stressed syllables get strokes, with which shape and arm."""
     speed = style.tempo * mood.speed
     min_gap = 0.55 / speed
-    candidates = sorted(stressed_syllables(phones, loud), key=lambda c: -c[1])
     rate = min(1.0, style.rate * mood.rate)
+    # Strokes go, in time order, to syllables prominent enough for this speaker and mood, a least gap
+    # apart, and to `rate` of those (every other one at 0.5: a running count, not a random draw): a
+    # choice made from what has been heard, so a causal model can make the same one.
+    threshold = 0.12
     chosen: list[float] = []
-    for time_s, _ in candidates:
+    count = 0.5
+    for time_s, prominence in stressed_syllables(phones, loud):
         if time_s < 0.35 / speed or time_s > duration_s - 0.05:
             continue
-        if all(abs(time_s - c) >= min_gap for c in chosen) and rng.random() < rate:
-            chosen.append(time_s)
+        if prominence >= threshold and (not chosen or time_s - chosen[-1] >= min_gap):
+            count += rate
+            if count >= 1.0:
+                count -= 1.0
+                chosen.append(time_s)
     weights = np.array(style.shapes) * np.array(mood.shape_bias)
     weights /= weights.sum()
     phrases: dict[str, list[Phrase]] = {"left": [], "right": []}
     startled = rng.random() < mood.startle
-    for k, time_s in enumerate(sorted(chosen)):
+    for k, time_s in enumerate(chosen):
         shape = "raise" if startled and k == 0 else str(rng.choice(SHAPES, p=weights))
         stroke_s = rng.uniform(0.14, 0.22) / speed
         prep_s = rng.uniform(0.25, 0.4) / speed
@@ -313,21 +336,33 @@ def keyframe_track(keys: list[tuple[float, np.ndarray]], t: np.ndarray) -> np.nd
     return out
 
 
-def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: float) -> np.ndarray:
-    """The arm's parameters over time: rest, then each phrase, retracting when the next one is far."""
+def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: float, onsets: np.ndarray) -> np.ndarray:
+    """The arm's parameters over time: rest, then each phrase.
+
+    The hand reaches a phrase's preparation pose as soon as it may (as the phrase's stretch of speech
+    starts, or after the previous phrase's hold) and waits there until the stroke (Kita's pre-stroke
+    hold), so the stroke is the only part timed by its syllable, and a model that hears 200 ms ahead can
+    time it too. The arm retracts to rest after a stretch's last phrase.
+    """
     keys: list[tuple[float, np.ndarray]] = [(0.0, rest)]
     retract_s = 0.45 / speed
+
+    def stretch(ph: Phrase) -> float:  # onset of the stretch of speech the phrase's stroke is in
+        return float(onsets[onsets <= ph.stroke_end].max(initial=0.0))
+
     for i, ph in enumerate(phrases):
         stroke_start = ph.stroke_end - ph.stroke_s
-        prep_start = max(stroke_start - ph.prep_s, keys[-1][0] + 0.05)
+        prep_start = max(min(stroke_start - ph.prep_s, stretch(ph) - 0.1), keys[-1][0] + 0.05)
         if prep_start >= stroke_start - 0.05:
             continue  # no time to prepare after the previous phrase
-        keys += [(prep_start, keys[-1][1]), (stroke_start, ph.prep), (ph.stroke_end, ph.stroke)]
+        prep_end = min(prep_start + ph.prep_s, stroke_start)
+        keys += [(prep_start, keys[-1][1]), (prep_end, ph.prep)]
+        if stroke_start - prep_end > 0.05:  # the pre-stroke hold drifts a little towards the stroke
+            keys.append((stroke_start, ph.prep + 0.03 * (ph.stroke - ph.prep)))
+        keys.append((ph.stroke_end, ph.stroke))
         hold_end = ph.stroke_end + ph.hold_s
         keys.append((hold_end, ph.stroke + 0.03 * (ph.prep - ph.stroke)))  # a hold drifts a little
-        following = phrases[i + 1].stroke_end - phrases[i + 1].stroke_s - phrases[i + 1].prep_s if i + 1 < len(
-            phrases) else np.inf  # fmt: skip
-        if following - hold_end > retract_s + 0.2:
+        if i + 1 == len(phrases) or stretch(phrases[i + 1]) > ph.stroke_end:
             keys.append((hold_end + retract_s, rest))
     return keyframe_track(keys, t)
 
@@ -406,6 +441,7 @@ def teach_gesture(
     loud = loudness_envelope(audio, rate_hz, 2 * n)[::2]
     speed = style.tempo * mood.speed
     phrases = plan_phrases(phones, loud, duration, style, mood, rng)
+    onsets = speech_onsets(phones)
     rest = REST_POSES[style.rest].array()
     # At rest the emotion shows in closeness (fear hugs in), tension and the palms, not in raised arms.
     rest = rest + np.array([0, 0, -0.15 * mood.spread, 0.3 * max(-mood.spread, 0), 0.5 * mood.palm_up, 0,
@@ -414,7 +450,7 @@ def teach_gesture(
     sway = style.sway * mood.sway
     breathing = np.sin(2 * np.pi * 0.25 * t * (0.8 + 0.4 * mood.speed) + rng.uniform(0, 2 * np.pi))
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        params = arm_track(phrases[side], rest, t, speed)
+        params = arm_track(phrases[side], rest, t, speed, onsets)
         drift = smooth_noise(rng, n, 1.2, 1.0, N_ARM) * np.array([0.03, 0.03, 0.02, 0.05, 0.05, 0.04, 0.06, 0, 0.02])
         # A raised collar swings the whole arm out; the shoulder takes it back so the hands stay in place.
         collar = mood.shoulders + 0.01 * breathing + 0.05 * mood.asymmetry * sign

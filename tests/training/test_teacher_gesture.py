@@ -13,19 +13,22 @@ J = {n: i for i, n in enumerate(SMPLX_JOINTS)}
 RATE = 16_000
 
 
-def speech(seconds: float = 6.0, seed: int = 0, stress_every: int = 2) -> tuple[list[Phone], np.ndarray]:
-    """Syllables every 0.25 s (consonant then vowel), every `stress_every`-th vowel loud and long, with
-    audio whose loudness follows the vowels."""
+def speech(seconds: float = 6.0, seed: int = 0, stress_every: int = 2,
+           irregular: bool = False) -> tuple[list[Phone], np.ndarray]:  # fmt: skip
+    """Syllables every 0.25 s (consonant then vowel), every `stress_every`-th vowel loud and long (some
+    louder than others, as in speech; `irregular`: each vowel stressed with chance 1 / stress_every
+    instead), with audio whose loudness follows the vowels."""
     rng = np.random.default_rng(seed)
     phones, audio = [], np.zeros(int(seconds * RATE), np.float32)
     t = 0.2
     k = 0
     while t < seconds - 0.4:
-        loud = k % stress_every == 0
+        loud = rng.random() < 1 / stress_every if irregular else k % stress_every == 0
         vowel = 0.16 if loud else 0.08
         phones += [Phone("T", t, t + 0.06), Phone("AA", t + 0.06, t + 0.06 + vowel)]
         a, b = int((t + 0.06) * RATE), int((t + 0.06 + vowel) * RATE)
-        audio[a:b] = (0.5 if loud else 0.1) * np.sin(2 * np.pi * 180 * np.arange(b - a) / RATE)
+        level = rng.uniform(0.25, 0.6) if loud else rng.uniform(0.05, 0.2)
+        audio[a:b] = level * np.sin(2 * np.pi * 180 * np.arange(b - a) / RATE)
         t += 0.06 + vowel + 0.1
         k += 1
     return phones, audio + 1e-4 * rng.normal(size=audio.size).astype(np.float32)
@@ -76,9 +79,9 @@ def test_strokes_land_on_stressed_vowels_and_the_hand_stops_there() -> None:
 
 
 def test_emotion_sets_speed_and_posture() -> None:
-    # A stress every third syllable, as in read speech; with one every other syllable even neutral
-    # gestures without a pause, and angry can only be bigger, not more frequent (1.1x).
-    phones, audio = speech(8.0, stress_every=3)
+    # A stress on a third of the syllables, at irregular places as in read speech; with one every other
+    # syllable even neutral gestures without a pause, and angry can only be bigger, not more frequent.
+    phones, audio = speech(8.0, stress_every=3, irregular=True)
     speeds, lean = {}, {}
     for emotion in ("angry", "sad", "neutral"):
         runs = [teach_gesture(phones, audio, RATE, emotion, 1.0, "ada", seed=s) for s in range(4)]
