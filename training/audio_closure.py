@@ -10,7 +10,9 @@ viewer sees; a lip press on an open vowel is rarer than a miss in the teacher's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,23 +31,26 @@ SEED_OFFSET = 2  # this stage's random streams differ from the training's and th
 def with_fresh_head(network: FaceNetwork, head: str) -> FaceNetwork:
     """A copy of `network` with a freshly initialised head `head` (a FaceConfig flag and the module's
     name: "audio_closure", "audio_opening"); one it had is replaced."""
-    out = FaceNetwork(replace(network.config, **{head: True}))
+    flag: dict[str, Any] = {head: True}
+    out = FaceNetwork(replace(network.config, **flag))
     kept = {k: v for k, v in network.state_dict().items() if not k.startswith(f"{head}.")}
     missing, _ = out.load_state_dict(kept, strict=False)
     assert all(name.startswith(f"{head}.") for name in missing), missing
     return out
 
 
-def train_audio_closure(
-    network: FaceNetwork, examples: list[FaceExample], steps: int, batch_size: int, seed: int
-) -> tuple[FaceNetwork, dict]:
-    """Returns the network with a trained audio-only closure head and a record of the stage."""
-    torch.manual_seed(seed + SEED_OFFSET)  # the head's initial weights
-    net = with_fresh_head(network, "audio_closure")
-    head = net.audio_closure
-    assert head is not None
-    params = train_only(net, head)
-    rng = np.random.default_rng(seed + SEED_OFFSET)
+def train_audio_head(
+    network: FaceNetwork, head: str, examples: list[FaceExample], steps: int, batch_size: int, seed: int,
+    seed_offset: int, stage: str, learning_rate: float,
+    frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], **facts: object,
+) -> tuple[FaceNetwork, dict]:  # fmt: skip
+    """Trains a fresh head `head` that hears the audio window alone, on the frozen encoder: `frame_loss`
+    takes the network, every frame's window (B * K, W, C) and the batch. Returns the network and a
+    record of the stage."""
+    torch.manual_seed(seed + seed_offset)  # the head's initial weights
+    net = with_fresh_head(network, head)
+    params = train_only(net, getattr(net, head))
+    rng = np.random.default_rng(seed + seed_offset)
 
     def loss() -> Tensor:
         batch = random_batch(examples, rng, batch_size)
@@ -53,22 +58,27 @@ def train_audio_closure(
         delay, _ = lookahead_timing(int(batch["lookahead"]))
         with torch.no_grad():
             encoded = net.encode_sequence(batch["features"])
-            windows = frame_windows(encoded, K, delay, net.window).reshape(B * K, -1)
-        target, mask = batch["closure"].reshape(-1, 1), batch["mask"].reshape(-1, 1)
-        weight = mask * (1 + (CLOSED_WEIGHT - 1) * target)
-        logits = head(windows)
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / (
-            mask.sum()
-        )
+            windows = frame_windows(encoded, K, delay, net.window)
+        return frame_loss(net, windows.reshape(B * K, *windows.shape[2:]), batch)
 
-    record = run_recorded_stage(
-        "audio closure head",
-        params,
-        loss,
-        steps,
-        LEARNING_RATE,
-        closed_weight=CLOSED_WEIGHT,
-        batch_size=batch_size,
-        seed=seed,
-    )
+    record = run_recorded_stage(stage, params, loss, steps, learning_rate, **facts, batch_size=batch_size, seed=seed)
     return net.eval(), record
+
+
+def closure_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """Cross-entropy against the teacher's closure curve, closed frames weighted `CLOSED_WEIGHT`."""
+    assert net.audio_closure is not None
+    target, mask = batch["closure"].reshape(-1, 1), batch["mask"].reshape(-1, 1)
+    weight = mask * (1 + (CLOSED_WEIGHT - 1) * target)
+    logits = net.audio_closure(windows.flatten(1))
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / (
+        mask.sum()
+    )
+
+
+def train_audio_closure(
+    network: FaceNetwork, examples: list[FaceExample], steps: int, batch_size: int, seed: int
+) -> tuple[FaceNetwork, dict]:
+    """Returns the network with a trained audio-only closure head and a record of the stage."""
+    return train_audio_head(network, "audio_closure", examples, steps, batch_size, seed, SEED_OFFSET,
+                            "audio closure head", LEARNING_RATE, closure_loss, closed_weight=CLOSED_WEIGHT)  # fmt: skip

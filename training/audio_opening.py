@@ -11,15 +11,12 @@ is left alone where the audio allows it.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.runtime.models.face import FaceNetwork, lip_gap, lookahead_timing
-from emostream.training.audio_closure import with_fresh_head
+from emostream.runtime.models.face import FaceNetwork, lip_gap
+from emostream.training.audio_closure import train_audio_head
 from emostream.training.face_data import FaceExample
-from emostream.training.optimise import run_recorded_stage, train_only
-from emostream.training.train_face import frame_windows, random_batch
 
 LEARNING_RATE = 2e-3
 QUANTILE = 0.1
@@ -32,29 +29,15 @@ def pinball(prediction: Tensor, target: Tensor, quantile: float) -> Tensor:
     return torch.maximum(quantile * error, (quantile - 1) * error)
 
 
+def opening_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """The pinball loss of the predicted least gap against the teacher's lip gap, at `QUANTILE`."""
+    target, mask = lip_gap(batch["target"]).reshape(-1), batch["mask"].reshape(-1)
+    return (pinball(net.least_gap(windows), target, QUANTILE) * mask).sum() / mask.sum()
+
+
 def train_audio_opening(
     network: FaceNetwork, examples: list[FaceExample], steps: int, batch_size: int, seed: int
 ) -> tuple[FaceNetwork, dict]:
     """Returns the network with a trained lip-opening head and a record of the stage."""
-    torch.manual_seed(seed + SEED_OFFSET)  # the head's initial weights
-    net = with_fresh_head(network, "audio_opening")
-    head = net.audio_opening
-    assert head is not None
-    params = train_only(net, head)
-    rng = np.random.default_rng(seed + SEED_OFFSET)
-
-    def loss() -> Tensor:
-        batch = random_batch(examples, rng, batch_size)
-        B, K = batch["mask"].shape
-        delay, _ = lookahead_timing(int(batch["lookahead"]))
-        with torch.no_grad():
-            encoded = net.encode_sequence(batch["features"])
-            windows = frame_windows(encoded, K, delay, net.window)
-        target, mask = lip_gap(batch["target"]), batch["mask"]
-        return (pinball(net.least_gap(windows.reshape(B * K, *windows.shape[2:])).reshape(B, K), target,
-                        QUANTILE) * mask).sum() / mask.sum()  # fmt: skip
-
-    record = run_recorded_stage(
-        "lip-opening head", params, loss, steps, LEARNING_RATE, quantile=QUANTILE, batch_size=batch_size, seed=seed
-    )
-    return net.eval(), record
+    return train_audio_head(network, "audio_opening", examples, steps, batch_size, seed, SEED_OFFSET,
+                            "lip-opening head", LEARNING_RATE, opening_loss, quantile=QUANTILE)  # fmt: skip
