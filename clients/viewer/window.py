@@ -4,7 +4,7 @@ A network thread runs the client session (audio up from a file or the microphone
 the jitter buffer; the main thread draws at the display's rate, sampling the buffer at the playout clock,
 and plays the audio through sounddevice on that same clock, so mouth and sound stay in sync. The HUD
 shows end-to-end latency, the playout delay, fps, dropped frames and the emotion. Keys: 1-8 emotions,
-F face / B body view, drag to orbit, scroll to zoom, Esc quits.
+0 the voice's own (emotion "auto"), F face / B body view, drag to orbit, scroll to zoom, Esc quits.
 """
 
 from __future__ import annotations
@@ -204,6 +204,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     view = ["face"]
     drag: list[tuple[float, float] | None] = [None]
     keys = {getattr(glfw, f"KEY_{k + 1}"): emotion for k, emotion in enumerate(EMOTIONS[:9])}
+    keys[glfw.KEY_0] = P.AUTO_EMOTION  # the voice's own, as on the browser page
 
     def on_key(win, key, scancode, action, mods):  # type: ignore[no-untyped-def]
         if action != glfw.PRESS:
@@ -247,7 +248,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             avatar.draw(face, body, camera, width / max(height, 1))
             stats = state.jitter.stats()
             hud.draw([
-                f"emotion: {state.emotion}   (keys 1-{len(keys)}; F/B views)",
+                f"emotion: {state.emotion}   (keys 1-{len(keys) - 1}, 0 auto; F/B views)",
                 f"capture -> frame p95: {state.latency_p95_ms():.0f} ms; playout delay {stats.delay_s * 1e3:.0f} ms",
                 f"{len(frame_times)} fps; dropped {state.dropped}; late {stats.late_frames}",
                 state.error or "",
