@@ -198,15 +198,14 @@ def stressed_syllables(phones: list[Phone], loud: np.ndarray) -> list[tuple[floa
     0.35 s before it, not the ones that follow.
     """
     vowels = [p for p in phones if p.label in VOWELS and p.end_s - p.start_s >= 0.05]
-
-    def level(p: Phone) -> float:
-        return float(loud[min(int((p.start_s + min((p.end_s - p.start_s) / 2, 0.06)) * BODY_FPS), loud.size - 1)])
-
+    levels = [float(loud[min(int((p.start_s + min((p.end_s - p.start_s) / 2, 0.06)) * BODY_FPS), loud.size - 1)])
+              for p in vowels]  # fmt: skip
     out = []
-    for p in vowels:
-        before = max((level(q) for q in vowels if 0 < p.start_s - q.start_s < 0.35), default=0.0)
-        if level(p) > 0.55:
-            out.append((p.start_s + min(0.4 * (p.end_s - p.start_s), 0.03), level(p) - 0.8 * before))
+    for p, level in zip(vowels, levels, strict=True):
+        before = max((lq for q, lq in zip(vowels, levels, strict=True) if 0 < p.start_s - q.start_s < 0.35),
+                     default=0.0)  # fmt: skip
+        if level > 0.55:
+            out.append((p.start_s + min(0.4 * (p.end_s - p.start_s), 0.03), level - 0.8 * before))
     return out
 
 
