@@ -72,10 +72,9 @@ def push_ring(buffer: Tensor, frames: Tensor) -> Tensor:
 
 
 def encode_step(
-    convs: list[CausalConv1d], projected: Tensor, state: dict[str, Tensor], prefix: str = "conv", ring: str = "encoded"
+    convs: list[CausalConv1d], projected: Tensor, state: dict[str, Tensor]
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One frame through a causal encoder: projected (B, 1, C) -> the ring of recent encodings
-    state[ring] with this frame's pushed last (B, N, C), and the new convolution caches (named as in
-    `residual_convs_step`)."""
-    h, new_state = residual_convs_step(convs, projected.transpose(1, 2), state, prefix)
-    return push_ring(state[ring], h.transpose(1, 2)), new_state
+    state["encoded"] with this frame's pushed last (B, N, C), and the new convolution caches."""
+    h, new_state = residual_convs_step(convs, projected.transpose(1, 2), state)
+    return push_ring(state["encoded"], h.transpose(1, 2)), new_state

@@ -25,67 +25,43 @@ from emostream.training.train_face import frame_windows, random_batch
 
 LEARNING_RATE = 2e-3
 CLOSED_WEIGHT = 2.0  # weight of a fully closed target frame against an open one
-LIP_CHANNELS = 64  # the lip encoder's width (FaceConfig.lip_channels), trained in this stage
-AUDIO_HEADS = ("audio_closure", "audio_opening")
 SEED_OFFSET = 2  # this stage's random streams differ from the training's and the distillation's
 
 
-def with_fresh_head(network: FaceNetwork, head: str, lip_channels: int | None = None) -> FaceNetwork:
+def with_fresh_head(network: FaceNetwork, head: str) -> FaceNetwork:
     """A copy of `network` with a freshly initialised head `head` (a FaceConfig flag and the module's
-    name: "audio_closure", "audio_opening"); one it had is replaced. With `lip_channels`, a fresh lip
-    encoder of that width too (0: none), and no other audio head: the heads hear the lip encoder, so one
-    trained on the old encoder would be meaningless (the next stage trains it afresh)."""
+    name: "audio_closure", "audio_opening"); one it had is replaced."""
     flag: dict[str, Any] = {head: True}
-    fresh = [f"{head}."]
-    if lip_channels is not None:
-        flag |= {"lip_channels": lip_channels} | {h: False for h in AUDIO_HEADS if h != head}
-        fresh += ["lip_project.", "lip_convs.", *(f"{h}." for h in AUDIO_HEADS)]
     out = FaceNetwork(replace(network.config, **flag))
-    kept = {k: v for k, v in network.state_dict().items() if not k.startswith(tuple(fresh))}
+    kept = {k: v for k, v in network.state_dict().items() if not k.startswith(f"{head}.")}
     missing, _ = out.load_state_dict(kept, strict=False)
-    assert all(name.startswith(tuple(fresh)) for name in missing), missing
+    assert all(name.startswith(f"{head}.") for name in missing), missing
     return out
-
-
-def head_windows(net: FaceNetwork, features: Tensor, n_frames: int, delay: int) -> Tensor:
-    """(B, K, window, C) what the audio heads hear for every frame: the frozen main encoder's window and,
-    where the network has one, the lip encoder's (with its gradient)."""
-    with torch.no_grad():
-        encoded = net.encode_sequence(features)
-    if net.lip_project is not None:
-        encoded = torch.cat([encoded, net.encode_lip_sequence(features)], dim=-1)
-    return frame_windows(encoded, n_frames, delay, net.window)
 
 
 def train_audio_head(
     network: FaceNetwork, head: str, examples: list[FaceExample], steps: int, batch_size: int, seed: int,
     seed_offset: int, stage: str, learning_rate: float,
-    frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], lip_channels: int | None = None,
-    **facts: object,
+    frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], **facts: object,
 ) -> tuple[FaceNetwork, dict]:  # fmt: skip
     """Trains a fresh head `head` that hears the audio window alone, on the frozen encoder: `frame_loss`
-    takes the network, every frame's window (B * K, W, C) and the batch. With `lip_channels`, a fresh lip
-    encoder of that width is trained with it (`with_fresh_head`); otherwise the network's own is frozen.
-    Returns the network and a record of the stage."""
-    torch.manual_seed(seed + seed_offset)  # the head's (and lip encoder's) initial weights
-    net = with_fresh_head(network, head, lip_channels)
+    takes the network, every frame's window (B * K, W, C) and the batch. Returns the network and a
+    record of the stage."""
+    torch.manual_seed(seed + seed_offset)  # the head's initial weights
+    net = with_fresh_head(network, head)
     params = train_only(net, getattr(net, head))
-    if lip_channels:
-        for part in (net.lip_project, net.lip_convs):
-            assert part is not None
-            params += [p.requires_grad_(True) for p in part.parameters()]
     rng = np.random.default_rng(seed + seed_offset)
 
     def loss() -> Tensor:
         batch = random_batch(examples, rng, batch_size)
         B, K = batch["mask"].shape
         delay, _ = lookahead_timing(int(batch["lookahead"]))
-        windows = head_windows(net, batch["features"], K, delay)
+        with torch.no_grad():
+            encoded = net.encode_sequence(batch["features"])
+            windows = frame_windows(encoded, K, delay, net.window)
         return frame_loss(net, windows.reshape(B * K, *windows.shape[2:]), batch)
 
-    lip = {"lip_channels": lip_channels} if lip_channels else {}
-    record = run_recorded_stage(stage, params, loss, steps, learning_rate, **facts, **lip, batch_size=batch_size,
-                                seed=seed)  # fmt: skip
+    record = run_recorded_stage(stage, params, loss, steps, learning_rate, **facts, batch_size=batch_size, seed=seed)
     return net.eval(), record
 
 
@@ -105,5 +81,4 @@ def train_audio_closure(
 ) -> tuple[FaceNetwork, dict]:
     """Returns the network with a trained audio-only closure head and a record of the stage."""
     return train_audio_head(network, "audio_closure", examples, steps, batch_size, seed, SEED_OFFSET,
-                            "audio closure head", LEARNING_RATE, closure_loss, lip_channels=LIP_CHANNELS,
-                            closed_weight=CLOSED_WEIGHT)  # fmt: skip
+                            "audio closure head", LEARNING_RATE, closure_loss, closed_weight=CLOSED_WEIGHT)  # fmt: skip

@@ -59,10 +59,6 @@ class FaceConfig:
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
     audio_closure: bool = False  # the closure head hears the audio window alone (training/audio_closure.py)
     audio_opening: bool = False  # a head for how far the lips are open at least (training/audio_opening.py)
-    # A small encoder of its own for the two audio heads (0: they hear the main encoder's window alone),
-    # trained with the closure head on its loss: the main encoder's features serve the whole face.
-    lip_channels: int = 0
-    lip_dilations: tuple[int, ...] = (1, 2, 4, 1)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -70,8 +66,7 @@ class FaceConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> FaceConfig:
-        tuples = {key: tuple(d[key]) for key in ("dilations", "lip_dilations") if key in d}
-        return FaceConfig(**{**d, **tuples})
+        return FaceConfig(**{**d, "dilations": tuple(d["dilations"])})
 
 
 def lookahead_timing(lookahead: int) -> tuple[int, int]:
@@ -113,20 +108,15 @@ class FaceNetwork(FlowMatching, nn.Module):
         self.closure = nn.Linear(c.hidden, 1)
         # The same decision from the audio alone: neither the emotion nor the model's own history can talk
         # it out of a closure (the head above, which hears both, closes fewer bilabials in some emotions).
-        self.lip_project = nn.Linear(2 * c.n_mels, c.lip_channels) if c.lip_channels else None
-        self.lip_convs = nn.ModuleList(
-            CausalConv1d(c.lip_channels, c.lip_channels, c.kernel_size, d) for d in (c.lip_dilations if c.lip_channels else ())
-        )
-        head_inputs = self.window * (c.channels + c.lip_channels)
         self.audio_closure = (
-            nn.Sequential(nn.Linear(head_inputs, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
+            nn.Sequential(nn.Linear(self.window * c.channels, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
             if c.audio_closure
             else None
         )
         # The least lip gap the audio allows (a low quantile of the teacher's): a voiced open vowel is not
         # made with closed lips, whatever the sampler drew (training/audio_opening.py).
         self.audio_opening = (
-            nn.Sequential(nn.Linear(head_inputs, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
+            nn.Sequential(nn.Linear(self.window * c.channels, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
             if c.audio_opening
             else None
         )
@@ -141,21 +131,6 @@ class FaceNetwork(FlowMatching, nn.Module):
         B, M = features.shape[:2]
         x = (features - self.feature_mean) / self.feature_std
         return self.project(x.reshape(B, M, -1))
-
-    @property
-    def lip_conv_layers(self) -> list[CausalConv1d]:
-        return [cast(CausalConv1d, conv) for conv in self.lip_convs]
-
-    def encode_lip_pairs(self, features: Tensor) -> Tensor:
-        """(B, M, 2, n_mels) raw log-mel pairs -> (B, M, lip_channels), the lip encoder's input."""
-        assert self.lip_project is not None
-        B, M = features.shape[:2]
-        return self.lip_project(((features - self.feature_mean) / self.feature_std).reshape(B, M, -1))
-
-    def encode_lip_sequence(self, features: Tensor) -> Tensor:
-        """(B, M, 2, n_mels) -> (B, M, lip_channels): the whole lip encoder at once (training path)."""
-        h = self.encode_lip_pairs(features).transpose(1, 2)
-        return residual_convs(self.lip_conv_layers, h).transpose(1, 2)
 
     def encode_sequence(self, features: Tensor) -> Tensor:
         """(B, M, 2, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
@@ -183,27 +158,20 @@ class FaceNetwork(FlowMatching, nn.Module):
         return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-HISTORY_BOUND, HISTORY_BOUND)
 
     def closure_probability(self, cond: Tensor, window: Tensor) -> Tensor:
-        """(B, hidden) condition and (B, W, C) the audio heads' window (`head_window`) -> (B,) how closed
-        the lips should be held for a bilabial in this frame: from the audio alone where the network has
-        that head."""
+        """(B, hidden) condition and (B, W, C) audio window -> (B,) how closed the lips should be held for a
+        bilabial in this frame: from the audio alone where the network has that head."""
         if self.audio_closure is not None:
             return torch.sigmoid(CLOSURE_SHARPNESS * self.audio_closure(window.flatten(1))[:, 0])
         return torch.sigmoid(self.closure(cond)[:, 0])
 
     def least_gap(self, window: Tensor) -> Tensor:
-        """(B, W, C) the audio heads' window -> (B,) the lip gap the frame should have at least (`lip_gap`
-        units)."""
+        """(B, W, C) audio window -> (B,) the lip gap the frame should have at least (`lip_gap` units)."""
         assert self.audio_opening is not None
         return nn.functional.softplus(self.audio_opening(window.flatten(1))[:, 0])
 
-    def head_window(self, window: Tensor, lip_window: Tensor | None) -> Tensor:
-        """What the audio heads hear: the main encoder's window, and the lip encoder's beside it."""
-        return window if lip_window is None else torch.cat([window, lip_window], dim=-1)
-
     def finish(self, x: Tensor, cond: Tensor, window: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
-        opened to the least gap, then closed for a bilabial (a closure overrides an opening). `window`:
-        the audio heads' (`head_window`)."""
+        opened to the least gap, then closed for a bilabial (a closure overrides an opening)."""
         face = self.denormalize(x)
         if self.audio_opening is not None:
             face = apply_opening(face, self.least_gap(window))
@@ -342,12 +310,7 @@ class FaceGenerator(StreamingGenerator):
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_channels)),
                 TensorSpec("warmed", (1,)),
-            )
-            + tuple(
-                TensorSpec(f"lip_conv{i}", (c.lip_channels, conv.context))
-                for i, conv in enumerate(network.lip_conv_layers)
-            )
-            + ((TensorSpec("lip_encoded", (self.delay + 1, c.lip_channels)),) if c.lip_channels else ()),
+            ),
             noise=TensorSpec("noise", (c.n_channels,)),
             outputs=(TensorSpec("face", (1, c.n_channels)),),
             inputs_per_step=2,
@@ -375,19 +338,12 @@ class FaceGenerator(StreamingGenerator):
         if self.masks:
             state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
-        pairs = inputs["features"][:, None]
-        encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(pairs), state)
+        encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
         lookahead = self.lookahead_index.expand(B)
         window = pad_window(encoded, net.window)
-        lip_window = None
-        if net.lip_project is not None:
-            lip_encoded, lip_state = encode_step(net.lip_conv_layers, net.encode_lip_pairs(pairs), state,
-                                                 "lip_conv", "lip_encoded")  # fmt: skip
-            new_state |= lip_state | {"lip_encoded": lip_encoded}
-            lip_window = pad_window(lip_encoded, net.window)
         cond = net.condition(window, inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
-        face = net.finish(x, cond, net.head_window(window, lip_window))
+        face = net.finish(x, cond, window)
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
             "encoded": encoded,
@@ -403,20 +359,17 @@ class FaceGenerator(StreamingGenerator):
         features = inputs["features"]  # (B, 2S, n_mels)
         B, T_in, n_mels = features.shape
         S = T_in // 2
-        pairs = features.reshape(B, S, 2, n_mels)
-        encoded = net.encode_sequence(pairs)  # (B, S, C)
-        lip_encoded = net.encode_lip_sequence(pairs) if net.lip_project is not None else None
+        encoded = net.encode_sequence(features.reshape(B, S, 2, n_mels))  # (B, S, C)
         history = features.new_zeros(B, net.config.history_frames, net.config.n_channels)
         lookahead = self.lookahead_index.expand(B)
         frames = []
         for k in range(S - self.delay):
             window = pad_window(encoded[:, k : k + self.delay + 1], net.window)
-            lip_window = None if lip_encoded is None else pad_window(lip_encoded[:, k : k + self.delay + 1], net.window)
             emotion = inputs["emotion"][:, k + self.delay]
             cond = net.condition(window, emotion, lookahead, history)
             x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
-            frames.append(net.finish(x, cond, net.head_window(window, lip_window)))
+            frames.append(net.finish(x, cond, window))
         return {"face": torch.stack(frames, dim=1)}
 
 

@@ -14,7 +14,6 @@ from emostream.runtime.step import StreamingGenerator
 from tests.harness.step_contract import StepContractSuite
 
 SMALL = FaceConfig(channels=32, dilations=(1, 2), hidden=48)
-LIP_CHANNELS = 16
 
 
 def small_network() -> FaceNetwork:
@@ -62,16 +61,15 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
 
 
 def one_step_network() -> FaceNetwork:
-    """The small network with a one-step sampler, nudged away from its start (one Euler step), a lip
-    encoder with an audio-only closure head, and a lip-opening head: what the stages after training add
+    """The small network with a one-step sampler, nudged away from its start (one Euler step), an
+    audio-only closure head and a lip-opening head: what the stages after training add
     (training/face_stages.py)."""
     from emostream.training.audio_closure import with_fresh_head
     from emostream.training.distil_face import with_one_step
 
     torch.manual_seed(2)
-    closing = with_fresh_head(with_one_step(small_network()), "audio_closure", lip_channels=LIP_CHANNELS)
-    network = with_fresh_head(closing, "audio_opening")
-    assert network.one_step is not None and network.lip_project is not None
+    network = with_fresh_head(with_fresh_head(with_one_step(small_network()), "audio_closure"), "audio_opening")
+    assert network.one_step is not None
     with torch.no_grad():
         network.one_step.time.add_(0.5)
     return network.eval()
@@ -85,14 +83,14 @@ class TestFaceGeneratorWithTheStagesAfterTraining(StepContractSuite):
 def test_the_audio_closure_head_hears_neither_the_emotion_nor_the_history() -> None:
     network = one_step_network()
     torch.manual_seed(3)
-    window = torch.randn(4, network.window, SMALL.channels + LIP_CHANNELS)  # the main encoder's, the lips'
+    window = torch.randn(4, network.window, SMALL.channels)
     conditions = [torch.randn(4, SMALL.hidden) for _ in range(2)]
     with torch.no_grad():
         first, second = (network.closure_probability(cond, window) for cond in conditions)
         assert torch.equal(first, second)
-        plain, plain_window = small_network(), window[..., : SMALL.channels]
-        assert not torch.equal(plain.closure_probability(conditions[0], plain_window),
-                               plain.closure_probability(conditions[1], plain_window))  # fmt: skip
+        plain = small_network()
+        assert not torch.equal(plain.closure_probability(conditions[0], window),
+                               plain.closure_probability(conditions[1], window))  # fmt: skip
 
 
 def test_the_opening_head_opens_closed_lips_and_leaves_open_ones() -> None:
