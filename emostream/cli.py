@@ -254,6 +254,7 @@ BENCHMARKS = {
     "bridges": "emostream.benchmarks.bridges",
     "web-page": "emostream.benchmarks.headless_page",
     "closure-head": "emostream.benchmarks.closure_head",
+    "false-closures": "emostream.benchmarks.false_closures",
 }
 
 
