@@ -11,6 +11,11 @@
 4. 3 s crops, the take's emotion on every frame: cross-entropy on the logits and squared error on arousal
    and valence (the emotion's place on the circumplex), both weighted by the speech gate and skipping
    the first 0.4 s, which no causal estimate can know.
+5. With a speaker reference (`--reference-s`, runtime/models/voice_emotion.py), each crop is the end of
+   a session: 0 to MAX_CONTEXT other takes by the same voice, in any emotions, came before it. The
+   reference starts from all but the last of them (their gated mean, what streaming them would leave),
+   and the last one's final PREVIOUS_S and a pause are replayed before the crop, so the estimator learns
+   to leave the previous take's emotion behind; the loss skips them. No context at all is a fresh stream.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from emostream.runtime.audio import FEATURE_RATE_HZ, LogMelFrontEnd
-from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, VoiceEmotion
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, STEP_S, VoiceEmotion
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.augment import add_noise, channel, reverb
 from emostream.training.emotional_speech import AROUSAL_VALENCE, Prosody, Take, build_takes
@@ -38,6 +43,11 @@ CHECKPOINT = ROOT / "runtime" / "assets" / "voice_emotion.pt"
 CROP_S = 3.0
 WARMUP_S = 0.4
 REAL_NEUTRAL_SHARE = 0.15  # of each batch
+REFERENCE_S = 60.0  # the speaker reference's horizon, seconds of speech
+MAX_CONTEXT = 8  # takes by the same voice that may come before a crop in its session
+PREVIOUS_S = 2.0  # of the session's previous take, replayed before a crop
+PREVIOUS_FRAMES = int(PREVIOUS_S * FEATURE_RATE_HZ)
+PAUSE_FRAMES = int(0.5 * FEATURE_RATE_HZ)
 
 
 def corpus_texts(corpus: Path, held_out: bool) -> list[str]:
@@ -115,38 +125,95 @@ def real_neutral_features() -> list[np.ndarray]:
     return [features(u.audio, u.rate) for u in utterances]
 
 
+class Speakers:
+    """Who speaks each piece (feature array) and what streaming it leaves in a speaker reference: the
+    gated sum of its normalised frames and its seconds of speech. Pieces are grouped by voice and by
+    version (clean, or through a channel), so a session keeps one sound."""
+
+    def __init__(self, model: VoiceEmotion, feats: list[np.ndarray], groups: list[str]) -> None:
+        sums, seconds = [], []
+        with torch.no_grad():
+            for f in feats:
+                even = f[: f.shape[0] // INPUTS_PER_STEP * INPUTS_PER_STEP].astype(np.float32)
+                x, gate = model.frames(torch.from_numpy(even)[None])
+                sums.append((gate[0, :, None] * x[0]).sum(0).numpy())
+                seconds.append(float(gate.sum()) * STEP_S)
+        self.sums, self.seconds = np.array(sums), np.array(seconds)
+        self.members: dict[str, np.ndarray] = {}
+        for g in sorted(set(groups)):
+            self.members[g] = np.array([i for i, h in enumerate(groups) if h == g])
+        self.group = groups
+
+    def context(self, rng: np.random.Generator, piece: int, reference_s: float) -> tuple[np.ndarray, float, int]:
+        """What 0 to MAX_CONTEXT other pieces of `piece`'s group leave: the reference and its seconds after
+        all but the last of them, and the last (-1: none), which the crop's stream replays before it."""
+        others = self.members[self.group[piece]]
+        others = others[others != piece]
+        chosen = rng.choice(others, size=min(int(rng.integers(MAX_CONTEXT + 1)), others.size), replace=False)
+        if chosen.size == 0:
+            return np.zeros(self.sums.shape[1], np.float32), 0.0, -1
+        earlier = chosen[:-1]
+        seconds = float(self.seconds[earlier].sum())
+        if seconds == 0.0:
+            return np.zeros(self.sums.shape[1], np.float32), 0.0, int(chosen[-1])
+        reference = self.sums[earlier].sum(0) / (seconds / STEP_S)
+        return reference.astype(np.float32), min(seconds, reference_s), int(chosen[-1])
+
+
+def prefix_frames(speakers: Speakers | None) -> int:
+    """Feature frames before each crop: the previous piece's end and a pause, with a session; else none."""
+    return 0 if speakers is None else PREVIOUS_FRAMES + PAUSE_FRAMES
+
+
 def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray],
-               batch: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """`batch` crops of CROP_S (padded with silence where a take is shorter) and their labels."""
+               batch: int, speakers: Speakers | None = None, reference_s: float = 0.0,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`batch` crops of CROP_S (padded with silence where a take is shorter), their labels, and the
+    speaker reference (batch, N_MELS) and its seconds (batch, 1) each starts from (zero without
+    `speakers`). `speakers` covers `feats` then `real`. With `speakers`, each crop is preceded by the end
+    of the session's previous piece (PREVIOUS_S) and a pause, or by silence in a fresh stream: the first
+    `prefix_frames(speakers)` frames, which the loss leaves out."""
     length = int(CROP_S * FEATURE_RATE_HZ) // INPUTS_PER_STEP * INPUTS_PER_STEP
-    x = np.full((batch, length, feats[0].shape[1]), np.log(1e-6), np.float32)
+    prefix = prefix_frames(speakers)
+    every = feats + real
+    x = np.full((batch, prefix + length, feats[0].shape[1]), np.log(1e-6), np.float32)
     y = np.zeros(batch, np.int64)
+    reference = np.zeros((batch, feats[0].shape[1]), np.float32)
+    heard = np.zeros((batch, 1), np.float32)
     for b in range(batch):
         if real and rng.random() < REAL_NEUTRAL_SHARE:
-            f, label = real[int(rng.integers(len(real)))], EMOTIONS.index("neutral")
+            k = len(feats) + int(rng.integers(len(real)))
+            f, label = real[k - len(feats)], EMOTIONS.index("neutral")
         else:
             k = int(rng.integers(len(feats)))
             f, label = feats[k], int(labels[k])
         start = int(rng.integers(max(1, f.shape[0] - length + 1)))
         piece = f[start : start + length]
-        x[b, : piece.shape[0]] = piece
+        x[b, prefix : prefix + piece.shape[0]] = piece
         y[b] = label
-    return torch.from_numpy(x), torch.from_numpy(y)
+        if speakers is not None:
+            reference[b], heard[b, 0], previous = speakers.context(rng, k, reference_s)
+            if previous >= 0:
+                tail = every[previous][-int(PREVIOUS_S * FEATURE_RATE_HZ) :]
+                x[b, PREVIOUS_FRAMES - tail.shape[0] : PREVIOUS_FRAMES] = tail
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(reference), torch.from_numpy(heard)
 
 
 def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
-          batch: int, seed: int) -> dict[str, float]:  # fmt: skip
+          batch: int, seed: int, speakers: Speakers | None = None) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
-    warmup = int(WARMUP_S * FEATURE_RATE_HZ / INPUTS_PER_STEP)
+    warmup = (prefix_frames(speakers) + int(WARMUP_S * FEATURE_RATE_HZ)) // INPUTS_PER_STEP
     progress = tqdm(range(steps), desc="voice emotion")
     loss_value = float("nan")
     for _ in progress:
-        x, y = crop_batch(rng, feats, labels, real, batch)
+        x, y, reference, heard = crop_batch(rng, feats, labels, real, batch, speakers, model.reference_s)
         inputs, gate = model.frames(x)
+        if model.reference_s > 0:
+            inputs, _, _ = model.with_reference(inputs, gate, reference, heard)
         logits, av, _ = model.raw(inputs)
         logits, av, gate = logits[:, warmup:], av[:, warmup:], gate[:, warmup:]
         weight = gate / gate.sum().clamp(min=1.0)
@@ -175,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=96, help="width of the estimator's GRU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
+    parser.add_argument("--reference-s", type=float, default=REFERENCE_S,
+                        help="the speaker reference's horizon in seconds of speech (0: none)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     started = time.time()
@@ -186,19 +255,25 @@ def main(argv: list[str] | None = None) -> None:
     load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
     feats, labels = build_features(takes, args.seed)
     real = [] if args.no_real else real_neutral_features()
-    model = VoiceEmotion(hidden=args.hidden)
+    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
     model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
-    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed)
+    speakers = None
+    if args.reference_s > 0:  # feats are each take clean, then through a channel; real speech is one speaker
+        groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
+        speakers = Speakers(model, feats + real, groups)
+    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
-        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, **result,
+        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
+        "max_context_takes": MAX_CONTEXT, **result,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": "voice_emotion", "config": {"hidden": model.hidden, "smoothing_s": model.smoothing_s},
+    config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "reference_s": model.reference_s}
+    torch.save({"kind": "voice_emotion", "config": config,
                 "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
     print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")
 

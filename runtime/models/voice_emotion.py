@@ -7,6 +7,14 @@ blend and the two axes are then averaged exponentially with a time constant of S
 while someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The
 smoothed blend is stored as its difference from neutral: the zero state of the step contract is then a
 neutral estimate, which is where every stream starts.
+
+A speaker reference (`reference_s` > 0): the stream's own average of the normalised frames while someone
+speaks, over up to `reference_s` seconds of speech, so the estimate can hear "lower and quieter than this
+speaker usually is" and not only "a low, quiet voice" (speaker normalisation, as in Busso, Mariooryad,
+Metallinou and Narayanan 2013, "Iterative feature normalization scheme for automatic emotion detection
+from speech", IEEE Trans. Affective Computing 4). The GRU hears each frame, its difference from the
+reference, and how much speech the reference rests on (0 to 1). At the start of a stream the reference
+is the first speech itself; a presenter's stream soon holds minutes of their voice.
 """
 
 from __future__ import annotations
@@ -35,24 +43,28 @@ NEUTRAL = EMOTIONS.index("neutral")
 INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 SMOOTHING_S = 0.6  # time constant of the exponential average
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
+STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 
 
 class VoiceEmotion(StreamingGenerator):
     mean: Tensor  # (N_MELS,) buffers: the training set's log-mel statistics
     std: Tensor
 
-    def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S) -> None:
+    def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0) -> None:
         super().__init__()
         self.hidden = hidden
         self.smoothing_s = smoothing_s
+        self.reference_s = reference_s
         self.register_buffer("mean", torch.zeros(N_MELS))
         self.register_buffer("std", torch.ones(N_MELS))
-        self.encode = nn.Sequential(nn.Linear(N_MELS, hidden), nn.GELU())
+        inputs = 2 * N_MELS + 1 if reference_s > 0 else N_MELS
+        self.encode = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU())
+        reference = (TensorSpec("reference", (N_MELS,)), TensorSpec("heard", (1,))) if reference_s > 0 else ()
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, N_EMOTIONS + 2)
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (INPUTS_PER_STEP, N_MELS)),),
-            state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,))),
+            state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,)), *reference),
             noise=TensorSpec("noise", (1,)),
             outputs=(TensorSpec("emotion", (1, N_EMOTIONS)), TensorSpec("arousal_valence", (1, 2))),
             inputs_per_step=INPUTS_PER_STEP,
@@ -63,7 +75,8 @@ class VoiceEmotion(StreamingGenerator):
 
     @property
     def engine_name(self) -> str:
-        return f"voiceemotion-h{self.hidden}" + ("" if self.masks else "-compact")
+        reference = f"-ref{self.reference_s:g}" if self.reference_s > 0 else ""
+        return f"voiceemotion-h{self.hidden}{reference}" + ("" if self.masks else "-compact")
 
     @property
     def alpha(self) -> float:
@@ -77,6 +90,23 @@ class VoiceEmotion(StreamingGenerator):
         lo, hi = SPEECH_GATE
         gate = ((pooled.mean(dim=-1) - lo) / (hi - lo)).clamp(0.0, 1.0)
         return (pooled - self.mean) / self.std, gate
+
+    def with_reference(
+        self, x: Tensor, gate: Tensor, reference: Tensor, heard: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The GRU's inputs (batch, n, 2 N_MELS + 1) for frames x (batch, n, N_MELS) with speech gate
+        (batch, n), from a reference (batch, N_MELS) resting on `heard` (batch, 1) seconds of speech; and the
+        reference and seconds after them. A running mean of the speech frames, which once `reference_s`
+        seconds are heard becomes an exponential average of that time constant."""
+        out = []
+        for k in range(x.shape[1]):
+            weight = gate[:, k : k + 1] * STEP_S
+            total = heard + weight
+            reference = reference + weight / total.clamp(min=1e-6) * (x[:, k] - reference)
+            heard = total.clamp(max=self.reference_s)
+            difference = torch.where(heard > 0, x[:, k] - reference, torch.zeros_like(reference))  # none yet
+            out.append(torch.cat([x[:, k], difference, heard / self.reference_s], dim=-1))
+        return torch.stack(out, dim=1), reference, heard
 
     def raw(self, x: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Unsmoothed per-step logits (batch, n, 8), arousal-valence (batch, n, 2) and the last hidden."""
@@ -103,10 +133,14 @@ class VoiceEmotion(StreamingGenerator):
         if self.masks:
             state = apply_reset(state, self.init_state(reset.shape[0], reset.device), reset)
         x, gate = self.frames(inputs["features"])
+        new_state = {}
+        if self.reference_s > 0:
+            x, reference, heard = self.with_reference(x, gate, state["reference"], state["heard"])
+            new_state |= {"reference": reference, "heard": heard}
         logits, axes, last = self.raw(x, state["hidden"][None].contiguous())
         weight = self.alpha * gate[:, :1]
         smoothed = state["smoothed"] + weight * (self._estimate(logits[:, 0], axes[:, 0]) - state["smoothed"])
-        new_state = {"hidden": last[0], "smoothed": smoothed}
+        new_state |= {"hidden": last[0], "smoothed": smoothed}
         outputs = {k: v[:, None] for k, v in self._outputs(smoothed).items()}
         if self.masks:
             new_state = keep_inactive(new_state, old, active)
@@ -116,6 +150,8 @@ class VoiceEmotion(StreamingGenerator):
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
         """The smoothed estimate for every step of whole sequences, as `step` gives it frame by frame."""
         x, gate = self.frames(inputs["features"])
+        if self.reference_s > 0:
+            x, _, _ = self.with_reference(x, gate, x.new_zeros(x.shape[0], N_MELS), x.new_zeros(x.shape[0], 1))
         logits, axes, _ = self.raw(x)
         estimate = self._estimate(logits, axes)
         smoothed = torch.zeros_like(estimate[:, 0])

@@ -13,6 +13,27 @@ class TestVoiceEmotionStep(StepContractSuite):
         return VoiceEmotion(hidden=16)
 
 
+class TestVoiceEmotionWithASpeakerReferenceStep(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return VoiceEmotion(hidden=16, reference_s=2.0)
+
+
+def test_the_speaker_reference_averages_speech_and_ignores_silence() -> None:
+    model = VoiceEmotion(hidden=16, reference_s=2.0).eval()
+    loud, quiet = torch.full((1, 1, N_MELS), -2.0), torch.full((1, 1, N_MELS), -6.0)
+    silence = torch.full((1, 40, N_MELS), math.log(LOG_FLOOR))
+    features = torch.cat([silence, loud.expand(1, 60, -1), silence, quiet.expand(1, 60, -1)], dim=1)
+    x, gate = model.frames(features)
+    with torch.no_grad():
+        inputs, reference, heard = model.with_reference(x, gate, torch.zeros(1, N_MELS), torch.zeros(1, 1))
+    # 0.5 s of each level: an equal mean of the two, over one second of speech, the silences left out
+    assert torch.allclose(reference, torch.full((1, N_MELS), -4.0), atol=1e-4)
+    assert torch.allclose(heard, torch.tensor([[1.0]]), atol=1e-4)
+    assert torch.allclose(inputs[0, :20, N_MELS:], torch.zeros(20, N_MELS + 1))  # silence: no reference yet
+    assert torch.allclose(inputs[0, 49, N_MELS:-1], torch.zeros(N_MELS), atol=1e-4)  # only loud speech so far
+    assert torch.allclose(inputs[0, -1, N_MELS:-1], torch.full((N_MELS,), -2.0), atol=1e-4)  # quieter than usual
+
+
 def _steps(model: VoiceEmotion, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     out = model.forward_sequence({"features": features}, torch.zeros(1, features.shape[1] // INPUTS_PER_STEP, 1))
     return out["emotion"][0], out["arousal_valence"][0]
