@@ -133,7 +133,7 @@ class VoiceEmotion(StreamingGenerator):
         if self.masks:
             state = apply_reset(state, self.init_state(reset.shape[0], reset.device), reset)
         x, gate = self.frames(inputs["features"])
-        new_state = {}
+        new_state: TensorDict = {}
         if self.reference_s > 0:
             x, reference, heard = self.with_reference(x, gate, state["reference"], state["heard"])
             new_state |= {"reference": reference, "heard": heard}
