@@ -1,6 +1,6 @@
 """Trains the voice-emotion estimator (runtime/models/voice_emotion.py) from scratch:
 
-    emostream train voice-emotion [--per-emotion 400] [--steps 2500]
+    emostream train voice-emotion [--per-emotion 400] [--steps 5000]
 
 1. Emotional takes of the corpus sentences by the training voices (training/emotional_speech.py), built
    once into training/data/emotional/ (held-out voices' takes beside them, for the benchmark).
@@ -44,7 +44,7 @@ CROP_S = 3.0
 WARMUP_S = 0.4
 REAL_NEUTRAL_SHARE = 0.15  # of each batch
 REFERENCE_S = 60.0  # the speaker reference's horizon, seconds of speech
-MAX_CONTEXT = 8  # takes by the same voice that may come before a crop in its session
+MAX_CONTEXT = 24  # takes by the same voice that may come before a crop in its session
 PREVIOUS_S = 2.0  # of the session's previous take, replayed before a crop
 PREVIOUS_FRAMES = int(PREVIOUS_S * FEATURE_RATE_HZ)
 PAUSE_FRAMES = int(0.5 * FEATURE_RATE_HZ)
@@ -194,7 +194,7 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
         if speakers is not None:
             reference[b], heard[b, 0], previous = speakers.context(rng, k, reference_s)
             if previous >= 0:
-                tail = every[previous][-int(PREVIOUS_S * FEATURE_RATE_HZ) :]
+                tail = every[previous][-PREVIOUS_FRAMES:]
                 x[b, PREVIOUS_FRAMES - tail.shape[0] : PREVIOUS_FRAMES] = tail
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(reference), torch.from_numpy(heard)
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the sentences come from (its manifest.json)")  # fmt: skip
     parser.add_argument("--per-emotion", type=int, default=400, help="training takes per emotion")
     parser.add_argument("--held-out-per-emotion", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=96, help="width of the estimator's GRU")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
     feats, labels = build_features(takes, args.seed)
     real = [] if args.no_real else real_neutral_features()
+    torch.manual_seed(args.seed)  # the initial weights: the same seed gives the same checkpoint
     model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
     model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
