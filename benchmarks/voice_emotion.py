@@ -68,14 +68,16 @@ def take_features(take: dict[str, Any]) -> np.ndarray:
     return even_features(audio, rate)
 
 
-def in_sessions(model: VoiceEmotion, takes: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Each take's (blend, axes, gate) steps as heard within its voice's session (see the docstring)."""
+def in_sessions(model: VoiceEmotion, takes: list[dict[str, Any]], feats: list[np.ndarray],
+                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+    """Each take's (blend, axes, gate) steps as heard within its voice's session (see the docstring);
+    `feats`: each take's `take_features`."""
     rng = np.random.default_rng(0)
     pause = np.full((int(0.5 * FEATURE_RATE_HZ), N_MELS), math.log(LOG_FLOOR), np.float32)
     out: list[Any] = [None] * len(takes)
     for voice in sorted({t["voice"] for t in takes}):
         order = rng.permutation([i for i, t in enumerate(takes) if t["voice"] == voice])
-        pieces = [take_features(takes[i]) for i in order]
+        pieces = [feats[i] for i in order]
         stream = np.concatenate([p for piece in pieces for p in (piece, pause)])
         blend, axes, gate = estimate_features(model, stream)
         start = 0
@@ -86,14 +88,19 @@ def in_sessions(model: VoiceEmotion, takes: list[dict[str, Any]]) -> list[tuple[
     return out
 
 
-def synthetic(model: VoiceEmotion, sessions: bool = False) -> dict[str, Any]:
-    manifest = json.loads((DATA / "held_out" / "manifest.json").read_text())
+def held_out_takes() -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The held-out takes and their log-mel frames, read once for both ways of judging them."""
+    takes = json.loads((DATA / "held_out" / "manifest.json").read_text())["takes"]
+    return takes, [take_features(t) for t in takes]
+
+
+def synthetic(model: VoiceEmotion, takes: list[dict[str, Any]], feats: list[np.ndarray], sessions: bool = False,
+              ) -> dict[str, Any]:  # fmt: skip
     confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)
     frame_hits = frame_total = 0
     arousal_est, arousal_true = [], []
-    heard = in_sessions(model, manifest["takes"]) if sessions else None
-    for k, take in enumerate(manifest["takes"]):
-        blend, axes, gate = heard[k] if heard else estimate_features(model, take_features(take))
+    heard = in_sessions(model, takes, feats) if sessions else [estimate_features(model, f) for f in feats]
+    for take, (blend, axes, gate) in zip(takes, heard, strict=True):
         truth = EMOTIONS.index(take["emotion"])
         confusion[truth, int(np.argmax(blend[-1]))] += 1
         settled = (np.arange(len(blend)) * STEP_S >= SETTLE_S) & (gate > 0.5)
@@ -102,8 +109,8 @@ def synthetic(model: VoiceEmotion, sessions: bool = False) -> dict[str, Any]:
         arousal_est.append(float(axes[settled, 0].mean()) if settled.any() else 0.0)
         arousal_true.append(AROUSAL_VALENCE[take["emotion"]][0])
     return {
-        "takes": len(manifest["takes"]),
-        "voices": sorted({t["voice"] for t in manifest["takes"]}),
+        "takes": len(takes),
+        "voices": sorted({t["voice"] for t in takes}),
         "take_accuracy": float(np.trace(confusion) / confusion.sum()),
         "frame_accuracy_after_1s": frame_hits / max(frame_total, 1),
         "arousal_correlation": float(np.corrcoef(arousal_est, arousal_true)[0, 1]),
@@ -277,9 +284,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--utterances", type=int, default=60)
     args = parser.parse_args(argv)
     model, metadata = load_voice_emotion(args.checkpoint)
+    takes, feats = held_out_takes()
     result = {"benchmark": "voice_emotion", "machine": machine(), "checkpoint": args.checkpoint.name,
-              "checkpoint_created": metadata.get("created"), "synthetic": synthetic(model),
-              "synthetic_sessions": synthetic(model, sessions=True),
+              "checkpoint_created": metadata.get("created"), "synthetic": synthetic(model, takes, feats),
+              "synthetic_sessions": synthetic(model, takes, feats, sessions=True),
               "real": real_speech(model), "lipsync": lipsync(model, args.corpus, args.utterances),
               "compute": compute(model)}  # fmt: skip
     write_report(args.name, result, report(result), plot)

@@ -182,11 +182,11 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
     heard = np.zeros((batch, 1), np.float32)
     for b in range(batch):
         if real and rng.random() < REAL_NEUTRAL_SHARE:
-            k = len(feats) + int(rng.integers(len(real)))
-            f, label = real[k - len(feats)], EMOTIONS.index("neutral")
+            k, label = len(feats) + int(rng.integers(len(real))), EMOTIONS.index("neutral")
         else:
             k = int(rng.integers(len(feats)))
-            f, label = feats[k], int(labels[k])
+            label = int(labels[k])
+        f = every[k]
         start = int(rng.integers(max(1, f.shape[0] - length + 1)))
         piece = f[start : start + length]
         x[b, prefix : prefix + piece.shape[0]] = piece
