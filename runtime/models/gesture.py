@@ -60,7 +60,7 @@ from emostream.runtime.step import (
 FEATURES_PER_FRAME = 4  # 120 Hz log-mel frames per 30 fps body frame
 POSE_BOUND = 6.0  # produced poses are clamped to +-6 standard deviations (normalised units)
 DEFAULT_TEMPERATURE = 0.6  # noise scale at sampling (docs/gestures.md: chosen on held-out voices)
-DEFAULT_SMOOTHING = 0.75  # weight of the new pose in the output's one-pole low-pass (1: no smoothing)
+DEFAULT_SMOOTHING = 1.0  # weight of the new pose in the output's one-pole low-pass (1: none; docs/gestures.md)
 DEFAULT_GUIDANCE = 1.0  # no guidance unless the checkpoint carries one (docs/gestures.md)
 STYLE_CLIP_FRAMES = (120, 300)  # a style reference clip: 4 to 10 s at 30 fps
 
