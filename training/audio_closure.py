@@ -99,8 +99,11 @@ def train_audio_closure(
     record of the stage."""
     net, record = train_audio_head(network, "audio_closure", examples, steps, batch_size, seed, SEED_OFFSET,
                                    "audio closure head", LEARNING_RATE, closure_loss, closed_weight=CLOSED_WEIGHT,
-                                   target="teacher closure eroded one frame each side", logit_offset=LOGIT_OFFSET)  # fmt: skip
+                                   target="teacher closure eroded one frame each side",
+                                   logit_offset=LOGIT_OFFSET)  # fmt: skip
     assert net.audio_closure is not None
+    output = net.audio_closure[-1]
+    assert isinstance(output, torch.nn.Linear)
     with torch.no_grad():
-        net.audio_closure[-1].bias += LOGIT_OFFSET
+        output.bias += LOGIT_OFFSET
     return net, record

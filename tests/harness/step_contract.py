@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -68,6 +69,10 @@ def drop_warmup(model: StreamingGenerator, frames: TensorDict) -> TensorDict:
 class StepContractSuite:
     """Mix into a test class and define `make_model`; pytest collects the checks below."""
 
+    # The largest difference between streamed and offline frames, per output; an output derived from
+    # another by a step that magnifies rounding (a normalisation, a square root) may need more.
+    streaming_tolerance: ClassVar[dict[str, float]] = {}
+
     def make_model(self) -> StreamingGenerator:
         raise NotImplementedError
 
@@ -85,7 +90,8 @@ class StepContractSuite:
         for name, expected in offline.items():
             assert streamed[name].shape == expected.shape, name
             error = (streamed[name] - expected).abs().max().item()
-            assert error < 1e-5, f"{name}: streaming differs from offline by {error:.2e}"
+            limit = self.streaming_tolerance.get(name, 1e-5)
+            assert error < limit, f"{name}: streaming differs from offline by {error:.2e}"
 
     def test_frames_ignore_input_past_the_lookahead(self, model: StreamingGenerator) -> None:
         spec = model.spec

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -45,27 +47,34 @@ def sequence(frames: int, seed: int, emotion: int | None = None) -> tuple[dict[s
     return inputs, torch.randn(1, frames, 8, generator=torch.Generator().manual_seed(seed))
 
 
-class TestGestureGeneratorTwoSteps(StepContractSuite):
+class GestureStepContract(StepContractSuite):
+    # The wire's quaternions come from the 6D pose by Gram-Schmidt and a square root, which magnify the
+    # pose's rounding (streamed and offline poses differ by about 4e-7) where a random network's 6D
+    # vectors are nearly parallel.
+    streaming_tolerance: ClassVar[dict[str, float]] = {"body": 1e-4}
+
+
+class TestGestureGeneratorTwoSteps(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(), n_steps=2)
 
 
-class TestGuidedGestureGeneratorWithEmotionPosture(StepContractSuite):
+class TestGuidedGestureGeneratorWithEmotionPosture(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, posture=True), n_steps=2, guidance=2.5)
 
 
-class TestGuidedGestureGeneratorWithEmotionFilm(StepContractSuite):
+class TestGuidedGestureGeneratorWithEmotionFilm(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, film=True), n_steps=2, guidance=2.0)
 
 
-class TestGestureGeneratorWithATemperaturePerEmotion(StepContractSuite):
+class TestGestureGeneratorWithATemperaturePerEmotion(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(posture=True, temperatures=True), n_steps=2)
 
 
-class TestGestureGeneratorNoLookaheadOneStep(StepContractSuite):
+class TestGestureGeneratorNoLookaheadOneStep(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(lookahead=0), n_steps=1)
 
