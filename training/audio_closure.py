@@ -10,8 +10,8 @@ viewer sees; a lip press on an open vowel is rarer than a miss in the teacher's 
 Most false closures sit on the short vowel beside a bilabial, one frame early or late (`emostream bench
 false-closures`), so the target is the teacher's curve eroded by a frame at each edge of a closed run that
 is long enough to keep a core; a short run keeps its frames. Erosion alone makes the head close less
-often, so a fixed offset on its logit (`LOGIT_OFFSET`) gives the recall back; both were measured in
-docs/real-voices.md (results/real_voices-eroded-target-bias1-full.md).
+often, so a fixed offset on its logit (`LOGIT_OFFSET`) gives the recall back; docs/real-voices.md has
+the figures with and without each.
 """
 
 from __future__ import annotations

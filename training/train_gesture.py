@@ -283,8 +283,8 @@ def window_statistics(poses: Tensor, jerk: bool = False) -> list[Tensor]:
 def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2) -> Tensor:
     """The model running free over each crop, as it does in a stream: from the crop's true history, each
     frame is sampled (noise, the sampler's Euler steps, the network's own temperature) and fed back as
-    history, and the output is low-passed as the generator does. (B, CROP, P) normalised poses with the
-    emotion's posture on."""
+    history, and the output is low-passed as the generator did when the shipped model was trained
+    (`ROLLOUT_SMOOTHING`). (B, CROP, P) normalised poses with the emotion's posture on."""
     c = net.config
     back = batch["poses"].shape[1] - CROP
     D = c.lookahead_frames

@@ -308,7 +308,8 @@ class GestureGenerator(StreamingGenerator):
         self.network = network
         self.n_steps = n_steps
         # A lower sampling temperature keeps the motion nearer the conditional mean, where emotion and style
-        # show; the output low-pass takes the frame-to-frame sampling jitter out (about one frame of lag).
+        # show; an output low-pass (smoothing below 1) takes frame-to-frame jitter out for about a frame of
+        # lag, and blunts the strokes, so by default there is none (docs/gestures.md).
         # No temperature: the network's own per emotion where it has them, else the default for all.
         if temperature is None and not network.config.emotion_temperature:
             temperature = DEFAULT_TEMPERATURE
