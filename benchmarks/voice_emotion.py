@@ -31,15 +31,14 @@ import soundfile
 import torch
 
 from emostream.benchmarks.common import machine, step_cost, write_report
-from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS, LogMelFrontEnd
-from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, VoiceEmotion, load_voice_emotion
+from emostream.runtime.audio import LOG_FLOOR, N_MELS, LogMelFrontEnd
+from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, STEP_S, VoiceEmotion, load_voice_emotion
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.augment import speed
 from emostream.training.emotional_speech import AROUSAL_VALENCE
-from emostream.training.train_voice_emotion import CHECKPOINT, DATA
+from emostream.training.train_voice_emotion import CHECKPOINT, DATA, PAUSE_FRAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 SETTLE_S = 1.0  # frames before this are the estimate's warm-up, left out of frame accuracy
 LOUDER_DB, HIGHER_ST = 6.0, 3.0
 
@@ -73,7 +72,7 @@ def in_sessions(model: VoiceEmotion, takes: list[dict[str, Any]], feats: list[np
     """Each take's (blend, axes, gate) steps as heard within its voice's session (see the docstring);
     `feats`: each take's `take_features`."""
     rng = np.random.default_rng(0)
-    pause = np.full((int(0.5 * FEATURE_RATE_HZ), N_MELS), math.log(LOG_FLOOR), np.float32)
+    pause = np.full((PAUSE_FRAMES, N_MELS), math.log(LOG_FLOOR), np.float32)  # the trainer's pause between takes
     out: list[Any] = [None] * len(takes)
     for voice in sorted({t["voice"] for t in takes}):
         order = rng.permutation([i for i, t in enumerate(takes) if t["voice"] == voice])

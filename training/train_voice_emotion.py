@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emostream.runtime.audio import FEATURE_RATE_HZ, LogMelFrontEnd
+from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, LogMelFrontEnd
 from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, STEP_S, VoiceEmotion
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.augment import add_noise, channel, reverb
@@ -176,7 +176,7 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
     length = int(CROP_S * FEATURE_RATE_HZ) // INPUTS_PER_STEP * INPUTS_PER_STEP
     prefix = prefix_frames(speakers)
     every = feats + real
-    x = np.full((batch, prefix + length, feats[0].shape[1]), np.log(1e-6), np.float32)
+    x = np.full((batch, prefix + length, feats[0].shape[1]), np.log(LOG_FLOOR), np.float32)
     y = np.zeros(batch, np.int64)
     reference = np.zeros((batch, feats[0].shape[1]), np.float32)
     heard = np.zeros((batch, 1), np.float32)
