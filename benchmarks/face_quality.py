@@ -28,6 +28,7 @@ from emostream.runtime.audio import N_MELS, LogMelFrontEnd
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
+from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
 from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
@@ -87,7 +88,15 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
     state = generator.init_state(B)
     emotions = torch.from_numpy(np.tile(emotion, (B, n_steps, 1)))
     if estimator is not None:
-        estimate = estimator.forward_sequence({"features": torch.from_numpy(feats)}, torch.zeros(B, n_steps, 1))
+        heard = feats
+        if estimator.pitch:  # the same frames' pitch beside them (silence: none)
+            heard = np.concatenate([feats, np.zeros((B, 2 * n_steps, N_PITCH), np.float32)], axis=2)
+            for b, u in enumerate(utterances):
+                n = min(u.features.shape[0], 2 * n_steps - generator.prefix)
+                pitch = pitch_frames(model_rate(u.audio, u.rate), n)
+                heard[b, generator.prefix : generator.prefix + n, N_MELS:] = pitch
+        split = estimator.split(torch.from_numpy(heard))
+        estimate = estimator.forward_sequence(split, torch.zeros(B, n_steps, 1))
         emotions = estimate["emotion"]
     yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
     frames = []

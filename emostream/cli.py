@@ -248,6 +248,7 @@ BENCHMARKS = {
     "real-voices": "emostream.benchmarks.real_voices",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
     "voice-emotion": "emostream.benchmarks.voice_emotion",
+    "voice-emotion-ceiling": "emostream.benchmarks.voice_emotion_ceiling",
     "latency": "emostream.benchmarks.latency",
     "capacity": "emostream.benchmarks.capacity",
     "backends": "emostream.benchmarks.backends",

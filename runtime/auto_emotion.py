@@ -18,6 +18,7 @@ import torch
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.controls import emotion_vector
 from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, VoiceEmotion
+from emostream.runtime.pitch import PitchFrontEnd
 
 
 class VoiceEmotionStream:
@@ -27,8 +28,9 @@ class VoiceEmotionStream:
         self.model = model
         self.frontend = LogMelFrontEnd(sample_rate_hz)
         self.frontend_state = self.frontend.init_state()
+        self.pitch = PitchFrontEnd(sample_rate_hz) if model.pitch else None
         self.state = model.init_state(1)
-        self.pending = np.zeros((0, model.spec.inputs[0].shape[1]), np.float32)
+        self.pending = np.zeros((0, model.width), np.float32)
         self.blend = emotion_vector("neutral", 1.0)
         self.arousal_valence = np.zeros(2, np.float32)
         assert self.blend[NEUTRAL] == 1.0
@@ -37,12 +39,14 @@ class VoiceEmotionStream:
     def push(self, pcm: np.ndarray) -> np.ndarray:
         """Consumes a chunk; returns the smoothed blend after it (8,)."""
         frames, self.frontend_state = self.frontend.push(self.frontend_state, pcm, max_seconds=None)
+        if self.pitch is not None:  # both front-ends complete a frame with the same model-rate sample
+            frames = np.concatenate([frames, self.pitch.push(pcm)], axis=1)
         self.pending = np.concatenate([self.pending, frames])
         n = self.pending.shape[0] // INPUTS_PER_STEP
         no, yes = torch.zeros(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool)
         for k in range(n):
-            features = torch.from_numpy(self.pending[k * INPUTS_PER_STEP : (k + 1) * INPUTS_PER_STEP])[None]
-            outputs, self.state = self.model.step({"features": features}, self.state, torch.zeros(1, 1), no, yes)
+            step = torch.from_numpy(self.pending[k * INPUTS_PER_STEP : (k + 1) * INPUTS_PER_STEP])[None]
+            outputs, self.state = self.model.step(self.model.split(step), self.state, torch.zeros(1, 1), no, yes)
             self.blend = outputs["emotion"][0, 0].numpy()
             self.arousal_valence = outputs["arousal_valence"][0, 0].numpy()
         self.pending = self.pending[n * INPUTS_PER_STEP :]

@@ -41,10 +41,12 @@ from emostream.runtime.audio import (
     mel_filterbank,
 )
 from emostream.runtime.audio_table import INPUT_RING, MirroredRing
+from emostream.runtime.pitch import PITCH_WINDOW, pitch_of_windows
 
 MODEL_RING_SAMPLES = 40 * HOP_LENGTH  # per stream, a whole number of hops: 333 ms at 24 kHz
-MODEL_MIRROR_SAMPLES = 3 * HOP_LENGTH  # covers a window (480 samples) starting anywhere in the ring
-MAX_HOPS_PER_TICK = (MODEL_RING_SAMPLES - WIN_LENGTH) // HOP_LENGTH  # a longer backlog waits for the next tick
+MODEL_MIRROR_SAMPLES = 5 * HOP_LENGTH  # covers a window (480 samples; 960 for pitch) starting anywhere in the ring
+# A longer backlog waits for the next tick:
+MAX_HOPS_PER_TICK = (MODEL_RING_SAMPLES - max(WIN_LENGTH, PITCH_WINDOW)) // HOP_LENGTH
 
 
 MODEL_RING = MirroredRing(MODEL_RING_SAMPLES, MODEL_MIRROR_SAMPLES)
@@ -157,3 +159,10 @@ class BatchedLogMel:
         windows = model.unfold(1, WIN_LENGTH, 1)[rows, torch.from_numpy(starts).to(self.device)] * self._window
         power = torch.view_as_real(torch.fft.rfft(windows, n=N_FFT, dim=1)).square().sum(-1)  # (n, N_BINS)
         return torch.log_((power @ self._filters).add_(LOG_FLOOR))
+
+    def pitch(self, model: Tensor, slots: np.ndarray, frames: np.ndarray) -> Tensor:
+        """Pitch frames (runtime/pitch.py) `frames[i]` of streams `slots[i]`, as `frames` reads log-mel:
+        (n, N_PITCH) float32."""
+        starts = (np.asarray(frames, np.int64) * HOP_LENGTH + HOP_LENGTH - PITCH_WINDOW) % MODEL_RING.size
+        rows = torch.from_numpy(np.asarray(slots, np.int64)).to(self.device)
+        return pitch_of_windows(model.unfold(1, PITCH_WINDOW, 1)[rows, torch.from_numpy(starts).to(self.device)])

@@ -38,6 +38,7 @@ from emostream.runtime.messages import VOICE_EMOTION, SlotChange, SlotSettings, 
 from emostream.runtime.models.face import N_EMOTIONS
 from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL
 from emostream.runtime.noise import gaussian_noise
+from emostream.runtime.pitch import N_PITCH
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES
 from emostream.runtime.step import FlatState, StepRunner, StreamingGenerator, TensorDict
 
@@ -118,6 +119,8 @@ class VoiceEmotionTrack(FeatureReader):
         self.member = np.zeros(n_slots, bool)
         self.steps_taken = np.zeros(n_slots, np.int64)
         self.fresh = np.zeros(n_slots, bool)
+        # Whether it hears the voice's pitch beside the log-mel frames (computed for its slots only).
+        self.hears_pitch = any(spec.name == "pitch" for spec in generator.spec.inputs)
         self.ring = np.zeros((n_slots, ESTIMATE_RING, ESTIMATE_WIDTH), np.float32)
 
     def start(self, slot: int, first_step: int) -> None:
@@ -270,6 +273,7 @@ class SlotTable:
         self.n_features = np.zeros(n, np.int64)  # feature frames computed (= hops resampled)
         self.model = torch.zeros((n, MODEL_RING.row), device=self.device)
         self.features = torch.zeros((n, FEATURE_RING, N_MELS), device=self.device)
+        self.pitch = torch.zeros((n, FEATURE_RING, N_PITCH), device=self.device)  # for the voice-emotion slots
         self._silent = torch.full((N_MELS,), SILENT_FEATURE, device=self.device)
         self.seconds = {"frontend": 0.0, "step": 0.0}  # time in the front-end's and the generators' arithmetic
         self.voice_steps = 0  # rows the voice-emotion estimator has stepped
@@ -317,7 +321,8 @@ class SlotTable:
             if self.voice is None:
                 raise SessionError("this server has no voice-emotion estimator")
             if not self.voice.member[slot]:
-                self.voice.start(slot, int(self.n_features[slot]) // self.voice.inputs_per_step)
+                # From the next whole step on: frames before it were computed without its pitch.
+                self.voice.start(slot, -(-int(self.n_features[slot]) // self.voice.inputs_per_step))
         for timeline in self._slot_timelines(slot):
             timeline.change(slot, change, math.ceil(from_sample * timeline.fps / self.rate[slot]))
 
@@ -363,6 +368,11 @@ class SlotTable:
         started = time.perf_counter()
         frames = self.frontend.frames(self.model, hop_slots, hops)
         self.features[_t(hop_slots, self.device), _t(hops % FEATURE_RING, self.device)] = frames
+        if self.voice is not None and self.voice.hears_pitch:
+            heard = self.voice.member[hop_slots]
+            if heard.any():
+                pitch = self.frontend.pitch(self.model, hop_slots[heard], hops[heard])
+                self.pitch[_t(hop_slots[heard], self.device), _t(hops[heard] % FEATURE_RING, self.device)] = pitch
         self.seconds["frontend"] += time.perf_counter() - started
         return int(hops.size)
 
@@ -419,10 +429,13 @@ class SlotTable:
                 break
             first = voice.oldest_needed(rows)
             index = first[:, None] + np.arange(voice.inputs_per_step)[None, :]
-            features = self.features[_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device)]
+            where = (_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device))
+            inputs = {"features": self.features[where].to(voice.device)}
+            if voice.hears_pitch:
+                inputs["pitch"] = self.pitch[where].to(voice.device)
             noise = torch.zeros(rows.size, 1, device=voice.device)
             reset = torch.from_numpy(voice.fresh[rows]).to(voice.device)
-            outputs = self._run(voice, voice.runner, rows, {"features": features.to(voice.device)}, noise, reset)
+            outputs = self._run(voice, voice.runner, rows, inputs, noise, reset)
             voice.fresh[rows] = False
             made = torch.cat([outputs["emotion"][:, 0], outputs["arousal_valence"][:, 0]], dim=-1)
             steps = voice.steps_taken[rows]

@@ -6,8 +6,9 @@
    once into training/data/emotional/ (held-out voices' takes beside them, for the benchmark).
 2. Real calm speech as neutral: the Spanish Asterisk prompts (the face model's real training speech;
    Italian and English stay for evaluation), so read speech by a person is not mistaken for an emotion.
-3. Log-mel of each take, clean and through a light channel (noise, reverb, codecs, band limits; no
-   speed or EQ changes, which would move the very cues the labels rest on).
+3. Log-mel and pitch (runtime/pitch.py; `--no-pitch`: log-mel alone) of each take, clean and through a
+   light channel (noise, reverb, codecs, band limits; no speed or EQ changes, which would move the very
+   cues the labels rest on).
 4. 3 s crops, the take's emotion on every frame: cross-entropy on the logits and squared error on arousal
    and valence (the emotion's place on the circumplex), both weighted by the speech gate and skipping
    the first 0.4 s, which no causal estimate can know.
@@ -30,8 +31,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, LogMelFrontEnd
-from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, STEP_S, VoiceEmotion
+from emostream.runtime.audio import FEATURE_RATE_HZ
+from emostream.runtime.models.voice_emotion import (
+    INPUTS_PER_STEP,
+    STEP_S,
+    VoiceEmotion,
+    offline_frames,
+    silent_frames,
+)
 from emostream.runtime.protocol import EMOTIONS
 from emostream.training.augment import add_noise, channel, reverb
 from emostream.training.emotional_speech import AROUSAL_VALENCE, Prosody, Take, build_takes
@@ -82,31 +89,32 @@ def light_channel(rng: np.random.Generator, audio: np.ndarray, rate: int) -> tup
     return np.clip(y, -1, 1).astype(np.float32), rate
 
 
-def features(audio: np.ndarray, rate: int) -> np.ndarray:
-    return LogMelFrontEnd(rate).offline(audio).astype(np.float16)
+def features(audio: np.ndarray, rate: int, pitch: bool) -> np.ndarray:
+    """The frames an estimator hears (log-mel, then pitch if it hears pitch), as float16."""
+    return offline_frames(VoiceEmotion(pitch=pitch), audio, rate).astype(np.float16)
 
 
-def _take_features(job: tuple[Path, int]) -> list[np.ndarray]:
+def _take_features(job: tuple[Path, int, bool]) -> list[np.ndarray]:
     import soundfile
 
-    path, seed = job
+    path, seed, pitch = job
     audio, rate = soundfile.read(path, dtype="float32")
     rng = np.random.default_rng(seed)
-    return [features(audio, rate), features(*light_channel(rng, audio, rate))]
+    return [features(audio, rate, pitch), features(*light_channel(rng, audio, rate), pitch)]
 
 
-def build_features(takes: list[Take], seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Log-mel versions of every take (clean and through a channel) and their emotion indices, cached
-    beside the takes."""
+def build_features(takes: list[Take], seed: int, pitch: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames of every take (clean and through a channel) and their emotion indices, cached beside
+    the takes."""
     from concurrent.futures import ProcessPoolExecutor
 
-    cache = takes[0].path.parent / f"features_seed{seed}.npz"
+    cache = takes[0].path.parent / f"features{'_pitch' if pitch else ''}_seed{seed}.npz"
     if cache.exists():
         saved = np.load(cache)
         if len(saved["labels"]) == 2 * len(takes):
             cuts = np.cumsum(saved["lengths"])[:-1]
             return np.split(saved["frames"], cuts), saved["labels"]
-    jobs = [(t.path, seed * 7919 + k) for k, t in enumerate(takes)]
+    jobs = [(t.path, seed * 7919 + k, pitch) for k, t in enumerate(takes)]
     with ProcessPoolExecutor(2) as pool:
         versions = list(tqdm(pool.map(_take_features, jobs, chunksize=16), total=len(jobs), desc="features"))
     feats, labels = [], []
@@ -118,11 +126,11 @@ def build_features(takes: list[Take], seed: int) -> tuple[list[np.ndarray], np.n
     return feats, np.array(labels)
 
 
-def real_neutral_features() -> list[np.ndarray]:
+def real_neutral_features(pitch: bool) -> list[np.ndarray]:
     from emostream.training.real_voices import TRAINING, load_real_voices
 
     utterances, _ = load_real_voices(TRAINING)
-    return [features(u.audio, u.rate) for u in utterances]
+    return [features(u.audio, u.rate, pitch) for u in utterances]
 
 
 class Speakers:
@@ -169,14 +177,14 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
                batch: int, speakers: Speakers | None = None, reference_s: float = 0.0,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """`batch` crops of CROP_S (padded with silence where a take is shorter), their labels, and the
-    speaker reference (batch, N_MELS) and its seconds (batch, 1) each starts from (zero without
+    speaker reference (batch, width) and its seconds (batch, 1) each starts from (zero without
     `speakers`). `speakers` covers `feats` then `real`. With `speakers`, each crop is preceded by the end
     of the session's previous piece (PREVIOUS_S) and a pause, or by silence in a fresh stream: the first
     `prefix_frames(speakers)` frames, which the loss leaves out."""
     length = int(CROP_S * FEATURE_RATE_HZ) // INPUTS_PER_STEP * INPUTS_PER_STEP
     prefix = prefix_frames(speakers)
     every = feats + real
-    x = np.full((batch, prefix + length, feats[0].shape[1]), np.log(LOG_FLOOR), np.float32)
+    x = np.repeat(silent_frames(prefix + length, feats[0].shape[1])[None], batch, axis=0)
     y = np.zeros(batch, np.int64)
     reference = np.zeros((batch, feats[0].shape[1]), np.float32)
     heard = np.zeros((batch, 1), np.float32)
@@ -199,8 +207,21 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(reference), torch.from_numpy(heard)
 
 
+def smoothed_blend(model: VoiceEmotion, logits: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """The exponentially averaged blend (batch, n, 8) that `step` reports, from a neutral start."""
+    blend = torch.softmax(logits, dim=-1)
+    smoothed = torch.zeros_like(blend[:, 0])
+    smoothed[:, EMOTIONS.index("neutral")] = 1.0
+    out = []
+    for k in range(blend.shape[1]):
+        smoothed = smoothed + model.alpha * gate[:, k : k + 1] * (blend[:, k] - smoothed)
+        out.append(smoothed)
+    return torch.stack(out, dim=1)
+
+
 def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
-          batch: int, seed: int, speakers: Speakers | None = None) -> dict[str, float]:  # fmt: skip
+          batch: int, seed: int, speakers: Speakers | None = None, smoothed_weight: float = 0.0,
+          ) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
@@ -215,11 +236,15 @@ def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real
         if model.reference_s > 0:
             inputs, _, _ = model.with_reference(inputs, gate, reference, heard)
         logits, av, _ = model.raw(inputs)
+        smoothed = smoothed_blend(model, logits, gate)[:, warmup:] if smoothed_weight > 0 else None
         logits, av, gate = logits[:, warmup:], av[:, warmup:], gate[:, warmup:]
         weight = gate / gate.sum().clamp(min=1.0)
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]),
                                                reduction="none")  # fmt: skip
         mse = ((av - axes[y][:, None]) ** 2).sum(-1)
+        if smoothed is not None:  # the blend a stream reads, not only each step's guess
+            picked = smoothed.gather(-1, y[:, None, None].expand(-1, smoothed.shape[1], 1))[..., 0]
+            ce = ce + smoothed_weight * -torch.log(picked.clamp(min=1e-4))
         loss = ((ce + 0.5 * mse) * weight).sum()
         optimiser.zero_grad()
         loss.backward()
@@ -244,6 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
     parser.add_argument("--reference-s", type=float, default=REFERENCE_S,
                         help="the speaker reference's horizon in seconds of speech (0: none)")  # fmt: skip
+    parser.add_argument("--smoothed-weight", type=float, default=0.0,
+                        help="weight of a loss on the smoothed blend a stream reads, beside each step's")  # fmt: skip
+    parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=True,
+                        help="hear the voice's pitch beside the log-mel frames (runtime/pitch.py)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     started = time.time()
@@ -253,10 +282,10 @@ def main(argv: list[str] | None = None) -> None:
         build(args.corpus, 2400, seed=0)
     takes = load_takes("train", args.corpus, args.per_emotion, args.seed)
     load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
-    feats, labels = build_features(takes, args.seed)
-    real = [] if args.no_real else real_neutral_features()
+    feats, labels = build_features(takes, args.seed, args.pitch)
+    real = [] if args.no_real else real_neutral_features(args.pitch)
     torch.manual_seed(args.seed)  # the initial weights: the same seed gives the same checkpoint
-    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s)
+    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
     model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
@@ -264,16 +293,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference_s > 0:  # feats are each take clean, then through a channel; real speech is one speaker
         groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
         speakers = Speakers(model, feats + real, groups)
-    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers)
+    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers, args.smoothed_weight)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
-        "max_context_takes": MAX_CONTEXT, **result,
+        "max_context_takes": MAX_CONTEXT, "smoothed_weight": args.smoothed_weight, **result,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "reference_s": model.reference_s}
+    config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "reference_s": model.reference_s,
+              "pitch": model.pitch}  # fmt: skip
     torch.save({"kind": "voice_emotion", "config": config,
                 "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
     print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")

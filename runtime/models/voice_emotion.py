@@ -1,5 +1,6 @@
 """Emotion from the voice: a causal estimate of arousal, valence and an 8-way emotion blend from the same
-log-mel frames the face hears, smoothed so the face does not flicker.
+log-mel frames the face hears and, with `pitch`, the voice's pitch beside them, smoothed so the face does
+not flicker.
 
 Per face frame (60 Hz, two feature frames): the frames' mean, normalised by the training set's statistics,
 goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). The
@@ -7,6 +8,10 @@ blend and the two axes are then averaged exponentially with a time constant of S
 while someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The
 smoothed blend is stored as its difference from neutral: the zero state of the step contract is then a
 neutral estimate, which is where every stream starts.
+
+Pitch (`pitch`): each frame is the log-mel and, after it, runtime/pitch.py's periodicity and periodicity
+times octaves above 100 Hz; a step input of its own (`pitch`, (2, N_PITCH)), which the server computes
+only for the slots this estimator steps.
 
 A speaker reference (`reference_s` > 0): the stream's own average of the normalised frames while someone
 speaks, over up to `reference_s` seconds of speech, so the estimate can hear "lower and quieter than this
@@ -23,10 +28,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from emostream.runtime.audio import FEATURE_RATE_HZ, N_MELS
+from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS, LogMelFrontEnd
+from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.step import (
     StepSpec,
@@ -44,26 +51,31 @@ INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 SMOOTHING_S = 0.6  # time constant of the exponential average
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
+SILENT_LOG_MEL = math.log(LOG_FLOOR)
 
 
 class VoiceEmotion(StreamingGenerator):
-    mean: Tensor  # (N_MELS,) buffers: the training set's log-mel statistics
+    mean: Tensor  # (width,) buffers: the training set's statistics of log-mel and pitch
     std: Tensor
 
-    def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0) -> None:
+    def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0,
+                 pitch: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.hidden = hidden
         self.smoothing_s = smoothing_s
         self.reference_s = reference_s
-        self.register_buffer("mean", torch.zeros(N_MELS))
-        self.register_buffer("std", torch.ones(N_MELS))
-        inputs = 2 * N_MELS + 1 if reference_s > 0 else N_MELS
+        self.pitch = pitch
+        self.width = N_MELS + (N_PITCH if pitch else 0)  # per feature frame: log-mel, then pitch
+        self.register_buffer("mean", torch.zeros(self.width))
+        self.register_buffer("std", torch.ones(self.width))
+        inputs = 2 * self.width + 1 if reference_s > 0 else self.width
         self.encode = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU())
-        reference = (TensorSpec("reference", (N_MELS,)), TensorSpec("heard", (1,))) if reference_s > 0 else ()
+        reference = (TensorSpec("reference", (self.width,)), TensorSpec("heard", (1,))) if reference_s > 0 else ()
+        pitch_input = (TensorSpec("pitch", (INPUTS_PER_STEP, N_PITCH)),) if pitch else ()
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, N_EMOTIONS + 2)
         self.spec = StepSpec(
-            inputs=(TensorSpec("features", (INPUTS_PER_STEP, N_MELS)),),
+            inputs=(TensorSpec("features", (INPUTS_PER_STEP, N_MELS)), *pitch_input),
             state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,)), *reference),
             noise=TensorSpec("noise", (1,)),
             outputs=(TensorSpec("emotion", (1, N_EMOTIONS)), TensorSpec("arousal_valence", (1, 2))),
@@ -76,26 +88,38 @@ class VoiceEmotion(StreamingGenerator):
     @property
     def engine_name(self) -> str:
         reference = f"-ref{self.reference_s:g}" if self.reference_s > 0 else ""
-        return f"voiceemotion-h{self.hidden}{reference}" + ("" if self.masks else "-compact")
+        pitch = "-pitch" if self.pitch else ""
+        return f"voiceemotion-h{self.hidden}{reference}{pitch}" + ("" if self.masks else "-compact")
 
     @property
     def alpha(self) -> float:
         """The exponential average's weight of a new, fully voiced frame."""
         return 1.0 - math.exp(-INPUTS_PER_STEP / (FEATURE_RATE_HZ * self.smoothing_s))
 
+    def joined(self, inputs: TensorDict) -> Tensor:
+        """The step's inputs as one (batch, 2, width) tensor of frames: log-mel, then pitch."""
+        return torch.cat([inputs["features"], inputs["pitch"]], dim=-1) if self.pitch else inputs["features"]
+
+    def split(self, frames: Tensor) -> TensorDict:
+        """The step's inputs from (batch, 2, width) joined frames: the inverse of `joined`."""
+        if not self.pitch:
+            return {"features": frames}
+        return {"features": frames[..., :N_MELS], "pitch": frames[..., N_MELS:]}
+
     def frames(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(batch, n * 2, N_MELS) log-mel -> per-step inputs (batch, n, N_MELS) and speech gate (batch, n)."""
+        """(batch, n * 2, width) frames (log-mel, then pitch) -> per-step inputs (batch, n, width) and speech
+        gate (batch, n)."""
         b, t, m = features.shape
         pooled = features.reshape(b, t // INPUTS_PER_STEP, INPUTS_PER_STEP, m).mean(dim=2)
         lo, hi = SPEECH_GATE
-        gate = ((pooled.mean(dim=-1) - lo) / (hi - lo)).clamp(0.0, 1.0)
+        gate = ((pooled[..., :N_MELS].mean(dim=-1) - lo) / (hi - lo)).clamp(0.0, 1.0)
         return (pooled - self.mean) / self.std, gate
 
     def with_reference(
         self, x: Tensor, gate: Tensor, reference: Tensor, heard: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The GRU's inputs (batch, n, 2 N_MELS + 1) for frames x (batch, n, N_MELS) with speech gate
-        (batch, n), from a reference (batch, N_MELS) resting on `heard` (batch, 1) seconds of speech; and the
+        """The GRU's inputs (batch, n, 2 width + 1) for frames x (batch, n, width) with speech gate
+        (batch, n), from a reference (batch, width) resting on `heard` (batch, 1) seconds of speech; and the
         reference and seconds after them. A running mean of the speech frames, which once `reference_s`
         seconds are heard becomes an exponential average of that time constant."""
         out = []
@@ -132,7 +156,7 @@ class VoiceEmotion(StreamingGenerator):
         old = state
         if self.masks:
             state = apply_reset(state, self.init_state(reset.shape[0], reset.device), reset)
-        x, gate = self.frames(inputs["features"])
+        x, gate = self.frames(self.joined(inputs))
         new_state: TensorDict = {}
         if self.reference_s > 0:
             x, reference, heard = self.with_reference(x, gate, state["reference"], state["heard"])
@@ -149,9 +173,9 @@ class VoiceEmotion(StreamingGenerator):
 
     def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
         """The smoothed estimate for every step of whole sequences, as `step` gives it frame by frame."""
-        x, gate = self.frames(inputs["features"])
+        x, gate = self.frames(self.joined(inputs))
         if self.reference_s > 0:
-            x, _, _ = self.with_reference(x, gate, x.new_zeros(x.shape[0], N_MELS), x.new_zeros(x.shape[0], 1))
+            x, _, _ = self.with_reference(x, gate, x.new_zeros(x.shape[0], self.width), x.new_zeros(x.shape[0], 1))
         logits, axes, _ = self.raw(x)
         estimate = self._estimate(logits, axes)
         smoothed = torch.zeros_like(estimate[:, 0])
@@ -160,6 +184,21 @@ class VoiceEmotion(StreamingGenerator):
             smoothed = smoothed + self.alpha * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
             out.append(smoothed)
         return self._outputs(torch.stack(out, dim=1))
+
+
+def offline_frames(model: VoiceEmotion, pcm: np.ndarray, rate_hz: int) -> np.ndarray:
+    """(n, model.width) float32 frames of a whole signal as a stream gives them: log-mel, then pitch."""
+    mel = LogMelFrontEnd(rate_hz).offline(pcm)
+    if not model.pitch:
+        return mel
+    return np.concatenate([mel, pitch_frames(model_rate(pcm, rate_hz), mel.shape[0])], axis=1)
+
+
+def silent_frames(n: int, width: int) -> np.ndarray:
+    """(n, width) frames of silence: the log-mel floor, no pitch."""
+    frames = np.zeros((n, width), np.float32)
+    frames[:, :N_MELS] = SILENT_LOG_MEL
+    return frames
 
 
 def load_voice_emotion(path: Path | None = None) -> tuple[VoiceEmotion, dict[str, Any]]:

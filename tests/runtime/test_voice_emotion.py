@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS
@@ -16,6 +17,11 @@ class TestVoiceEmotionStep(StepContractSuite):
 class TestVoiceEmotionWithASpeakerReferenceStep(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return VoiceEmotion(hidden=16, reference_s=2.0)
+
+
+class TestVoiceEmotionHearingPitchStep(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return VoiceEmotion(hidden=16, reference_s=2.0, pitch=True)
 
 
 def test_the_speaker_reference_averages_speech_and_ignores_silence() -> None:
@@ -35,7 +41,7 @@ def test_the_speaker_reference_averages_speech_and_ignores_silence() -> None:
 
 
 def _steps(model: VoiceEmotion, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out = model.forward_sequence({"features": features}, torch.zeros(1, features.shape[1] // INPUTS_PER_STEP, 1))
+    out = model.forward_sequence(model.split(features), torch.zeros(1, features.shape[1] // INPUTS_PER_STEP, 1))
     return out["emotion"][0], out["arousal_valence"][0]
 
 
@@ -72,14 +78,15 @@ def test_auto_means_the_voice_alone_and_a_weight_mixes_it_with_the_chosen_emotio
     np.testing.assert_allclose(vector + share * angry, 0.4 * emotion_vector("happy", 1.0) + 0.4 * angry)
 
 
-def test_the_chunked_stream_gives_the_offline_estimate() -> None:
+@pytest.mark.parametrize("pitch", [False, True], ids=["log-mel", "log-mel-and-pitch"])
+def test_the_chunked_stream_gives_the_offline_estimate(pitch: bool) -> None:
     import numpy as np
 
-    from emostream.runtime.audio import LogMelFrontEnd
     from emostream.runtime.auto_emotion import VoiceEmotionStream
+    from emostream.runtime.models.voice_emotion import offline_frames
 
     torch.manual_seed(1)
-    model = VoiceEmotion(hidden=16).eval()
+    model = VoiceEmotion(hidden=16, reference_s=2.0, pitch=pitch).eval()
     with torch.no_grad():
         model.head.bias[:] = torch.linspace(-2, 2, 10)
     rng = np.random.default_rng(0)
@@ -88,9 +95,9 @@ def test_the_chunked_stream_gives_the_offline_estimate() -> None:
     for start in range(0, audio.size, 320):  # 20 ms chunks
         stream.push(audio[start : start + 320])
     steps = stream.frontend_state.n_frames // INPUTS_PER_STEP
-    features = LogMelFrontEnd(16_000).offline(audio)[: steps * INPUTS_PER_STEP]
+    frames = offline_frames(model, audio, 16_000)[: steps * INPUTS_PER_STEP]
     with torch.no_grad():
-        blend, axes = _steps(model, torch.from_numpy(features)[None])
+        blend, axes = _steps(model, torch.from_numpy(frames)[None])
     np.testing.assert_allclose(stream.blend, blend[-1].numpy(), atol=1e-5)
     np.testing.assert_allclose(stream.arousal_valence, axes[-1].numpy(), atol=1e-5)
     assert stream.blend.argmax() != NEUTRAL
