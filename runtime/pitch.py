@@ -84,10 +84,7 @@ def pitch_frames(model_audio: np.ndarray, n_frames: int, first_frame: int = 0) -
 
 def model_rate(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     """A whole signal resampled to the model rate as the front-end does (the resampler's tail included)."""
-    resampler = Resampler(rate_hz, MODEL_SAMPLE_RATE_HZ)
-    body, state = resampler.push(resampler.init_state(), validate_pcm(pcm, rate_hz, None))
-    tail, _ = resampler.flush(state)
-    return np.concatenate([body, tail])
+    return Resampler(rate_hz, MODEL_SAMPLE_RATE_HZ).offline(validate_pcm(pcm, rate_hz, None))
 
 
 class PitchFrontEnd:
