@@ -17,6 +17,8 @@
    reference starts from all but the last of them (their gated mean, what streaming them would leave),
    and the last one's final PREVIOUS_S and a pause are replayed before the crop, so the estimator learns
    to leave the previous take's emotion behind; the loss skips them. No context at all is a fresh stream.
+6. With pitch, each crop's session is moved up or down by up to `--pitch-shift` octaves (`shift_pitch`),
+   so that pitch counts relative to the speaker.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emostream.runtime.audio import FEATURE_RATE_HZ
+from emostream.runtime.audio import FEATURE_RATE_HZ, N_MELS
 from emostream.runtime.models.voice_emotion import (
     INPUTS_PER_STEP,
     STEP_S,
@@ -52,6 +54,7 @@ WARMUP_S = 0.4
 REAL_NEUTRAL_SHARE = 0.15  # of each batch
 REFERENCE_S = 60.0  # the speaker reference's horizon, seconds of speech
 MAX_CONTEXT = 24  # takes by the same voice that may come before a crop in its session
+PITCH_SHIFT_OCTAVES = 0.25  # each training session's voice moved up or down by up to this (3 semitones)
 PREVIOUS_S = 2.0  # of the session's previous take, replayed before a crop
 PREVIOUS_FRAMES = int(PREVIOUS_S * FEATURE_RATE_HZ)
 PAUSE_FRAMES = int(0.5 * FEATURE_RATE_HZ)
@@ -207,6 +210,20 @@ def crop_batch(rng: np.random.Generator, feats: list[np.ndarray], labels: np.nda
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(reference), torch.from_numpy(heard)
 
 
+def shift_pitch(rng: np.random.Generator, model: VoiceEmotion, x: torch.Tensor, reference: torch.Tensor,
+                octaves: float) -> None:  # fmt: skip
+    """Moves each crop's voice (its session: the crop, the previous piece replayed before it, and the
+    speaker reference) up or down by up to `octaves`, in place, so that the estimator learns pitch
+    relative to the speaker rather than the training voices' own levels. `x`: raw frames (batch, t,
+    width); `reference`: normalised (batch, width), shifted by the same amount times its own average
+    periodicity, as streaming the shifted pieces would have left it."""
+    periodicity, octave = N_MELS, N_MELS + 1
+    delta = torch.from_numpy(rng.uniform(-octaves, octaves, size=x.shape[0])).float()
+    x[:, :, octave] += x[:, :, periodicity] * delta[:, None]
+    heard_periodicity = reference[:, periodicity] * model.std[periodicity] + model.mean[periodicity]
+    reference[:, octave] += delta * heard_periodicity / model.std[octave]
+
+
 def smoothed_blend(model: VoiceEmotion, logits: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """The exponentially averaged blend (batch, n, 8) that `step` reports, from a neutral start."""
     blend = torch.softmax(logits, dim=-1)
@@ -221,7 +238,7 @@ def smoothed_blend(model: VoiceEmotion, logits: torch.Tensor, gate: torch.Tensor
 
 def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
           batch: int, seed: int, speakers: Speakers | None = None, smoothed_weight: float = 0.0,
-          ) -> dict[str, float]:  # fmt: skip
+          pitch_shift: float = 0.0) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
@@ -232,6 +249,8 @@ def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real
     loss_value = float("nan")
     for _ in progress:
         x, y, reference, heard = crop_batch(rng, feats, labels, real, batch, speakers, model.reference_s)
+        if pitch_shift > 0 and model.pitch:
+            shift_pitch(rng, model, x, reference, pitch_shift)
         inputs, gate = model.frames(x)
         if model.reference_s > 0:
             inputs, _, _ = model.with_reference(inputs, gate, reference, heard)
@@ -273,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of a loss on the smoothed blend a stream reads, beside each step's")  # fmt: skip
     parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=True,
                         help="hear the voice's pitch beside the log-mel frames (runtime/pitch.py)")  # fmt: skip
+    parser.add_argument("--pitch-shift", type=float, default=PITCH_SHIFT_OCTAVES,
+                        help="move each training session's voice up or down by up to this many octaves")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     started = time.time()
@@ -293,11 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference_s > 0:  # feats are each take clean, then through a channel; real speech is one speaker
         groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
         speakers = Speakers(model, feats + real, groups)
-    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers, args.smoothed_weight)
+    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers, args.smoothed_weight,
+                   args.pitch_shift)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
-        "max_context_takes": MAX_CONTEXT, "smoothed_weight": args.smoothed_weight, **result,
+        "max_context_takes": MAX_CONTEXT, "smoothed_weight": args.smoothed_weight,
+        "pitch_shift_octaves": args.pitch_shift, **result,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip

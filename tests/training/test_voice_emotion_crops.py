@@ -16,3 +16,27 @@ def test_crops_of_short_takes_are_padded_with_silence_of_no_pitch() -> None:
         assert spoken[:30].all() and not spoken[40:].any()  # a crop starts with its take, then silence
         np.testing.assert_array_equal(row[~spoken, :N_MELS], np.float32(SILENT_LOG_MEL))
         np.testing.assert_array_equal(row[~spoken, N_MELS:], 0.0)
+
+
+def test_a_pitch_shift_moves_the_speaker_reference_as_streaming_the_shifted_voice_would() -> None:
+    import torch
+
+    from emostream.runtime.models.voice_emotion import VoiceEmotion
+    from emostream.training.train_voice_emotion import shift_pitch
+
+    model = VoiceEmotion(hidden=8, reference_s=60.0, pitch=True)
+    rng = np.random.default_rng(0)
+    frames = torch.from_numpy(rng.normal(-4, 1, (2, 80, N_MELS + N_PITCH))).float()
+    frames[..., N_MELS] = torch.rand(2, 80)  # periodicity
+    frames[..., N_MELS + 1] = frames[..., N_MELS] * torch.randn(2, 80)
+
+    def reference_of(x: torch.Tensor) -> torch.Tensor:
+        normalised, gate = model.frames(x)
+        return (gate[..., None] * normalised).sum(1) / gate.sum(1, keepdim=True)
+
+    reference = reference_of(frames)
+    shifted = frames.clone()
+    shift_pitch(np.random.default_rng(1), model, shifted, reference, octaves=0.5)
+    delta = (shifted - frames)[..., N_MELS + 1] / frames[..., N_MELS]
+    assert delta.std(1).max() < 1e-5 and delta.abs().min() > 0  # one shift per crop, in octaves
+    torch.testing.assert_close(reference, reference_of(shifted), atol=1e-5, rtol=1e-5)
