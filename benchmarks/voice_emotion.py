@@ -53,7 +53,7 @@ LOUDER_DB, HIGHER_ST = 6.0, 3.0
 def even_features(model: VoiceEmotion, audio: np.ndarray, rate: int) -> np.ndarray:
     """The frames the model hears of `audio` (log-mel, and pitch if it hears pitch), an even number of
     them (whole steps)."""
-    feats = offline_frames(model, audio.astype(np.float32), rate)
+    feats = offline_frames(audio.astype(np.float32), rate, model.pitch)
     return feats[: feats.shape[0] // INPUTS_PER_STEP * INPUTS_PER_STEP]
 
 

@@ -28,6 +28,7 @@ FMIN_HZ = 40.0
 FMAX_HZ = 8_000.0  # the band 16 kHz input carries in full; telephone audio is handled by augmentation
 FEATURE_RATE_HZ = MODEL_SAMPLE_RATE_HZ / HOP_LENGTH  # 120 frames per second
 LOG_FLOOR = 1e-6  # added to mel power before the log, so silence maps to about -13.8
+SILENT_LOG_MEL = math.log(LOG_FLOOR)  # a log-mel value of silence, which also precedes every stream
 
 SUPPORTED_RATES_HZ: tuple[int, ...] = (8_000, 16_000, 22_050, 24_000, 44_100, 48_000)
 MAX_CHUNK_SECONDS = 5.0  # larger chunks are a client bug or an attack, not streaming

@@ -72,12 +72,17 @@ def pitch_frames(model_audio: np.ndarray, n_frames: int, first_frame: int = 0) -
     """(n_frames, N_PITCH) float32 for frames first_frame.. of a model-rate signal whose sample 0 is the
     stream's first (earlier samples are silence), as the server computes them."""
     padded = np.concatenate([np.zeros(PITCH_WINDOW), np.asarray(model_audio, np.float64)])
-    ends = (np.arange(first_frame, first_frame + n_frames) + 1) * HOP_LENGTH + PITCH_WINDOW
-    if n_frames == 0:
+    starts = (np.arange(first_frame, first_frame + n_frames) + 1) * HOP_LENGTH
+    if n_frames and starts[-1] + PITCH_WINDOW > padded.size:
+        padded = np.concatenate([padded, np.zeros(starts[-1] + PITCH_WINDOW - padded.size)])
+    return _pitch_at(padded, starts)
+
+
+def _pitch_at(samples: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """(len(starts), N_PITCH) float32: the pitch of the windows of `samples` that begin at `starts`."""
+    if starts.size == 0:
         return np.zeros((0, N_PITCH), np.float32)
-    if ends[-1] > padded.size:
-        padded = np.concatenate([padded, np.zeros(ends[-1] - padded.size)])
-    windows = padded[ends[:, None] - PITCH_WINDOW + np.arange(PITCH_WINDOW)[None, :]]
+    windows = samples[starts[:, None] + np.arange(PITCH_WINDOW)[None, :]]
     with torch.no_grad():
         return pitch_of_windows(torch.from_numpy(windows)).numpy()
 
@@ -102,9 +107,6 @@ class PitchFrontEnd:
         resampled, self.state = self.resampler.push(self.state, validate_pcm(pcm, self.input_rate_hz, None))
         self.pending = np.concatenate([self.pending, resampled])
         n_new = max(0, (self.pending.size - PITCH_WINDOW) // HOP_LENGTH + 1)
-        if n_new == 0:
-            return np.zeros((0, N_PITCH), np.float32)
-        windows = self.pending[np.arange(n_new)[:, None] * HOP_LENGTH + np.arange(PITCH_WINDOW)[None, :]]
+        frames = _pitch_at(self.pending, np.arange(n_new) * HOP_LENGTH)
         self.pending = self.pending[n_new * HOP_LENGTH :]
-        with torch.no_grad():
-            return pitch_of_windows(torch.from_numpy(windows)).numpy()
+        return frames

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emostream.runtime.audio import LOG_FLOOR, N_MELS, SUPPORTED_RATES_HZ
+from emostream.runtime.audio import N_MELS, SUPPORTED_RATES_HZ
+from emostream.runtime.audio import SILENT_LOG_MEL as SILENT_FEATURE
 from emostream.runtime.audio_table import AudioTable
 from emostream.runtime.batched_frontend import MAX_HOPS_PER_TICK, MODEL_RING, BatchedLogMel
 from emostream.runtime.blinks import apply_blinks
@@ -42,7 +43,6 @@ from emostream.runtime.pitch import N_PITCH
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES
 from emostream.runtime.step import FlatState, StepRunner, StreamingGenerator, TensorDict
 
-SILENT_FEATURE = math.log(LOG_FLOOR)  # a log-mel value of silence, which also precedes every stream
 FEATURE_RING = 128  # feature frames kept per slot (1.07 s): a timeline may lag the front-end this far
 ESTIMATE_RING = FEATURE_RING // INPUTS_PER_STEP  # voice-emotion estimates kept per slot: as far back
 ESTIMATE_WIDTH = N_EMOTIONS + 2  # the blend, arousal, valence

@@ -94,7 +94,7 @@ def light_channel(rng: np.random.Generator, audio: np.ndarray, rate: int) -> tup
 
 def features(audio: np.ndarray, rate: int, pitch: bool) -> np.ndarray:
     """The frames an estimator hears (log-mel, then pitch if it hears pitch), as float16."""
-    return offline_frames(VoiceEmotion(pitch=pitch), audio, rate).astype(np.float16)
+    return offline_frames(audio, rate, pitch).astype(np.float16)
 
 
 def _take_features(job: tuple[Path, int, bool]) -> list[np.ndarray]:
@@ -224,21 +224,9 @@ def shift_pitch(rng: np.random.Generator, model: VoiceEmotion, x: torch.Tensor, 
     reference[:, octave] += delta * heard_periodicity / model.std[octave]
 
 
-def smoothed_blend(model: VoiceEmotion, logits: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """The exponentially averaged blend (batch, n, 8) that `step` reports, from a neutral start."""
-    blend = torch.softmax(logits, dim=-1)
-    smoothed = torch.zeros_like(blend[:, 0])
-    smoothed[:, EMOTIONS.index("neutral")] = 1.0
-    out = []
-    for k in range(blend.shape[1]):
-        smoothed = smoothed + model.alpha * gate[:, k : k + 1] * (blend[:, k] - smoothed)
-        out.append(smoothed)
-    return torch.stack(out, dim=1)
-
-
 def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
-          batch: int, seed: int, speakers: Speakers | None = None, smoothed_weight: float = 0.0,
-          pitch_shift: float = 0.0) -> dict[str, float]:  # fmt: skip
+          batch: int, seed: int, speakers: Speakers | None = None, pitch_shift: float = 0.0,
+          ) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
@@ -255,15 +243,11 @@ def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real
         if model.reference_s > 0:
             inputs, _, _ = model.with_reference(inputs, gate, reference, heard)
         logits, av, _ = model.raw(inputs)
-        smoothed = smoothed_blend(model, logits, gate)[:, warmup:] if smoothed_weight > 0 else None
         logits, av, gate = logits[:, warmup:], av[:, warmup:], gate[:, warmup:]
         weight = gate / gate.sum().clamp(min=1.0)
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]),
                                                reduction="none")  # fmt: skip
         mse = ((av - axes[y][:, None]) ** 2).sum(-1)
-        if smoothed is not None:  # the blend a stream reads, not only each step's guess
-            picked = smoothed.gather(-1, y[:, None, None].expand(-1, smoothed.shape[1], 1))[..., 0]
-            ce = ce + smoothed_weight * -torch.log(picked.clamp(min=1e-4))
         loss = ((ce + 0.5 * mse) * weight).sum()
         optimiser.zero_grad()
         loss.backward()
@@ -288,8 +272,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
     parser.add_argument("--reference-s", type=float, default=REFERENCE_S,
                         help="the speaker reference's horizon in seconds of speech (0: none)")  # fmt: skip
-    parser.add_argument("--smoothed-weight", type=float, default=0.0,
-                        help="weight of a loss on the smoothed blend a stream reads, beside each step's")  # fmt: skip
     parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=True,
                         help="hear the voice's pitch beside the log-mel frames (runtime/pitch.py)")  # fmt: skip
     parser.add_argument("--pitch-shift", type=float, default=PITCH_SHIFT_OCTAVES,
@@ -314,12 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference_s > 0:  # feats are each take clean, then through a channel; real speech is one speaker
         groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
         speakers = Speakers(model, feats + real, groups)
-    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers, args.smoothed_weight,
+    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers,
                    args.pitch_shift)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
-        "max_context_takes": MAX_CONTEXT, "smoothed_weight": args.smoothed_weight,
+        "max_context_takes": MAX_CONTEXT,
         "pitch_shift_octaves": args.pitch_shift, **result,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS, LogMelFrontEnd
+from emostream.runtime.audio import FEATURE_RATE_HZ, N_MELS, SILENT_LOG_MEL, LogMelFrontEnd
 from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.step import (
@@ -51,7 +51,6 @@ INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 SMOOTHING_S = 0.6  # time constant of the exponential average
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
-SILENT_LOG_MEL = math.log(LOG_FLOOR)
 
 
 class VoiceEmotion(StreamingGenerator):
@@ -186,10 +185,10 @@ class VoiceEmotion(StreamingGenerator):
         return self._outputs(torch.stack(out, dim=1))
 
 
-def offline_frames(model: VoiceEmotion, pcm: np.ndarray, rate_hz: int) -> np.ndarray:
-    """(n, model.width) float32 frames of a whole signal as a stream gives them: log-mel, then pitch."""
+def offline_frames(pcm: np.ndarray, rate_hz: int, pitch: bool) -> np.ndarray:
+    """(n, width) float32 frames of a whole signal as a stream gives them: log-mel, then pitch if asked."""
     mel = LogMelFrontEnd(rate_hz).offline(pcm)
-    if not model.pitch:
+    if not pitch:
         return mel
     return np.concatenate([mel, pitch_frames(model_rate(pcm, rate_hz), mel.shape[0])], axis=1)
 

@@ -275,7 +275,7 @@ def test_the_voice_emotion_estimate_steers_the_face_whatever_the_chunking(pitch:
     # The rows the table reports are the estimator's own, step by step, over the same frames offline.
     pcm = np.concatenate([speech_sample(16_000) / 32768, np.zeros(8000)]).astype(np.float32)
     model = leaning_voice(pitch)
-    frames = torch.from_numpy(offline_frames(model, pcm, 16_000))[None].float()
+    frames = torch.from_numpy(offline_frames(pcm, 16_000, pitch))[None].float()
     with torch.no_grad():
         reference = model.forward_sequence(model.split(frames), None)
     blend = reference["emotion"][0].numpy()

@@ -95,7 +95,7 @@ def test_the_chunked_stream_gives_the_offline_estimate(pitch: bool) -> None:
     for start in range(0, audio.size, 320):  # 20 ms chunks
         stream.push(audio[start : start + 320])
     steps = stream.frontend_state.n_frames // INPUTS_PER_STEP
-    frames = offline_frames(model, audio, 16_000)[: steps * INPUTS_PER_STEP]
+    frames = offline_frames(audio, 16_000, pitch)[: steps * INPUTS_PER_STEP]
     with torch.no_grad():
         blend, axes = _steps(model, torch.from_numpy(frames)[None])
     np.testing.assert_allclose(stream.blend, blend[-1].numpy(), atol=1e-5)

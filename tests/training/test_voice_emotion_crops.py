@@ -1,7 +1,6 @@
 import numpy as np
 
-from emostream.runtime.audio import N_MELS
-from emostream.runtime.models.voice_emotion import SILENT_LOG_MEL
+from emostream.runtime.audio import N_MELS, SILENT_LOG_MEL
 from emostream.runtime.pitch import N_PITCH
 from emostream.training.train_voice_emotion import crop_batch
 
