@@ -96,8 +96,7 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
                 pitch = pitch_frames(model_rate(u.audio, u.rate), n)
                 heard[b, generator.prefix : generator.prefix + n, N_MELS:] = pitch
         split = estimator.split(torch.from_numpy(heard))
-        estimate = estimator.forward_sequence(split, torch.zeros(B, n_steps, 1))
-        emotions = estimate["emotion"]
+        emotions = estimator.as_applied(estimator.estimates(split))["emotion"]  # as the server applies them
     yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
     frames = []
     for s in range(n_steps):

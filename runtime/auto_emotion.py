@@ -17,12 +17,13 @@ import torch
 
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.runtime.controls import emotion_vector
-from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, VoiceEmotion
+from emostream.runtime.models.voice_emotion import NEUTRAL, VoiceEmotion
 from emostream.runtime.pitch import PitchFrontEnd
 
 
 class VoiceEmotionStream:
-    """The estimator over one stream: push PCM chunks, read the latest smoothed estimate."""
+    """The estimator over one stream: push PCM chunks, read the latest smoothed estimate (that of the
+    newest whole step, as in the server)."""
 
     def __init__(self, model: VoiceEmotion, sample_rate_hz: int) -> None:
         self.model = model
@@ -42,12 +43,13 @@ class VoiceEmotionStream:
         if self.pitch is not None:  # both front-ends complete a frame with the same model-rate sample
             frames = np.concatenate([frames, self.pitch.push(pcm)], axis=1)
         self.pending = np.concatenate([self.pending, frames])
-        n = self.pending.shape[0] // INPUTS_PER_STEP
+        per_step = self.model.spec.inputs_per_step
+        n = self.pending.shape[0] // per_step
         no, yes = torch.zeros(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool)
         for k in range(n):
-            step = torch.from_numpy(self.pending[k * INPUTS_PER_STEP : (k + 1) * INPUTS_PER_STEP])[None]
+            step = torch.from_numpy(self.pending[k * per_step : (k + 1) * per_step])[None]
             outputs, self.state = self.model.step(self.model.split(step), self.state, torch.zeros(1, 1), no, yes)
             self.blend = outputs["emotion"][0, 0].numpy()
             self.arousal_valence = outputs["arousal_valence"][0, 0].numpy()
-        self.pending = self.pending[n * INPUTS_PER_STEP :]
+        self.pending = self.pending[n * per_step :]
         return self.blend

@@ -56,7 +56,7 @@ class ServerCollector(Collector):
             made.add_metric([stream], loop.get(f"frames_{stream}"))
         yield made
         yield CounterMetricFamily("emostream_voice_emotion_steps", "Steps of the voice-emotion estimator (one per "
-                                  "60 Hz frame of each session whose emotion follows the voice).",
+                                  "four 60 Hz frames of each session whose emotion follows the voice).",
                                   value=loop.get("voice_estimates"))  # fmt: skip
         for name, help_text in (
             ("step_seconds", "Time in the generators' batched steps."),

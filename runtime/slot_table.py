@@ -103,9 +103,10 @@ class FeatureReader:
 class VoiceEmotionTrack(FeatureReader):
     """The voice-emotion estimator (runtime/models/voice_emotion.py) over the slots whose emotion follows
     the voice: its state rows on the device and a ring of each slot's recent estimates (blend, arousal,
-    valence). A face or body frame takes the estimate of the audio up to its own newest feature pair, so
-    the frames do not depend on how the audio was chunked. A slot joins when a session first asks for
-    the voice's emotion and stays until it closes."""
+    valence), one per step (four face frames' audio). A face or body frame takes the newest estimate
+    of the audio up to its own newest feature frame, so the frames do not depend on how the audio was
+    chunked. With pitch, the estimator's step computes it for its own windows of the model-rate ring. A
+    slot joins when a session first asks for the voice's emotion and stays until it closes."""
 
     prefix = 0
 
@@ -273,7 +274,6 @@ class SlotTable:
         self.n_features = np.zeros(n, np.int64)  # feature frames computed (= hops resampled)
         self.model = torch.zeros((n, MODEL_RING.row), device=self.device)
         self.features = torch.zeros((n, FEATURE_RING, N_MELS), device=self.device)
-        self.pitch = torch.zeros((n, FEATURE_RING, N_PITCH), device=self.device)  # for the voice-emotion slots
         self._silent = torch.full((N_MELS,), SILENT_FEATURE, device=self.device)
         self.seconds = {"frontend": 0.0, "step": 0.0}  # time in the front-end's and the generators' arithmetic
         self.voice_steps = 0  # rows the voice-emotion estimator has stepped
@@ -321,7 +321,7 @@ class SlotTable:
             if self.voice is None:
                 raise SessionError("this server has no voice-emotion estimator")
             if not self.voice.member[slot]:
-                # From the next whole step on: frames before it were computed without its pitch.
+                # From the next whole step on: the model-rate ring may no longer hold older windows.
                 self.voice.start(slot, -(-int(self.n_features[slot]) // self.voice.inputs_per_step))
         for timeline in self._slot_timelines(slot):
             timeline.change(slot, change, math.ceil(from_sample * timeline.fps / self.rate[slot]))
@@ -345,6 +345,9 @@ class SlotTable:
             inside = t.member[slots]
             oldest[inside] = np.minimum(oldest[inside], t.oldest_needed(slots[inside]))
         limit = np.minimum(oldest + FEATURE_RING, self.n_features[slots] + MAX_HOPS_PER_TICK)
+        if self.voice is not None and self.voice.hears_pitch:  # its windows stay in the model-rate ring
+            inside = self.voice.member[slots]
+            limit[inside] = np.minimum(limit[inside], self.voice.oldest_needed(slots[inside]) + MAX_HOPS_PER_TICK)
         pairs_slots, pairs_hops = [], []
         for rate in np.unique(self.rate[slots]):
             at_rate = slots[self.rate[slots] == rate]
@@ -368,11 +371,6 @@ class SlotTable:
         started = time.perf_counter()
         frames = self.frontend.frames(self.model, hop_slots, hops)
         self.features[_t(hop_slots, self.device), _t(hops % FEATURE_RING, self.device)] = frames
-        if self.voice is not None and self.voice.hears_pitch:
-            heard = self.voice.member[hop_slots]
-            if heard.any():
-                pitch = self.frontend.pitch(self.model, hop_slots[heard], hops[heard])
-                self.pitch[_t(hop_slots[heard], self.device), _t(hops[heard] % FEATURE_RING, self.device)] = pitch
         self.seconds["frontend"] += time.perf_counter() - started
         return int(hops.size)
 
@@ -431,8 +429,11 @@ class SlotTable:
             index = first[:, None] + np.arange(voice.inputs_per_step)[None, :]
             where = (_t(rows[:, None], self.device), _t(index % FEATURE_RING, self.device))
             inputs = {"features": self.features[where].to(voice.device)}
-            if voice.hears_pitch:
-                inputs["pitch"] = self.pitch[where].to(voice.device)
+            if voice.hears_pitch:  # from the model-rate ring, which run_frontend keeps from overwriting them
+                started = time.perf_counter()
+                pitch = self.frontend.pitch(self.model, np.repeat(rows, voice.inputs_per_step), index.ravel())
+                inputs["pitch"] = pitch.reshape(rows.size, voice.inputs_per_step, N_PITCH).to(voice.device)
+                self.seconds["frontend"] += time.perf_counter() - started
             noise = torch.zeros(rows.size, 1, device=voice.device)
             reset = torch.from_numpy(voice.fresh[rows]).to(voice.device)
             outputs = self._run(voice, voice.runner, rows, inputs, noise, reset)

@@ -9,6 +9,12 @@ while someone speaks (a loudness gate), so a pause holds the last estimate inste
 smoothed blend is stored as its difference from neutral: the zero state of the step contract is then a
 neutral estimate, which is where every stream starts.
 
+One step makes `estimates_per_step` of these estimates (4 by default: a step every 67 ms, 15 a second)
+and gives the last. At one core and batch 1 a step's cost is mostly a fixed cost per call, so four
+estimates a call cost little more than one; a face frame takes the newest whole step's estimate, at
+most 50 ms older than its own audio, which next to the 0.6 s average changes nothing one could see.
+The weights do not depend on it: training and `estimates` run one estimate per face frame.
+
 Pitch (`pitch`): each frame is the log-mel and, after it, runtime/pitch.py's periodicity and periodicity
 times octaves above 100 Hz; a step input of its own (`pitch`, (2, N_PITCH)), which the server computes
 only for the slots this estimator steps.
@@ -48,6 +54,7 @@ from emostream.runtime.step import (
 N_EMOTIONS = len(EMOTIONS)
 NEUTRAL = EMOTIONS.index("neutral")
 INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
+ESTIMATES_PER_STEP = 4  # estimates per step of the streaming path (see the docstring)
 SMOOTHING_S = 0.6  # time constant of the exponential average
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
@@ -58,9 +65,11 @@ class VoiceEmotion(StreamingGenerator):
     std: Tensor
 
     def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0,
-                 pitch: bool = False) -> None:  # fmt: skip
+                 pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP) -> None:  # fmt: skip
         super().__init__()
         self.hidden = hidden
+        self.estimates_per_step = estimates_per_step
+        frames = INPUTS_PER_STEP * estimates_per_step
         self.smoothing_s = smoothing_s
         self.reference_s = reference_s
         self.pitch = pitch
@@ -70,15 +79,15 @@ class VoiceEmotion(StreamingGenerator):
         inputs = 2 * self.width + 1 if reference_s > 0 else self.width
         self.encode = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU())
         reference = (TensorSpec("reference", (self.width,)), TensorSpec("heard", (1,))) if reference_s > 0 else ()
-        pitch_input = (TensorSpec("pitch", (INPUTS_PER_STEP, N_PITCH)),) if pitch else ()
+        pitch_input = (TensorSpec("pitch", (frames, N_PITCH)),) if pitch else ()
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, N_EMOTIONS + 2)
         self.spec = StepSpec(
-            inputs=(TensorSpec("features", (INPUTS_PER_STEP, N_MELS)), *pitch_input),
+            inputs=(TensorSpec("features", (frames, N_MELS)), *pitch_input),
             state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,)), *reference),
             noise=TensorSpec("noise", (1,)),
             outputs=(TensorSpec("emotion", (1, N_EMOTIONS)), TensorSpec("arousal_valence", (1, 2))),
-            inputs_per_step=INPUTS_PER_STEP,
+            inputs_per_step=frames,
             frames_per_step=1,
             delay_frames=0,
             lookahead_inputs=0,
@@ -88,7 +97,8 @@ class VoiceEmotion(StreamingGenerator):
     def engine_name(self) -> str:
         reference = f"-ref{self.reference_s:g}" if self.reference_s > 0 else ""
         pitch = "-pitch" if self.pitch else ""
-        return f"voiceemotion-h{self.hidden}{reference}{pitch}" + ("" if self.masks else "-compact")
+        every = f"-x{self.estimates_per_step}"
+        return f"voiceemotion-h{self.hidden}{reference}{pitch}{every}" + ("" if self.masks else "-compact")
 
     @property
     def alpha(self) -> float:
@@ -144,6 +154,14 @@ class VoiceEmotion(StreamingGenerator):
         neutral[..., NEUTRAL] = 1.0
         return torch.cat([blend - neutral, axes], dim=-1)
 
+    def _smooth(self, estimate: Tensor, gate: Tensor, smoothed: Tensor) -> Tensor:
+        """The exponential average after each of the estimates (batch, n, 10), from `smoothed` (batch, 10)."""
+        out = []
+        for k in range(estimate.shape[1]):
+            smoothed = smoothed + self.alpha * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
+            out.append(smoothed)
+        return torch.stack(out, dim=1)
+
     def _outputs(self, smoothed: Tensor) -> TensorDict:
         blend = smoothed[..., :N_EMOTIONS].clone()
         blend[..., NEUTRAL] += 1.0
@@ -161,8 +179,7 @@ class VoiceEmotion(StreamingGenerator):
             x, reference, heard = self.with_reference(x, gate, state["reference"], state["heard"])
             new_state |= {"reference": reference, "heard": heard}
         logits, axes, last = self.raw(x, state["hidden"][None].contiguous())
-        weight = self.alpha * gate[:, :1]
-        smoothed = state["smoothed"] + weight * (self._estimate(logits[:, 0], axes[:, 0]) - state["smoothed"])
+        smoothed = self._smooth(self._estimate(logits, axes), gate, state["smoothed"])[:, -1]
         new_state |= {"hidden": last[0], "smoothed": smoothed}
         outputs = {k: v[:, None] for k, v in self._outputs(smoothed).items()}
         if self.masks:
@@ -170,19 +187,31 @@ class VoiceEmotion(StreamingGenerator):
             outputs = zero_inactive(outputs, active)
         return outputs, new_state
 
-    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
-        """The smoothed estimate for every step of whole sequences, as `step` gives it frame by frame."""
+    def estimates(self, inputs: TensorDict) -> TensorDict:
+        """The smoothed estimate after every pair of feature frames (one per face frame) of whole sequences."""
         x, gate = self.frames(self.joined(inputs))
         if self.reference_s > 0:
             x, _, _ = self.with_reference(x, gate, x.new_zeros(x.shape[0], self.width), x.new_zeros(x.shape[0], 1))
         logits, axes, _ = self.raw(x)
         estimate = self._estimate(logits, axes)
-        smoothed = torch.zeros_like(estimate[:, 0])
-        out = []
-        for k in range(estimate.shape[1]):
-            smoothed = smoothed + self.alpha * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
-            out.append(smoothed)
-        return self._outputs(torch.stack(out, dim=1))
+        return self._outputs(self._smooth(estimate, gate, torch.zeros_like(estimate[:, 0])))
+
+    def forward_sequence(self, inputs: TensorDict, noise: Tensor) -> TensorDict:
+        """The smoothed estimate for every step of whole sequences, as `step` gives it step by step."""
+        every = self.estimates(inputs)
+        return {k: v[:, self.estimates_per_step - 1 :: self.estimates_per_step] for k, v in every.items()}
+
+    def as_applied(self, every: TensorDict) -> TensorDict:
+        """Per face frame, from `estimates`, the one the server applies to it: the newest whole step's
+        (the last of each group of `estimates_per_step`), neutral before the first step."""
+        n = next(iter(every.values())).shape[1]
+        k = self.estimates_per_step
+        index = torch.arange(1, n + 1) // k * k - 1
+        applied = {name: v[:, index.clamp(min=0)] for name, v in every.items()}
+        before = index < 0
+        applied["emotion"][:, before] = torch.eye(N_EMOTIONS)[NEUTRAL]
+        applied["arousal_valence"][:, before] = 0.0
+        return applied
 
 
 def offline_frames(pcm: np.ndarray, rate_hz: int, pitch: bool) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_the_speaker_reference_averages_speech_and_ignores_silence() -> None:
 
 
 def _steps(model: VoiceEmotion, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out = model.forward_sequence(model.split(features), torch.zeros(1, features.shape[1] // INPUTS_PER_STEP, 1))
+    out = model.estimates(model.split(features))
     return out["emotion"][0], out["arousal_valence"][0]
 
 
@@ -94,8 +94,9 @@ def test_the_chunked_stream_gives_the_offline_estimate(pitch: bool) -> None:
     stream = VoiceEmotionStream(model, 16_000)
     for start in range(0, audio.size, 320):  # 20 ms chunks
         stream.push(audio[start : start + 320])
-    steps = stream.frontend_state.n_frames // INPUTS_PER_STEP
-    frames = offline_frames(audio, 16_000, pitch)[: steps * INPUTS_PER_STEP]
+    per_step = model.spec.inputs_per_step  # the stream's estimate is that of its newest whole step
+    steps = stream.frontend_state.n_frames // per_step
+    frames = offline_frames(audio, 16_000, pitch)[: steps * per_step]
     with torch.no_grad():
         blend, axes = _steps(model, torch.from_numpy(frames)[None])
     np.testing.assert_allclose(stream.blend, blend[-1].numpy(), atol=1e-5)
