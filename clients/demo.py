@@ -216,11 +216,10 @@ def run_live_demo(audio_path: Path | None, checkpoint: Path | None) -> int:
     """With a display: the viewer window streams to a server started for it."""
     import argparse
 
-    from emostream.clients.viewer.window import run_window
+    from emostream.clients.viewer.window import add_arguments, run_window
 
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)  # `emostream view`'s defaults
     with LocalServer(server_arguments(checkpoint)) as server:
-        args = argparse.Namespace(
-            audio=audio_path or bundled_speech(), url=server.url, mic=False, mic_device=None, rate=16_000,
-            token=None, mute=False, stay=False, width=960, height=960, screenshot=None, avatar=None,
-        )  # fmt: skip
+        args = parser.parse_args([str(audio_path or bundled_speech()), "--url", server.url])
         return run_window(args, EMOTION_SCRIPT)

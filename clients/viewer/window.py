@@ -3,8 +3,10 @@
 A network thread runs the client session (audio up from a file or the microphone, frames down) and feeds
 the jitter buffer; the main thread draws at the display's rate, sampling the buffer at the playout clock,
 and plays the audio through sounddevice on that same clock, so mouth and sound stay in sync. The HUD
-shows end-to-end latency, the playout delay, fps, dropped frames and the emotion. Keys: 1-8 emotions,
-0 the voice's own (emotion "auto"), F face / B body view, drag to orbit, scroll to zoom, Esc quits.
+shows end-to-end latency, the playout delay, fps, dropped frames, the emotion and, while the emotion
+follows the voice, the server's estimate of it. Keys: 1-8 emotions, 0 the voice's own (emotion "auto"),
+F face / B body view, drag to orbit, scroll to zoom, Esc quits. When the take ends, the HUD's last lines
+are printed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +114,16 @@ async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -
         state.finished = True
 
 
+def voice_line(stats: Mapping[str, float]) -> str:
+    """The server's estimate of the voice's emotion from a stats message (docs/protocol.md), as the
+    browser page shows it: the top of the blend, its weight and the arousal; "" when the stats have none."""
+    blend = {emotion: stats[f"voice.{emotion}"] for emotion in EMOTIONS if f"voice.{emotion}" in stats}
+    if not blend:
+        return ""
+    top = max(blend, key=lambda emotion: blend[emotion])
+    return f"voice: {top} {blend[top]:.2f}, arousal {stats.get('voice.arousal', 0.0):+.2f}"
+
+
 async def set_emotion(state: LiveState, emotion: str, intensity: float = 0.9) -> None:
     state.emotion = emotion
     client = state.client
@@ -189,7 +201,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     ctx = moderngl.create_context()
     avatar = UserAvatarRenderer(ctx, args.avatar) if args.avatar is not None else AvatarRenderer(ctx)
     hud = _Hud(ctx)
-    state = LiveState()
+    state = LiveState(emotion=args.emotion)
     _network_thread(args, state, script)
     player = None
     if not args.mute:
@@ -231,6 +243,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
     glfw.set_cursor_pos_callback(window, on_cursor)
     glfw.set_scroll_callback(window, on_scroll)
     frame_times: list[float] = []
+    hud_lines: list[str] = []
     finished_at = None
     last_image, shot_size = b"", (0, 0)
     try:
@@ -247,12 +260,14 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             camera = following_head(cameras["face"], avatar, body) if view[0] == "face" else cameras["body"]
             avatar.draw(face, body, camera, width / max(height, 1))
             stats = state.jitter.stats()
-            hud.draw([
+            hud_lines = [
                 f"emotion: {state.emotion}   (keys 1-{len(keys) - 1}, 0 auto; F/B views)",
                 f"capture -> frame p95: {state.latency_p95_ms():.0f} ms; playout delay {stats.delay_s * 1e3:.0f} ms",
                 f"{len(frame_times)} fps; dropped {state.dropped}; late {stats.late_frames}",
+                voice_line(getattr(state.client, "last_stats", {})),
                 state.error or "",
-            ])  # fmt: skip
+            ]  # fmt: skip
+            hud.draw(hud_lines)
             if args.screenshot and not state.finished:
                 last_image = ctx.screen.read(components=3)
                 shot_size = (width, height)
@@ -266,6 +281,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
         if player is not None:
             player.close()
         glfw.terminate()
+    print("emostream view: " + "; ".join(line for line in hud_lines[1:] if line))
     if args.screenshot and last_image:
         from PIL import Image
 
@@ -316,6 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mic-device", default=None, help="microphone device name or index (with --mic)")
     parser.add_argument("--rate", type=int, default=16_000, help="microphone sample rate")
     parser.add_argument("--token", default=None)
+    parser.add_argument("--emotion", default="neutral", choices=(*EMOTIONS, P.AUTO_EMOTION),
+                        help="the emotion to start with; auto: the voice's own (keys 1-8 and 0 change it)")  # fmt: skip
     parser.add_argument("--mute", action="store_true", help="do not play the audio")
     parser.add_argument("--stay", action="store_true", help="keep the window open after the take ends")
     parser.add_argument("--screenshot", type=Path, default=None, help="save the last live frame as a PNG")

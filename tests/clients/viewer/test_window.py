@@ -21,7 +21,7 @@ def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> N
     shot = tmp_path / "window.png"
     with server_in_thread() as (server, url):
         command = ["xvfb-run", "-a", "-s", "-screen 0 800x800x24", sys.executable, "-m", "emostream",
-                   "view", str(DATA / "speech_16000.wav"), "--url", url, "--mute",
+                   "view", str(DATA / "speech_16000.wav"), "--url", url, "--mute", "--emotion", "auto",
                    "--width", "320", "--height", "320", "--screenshot", str(shot)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
@@ -36,3 +36,14 @@ def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> N
     head = (image[..., 0] > 60) & (image[..., 0] > image[..., 2] + 30)
     assert head.mean() > 0.15
     assert frames_sent >= 120  # the whole 2 s take went through the session
+    # The HUD's last lines, printed at the end, carry the server's estimate of the voice's emotion.
+    assert "voice: " in result.stdout and "arousal" in result.stdout, result.stdout
+
+
+def test_the_hud_shows_the_top_of_the_voice_estimate() -> None:
+    from emostream.clients.viewer.window import voice_line
+
+    stats = {"frames_sent.face": 60.0, "voice.neutral": 0.3, "voice.angry": 0.5, "voice.sad": 0.2,
+             "voice.arousal": 0.42, "voice.valence": -0.3}  # fmt: skip
+    assert voice_line(stats) == "voice: angry 0.50, arousal +0.42"
+    assert voice_line({"frames_sent.face": 60.0}) == ""  # a session on a chosen emotion
