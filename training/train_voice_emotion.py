@@ -224,20 +224,9 @@ def shift_pitch(rng: np.random.Generator, model: VoiceEmotion, x: torch.Tensor, 
     reference[:, octave] += delta * heard_periodicity / model.std[octave]
 
 
-def concordance(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Lin's concordance correlation coefficient of (n,) values under weights (n,) summing to 1: the
-    agreement measure of continuous emotion recognition (the AVEC challenges), which, unlike the squared
-    error, does not pay a prediction to shrink towards the mean."""
-    mean_p, mean_t = (weight * prediction).sum(), (weight * target).sum()
-    var_p = (weight * (prediction - mean_p) ** 2).sum()
-    var_t = (weight * (target - mean_t) ** 2).sum()
-    covariance = (weight * (prediction - mean_p) * (target - mean_t)).sum()
-    return 2 * covariance / (var_p + var_t + (mean_p - mean_t) ** 2 + 1e-8)
-
-
 def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real: list[np.ndarray], steps: int,
           batch: int, seed: int, speakers: Speakers | None = None, pitch_shift: float = 0.0,
-          axes_loss: str = "mse") -> dict[str, float]:  # fmt: skip
+          ) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     axes = torch.tensor([AROUSAL_VALENCE[e] for e in EMOTIONS])
@@ -258,13 +247,8 @@ def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real
         weight = gate / gate.sum().clamp(min=1.0)
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]),
                                                reduction="none")  # fmt: skip
-        target = axes[y][:, None].expand_as(av)
-        if axes_loss == "ccc":
-            w = weight.flatten()
-            agreement = sum(concordance(av[..., k].flatten(), target[..., k].flatten(), w) for k in (0, 1))
-            loss = (ce * weight).sum() + 0.5 * (2 - agreement)
-        else:
-            loss = ((ce + 0.5 * ((av - target) ** 2).sum(-1)) * weight).sum()
+        mse = ((av - axes[y][:, None]) ** 2).sum(-1)
+        loss = ((ce + 0.5 * mse) * weight).sum()
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -292,8 +276,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="hear the voice's pitch beside the log-mel frames (runtime/pitch.py)")  # fmt: skip
     parser.add_argument("--pitch-shift", type=float, default=PITCH_SHIFT_OCTAVES,
                         help="move each training session's voice up or down by up to this many octaves")  # fmt: skip
-    parser.add_argument("--axes-loss", choices=("mse", "ccc"), default="mse",
-                        help="arousal and valence: squared error, or concordance correlation")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     started = time.time()
@@ -315,12 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
         speakers = Speakers(model, feats + real, groups)
     result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers,
-                   args.pitch_shift, args.axes_loss)
+                   args.pitch_shift)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
         "max_context_takes": MAX_CONTEXT,
-        "pitch_shift_octaves": args.pitch_shift, "axes_loss": args.axes_loss, **result,
+        "pitch_shift_octaves": args.pitch_shift, **result,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
