@@ -191,7 +191,8 @@ def lipsync(model: VoiceEmotion, corpus: Path, n_utterances: int) -> dict[str, A
 def compute(model: VoiceEmotion) -> dict[str, float]:
     from emostream.engines.factory import make_backend
 
-    eager = step_cost(model, batches=(1,))["ms_per_frame_batch1_1core"] / model.estimates_per_step  # per step
+    # step_cost times a step (one output frame); a step serves estimates_per_step face frames
+    eager = step_cost(model, batches=(1,))["ms_per_frame_batch1_1core"] / model.estimates_per_step
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     backend = make_backend("onnx", model)

@@ -16,8 +16,8 @@ most 50 ms older than its own audio, which next to the 0.6 s average changes not
 The weights do not depend on it: training and `estimates` run one estimate per face frame.
 
 Pitch (`pitch`): each frame is the log-mel and, after it, runtime/pitch.py's periodicity and periodicity
-times octaves above 100 Hz; a step input of its own (`pitch`, (2, N_PITCH)), which the server computes
-only for the slots this estimator steps.
+times octaves above 100 Hz; a step input of its own (`pitch`, (the step's feature frames, N_PITCH)),
+which the server computes only for the slots this estimator steps.
 
 A speaker reference (`reference_s` > 0): the stream's own average of the normalised frames while someone
 speaks, over up to `reference_s` seconds of speech, so the estimate can hear "lower and quieter than this
