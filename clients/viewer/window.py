@@ -77,9 +77,12 @@ async def _session(args: argparse.Namespace, state: LiveState, script: SCRIPT) -
         state.audio = to_int16(samples)  # played back on the playout clock
         source = file_source(args.audio, 20.0, realtime=True)
     state.rate = rate
+    asked = state.emotion
     client = await EmostreamClient.connect(args.url, rate, streams=("face", "body"),
-                                           controls=P.Controls(emotion=state.emotion), token=args.token)  # fmt: skip
+                                           controls=P.Controls(emotion=asked), token=args.token)  # fmt: skip
     state.client = client
+    if state.emotion != asked:  # a key pressed while the session was opening
+        await set_emotion(state, state.emotion)
     await client.clock_sync()
     pending = list(script)
     origin_s: list[float] = []  # capture time of media sample 0, from the source's first chunk
@@ -223,7 +226,9 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             return
         if key == glfw.KEY_ESCAPE:
             glfw.set_window_should_close(win, True)
-        elif key in keys and state.loop is not None:
+        elif key in keys and state.loop is None:  # not connecting yet: the session's hello will carry it
+            state.emotion = keys[key]
+        elif key in keys:
             asyncio.run_coroutine_threadsafe(set_emotion(state, keys[key]), state.loop)
         elif key in (glfw.KEY_F, glfw.KEY_B):
             view[0] = "face" if key == glfw.KEY_F else "body"
@@ -281,7 +286,7 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
         if player is not None:
             player.close()
         glfw.terminate()
-    print("emostream view: " + "; ".join(line for line in hud_lines[1:] if line))
+    print("emostream view: " + "; ".join([f"emotion {state.emotion}", *(line for line in hud_lines[1:] if line)]))
     if args.screenshot and last_image:
         from PIL import Image
 

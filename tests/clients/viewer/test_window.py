@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,22 @@ def test_view_streams_a_file_and_draws_the_head_in_a_window(tmp_path: Path) -> N
     assert frames_sent >= 120  # the whole 2 s take went through the session
     # The HUD's last lines, printed at the end, carry the server's estimate of the voice's emotion.
     assert "voice: " in result.stdout and "arousal" in result.stdout, result.stdout
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
+                    reason="needs xvfb-run and xdotool (Debian: xvfb, xdotool) to press a key in a virtual display")
+@pytest.mark.slow
+def test_key_0_hands_the_emotion_to_the_voice() -> None:
+    with server_in_thread() as (_, url):
+        view = [sys.executable, "-m", "emostream", "view", str(DATA / "speech_16000.wav"), "--url", url, "--mute",
+                "--width", "320", "--height", "320"]  # fmt: skip
+        # The key goes in as soon as the window exists, while the session may still be opening.
+        script = f"{shlex.join(view)} & xdotool search --sync --name '^emostream$' key 0; wait $!"
+        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        result = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 800x800x24", "sh", "-c", script],
+                                capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "emotion auto" in result.stdout and "voice: " in result.stdout, result.stdout
 
 
 def test_the_hud_shows_the_top_of_the_voice_estimate() -> None:
