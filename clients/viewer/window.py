@@ -226,10 +226,11 @@ def run_window(args: argparse.Namespace, script: SCRIPT = ()) -> int:
             return
         if key == glfw.KEY_ESCAPE:
             glfw.set_window_should_close(win, True)
-        elif key in keys and state.loop is None:  # not connecting yet: the session's hello will carry it
-            state.emotion = keys[key]
         elif key in keys:
-            asyncio.run_coroutine_threadsafe(set_emotion(state, keys[key]), state.loop)
+            if state.loop is None:  # not connecting yet: the session's hello will carry it
+                state.emotion = keys[key]
+            else:
+                asyncio.run_coroutine_threadsafe(set_emotion(state, keys[key]), state.loop)
         elif key in (glfw.KEY_F, glfw.KEY_B):
             view[0] = "face" if key == glfw.KEY_F else "body"
 
