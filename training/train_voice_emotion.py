@@ -276,8 +276,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="hear the voice's pitch beside the log-mel frames (runtime/pitch.py)")  # fmt: skip
     parser.add_argument("--pitch-shift", type=float, default=PITCH_SHIFT_OCTAVES,
                         help="move each training session's voice up or down by up to this many octaves")  # fmt: skip
-    parser.add_argument("--fade-raw", action="store_true",
-                        help="the frames themselves fade out as the speaker reference fills")  # fmt: skip
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     started = time.time()
@@ -290,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     feats, labels = build_features(takes, args.seed, args.pitch)
     real = [] if args.no_real else real_neutral_features(args.pitch)
     torch.manual_seed(args.seed)  # the initial weights: the same seed gives the same checkpoint
-    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch, fade_raw=args.fade_raw)
+    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
     model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
     model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
@@ -310,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "reference_s": model.reference_s,
-              "pitch": model.pitch, "fade_raw": model.fade_raw}  # fmt: skip
+              "pitch": model.pitch}  # fmt: skip
     torch.save({"kind": "voice_emotion", "config": config,
                 "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
     print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")

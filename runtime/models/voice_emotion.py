@@ -65,11 +65,9 @@ class VoiceEmotion(StreamingGenerator):
     std: Tensor
 
     def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0,
-                 pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP, fade_raw: bool = False,
-                 ) -> None:  # fmt: skip
+                 pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP) -> None:  # fmt: skip
         super().__init__()
         self.hidden = hidden
-        self.fade_raw = fade_raw
         self.estimates_per_step = estimates_per_step
         frames = INPUTS_PER_STEP * estimates_per_step
         self.smoothing_s = smoothing_s
@@ -140,9 +138,7 @@ class VoiceEmotion(StreamingGenerator):
             reference = reference + weight / total.clamp(min=1e-6) * (x[:, k] - reference)
             heard = total.clamp(max=self.reference_s)
             difference = torch.where(heard > 0, x[:, k] - reference, torch.zeros_like(reference))  # none yet
-            share = heard / self.reference_s
-            raw = x[:, k] * (1 - share) if self.fade_raw else x[:, k]
-            out.append(torch.cat([raw, difference, share], dim=-1))
+            out.append(torch.cat([x[:, k], difference, heard / self.reference_s], dim=-1))
         return torch.stack(out, dim=1), reference, heard
 
     def raw(self, x: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
