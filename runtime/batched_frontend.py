@@ -154,15 +154,17 @@ class BatchedLogMel:
     def frames(self, model: Tensor, slots: np.ndarray, frames: np.ndarray) -> Tensor:
         """Feature frames `frames[i]` of streams `slots[i]` from their model-rate rings (the hops up to each
         frame must be computed): (n, N_MELS) float32."""
-        starts = (np.asarray(frames, np.int64) * HOP_LENGTH + HOP_LENGTH - WIN_LENGTH) % MODEL_RING.size
-        rows = torch.from_numpy(np.asarray(slots, np.int64)).to(self.device)
-        windows = model.unfold(1, WIN_LENGTH, 1)[rows, torch.from_numpy(starts).to(self.device)] * self._window
+        windows = self._windows(model, slots, frames, WIN_LENGTH) * self._window
         power = torch.view_as_real(torch.fft.rfft(windows, n=N_FFT, dim=1)).square().sum(-1)  # (n, N_BINS)
         return torch.log_((power @ self._filters).add_(LOG_FLOOR))
 
     def pitch(self, model: Tensor, slots: np.ndarray, frames: np.ndarray) -> Tensor:
         """Pitch frames (runtime/pitch.py) `frames[i]` of streams `slots[i]`, as `frames` reads log-mel:
         (n, N_PITCH) float32."""
-        starts = (np.asarray(frames, np.int64) * HOP_LENGTH + HOP_LENGTH - PITCH_WINDOW) % MODEL_RING.size
+        return pitch_of_windows(self._windows(model, slots, frames, PITCH_WINDOW))
+
+    def _windows(self, model: Tensor, slots: np.ndarray, frames: np.ndarray, length: int) -> Tensor:
+        """(n, length): the model-rate samples of stream `slots[i]` that end with frame `frames[i]`'s hop."""
+        starts = (np.asarray(frames, np.int64) * HOP_LENGTH + HOP_LENGTH - length) % MODEL_RING.size
         rows = torch.from_numpy(np.asarray(slots, np.int64)).to(self.device)
-        return pitch_of_windows(model.unfold(1, PITCH_WINDOW, 1)[rows, torch.from_numpy(starts).to(self.device)])
+        return model.unfold(1, length, 1)[rows, torch.from_numpy(starts).to(self.device)]
