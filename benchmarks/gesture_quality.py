@@ -17,7 +17,7 @@ Definitions (docs/gestures.md):
   distance (cm) the pelvis moves from where it started;
 - emotion accuracy: a classifier trained on teacher motion of training voices (4 s windows of pose
   statistics), applied to generated motion; and two temporal judges over joint positions
-  (benchmarks/motion_judge.py), one reading posture and motion, one motion alone; style recovery: a
+  (training/motion_judge.py), one reading posture and motion, one motion alone; style recovery: a
   style classifier trained the same way, applied to motion generated from another take's motion as the
   style reference (chance 1/16; four references per style);
 - where the hands are, per emotion (forward kinematics): the wrists' median distance sideways from the
@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
-from emostream.benchmarks.motion_judge import MotionJudge, judge, judge_windows, train_judge
 from emostream.runtime.models.gesture import (
     DEFAULT_TEMPERATURE,
     GestureGenerator,
@@ -64,23 +63,12 @@ from emostream.training.gesture_evaluation import (
     training_motion,
     window_features,
 )
+from emostream.training.motion_judge import judge, train_emotion_judges
 
 ROOT = Path(__file__).resolve().parent.parent
-JUDGE_STEPS = 1500  # the temporal emotion judge's training steps
-JUDGE_HOP = 15  # frames between its overlapping training windows
 # Reference clips per style in the style-transfer test. Two gave about 52 windows in all, so one window
 # moved the accuracy by 0.02, as much as two models differed (docs/gestures.md); four halve that.
 STYLE_REFERENCES = 4
-
-
-def train_emotion_judges(motion: list[tuple[np.ndarray, int, int]], steps: int) -> dict[str, MotionJudge]:
-    """The temporal emotion judges (benchmarks/motion_judge.py) on the same teacher motion: one reading
-    posture and motion, one reading motion alone."""
-    windows = [(judge_windows(positions(poses), hop=JUDGE_HOP), e) for poses, e, _ in motion]
-    x = np.concatenate([w for w, _ in windows])
-    y = np.concatenate([[e] * len(w) for w, e in windows])
-    return {name: train_judge(x, y, len(EMOTIONS), steps, centred=centred)
-            for name, centred in (("posture and motion", False), ("motion alone", True))}  # fmt: skip
 
 
 def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_steps: int,
@@ -90,7 +78,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
     motion = training_motion(load_takes(corpus, False, n_train))
     emotion_clf, style_clf = train_classifiers(motion, classifier_steps)
-    judges = train_emotion_judges(motion, JUDGE_STEPS)
+    judges = train_emotion_judges([(positions(poses), e) for poses, e, _ in motion])
     rows: dict[str, list[dict[str, float]]] = {"teacher": [], "model": []}
     emotion_hits, teacher_emotion_hits, seed_l1 = [], [], []
     judged: dict[tuple[str, str], list[bool]] = {}  # (motion, judge) -> the temporal judges' reads
@@ -107,13 +95,15 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
             made = generate(network, take, emotion, preset, seed=i)
             for name, poses in (("teacher", taught), ("model", made)):
                 pos = positions(poses)
-                for kind, reader in judges.items():
-                    judged.setdefault((name, kind), []).extend(judge(reader, pos) == EMOTIONS.index(emotion))
+                reads = {kind: judge(reader, pos) == EMOTIONS.index(emotion) for kind, reader in judges.items()}
+                for kind, read in reads.items():
+                    judged.setdefault((name, kind), []).extend(read)
                 beats = motion_beats(pos)
                 alignment = {"beat_alignment": beat_alignment(onsets, beats), "beats_per_s": beats.size * 30 / len(pos)}
                 rows[name].append(motion_metrics(pos) | alignment)
                 poses_by_emotion.setdefault((name, emotion), []).append(
-                    pose_statistics(pos) | {"arm_speed_rad_s": arm_joint_speed(poses)})
+                    pose_statistics(pos) | {"arm_speed_rad_s": arm_joint_speed(poses),
+                                            "motion_alone_judge": float(reads["motion alone"].mean())})
             e = EMOTIONS.index(emotion)
             made_windows, taught_windows = window_features(made), window_features(taught)
             recognised = predict(emotion_clf, made_windows)
@@ -261,15 +251,20 @@ def table(result: dict) -> str:
     if "per_emotion" in m:
         lines += ["", "Where the hands are and how fast the arms move, per emotion (teacher / model): median wrist "
                   "distance sideways from the spine (target ≤ 0.30 m), frames with a wrist at shoulder height and "
-                  "more than 45 cm out (≤ 2%), arm joint speed against neutral (angry ≥ 1.3x, sad ≤ 0.8x):", "",
-                  "| emotion | wrist sideways (m) | wide at shoulder height | arm speed (rad/s) | vs neutral |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+                  "more than 45 cm out (≤ 2%), arm joint speed against neutral (angry ≥ 1.3x, sad ≤ 0.8x), the "
+                  "one-sidedness of the wrists' speed (|left - right| / sum), and the share of 4 s windows the "
+                  "judge of motion alone reads right:", "",
+                  "| emotion | wrist sideways (m) | wide at shoulder height | arm speed (rad/s) | vs neutral "
+                  "| one-sided | judge of motion alone |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for emotion in EMOTIONS:
             a, b = t["per_emotion"][emotion], m["per_emotion"][emotion]
             lines.append(f"| {emotion} | {a['wrist_sideways_median_m']:.2f} / {b['wrist_sideways_median_m']:.2f} | "
                          f"{100 * a['wide_at_shoulder_share']:.1f}% / {100 * b['wide_at_shoulder_share']:.1f}% | "
                          f"{a['arm_speed_rad_s']:.2f} / {b['arm_speed_rad_s']:.2f} | "
-                         f"{a['arm_speed_vs_neutral']:.2f}x / {b['arm_speed_vs_neutral']:.2f}x |")  # fmt: skip
+                         f"{a['arm_speed_vs_neutral']:.2f}x / {b['arm_speed_vs_neutral']:.2f}x | "
+                         f"{a.get('one_sidedness', float('nan')):.2f} / {b.get('one_sidedness', float('nan')):.2f} | "
+                         f"{a.get('motion_alone_judge', float('nan')):.2f} / "
+                         f"{b.get('motion_alone_judge', float('nan')):.2f} |")  # fmt: skip
     if "emotion_confusion" in m:
         lines += ["", "Emotion confusion of the generated motion (rows: the emotion asked for; columns: what the "
                   "classifier recognised; counts of 4 s windows):", "",

@@ -121,7 +121,8 @@ OUT_WIDE_M = 0.45  # and this far sideways from the spine is out wide (the T-pos
 def pose_statistics(pos: np.ndarray) -> dict[str, float]:
     """Where the hands are (forward kinematics, metres; Y up, X the body's left): the wrists' distance
     sideways from the spine (spine3) and below their shoulders, and the share of frames with a wrist out
-    wide at shoulder height."""
+    wide at shoulder height; and how one-sided the motion is, |left - right| / (left + right) of the two
+    wrists' mean speed (0: both hands move alike; the teacher makes most gestures with one hand)."""
     spine = pos[:, SMPLX_JOINTS.index("spine3")]
     sideways, below, wide = [], [], np.zeros(pos.shape[0], bool)
     for side in ("left", "right"):
@@ -136,7 +137,14 @@ def pose_statistics(pos: np.ndarray) -> dict[str, float]:
         "wrist_forward_median_m": float(np.median(np.concatenate(
             [pos[:, SMPLX_JOINTS.index(f"{s}_wrist"), 2] - spine[:, 2] for s in ("left", "right")]))),
         "wide_at_shoulder_share": float(wide.mean()),
+        "one_sidedness": one_sidedness(pos),
     }  # fmt: skip
+
+
+def one_sidedness(pos: np.ndarray) -> float:
+    left, right = (float(np.linalg.norm(np.diff(pos[:, SMPLX_JOINTS.index(f"{side}_wrist")], axis=0), axis=-1).mean())
+                   for side in ("left", "right"))  # fmt: skip
+    return abs(left - right) / max(left + right, 1e-9)
 
 
 def arm_joint_speed(poses: np.ndarray) -> float:

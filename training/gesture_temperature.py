@@ -47,12 +47,14 @@ from emostream.training.gesture_evaluation import (
     training_motion,
     window_features,
 )
+from emostream.training.motion_judge import judge, train_emotion_judges
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TAKES = 12  # training-voice takes per emotion and temperature
 CLASSIFIER_TAKES = 48  # other training-voice takes, whose teacher motion trains the emotion classifier
 CLASSIFIER_STEPS = 3000
+CRITERIA = ("recognised", "speed", "motion")
 
 
 def speed(poses: np.ndarray) -> float:
@@ -99,10 +101,17 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
     """Per emotion: the teacher's speed, and at each grid temperature the model's speed and the share of
     its 4 s windows recognised as that emotion by a classifier trained on `classifier_takes`; then the
     temperature picked by `criterion`: "recognised" (pick_temperature, with `speed_tolerance`) or "speed"
-    (temperature_matching_speed, which ignores the classifier)."""
-    if criterion not in ("recognised", "speed"):
-        raise ValueError(f"criterion must be 'recognised' or 'speed', got {criterion!r}")
-    classifier, _ = train_classifiers(training_motion(classifier_takes), classifier_steps)
+    (temperature_matching_speed, which ignores the classifier) or "motion": pick_temperature on the mean of
+    the classifier's reads and those of the judge of motion alone (training/motion_judge.py, trained on the
+    same teacher motion), so the temperature must make the motion itself, not only its window statistics,
+    read as the emotion."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    motion = training_motion(classifier_takes)
+    classifier, _ = train_classifiers(motion, classifier_steps)
+    motion_alone = None
+    if criterion == "motion":
+        motion_alone = train_emotion_judges([(positions(poses), e) for poses, e, _ in motion])["motion alone"]
     report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(classifier_takes),
                     "criterion": criterion, "speed_tolerance": speed_tolerance, "emotions": {}}  # fmt: skip
     with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:
@@ -116,7 +125,10 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
                 for g, temperature in enumerate(grid):
                     poses = generate(network, take, emotion, preset, seed=i, temperature=temperature)
                     speeds[g, i] = speed(poses)
-                    hits[g] += list(predict(classifier, window_features(poses)) == e)
+                    read = (predict(classifier, window_features(poses)) == e).astype(float)
+                    if motion_alone is not None:
+                        read = (read + (judge(motion_alone, positions(poses)) == e)) / 2
+                    hits[g] += list(read)
                     bar.update()
             recognised = [float(np.mean(h)) if h else 0.0 for h in hits]
             target, mean_speeds = float(np.mean(taught)), speeds.mean(axis=1).tolist()
@@ -198,9 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument(
         "--criterion",
-        choices=("recognised", "speed"),
+        choices=CRITERIA,
         default="recognised",
-        help="pick the temperature read right most often, or the one matching the teacher's speed",
+        help="pick the temperature read right most often (by window statistics; with 'motion' also by the "
+        "judge of motion alone), or the one matching the teacher's speed",
     )
     parser.add_argument("--speed-tolerance", type=float, default=None,
                         help="with the recognised criterion: only temperatures whose speed is within this share "
@@ -214,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.takes < 1 or not args.grid or min(args.grid) < 0 or list(args.grid) != sorted(args.grid):
         parser.error("need --takes >= 1 and an ascending --grid of temperatures >= 0")
-    if args.speed_tolerance is not None and (args.speed_tolerance <= 0 or args.criterion != "recognised"):
-        parser.error("--speed-tolerance must be above 0, and goes with --criterion recognised")
+    if args.speed_tolerance is not None and (args.speed_tolerance <= 0 or args.criterion == "speed"):
+        parser.error("--speed-tolerance must be above 0, and goes with --criterion recognised or motion")
     if args.guidance is not None and args.guidance < 0:
         parser.error("--guidance must be >= 0 (1: none)")
     out = args.out or args.checkpoint

@@ -68,6 +68,10 @@ FLOW_FRAMES = CROP
 LIMB_FEATURES_START = 6 * GESTURE_JOINTS.index(SMPLX_JOINTS.index("left_shoulder"))  # arms, then fingers
 TIMING_SMOOTHING = 5  # frames the timing loss averages the arms' speed over (a stroke is 10 to 20)
 ARM_FEATURES = [6 * i + k for i, j in enumerate(GESTURE_JOINTS) if j in UPPER_BODY_JOINTS for k in range(6)]
+ARM_PARTS = ("collar", "shoulder", "elbow", "wrist")
+SIDE_FEATURES = {side: [6 * i + k for i, j in enumerate(GESTURE_JOINTS)
+                        if SMPLX_JOINTS[j] in [f"{side}_{part}" for part in ARM_PARTS] for k in range(6)]
+                 for side in ("left", "right")}  # fmt: skip
 # Share of frames trained on the null emotion, for classifier-free guidance on the emotion. From scratch in
 # one hour, this recipe without FiLM measured better than FiLM without dropout (docs/gestures.md).
 EMOTION_DROPOUT = 0.15
@@ -91,6 +95,8 @@ ROLLOUT_SMOOTHING = 0.75
 # is within the seed spread. The default because seed 0 with it is the shipped model, which meets every
 # target (docs/gestures.md, "More weight on the spread").
 SPREAD_WEIGHT = 3.0
+# The weight of one-sidedness (`one_sidedness`) in the free-running statistics; 0 leaves it out.
+SIDES_WEIGHT = 0.0
 # Classifier-free guidance on the emotion that the temperature fit samples with and the checkpoint carries.
 # With the spread weight, guidance 1.5 made motion too fast (jerk 1.68x the teacher's) and 1 met every
 # target (docs/gestures.md, "More weight on the spread"); the null emotion is still trained, so a user can
@@ -317,6 +323,17 @@ def arm_speed(poses: Tensor) -> Tensor:
     return torch.diff(poses[..., ARM_FEATURES], dim=1).square().sum(-1).add(1e-8).sqrt()
 
 
+def one_sidedness(poses: Tensor) -> Tensor:
+    """(B, T, P) -> (B, 1): how much more one arm moves than the other over the window, |left - right| of the
+    mean size of each arm's frame-to-frame change. The teacher makes most gestures with one hand; the
+    per-feature statistics cannot tell that from both arms making half a gesture, since either hand may
+    be the one, but this does not depend on which."""
+    change = torch.diff(poses, dim=1)
+    left, right = (change[..., SIDE_FEATURES[side]].square().sum(-1).add(1e-8).sqrt().mean(1)
+                   for side in ("left", "right"))  # fmt: skip
+    return (left - right).abs()[:, None]
+
+
 def correlation(a: Tensor, b: Tensor) -> Tensor:
     """Pearson correlation of each row of a with the same row of b: (B, T) -> (B,)."""
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
@@ -324,15 +341,20 @@ def correlation(a: Tensor, b: Tensor) -> Tensor:
 
 
 def statistics_loss(made: Tensor, target: Tensor, full: Tensor, paired: bool = False, jerk: bool = False,
-                    spread_weight: float = 1.0) -> Tensor:  # fmt: skip
+                    spread_weight: float = 1.0, sides_weight: float = 0.0) -> Tensor:  # fmt: skip
     """The 4 s statistics of `made` (B, T, P) against the teacher's `target` (`window_statistics`), each
     relative to its size in the teacher's takes so that all count alike, except the spread (each
     feature's std over the window, what tells a calm emotion's gestures from a lively one's), which
     counts `spread_weight` times; the result is the weighted mean. `full` (B,) is 1 for crops
     scored. `paired`: the two halves of the batch are two samples of the same crops, scored as
-    (a - t)(b - t), whose expectation is the squared bias of the model's statistics alone."""
+    (a - t)(b - t), whose expectation is the squared bias of the model's statistics alone. With
+    `sides_weight` above 0, `one_sidedness` joins the statistics with that weight."""
     made_statistics, target_statistics = window_statistics(made, jerk), window_statistics(target, jerk)
     weights = [1.0, spread_weight] + [1.0] * (len(made_statistics) - 2)
+    if sides_weight > 0:
+        made_statistics.append(one_sidedness(made))
+        target_statistics.append(one_sidedness(target))
+        weights.append(sides_weight)
     loss = made.new_zeros(())
     count = full.sum().clamp(min=1)
     for w, a, t in zip(weights, made_statistics, target_statistics, strict=True):
@@ -362,7 +384,7 @@ def timing_loss(made: Tensor, target: Tensor, full: Tensor, smoothing: int = TIM
 
 
 def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2,
-                 paired: bool = False, jerk: bool = False, spread_weight: float = 1.0
+                 paired: bool = False, jerk: bool = False, spread_weight: float = 1.0, sides_weight: float = 0.0
                  ) -> dict[str, Tensor]:  # fmt: skip
     """Sequence-level losses on the model running free (`free_run`), "statistics" (`statistics_loss`) and
     "timing" (`timing_loss`). The per-frame flow loss sees true histories only, so a model trained on it
@@ -371,8 +393,8 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     each other, which cost the seventh run most of its seed diversity; `paired` runs each crop of the
     first half of the batch twice with different noise (the same cost) and scores the statistics' bias
     only, leaving the spread between samples to the flow loss. `jerk` adds the third difference's
-    statistics (`window_statistics`); `spread_weight` is `statistics_loss`'s. Crops that run past their
-    clip's end are left out."""
+    statistics (`window_statistics`); `spread_weight` and `sides_weight` are `statistics_loss`'s. Crops
+    that run past their clip's end are left out."""
     if paired:
         half = {k: v[: len(v) // 2] for k, v in batch.items()}
         batch = {k: torch.cat([v, v]) for k, v in half.items()}
@@ -380,7 +402,7 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
     made = free_run(net, batch, gen, n_steps)
     target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
-    statistics = statistics_loss(made, target, full, paired, jerk, spread_weight)
+    statistics = statistics_loss(made, target, full, paired, jerk, spread_weight, sides_weight)
     return {"statistics": statistics, "timing": timing_loss(made, target, full)}
 
 
@@ -460,8 +482,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           emotion_dropout: float = EMOTION_DROPOUT, emotion_posture: bool = True, emotion_film: bool = False,
           flow_frames: int = FLOW_FRAMES, rollout_weight: float = ROLLOUT_WEIGHT,
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
-          free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT
-          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT,
+          sides_weight: float = SIDES_WEIGHT) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
     `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
@@ -471,7 +493,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     times a step's cost, they pay most on a flow that has learned the motion frame by frame.
     `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
     emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
-    statistics (`statistics_loss`). The same arguments give the same weights."""
+    statistics (`statistics_loss`), `sides_weight` how much more one arm moves than the other. The same
+    arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
@@ -499,7 +522,7 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     def free_running_loss() -> Tensor:
         batch = batches(batch_size)
         free_running = rollout_loss(net, batch, gen, paired=rollout_pairs, jerk=rollout_jerk,
-                                    spread_weight=spread_weight)  # fmt: skip
+                                    spread_weight=spread_weight, sides_weight=sides_weight)  # fmt: skip
         rollout_losses.append(free_running["statistics"].item())
         timing_losses.append(free_running["timing"].item())
         return flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
@@ -596,6 +619,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spread-weight", type=float, default=SPREAD_WEIGHT,
                         help="how many times the free-running loss counts the windows' spread (each pose "
                              "feature's std) against its other statistics")  # fmt: skip
+    parser.add_argument("--sides-weight", type=float, default=SIDES_WEIGHT,
+                        help="weight of one-sidedness (how much more one arm moves than the other) in the "
+                             "free-running loss; 0 leaves it out")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
@@ -607,9 +633,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
             or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
-            or args.spread_weight <= 0:  # fmt: skip
+            or args.spread_weight <= 0 or args.sides_weight < 0:  # fmt: skip
         parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
-                     "counts >= 0, and --spread-weight > 0")  # fmt: skip
+                     "counts >= 0, --spread-weight > 0 and --sides-weight >= 0")  # fmt: skip
     if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
         parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
     fits_temperatures = args.emotion_temperature and args.beat2 is None
@@ -647,7 +673,7 @@ def main(argv: list[str] | None = None) -> None:
     net, log = train(clips, style_names, args.batch_size, args.seed, args.vae_steps, args.flow_steps,
                      args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
                      args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
-                     args.rollout_jerk, args.free_running_film, args.spread_weight)  # fmt: skip
+                     args.rollout_jerk, args.free_running_film, args.spread_weight, args.sides_weight)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -661,6 +687,7 @@ def main(argv: list[str] | None = None) -> None:
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms
                      "rollout_weight": args.rollout_weight, "rollout_pairs": args.rollout_pairs,
                      "rollout_jerk": args.rollout_jerk, "spread_weight": args.spread_weight,
+                     "sides_weight": args.sides_weight,
                      "free_running_film": args.free_running_film, "guidance": args.guidance,
                      "timing_weight": args.timing_weight,
                      "final_timing_loss": final_loss(log["timing_losses"]),

@@ -1,5 +1,7 @@
 """The gesture trainer's crops and its flow loss, on a synthetic clip whose every frame carries its index."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +13,11 @@ from emostream.training.train_gesture import (
     ARM_FEATURES,
     CONTEXT,
     CROP,
+    SIDE_FEATURES,
     Batches,
     crop_frames,
     flow_loss,
+    one_sidedness,
     rollout_loss,
     statistics_loss,
     timing_loss,
@@ -169,6 +173,32 @@ def test_the_paired_statistics_loss_scores_bias_not_spread_between_samples() -> 
     one_sample = float(statistics_loss(apart, target.repeat(2, 1, 1), full))
     assert one_sample > 0.05
     assert abs(float(statistics_loss(apart, target.repeat(2, 1, 1), full, paired=True))) < 0.2 * one_sample
+
+
+def gestures(arms: dict[str, float]) -> torch.Tensor:
+    """(8, CROP, P) poses: each named arm's features swing at 1 Hz with that amplitude."""
+    swing = torch.sin(2 * math.pi * torch.arange(CROP) / 30)[None, :, None]
+    poses = torch.zeros(8, CROP, N_POSE_FEATURES)
+    for side, amplitude in arms.items():
+        poses[..., SIDE_FEATURES[side]] = amplitude * swing
+    return poses
+
+
+def test_one_sidedness_tells_one_handed_gestures_from_two_half_ones_whichever_the_hand() -> None:
+    left, right, both_half = gestures({"left": 1.0}), gestures({"right": 1.0}), gestures({"left": 0.5, "right": 0.5})
+    assert torch.allclose(one_sidedness(left), one_sidedness(right))
+    assert float(one_sidedness(both_half).max()) < 1e-3 < float(one_sidedness(left).min())
+    full = torch.ones(8)
+    # The teacher's crops use either hand at random. A model that cannot know which hand may hedge with
+    # half a gesture on each arm, or pick a hand and be right half the time. The per-feature statistics
+    # make hedging the cheaper (the same arms on every crop: 0.375 against 0.75); with the one-sidedness
+    # at weight 2, picking a hand is (0.5 against 0.58).
+    teacher = torch.cat([left[:4], right[4:]])
+    swapped = torch.cat([right[:4], left[4:]])
+    for weight, hedging_cheaper in ((0.0, True), (2.0, False)):
+        hedge = float(statistics_loss(both_half, teacher, full, sides_weight=weight))
+        guess = 0.5 * float(statistics_loss(swapped, teacher, full, sides_weight=weight))  # right half the time
+        assert (hedge < guess) == hedging_cheaper
 
 
 def test_the_timing_loss_rewards_strokes_where_the_teachers_are() -> None:

@@ -115,3 +115,13 @@ def test_seeds_and_styles_change_the_motion() -> None:
     b = teach_gesture(phones, audio, RATE, "neutral", 1.0, "ada", seed=1).axis_angle
     c = teach_gesture(phones, audio, RATE, "neutral", 1.0, "omar", seed=0).axis_angle
     assert not np.allclose(a, b) and not np.allclose(a, c)
+
+
+def test_most_gestures_are_made_with_one_hand() -> None:
+    """What `one_sidedness` reads in the benchmark: a speaker's strokes are mostly one-handed (the style's
+    handedness), so one wrist moves clearly more than the other over a take."""
+    phones, audio = speech(8.0)
+    takes = [teach_gesture(phones, audio, RATE, "neutral", 1.0, style, seed=2) for style in STYLES]
+    sidedness = [pose_statistics(positions(pose_features(r.axis_angle, r.trans)))["one_sidedness"] for r in takes]
+    assert np.median(sidedness) > 0.1
+    assert min(sidedness) >= 0.0 and max(sidedness) <= 1.0

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from emostream.benchmarks.motion_judge import JUDGE_JOINTS, STRIDE, WINDOW, judge, judge_windows, train_judge
 from emostream.runtime.rigs import SMPLX_JOINTS
 from emostream.training.gesture_evaluation import window_features
+from emostream.training.motion_judge import JUDGE_JOINTS, STRIDE, WINDOW, judge, judge_windows, train_judge
 
 LEFT, RIGHT = SMPLX_JOINTS.index("left_wrist"), SMPLX_JOINTS.index("right_wrist")
 

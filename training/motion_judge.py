@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
 
 JUDGE_JOINTS = (*UPPER_BODY_JOINTS, *range(25, 55))  # the upper body and both hands' fingers
 STRIDE = 2  # 30 fps motion read at 15 fps
 WINDOW = 120  # frames at 30 fps: the 4 s windows of the statistics classifier
 PELVIS = SMPLX_JOINTS.index("pelvis")
+JUDGE_STEPS = 1500  # the temporal emotion judges' training steps
+JUDGE_HOP = 15  # frames between their overlapping training windows
 
 
 def judge_windows(pos: np.ndarray, hop: int = WINDOW) -> np.ndarray:
@@ -88,3 +91,13 @@ def judge(model: MotionJudge, pos: np.ndarray) -> np.ndarray:
     if not len(windows):
         return np.zeros(0, np.int64)
     return model(torch.from_numpy(windows).float()).argmax(1).numpy()
+
+
+def train_emotion_judges(motion: list[tuple[np.ndarray, int]], steps: int = JUDGE_STEPS) -> dict[str, MotionJudge]:
+    """The two emotion judges on (joint positions (T, 55, 3), emotion index) of teacher motion: one reading
+    posture and motion, one reading motion alone."""
+    windows = [(judge_windows(pos, hop=JUDGE_HOP), e) for pos, e in motion]
+    x = np.concatenate([w for w, _ in windows])
+    y = np.concatenate([[e] * len(w) for w, e in windows])
+    return {name: train_judge(x, y, len(EMOTIONS), steps, centred=centred)
+            for name, centred in (("posture and motion", False), ("motion alone", True))}  # fmt: skip
