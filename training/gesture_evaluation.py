@@ -137,11 +137,13 @@ def pose_statistics(pos: np.ndarray) -> dict[str, float]:
         "wrist_forward_median_m": float(np.median(np.concatenate(
             [pos[:, SMPLX_JOINTS.index(f"{s}_wrist"), 2] - spine[:, 2] for s in ("left", "right")]))),
         "wide_at_shoulder_share": float(wide.mean()),
-        "one_sidedness": one_sidedness(pos),
+        "one_sidedness": wrist_one_sidedness(pos),
     }  # fmt: skip
 
 
-def one_sidedness(pos: np.ndarray) -> float:
+def wrist_one_sidedness(pos: np.ndarray) -> float:
+    """|left - right| / (left + right) of the two wrists' mean speed over (T, 55, 3) joint positions; the
+    trainer's `one_sidedness` is its counterpart on pose features, which a loss can differentiate."""
     left, right = (float(np.linalg.norm(np.diff(pos[:, SMPLX_JOINTS.index(f"{side}_wrist")], axis=0), axis=-1).mean())
                    for side in ("left", "right"))  # fmt: skip
     return abs(left - right) / max(left + right, 1e-9)

@@ -123,5 +123,4 @@ def test_most_gestures_are_made_with_one_hand() -> None:
     phones, audio = speech(8.0)
     takes = [teach_gesture(phones, audio, RATE, "neutral", 1.0, style, seed=2) for style in STYLES]
     sidedness = [pose_statistics(positions(pose_features(r.axis_angle, r.trans)))["one_sidedness"] for r in takes]
-    assert np.median(sidedness) > 0.1
-    assert min(sidedness) >= 0.0 and max(sidedness) <= 1.0
+    assert np.median(sidedness) > 0.1  # the shipped model's takes: 0.03 to 0.08 (docs/gestures.md)
