@@ -57,8 +57,9 @@ CLASSIFIER_STEPS = 3000
 CRITERIA = ("recognised", "speed", "motion")
 
 
-def speed(poses: np.ndarray) -> float:
-    return motion_metrics(positions(poses))["speed_m_s"]
+def speed(pos: np.ndarray) -> float:
+    """Mean upper-body speed (m/s) of (T, 55, 3) joint positions."""
+    return motion_metrics(pos)["speed_m_s"]
 
 
 def temperature_matching_speed(target: float, speeds: list[float], grid: tuple[float, ...] = GRID) -> float:
@@ -111,7 +112,8 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
     classifier, _ = train_classifiers(motion, classifier_steps)
     motion_alone = None
     if criterion == "motion":
-        motion_alone = train_emotion_judges([(positions(poses), e) for poses, e, _ in motion])["motion alone"]
+        judged = [(positions(poses), e) for poses, e, _ in motion]
+        motion_alone = train_emotion_judges(judged, kinds=("motion alone",))["motion alone"]
     report: dict = {"grid": list(grid), "takes": len(takes), "classifier_takes": len(classifier_takes),
                     "criterion": criterion, "speed_tolerance": speed_tolerance, "emotions": {}}  # fmt: skip
     with tqdm(total=len(EMOTIONS) * len(takes) * (len(grid) + 1), desc="temperature per emotion") as bar:
@@ -119,15 +121,16 @@ def fit_emotion_temperatures(network: GestureNetwork, style_names: list[str], ta
             taught, speeds, hits = [], np.zeros((len(grid), len(takes))), [[] for _ in grid]
             for i, take in enumerate(takes):
                 style = STYLE_NAMES[(3 * i + e) % len(STYLE_NAMES)]  # each emotion across several styles
-                taught.append(speed(teacher(take, emotion, style, seed=500 + i)))
+                taught.append(speed(positions(teacher(take, emotion, style, seed=500 + i))))
                 bar.update()
                 preset = network.style_presets[style_names.index(style)].numpy()
                 for g, temperature in enumerate(grid):
                     poses = generate(network, take, emotion, preset, seed=i, temperature=temperature)
-                    speeds[g, i] = speed(poses)
+                    pos = positions(poses)
+                    speeds[g, i] = speed(pos)
                     read = (predict(classifier, window_features(poses)) == e).astype(float)
                     if motion_alone is not None:
-                        read = (read + (judge(motion_alone, positions(poses)) == e)) / 2
+                        read = (read + (judge(motion_alone, pos) == e)) / 2
                     hits[g] += list(read)
                     bar.update()
             recognised = [float(np.mean(h)) if h else 0.0 for h in hits]

@@ -93,11 +93,14 @@ def judge(model: MotionJudge, pos: np.ndarray) -> np.ndarray:
     return model(torch.from_numpy(windows).float()).argmax(1).numpy()
 
 
-def train_emotion_judges(motion: list[tuple[np.ndarray, int]], steps: int = JUDGE_STEPS) -> dict[str, MotionJudge]:
-    """The two emotion judges on (joint positions (T, 55, 3), emotion index) of teacher motion: one reading
-    posture and motion, one reading motion alone."""
+JUDGES = {"posture and motion": False, "motion alone": True}  # name -> whether the judge is `centred`
+
+
+def train_emotion_judges(motion: list[tuple[np.ndarray, int]], steps: int = JUDGE_STEPS,
+                         kinds: tuple[str, ...] = tuple(JUDGES)) -> dict[str, MotionJudge]:  # fmt: skip
+    """The emotion judges named in `kinds` (all by default: one reading posture and motion, one reading
+    motion alone) on (joint positions (T, 55, 3), emotion index) of teacher motion."""
     windows = [(judge_windows(pos, hop=JUDGE_HOP), e) for pos, e in motion]
     x = np.concatenate([w for w, _ in windows])
     y = np.concatenate([[e] * len(w) for w, e in windows])
-    return {name: train_judge(x, y, len(EMOTIONS), steps, centred=centred)
-            for name, centred in (("posture and motion", False), ("motion alone", True))}  # fmt: skip
+    return {name: train_judge(x, y, len(EMOTIONS), steps, centred=JUDGES[name]) for name in kinds}
