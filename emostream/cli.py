@@ -247,6 +247,7 @@ BENCHMARKS = {
     "face-quality": "emostream.benchmarks.face_quality",
     "real-voices": "emostream.benchmarks.real_voices",
     "gesture-quality": "emostream.benchmarks.gesture_quality",
+    "gesture-judge": "emostream.benchmarks.gesture_judge",
     "voice-emotion": "emostream.benchmarks.voice_emotion",
     "voice-emotion-ceiling": "emostream.benchmarks.voice_emotion_ceiling",
     "latency": "emostream.benchmarks.latency",
