@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from emostream.runtime.body_pose import N_POSE_FEATURES, pose_features
+from emostream.runtime.body_pose import N_POSE_FEATURES
 from emostream.runtime.models.gesture import FEATURES_PER_FRAME, GestureConfig, GestureNetwork
-from emostream.runtime.rigs import SMPLX_JOINTS, forward_kinematics, rest_offsets
-from emostream.runtime.rotations import axis_angle_to_matrix
-from emostream.training.align import Phone
 from emostream.training.gesture_data import GestureClip
-from emostream.training.teacher_gesture import teach_gesture
 from emostream.training.train_gesture import (
     ARM_FEATURES,
     CONTEXT,
@@ -21,7 +17,6 @@ from emostream.training.train_gesture import (
     Batches,
     crop_frames,
     flow_loss,
-    hand_positions,
     one_sidedness,
     rollout_loss,
     statistics_loss,
@@ -107,24 +102,6 @@ def test_the_free_running_loss_trains_every_part() -> None:
              net.emotion_film.weight, net.t_in.weight)  # fmt: skip
     for part in parts:
         assert part.grad is not None and part.grad.abs().sum() > 0
-
-
-def test_hand_positions_are_the_wrists_of_forward_kinematics_and_train_the_flow() -> None:
-    phones = [Phone("T", 0.2 + 0.3 * k, 0.26 + 0.3 * k) for k in range(12)]
-    phones += [Phone("AA", 0.26 + 0.3 * k, 0.45 + 0.3 * k) for k in range(12)]
-    audio = np.sin(np.arange(64_000) * 0.07).astype(np.float32) * 0.3
-    take = teach_gesture(sorted(phones, key=lambda p: p.start_s), audio, 16_000, "angry", 1.0, "ben", seed=0)
-    poses = pose_features(take.axis_angle, take.trans)
-    positions, _ = forward_kinematics(axis_angle_to_matrix(take.axis_angle), take.trans, rest_offsets())
-    expected = np.concatenate([positions[:, SMPLX_JOINTS.index(f"{side}_wrist")] - positions[:, 0]
-                               for side in ("left", "right")], axis=1)  # fmt: skip
-    net = GestureNetwork(GestureConfig(), n_styles=2)  # unit normalisation: the poses as they are
-    made = hand_positions(net, torch.from_numpy(poses.astype(np.float32))[None])[0].numpy()
-    assert np.abs(expected).max() > 0.1 and np.abs(made - expected).max() < 1e-4
-    _, batch = indexed_batches()
-    net = indexed_network()
-    rollout_loss(net, batch, torch.Generator().manual_seed(0), hands_weight=1.0)["statistics"].backward()
-    assert net.out.weight.grad is not None and net.out.weight.grad.abs().sum() > 0
 
 
 def test_the_free_running_loss_scores_only_whole_crops() -> None:
