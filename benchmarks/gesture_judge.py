@@ -34,8 +34,9 @@ from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import SMPLX_JOINTS
 from emostream.training import teacher_gesture
 from emostream.training.gesture_evaluation import (
-    STYLE_NAMES,
+    evaluation_style,
     generate,
+    held_out_takes,
     load_takes,
     motion_metrics,
     positions,
@@ -119,7 +120,7 @@ def cue_reads(reader: MotionJudge, test: list, cue: dict) -> dict[str, float]:
         reads: dict[str, list[bool]] = {}
         for i, take in enumerate(test):
             for e, emotion in enumerate(EMOTIONS):
-                style = STYLE_NAMES[(i + e) % len(STYLE_NAMES)]
+                style = evaluation_style(i, e)
                 read = judge(reader, positions(teacher(take, emotion, style, seed=i))) == e
                 reads.setdefault(emotion, []).extend(read.tolist())
     finally:
@@ -130,7 +131,7 @@ def cue_reads(reader: MotionJudge, test: list, cue: dict) -> dict[str, float]:
 def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int) -> dict:
     network, style_names, _ = load_gesture_checkpoint(checkpoint)
     torch.set_num_threads(2)
-    test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
+    test = held_out_takes(corpus, n_clips)
     motion = training_motion(load_takes(corpus, False, n_train))
     reader = train_emotion_judges([(positions(poses), e) for poses, e, _ in motion], kinds=("motion alone",))
     reader = reader["motion alone"]
@@ -139,7 +140,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int) -> dict:
     jerk: dict[str, list[float]] = {}
     for i, take in enumerate(test):
         for e, emotion in enumerate(EMOTIONS):
-            style = STYLE_NAMES[(i + e) % len(STYLE_NAMES)]
+            style = evaluation_style(i, e)
             taught = teacher(take, emotion, style, seed=i)
             made = generate(network, take, emotion, network.style_presets[style_names.index(style)].numpy(), seed=i)
             variants = {"teacher": taught, "model": made}

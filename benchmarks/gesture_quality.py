@@ -50,8 +50,10 @@ from emostream.training.gesture_evaluation import (
     arm_joint_speed,
     audio_onsets,
     beat_alignment,
+    evaluation_style,
     feature_blocks,
     generate,
+    held_out_takes,
     load_takes,
     motion_beats,
     motion_metrics,
@@ -75,7 +77,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
         plot_path: Path = RESULTS / "gesture_quality.png") -> dict:  # fmt: skip
     network, style_names, metadata = load_gesture_checkpoint(checkpoint)
     torch.set_num_threads(2)
-    test = [t for t in load_takes(corpus, True, n_clips) if t.audio.size / t.rate >= 4.5]
+    test = held_out_takes(corpus, n_clips)
     motion = training_motion(load_takes(corpus, False, n_train))
     emotion_clf, style_clf = train_classifiers(motion, classifier_steps)
     judges = train_emotion_judges([(positions(poses), e) for poses, e, _ in motion])
@@ -89,7 +91,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     for i, take in enumerate(test):
         onsets = audio_onsets(take)
         for emotion in EMOTIONS:
-            style = STYLE_NAMES[(i + EMOTIONS.index(emotion)) % len(STYLE_NAMES)]
+            style = evaluation_style(i, EMOTIONS.index(emotion))
             preset = network.style_presets[style_names.index(style)].numpy()
             taught = teacher(take, emotion, style, seed=i)
             made = generate(network, take, emotion, preset, seed=i)

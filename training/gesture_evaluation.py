@@ -52,6 +52,17 @@ def load_takes(corpus: Path, held_out: bool, limit: int) -> list[Take]:
     return takes
 
 
+def held_out_takes(corpus: Path, limit: int) -> list[Take]:
+    """The benchmarks' held-out clips: up to `limit`, those of at least 4.5 s (a judge's 4 s window)."""
+    return [t for t in load_takes(corpus, True, limit) if t.audio.size / t.rate >= 4.5]
+
+
+def evaluation_style(clip: int, emotion: int) -> str:
+    """The style the benchmarks give the `emotion`-th emotion of the `clip`-th held-out clip: every style
+    with every emotion over 16 clips."""
+    return STYLE_NAMES[(clip + emotion) % len(STYLE_NAMES)]
+
+
 def positions(poses: np.ndarray) -> np.ndarray:
     rotations, trans = features_to_matrices(poses)
     return forward_kinematics(rotations, trans, OFFSETS)[0]
