@@ -495,9 +495,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
     emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
     statistics (`statistics_loss`), `sides_weight` how much more one arm moves than the other;
-    `history_frames` is how many
-    of its own poses the model sees (not with `resume`, whose config is kept). The same
-    arguments give the same weights."""
+    `history_frames` is how many of its own poses the model sees (not with `resume`, whose config is
+    kept). The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
