@@ -142,7 +142,7 @@ class Batches:
             for r, s in enumerate(clip.styles):
                 self.by_style[s].append((i, r))
         self.silence = min(float(c.features[0].min()) for c in clips[:50])
-        self.back = max(config.history_frames, config.vae_window)
+        self.back = max(config.history_span, config.vae_window)
 
     def __call__(self, batch_size: int) -> dict[str, Tensor]:
         c, rng = self.c, self.rng
@@ -224,6 +224,14 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     return recon + KL_WEIGHT * kl
 
 
+def poses_at(x: Tensor, back: int, frames: Tensor, offsets: list[int]) -> Tensor:
+    """(B, back + CROP, P) poses, (B, K) crop frames -> (B, K, len(offsets), P): the poses at those offsets
+    from each frame. Gathering only these keeps a long, strided history as cheap as a short one."""
+    index = back + frames[..., None] + torch.tensor(offsets)  # (B, K, O)
+    B, K, n = index.shape
+    return torch.gather(x, 1, index.reshape(B, K * n, 1).expand(-1, -1, x.shape[-1])).reshape(B, K, n, -1)
+
+
 def crop_frames(x: Tensor, picked: Tensor) -> Tensor:
     """(B, CROP, ...) -> (B, K, ...): each sequence's picked frames, picked (B, K) frame indices."""
     return torch.gather(x, 1, picked.reshape(*picked.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
@@ -245,14 +253,14 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
         return x if picked is None else crop_frames(x, picked)
 
     x = normalized_poses(net, batch)
-    window_size = max(c.vae_window, c.history_frames + 1)
-    poses = pick(pose_windows(x, back, window_size))  # (B, K, window, P): each frame, frames before
+    frames_at = torch.arange(CROP).expand(B, CROP) if picked is None else picked
     with torch.no_grad():
-        z1 = net.vae.encode(poses[:, :, -c.vae_window :].flatten(0, 1))[0]
+        vae_offsets = list(range(1 - c.vae_window, 1))  # each frame and the frames before it
+        z1 = net.vae.encode(poses_at(x, back, frames_at, vae_offsets).flatten(0, 1))[0]
         z1 = (z1 - net.latent_mean) / net.latent_std
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
     windows = pick(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2))
-    history = poses[:, :, -c.history_frames - 1 : -1]  # the frames before each
+    history = poses_at(x, back, frames_at, c.history_offsets())  # (B, K, N, P): the poses it reads
     history = history + augment.noise * torch.randn(history.shape, generator=gen)
     history = history + augment.offsets(history.shape, gen)
     history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
@@ -301,14 +309,14 @@ def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     time_terms = net.sampler_time_terms(n_steps)
     encoded = net.encode_sequence(batch["features"])
     style = net.embed_style(batch["reference"])
-    history = x[:, back - c.history_frames : back]
+    history = x[:, back - c.history_span : back]
     smoothed = x[:, back - 1] + posture
     rho = c.noise_correlation
     eps = torch.randn((x.shape[0], c.latent), generator=gen)
     made = []
     for k in range(CROP):
         eps = rho * eps + math.sqrt(1 - rho**2) * torch.randn(eps.shape, generator=gen)
-        cond = net.condition(encoded[:, CONTEXT + k : CONTEXT + k + D + 1], emotion, style, history)
+        cond = net.condition(encoded[:, CONTEXT + k : CONTEXT + k + D + 1], emotion, style, net.history_taps(history))
         pose = net.next_pose(net.integrate(scale * eps, cond, time_terms))
         history = push_ring(history, pose[:, None])
         smoothed = smoothed + ROLLOUT_SMOOTHING * (pose + posture - smoothed)
@@ -483,8 +491,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           flow_frames: int = FLOW_FRAMES, rollout_weight: float = ROLLOUT_WEIGHT,
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
           free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT,
-          sides_weight: float = SIDES_WEIGHT, history_frames: int = GestureConfig.history_frames
-          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          sides_weight: float = SIDES_WEIGHT, history_frames: int = GestureConfig.history_frames,
+          history_stride: int = GestureConfig.history_stride) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
     `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
@@ -495,14 +503,15 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
     emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
     statistics (`statistics_loss`), `sides_weight` how much more one arm moves than the other;
-    `history_frames` is how many of its own poses the model sees (not with `resume`, whose config is
-    kept). The same arguments give the same weights."""
+    `history_frames` is how many of its own poses the model sees, every `history_stride`-th of the recent
+    ones (neither with `resume`, whose config is kept). The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
-                           emotion_film=emotion_film, history_frames=history_frames)  # fmt: skip
+                           emotion_film=emotion_film, history_frames=history_frames,
+                           history_stride=history_stride)  # fmt: skip
     batches = Batches(clips, config, seed)
     vae_losses: list[float] = []
     if resume is None:
@@ -594,6 +603,8 @@ def main(argv: list[str] | None = None) -> None:
     recipe = HistoryAugmentation()
     parser.add_argument("--history-frames", type=int, default=GestureConfig.history_frames,
                         help="how many of its own poses the model sees (not with --resume)")
+    parser.add_argument("--history-stride", type=int, default=GestureConfig.history_stride,
+                        help="it sees every this-many-th of its recent poses (not with --resume)")
     parser.add_argument("--history-noise", type=float, default=recipe.noise)
     parser.add_argument("--history-dropout", type=float, default=recipe.dropout)
     parser.add_argument("--history-offset", type=float, default=recipe.offset)
@@ -636,10 +647,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
-            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 or args.history_frames < 1 \
+            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
+            or min(args.history_frames, args.history_stride) < 1 \
             or args.spread_weight <= 0 or args.sides_weight < 0:  # fmt: skip
         parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
-                     "counts >= 0, --history-frames >= 1, --spread-weight > 0, "
+                     "counts >= 0, --history-frames and --history-stride >= 1, --spread-weight > 0, "
                      "and --sides-weight >= 0")  # fmt: skip
     if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
         parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
@@ -679,7 +691,7 @@ def main(argv: list[str] | None = None) -> None:
                      args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
                      args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
                      args.rollout_jerk, args.free_running_film, args.spread_weight, args.sides_weight,
-                     args.history_frames)  # fmt: skip
+                     args.history_frames, args.history_stride)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -688,7 +700,7 @@ def main(argv: list[str] | None = None) -> None:
                      "batch_size": log["batch_size"], "seed": args.seed,
                      "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
-                     "history_frames": net.config.history_frames,
+                     "history_frames": net.config.history_frames, "history_stride": net.config.history_stride,
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms

@@ -75,6 +75,9 @@ class GestureConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field: 31 frames (1 s) of past audio
     lookahead_frames: int = 5  # future frames of audio each frame waits for (D)
     history_frames: int = 8  # produced poses fed back as context
+    # The history poses are every stride-th of the last history_frames * history_stride: a longer look
+    # back at the same input size and cost (the state keeps the whole span).
+    history_stride: int = 1
     vae_window: int = 4  # poses the VAE encoder reads per latent
     latent: int = 32
     hidden: int = 256
@@ -97,7 +100,8 @@ class GestureConfig:
     guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
-        if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
+        sizes = (self.channels, self.kernel_size, self.history_frames, self.history_stride, self.latent, self.hidden)
+        if min(*sizes, self.style_dim) < 1:
             raise ValueError(f"GestureConfig sizes must be positive: {self}")
         if not 0 <= self.emotion_dropout < 1:
             raise ValueError(f"emotion_dropout must be in [0, 1): {self}")
@@ -105,6 +109,16 @@ class GestureConfig:
             raise ValueError(f"lookahead must be 0..6 frames (at most 200 ms past the frame's end): {self}")
         if self.guidance < 0 or (self.guidance != 1.0 and self.emotion_dropout == 0):
             raise ValueError(f"guidance must be >= 0, and other than 1 only with a null emotion: {self}")
+
+    @property
+    def history_span(self) -> int:
+        """How many produced poses the history reaches back over (the state's ring of them)."""
+        return self.history_frames * self.history_stride
+
+    def history_offsets(self) -> list[int]:
+        """The history poses as offsets from the frame being made (-1: the one before), oldest first."""
+        return [-self.history_span + self.history_stride - 1 + i * self.history_stride
+                for i in range(self.history_frames)]  # fmt: skip
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> GestureConfig:
@@ -217,6 +231,12 @@ class GestureNetwork(FlowMatching, nn.Module):
         """(B, M, 4, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
         h = self.encode_frames(features).transpose(1, 2)
         return residual_convs(self.conv_layers, h).transpose(1, 2)
+
+    def history_taps(self, ring: Tensor) -> Tensor:
+        """(B, history_span, n_pose) produced poses, oldest first -> (B, history_frames, n_pose), the ones
+        the network reads: every stride-th, ending with the newest."""
+        stride = self.config.history_stride
+        return ring if stride == 1 else ring[:, stride - 1 :: stride]
 
     def _context(self, window: Tensor, style: Tensor, history: Tensor) -> Tensor:
         return self.audio_context(window.flatten(1)) + self.style(style) + self.history(history.flatten(1))
@@ -332,7 +352,7 @@ class GestureGenerator(StreamingGenerator):
             )
             + (
                 TensorSpec("encoded", (self.delay + 1, c.channels)),
-                TensorSpec("history", (c.history_frames, c.n_pose)),  # residual poses (without the posture)
+                TensorSpec("history", (c.history_span, c.n_pose)),  # residual poses (without the posture)
                 TensorSpec("noise_state", (c.latent,)),
                 TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
                 TensorSpec("warmed", (1,)),
@@ -390,7 +410,7 @@ class GestureGenerator(StreamingGenerator):
         encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
         eps = self._correlated(state["noise_state"], noise)
         emotion = inputs["emotion"][:, 0]
-        x = self._sample(eps, encoded, emotion, inputs["style"][:, 0], state["history"])  # residual pose
+        x = self._sample(eps, encoded, emotion, inputs["style"][:, 0], net.history_taps(state["history"]))
         warm = (state["warmed"] >= self.delay).reshape(B, 1)
         smoothed = self._smooth(state["smoothed"], x + net.posture(emotion))  # warm-up leaves it alone (below)
         new_state |= {
@@ -413,7 +433,7 @@ class GestureGenerator(StreamingGenerator):
         B, T_in, n_mels = features.shape
         S = T_in // FEATURES_PER_FRAME
         encoded = net.encode_sequence(features.reshape(B, S, FEATURES_PER_FRAME, n_mels))
-        history = features.new_zeros(B, c.history_frames, c.n_pose)
+        history = features.new_zeros(B, c.history_span, c.n_pose)
         eps = features.new_zeros(B, c.latent)
         smoothed = features.new_zeros(B, c.n_pose)
         frames = []
@@ -421,7 +441,7 @@ class GestureGenerator(StreamingGenerator):
             d = k + self.delay
             eps = self._correlated(eps, noise[:, d])
             emotion = inputs["emotion"][:, d]
-            x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], history)
+            x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], net.history_taps(history))
             history = push_ring(history, x[:, None])
             smoothed = self._smooth(smoothed, x + net.posture(emotion))
             frames.append(net.denormalize(smoothed))

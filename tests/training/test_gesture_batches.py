@@ -18,6 +18,7 @@ from emostream.training.train_gesture import (
     crop_frames,
     flow_loss,
     one_sidedness,
+    poses_at,
     rollout_loss,
     statistics_loss,
     timing_loss,
@@ -70,6 +71,23 @@ def test_crop_frames_picks_each_sequences_own_frames() -> None:
     assert torch.equal(crop_frames(x, picked), torch.stack([x[0, [5, 0, CROP - 1]], x[1, [7, 7, 1]]]))
     windows = x[:, :, None, :].expand(2, CROP, 4, 3)
     assert torch.equal(crop_frames(windows, picked)[1, 2], windows[1, 1])
+
+
+def test_a_strided_history_in_training_reads_the_poses_the_stream_reads() -> None:
+    config = GestureConfig(history_frames=4, history_stride=3)
+    batches = Batches([indexed_clip()], config, seed=0)
+    batch, back, span = batches(4), batches.back, config.history_span
+    assert back == span == 12
+    frames = torch.tensor([[0, 5, 60]] * 4)
+    history = poses_at(batch["poses"], back, frames, config.history_offsets())  # (B, K, N, P)
+    net = GestureNetwork(config)
+    for b in range(4):
+        start = int(batch["poses"][b, back, 0])
+        for i, k in enumerate(frames[b].tolist()):
+            ring = batch["poses"][b : b + 1, back + k - span : back + k]  # what the stream keeps before frame k
+            assert torch.equal(history[b, i], net.history_taps(ring)[0])
+            if start + k - span >= 0:  # inside the clip: every third pose, ending with the one before
+                assert history[b, i, :, 0].tolist() == [start + k - 10, start + k - 7, start + k - 4, start + k - 1]
 
 
 @pytest.mark.parametrize("frames", [16, CROP])
