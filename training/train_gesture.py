@@ -260,7 +260,7 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
         z1 = (z1 - net.latent_mean) / net.latent_std
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
     windows = pick(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2))
-    history = poses_at(x, back, frames_at, c.history_offsets())  # (B, K, N, P): the poses it reads
+    history = poses_at(x, back, frames_at, [-lag for lag in c.lags])  # (B, K, N, P): the poses it reads
     history = history + augment.noise * torch.randn(history.shape, generator=gen)
     history = history + augment.offsets(history.shape, gen)
     history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
@@ -492,7 +492,7 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
           free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT,
           sides_weight: float = SIDES_WEIGHT, history_frames: int = GestureConfig.history_frames,
-          history_stride: int = GestureConfig.history_stride) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          history_lags: tuple[int, ...] = ()) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
     `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
@@ -503,15 +503,15 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     `rollout_jerk` adds the third difference's statistics to that loss; `free_running_film` switches
     emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
     statistics (`statistics_loss`), `sides_weight` how much more one arm moves than the other;
-    `history_frames` is how many of its own poses the model sees, every `history_stride`-th of the recent
-    ones (neither with `resume`, whose config is kept). The same arguments give the same weights."""
+    `history_frames` is how many of its own poses the model sees, the last ones, or those `history_lags`
+    frames back (neither with `resume`, whose config is kept). The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
-                           emotion_film=emotion_film, history_frames=history_frames,
-                           history_stride=history_stride)  # fmt: skip
+                           emotion_film=emotion_film, history_frames=len(history_lags) or history_frames,
+                           history_lags=history_lags)  # fmt: skip
     batches = Batches(clips, config, seed)
     vae_losses: list[float] = []
     if resume is None:
@@ -603,8 +603,9 @@ def main(argv: list[str] | None = None) -> None:
     recipe = HistoryAugmentation()
     parser.add_argument("--history-frames", type=int, default=GestureConfig.history_frames,
                         help="how many of its own poses the model sees (not with --resume)")
-    parser.add_argument("--history-stride", type=int, default=GestureConfig.history_stride,
-                        help="it sees every this-many-th of its recent poses (not with --resume)")
+    parser.add_argument("--history-lags", type=lambda text: tuple(int(v) for v in text.split(",")), default=(),
+                        help="how far back each pose it sees is, oldest first, e.g. 30,18,10,6,4,3,2,1 "
+                             "(instead of --history-frames; not with --resume)")  # fmt: skip
     parser.add_argument("--history-noise", type=float, default=recipe.noise)
     parser.add_argument("--history-dropout", type=float, default=recipe.dropout)
     parser.add_argument("--history-offset", type=float, default=recipe.offset)
@@ -648,10 +649,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
             or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
-            or min(args.history_frames, args.history_stride) < 1 \
+            or min(args.history_frames, *args.history_lags) < 1 \
             or args.spread_weight <= 0 or args.sides_weight < 0:  # fmt: skip
         parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
-                     "counts >= 0, --history-frames and --history-stride >= 1, --spread-weight > 0, "
+                     "counts >= 0, --history-frames and --history-lags >= 1, --spread-weight > 0, "
                      "and --sides-weight >= 0")  # fmt: skip
     if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
         parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
@@ -691,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
                      args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
                      args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
                      args.rollout_jerk, args.free_running_film, args.spread_weight, args.sides_weight,
-                     args.history_frames, args.history_stride)  # fmt: skip
+                     args.history_frames, args.history_lags)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -700,7 +701,7 @@ def main(argv: list[str] | None = None) -> None:
                      "batch_size": log["batch_size"], "seed": args.seed,
                      "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
-                     "history_frames": net.config.history_frames, "history_stride": net.config.history_stride,
+                     "history_frames": net.config.history_frames, "history_lags": list(net.config.lags),
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms

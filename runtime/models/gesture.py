@@ -28,6 +28,7 @@ embedding, and returns one pose (runtime/body_pose.py: 6D rotations and the root
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,9 +76,9 @@ class GestureConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field: 31 frames (1 s) of past audio
     lookahead_frames: int = 5  # future frames of audio each frame waits for (D)
     history_frames: int = 8  # produced poses fed back as context
-    # The history poses are every stride-th of the last history_frames * history_stride: a longer look
-    # back at the same input size and cost (the state keeps the whole span).
-    history_stride: int = 1
+    # How far back each history pose is (1: the frame before), oldest first; empty: the last
+    # history_frames. Sparse lags look further back at the same input size (the state keeps the span).
+    history_lags: tuple[int, ...] = ()
     vae_window: int = 4  # poses the VAE encoder reads per latent
     latent: int = 32
     hidden: int = 256
@@ -100,29 +101,33 @@ class GestureConfig:
     guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
-        sizes = (self.channels, self.kernel_size, self.history_frames, self.history_stride, self.latent, self.hidden)
-        if min(*sizes, self.style_dim) < 1:
+        if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
             raise ValueError(f"GestureConfig sizes must be positive: {self}")
         if not 0 <= self.emotion_dropout < 1:
             raise ValueError(f"emotion_dropout must be in [0, 1): {self}")
         if not 0 <= self.lookahead_frames <= 6:
             raise ValueError(f"lookahead must be 0..6 frames (at most 200 ms past the frame's end): {self}")
+        lags = self.history_lags
+        oldest_first = all(a > b for a, b in itertools.pairwise(lags))
+        if lags and (len(lags) != self.history_frames or lags[-1] < 1 or not oldest_first):
+            raise ValueError(f"history_lags must be history_frames lags >= 1, oldest (largest) first: {self}")
         if self.guidance < 0 or (self.guidance != 1.0 and self.emotion_dropout == 0):
             raise ValueError(f"guidance must be >= 0, and other than 1 only with a null emotion: {self}")
 
     @property
+    def lags(self) -> tuple[int, ...]:
+        """How far back each history pose is, oldest first."""
+        return self.history_lags or tuple(range(self.history_frames, 0, -1))
+
+    @property
     def history_span(self) -> int:
         """How many produced poses the history reaches back over (the state's ring of them)."""
-        return self.history_frames * self.history_stride
-
-    def history_offsets(self) -> list[int]:
-        """The history poses as offsets from the frame being made (-1: the one before), oldest first."""
-        return [-self.history_span + self.history_stride - 1 + i * self.history_stride
-                for i in range(self.history_frames)]  # fmt: skip
+        return self.lags[0]
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> GestureConfig:
-        return GestureConfig(**{**d, "dilations": tuple(d["dilations"])})
+        lags = tuple(d.get("history_lags", ()))  # absent from checkpoints before it
+        return GestureConfig(**{**d, "dilations": tuple(d["dilations"]), "history_lags": lags})
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -234,9 +239,9 @@ class GestureNetwork(FlowMatching, nn.Module):
 
     def history_taps(self, ring: Tensor) -> Tensor:
         """(B, history_span, n_pose) produced poses, oldest first -> (B, history_frames, n_pose), the ones
-        the network reads: every stride-th, ending with the newest."""
-        stride = self.config.history_stride
-        return ring if stride == 1 else ring[:, stride - 1 :: stride]
+        the network reads, at the config's lags."""
+        c = self.config
+        return ring[:, [c.history_span - lag for lag in c.lags]] if c.history_lags else ring
 
     def _context(self, window: Tensor, style: Tensor, history: Tensor) -> Tensor:
         return self.audio_context(window.flatten(1)) + self.style(style) + self.history(history.flatten(1))

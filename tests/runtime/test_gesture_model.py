@@ -20,11 +20,11 @@ SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_
 
 
 def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False,
-                  temperatures: bool = False, history_stride: int = 1) -> GestureNetwork:  # fmt: skip
+                  temperatures: bool = False, history_lags: tuple[int, ...] = ()) -> GestureNetwork:  # fmt: skip
     torch.manual_seed(0)
     config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
                               "emotion_posture": posture, "emotion_film": film,
-                              "emotion_temperature": temperatures, "history_stride": history_stride})  # fmt: skip
+                              "emotion_temperature": temperatures, "history_lags": history_lags})  # fmt: skip
     net = GestureNetwork(config, n_styles=3).eval()
     with torch.no_grad():  # trained ones are not zero
         if net.guidable:
@@ -74,9 +74,9 @@ class TestGestureGeneratorWithATemperaturePerEmotion(GestureStepContract):
         return GestureGenerator(small_network(posture=True, temperatures=True), n_steps=2)
 
 
-class TestGestureGeneratorWithAStridedHistory(GestureStepContract):
+class TestGestureGeneratorWithSparseHistoryLags(GestureStepContract):
     def make_model(self) -> StreamingGenerator:
-        return GestureGenerator(small_network(history_stride=4), n_steps=2)
+        return GestureGenerator(small_network(history_lags=(9, 4, 1)), n_steps=2)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(GestureStepContract):

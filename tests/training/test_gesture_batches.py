@@ -73,21 +73,27 @@ def test_crop_frames_picks_each_sequences_own_frames() -> None:
     assert torch.equal(crop_frames(windows, picked)[1, 2], windows[1, 1])
 
 
-def test_a_strided_history_in_training_reads_the_poses_the_stream_reads() -> None:
-    config = GestureConfig(history_frames=4, history_stride=3)
+def test_sparse_history_lags_in_training_read_the_poses_the_stream_reads() -> None:
+    config = GestureConfig(history_frames=4, history_lags=(10, 5, 2, 1))
     batches = Batches([indexed_clip()], config, seed=0)
     batch, back, span = batches(4), batches.back, config.history_span
-    assert back == span == 12
+    assert back == span == 10
     frames = torch.tensor([[0, 5, 60]] * 4)
-    history = poses_at(batch["poses"], back, frames, config.history_offsets())  # (B, K, N, P)
+    history = poses_at(batch["poses"], back, frames, [-lag for lag in config.lags])  # (B, K, N, P)
     net = GestureNetwork(config)
     for b in range(4):
         start = int(batch["poses"][b, back, 0])
         for i, k in enumerate(frames[b].tolist()):
             ring = batch["poses"][b : b + 1, back + k - span : back + k]  # what the stream keeps before frame k
             assert torch.equal(history[b, i], net.history_taps(ring)[0])
-            if start + k - span >= 0:  # inside the clip: every third pose, ending with the one before
-                assert history[b, i, :, 0].tolist() == [start + k - 10, start + k - 7, start + k - 4, start + k - 1]
+            if start + k - span >= 0:  # inside the clip: the poses 10, 5, 2 and 1 frames before
+                assert history[b, i, :, 0].tolist() == [start + k - 10, start + k - 5, start + k - 2, start + k - 1]
+
+
+def test_history_lags_must_match_the_count_and_run_oldest_first() -> None:
+    for lags in [(3, 1), (1, 2, 3), (4, 2, 0), (4, 4, 1)]:
+        with pytest.raises(ValueError, match="history_lags"):
+            GestureConfig(history_frames=3 if len(lags) == 3 else 4, history_lags=lags)
 
 
 @pytest.mark.parametrize("frames", [16, CROP])
