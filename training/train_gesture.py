@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
             or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
-            or min(args.history_frames, *args.history_lags) < 1 \
+            or min((args.history_frames, *args.history_lags)) < 1 \
             or args.spread_weight <= 0 or args.sides_weight < 0:  # fmt: skip
         parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
                      "counts >= 0, --history-frames and --history-lags >= 1, --spread-weight > 0, "

@@ -78,3 +78,18 @@ def test_train_gesture_command_trains_on_beat2_takes(tmp_path: Path) -> None:
     assert network.guidable and network.config.guidance == 1.0  # the default guidance goes with a temperature fit
     assert (tmp_path / "gesture.v2_training.png").stat().st_size > 0
     assert (tmp_path / "gesture.v2_training.json").exists()
+
+
+def test_train_gesture_command_takes_history_lags_and_the_checkpoint_keeps_them(tmp_path: Path) -> None:
+    from emostream.runtime.models.gesture import load_gesture_checkpoint
+    from emostream.training.train_gesture import main
+
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    write_take(takes, "2_scott_0_1_1")
+    out = tmp_path / "gesture.pt"
+    main(["--beat2", str(takes), "--vae-steps", "2", "--flow-steps", "2", "--free-running-steps", "1",
+          "--batch-size", "2", "--history-lags", "12,4,1", "--out", str(out)])  # fmt: skip
+    network, _, metadata = load_gesture_checkpoint(out)
+    assert network.config.history_lags == (12, 4, 1) and network.config.history_frames == 3
+    assert metadata["training"]["history_lags"] == [12, 4, 1]
