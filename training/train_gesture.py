@@ -197,10 +197,18 @@ class Batches:
         return options[int(self.rng.integers(len(options)))]
 
 
+def poses_at(x: Tensor, back: int, frames: Tensor, offsets: list[int]) -> Tensor:
+    """(B, back + T, P) poses, (B, K) of the T crop frames -> (B, K, len(offsets), P): the poses at those offsets
+    from each frame. Gathering only these keeps a history with sparse lags as cheap as a dense one."""
+    index = back + frames[..., None] + torch.tensor(offsets)  # (B, K, O)
+    B, K, n = index.shape
+    return torch.gather(x, 1, index.reshape(B, K * n, 1).expand(-1, -1, x.shape[-1])).reshape(B, K, n, -1)
+
+
 def pose_windows(x: Tensor, back: int, size: int) -> Tensor:
     """(B, back + K, P) -> (B, K, size, P): for each crop frame, it and the size - 1 frames before it."""
     K = x.shape[1] - back
-    return torch.stack([x[:, back - size + 1 + j : back - size + 1 + j + K] for j in range(size)], dim=2)
+    return poses_at(x, back, torch.arange(K).expand(x.shape[0], K), list(range(1 - size, 1)))
 
 
 def normalized_poses(net: GestureNetwork, batch: dict[str, Tensor]) -> Tensor:
@@ -222,14 +230,6 @@ def vae_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     recon = (((net.vae.decode(z) - target) ** 2) * mask).sum() / (mask.sum() * c.n_pose)
     kl = (-0.5 * (1 + log_var - mean**2 - log_var.exp()) * mask).sum() / (mask.sum() * c.latent)
     return recon + KL_WEIGHT * kl
-
-
-def poses_at(x: Tensor, back: int, frames: Tensor, offsets: list[int]) -> Tensor:
-    """(B, back + CROP, P) poses, (B, K) crop frames -> (B, K, len(offsets), P): the poses at those offsets
-    from each frame. Gathering only these keeps a long, strided history as cheap as a short one."""
-    index = back + frames[..., None] + torch.tensor(offsets)  # (B, K, O)
-    B, K, n = index.shape
-    return torch.gather(x, 1, index.reshape(B, K * n, 1).expand(-1, -1, x.shape[-1])).reshape(B, K, n, -1)
 
 
 def crop_frames(x: Tensor, picked: Tensor) -> Tensor:
@@ -255,8 +255,7 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     x = normalized_poses(net, batch)
     frames_at = torch.arange(CROP).expand(B, CROP) if picked is None else picked
     with torch.no_grad():
-        vae_offsets = list(range(1 - c.vae_window, 1))  # each frame and the frames before it
-        z1 = net.vae.encode(poses_at(x, back, frames_at, vae_offsets).flatten(0, 1))[0]
+        z1 = net.vae.encode(poses_at(x, back, frames_at, list(range(1 - c.vae_window, 1))).flatten(0, 1))[0]
         z1 = (z1 - net.latent_mean) / net.latent_std
     encoded = net.encode_sequence(batch["features"])  # (B, CONTEXT + CROP + D, C)
     windows = pick(torch.stack([encoded[:, CONTEXT + j : CONTEXT + j + CROP] for j in range(D + 1)], dim=2))
