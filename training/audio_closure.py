@@ -35,11 +35,11 @@ SEED_OFFSET = 2  # this stage's random streams differ from the training's and th
 LOGIT_OFFSET = 1.0  # added to the trained head's logit: the recall the eroded target takes away
 
 
-def with_fresh_head(network: FaceNetwork, head: str) -> FaceNetwork:
-    """A copy of `network` with a freshly initialised head `head` (a FaceConfig flag and the module's
-    name: "audio_closure", "audio_opening"); one it had is replaced."""
-    flag: dict[str, Any] = {head: True}
-    out = FaceNetwork(replace(network.config, **flag))
+def with_fresh_head(network: FaceNetwork, head: str, **config: Any) -> FaceNetwork:
+    """A copy of `network` with a freshly initialised head `head` (the module's name: "audio_closure",
+    "audio_opening", "lip_shape"), made by the FaceConfig fields `config` (by default the flag named as the
+    head); one it had is replaced."""
+    out = FaceNetwork(replace(network.config, **(config or {head: True})))
     kept = {k: v for k, v in network.state_dict().items() if not k.startswith(f"{head}.")}
     missing, _ = out.load_state_dict(kept, strict=False)
     assert all(name.startswith(f"{head}.") for name in missing), missing
@@ -49,13 +49,14 @@ def with_fresh_head(network: FaceNetwork, head: str) -> FaceNetwork:
 def train_audio_head(
     network: FaceNetwork, head: str, examples: list[FaceExample], steps: int, batch_size: int, seed: int,
     seed_offset: int, stage: str, learning_rate: float,
-    frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], **facts: object,
+    frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], config: dict[str, Any] | None = None,
+    **facts: object,
 ) -> tuple[FaceNetwork, dict]:  # fmt: skip
-    """Trains a fresh head `head` that hears the audio window alone, on the frozen encoder: `frame_loss`
-    takes the network, every frame's window (B * K, W, C) and the batch. Returns the network and a
-    record of the stage."""
+    """Trains a fresh head `head` that hears the audio window (and what `frame_loss` adds from the batch), on
+    the frozen encoder: `frame_loss` takes the network, every frame's window (B * K, W, C) and the batch;
+    `config` as for `with_fresh_head`. Returns the network and a record of the stage."""
     torch.manual_seed(seed + seed_offset)  # the head's initial weights
-    net = with_fresh_head(network, head)
+    net = with_fresh_head(network, head, **(config or {}))
     params = train_only(net, getattr(net, head))
     rng = np.random.default_rng(seed + seed_offset)
 

@@ -1,6 +1,7 @@
 """The stages that follow the face network's flow matching, each on the frozen network: the one-step
-sampler's distillation (training/distil_face.py), the audio-only closure head (training/audio_closure.py)
-and the lip-opening head (training/audio_opening.py). `emostream train face` runs them after training;
+sampler's distillation (training/distil_face.py), the audio-only closure head (training/audio_closure.py),
+the lip-opening head (training/audio_opening.py) and the lip-shape head (training/lip_shape.py).
+`emostream train face` runs them after training;
 
     emostream train face-stages [--from runtime/assets/face.pt] [--out ...]
 
@@ -21,18 +22,20 @@ from emostream.training.audio_closure import train_audio_closure
 from emostream.training.audio_opening import train_audio_opening
 from emostream.training.distil_face import distil
 from emostream.training.face_data import FaceExample
+from emostream.training.lip_shape import train_lip_shape
 from emostream.training.machine import machine
 from emostream.training.train_face import CHECKPOINT, add_data_arguments, training_examples
 
 DISTIL_STEPS = 3000
 AUDIO_CLOSURE_STEPS = 3000
 AUDIO_OPENING_STEPS = 3000
+LIP_SHAPE_STEPS = 3000
 
 
 def run_stages(
     network: FaceNetwork, examples: list[FaceExample], batch_size: int, seed: int,
     distil_steps: int = DISTIL_STEPS, audio_closure_steps: int = AUDIO_CLOSURE_STEPS,
-    audio_opening_steps: int = AUDIO_OPENING_STEPS,
+    audio_opening_steps: int = AUDIO_OPENING_STEPS, lip_shape_steps: int = LIP_SHAPE_STEPS,
 ) -> tuple[FaceNetwork, dict]:  # fmt: skip
     """The network after every stage with a budget above 0, and what each stage recorded."""
     records = {}
@@ -46,6 +49,8 @@ def run_stages(
         network, records["audio_opening"] = train_audio_opening(
             network, examples, audio_opening_steps, batch_size, seed
         )
+    if lip_shape_steps > 0:
+        network, records["lip_shape"] = train_lip_shape(network, examples, lip_shape_steps, batch_size, seed)
     return network, records
 
 
@@ -56,6 +61,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optimizer steps of the audio-only closure head (0: none)")  # fmt: skip
     parser.add_argument("--audio-opening-steps", type=int, default=AUDIO_OPENING_STEPS,
                         help="optimizer steps of the lip-opening head (0: none)")  # fmt: skip
+    parser.add_argument("--lip-shape-steps", type=int, default=LIP_SHAPE_STEPS,
+                        help="optimizer steps of the lip-shape head (0: none)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     examples, _ = training_examples(args)
     network, metadata = load_checkpoint(args.source)  # heads it already has are made afresh
     network, records = run_stages(network, examples, args.batch_size, args.seed, args.one_step_steps,
-                                  args.audio_closure_steps, args.audio_opening_steps)  # fmt: skip
+                                  args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps)  # fmt: skip
     for record in records.values():
         record["machine"] = machine()
     metadata |= records

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     from emostream.training.face_stages import run_stages
 
     net, records = run_stages(net, examples, args.batch_size, args.seed, args.one_step_steps,
-                              args.audio_closure_steps, args.audio_opening_steps)  # fmt: skip
+                              args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps)  # fmt: skip
     metadata |= records
     metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
     args.out.parent.mkdir(parents=True, exist_ok=True)

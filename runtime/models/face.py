@@ -59,6 +59,7 @@ class FaceConfig:
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
     audio_closure: bool = False  # the closure head hears the audio window alone (training/audio_closure.py)
     audio_opening: bool = False  # a head for how far the lips are open at least (training/audio_opening.py)
+    lip_shapes: tuple[str, ...] = ()  # channels a lip-shape head sets from audio and emotion (training/lip_shape.py)
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -66,7 +67,7 @@ class FaceConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> FaceConfig:
-        return FaceConfig(**{**d, "dilations": tuple(d["dilations"])})
+        return FaceConfig(**{**d, "dilations": tuple(d["dilations"]), "lip_shapes": tuple(d.get("lip_shapes", ()))})
 
 
 def lookahead_timing(lookahead: int) -> tuple[int, int]:
@@ -79,6 +80,7 @@ def lookahead_timing(lookahead: int) -> tuple[int, int]:
 class FaceNetwork(FlowMatching, nn.Module):
     """The weights, shared by every lookahead and step count: encoder, conditioning, velocity field."""
 
+    lip_placement: Tensor  # (len(lip_shapes), n_channels) one-hot: the channels the lip-shape head sets
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
     feature_std: Tensor
     face_mean: Tensor  # (n_channels,) output normalisation
@@ -120,6 +122,22 @@ class FaceNetwork(FlowMatching, nn.Module):
             if c.audio_opening
             else None
         )
+        # The lips' shapes (rounding, tuck, spread: LIP_SHAPES), which the sampler draws too faint: from the
+        # audio and the emotion, not the history, whose unrounded past talks the sampler out of rounding
+        # (training/lip_shape.py).
+        self.lip_shape = (
+            nn.Sequential(
+                nn.Linear(self.window * c.channels + N_EMOTIONS, c.hidden),
+                nn.SiLU(),
+                nn.Linear(c.hidden, len(c.lip_shapes)),
+            )
+            if c.lip_shapes
+            else None
+        )
+        # Where its outputs go: a one-hot row per channel (not saved; moves to the device with the module).
+        placement = torch.zeros(len(c.lip_shapes), c.n_channels)
+        placement[range(len(c.lip_shapes)), [_CH[name] for name in c.lip_shapes]] = 1.0
+        self.register_buffer("lip_placement", placement, persistent=False)
         self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
@@ -169,10 +187,18 @@ class FaceNetwork(FlowMatching, nn.Module):
         assert self.audio_opening is not None
         return nn.functional.softplus(self.audio_opening(window.flatten(1))[:, 0])
 
-    def finish(self, x: Tensor, cond: Tensor, window: Tensor) -> Tensor:
+    def lip_shapes(self, window: Tensor, emotion: Tensor) -> Tensor:
+        """(B, W, C) audio window and (B, 8) emotion -> (B, len(config.lip_shapes)) weights in [0, 1]."""
+        assert self.lip_shape is not None
+        return self.lip_shape(torch.cat([window.flatten(1), emotion], dim=1)).clamp(0.0, 1.0)
+
+    def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
-        opened to the least gap, then closed for a bilabial (a closure overrides an opening)."""
+        shaped (rounding, tuck), then opened to the least gap, then closed for a bilabial (a closure
+        overrides an opening)."""
         face = self.denormalize(x)
+        if self.lip_shape is not None:
+            face = face * (1 - self.lip_placement.sum(0)) + self.lip_shapes(window, emotion) @ self.lip_placement
         if self.audio_opening is not None:
             face = apply_opening(face, self.least_gap(window))
         return apply_closure(face, self.closure_probability(cond, window))
@@ -213,6 +239,13 @@ class OneStepSampler(nn.Module):
 
 
 _CH = {name: i for i, name in enumerate(FACE_CHANNELS)}
+# The viseme shapes of the lips other than the jaw's opening and a bilabial's press: rounding (oh, ou, CH,
+# RR), the lower lip's tuck (FF), the lips' spread (E, ih) and parting, the tongue (TH). The lip-shape head
+# sets them (FaceNetwork.lip_shapes; training/lip_shape.py trains it on these).
+LIP_SHAPES = (
+    "mouthFunnel", "mouthPucker", "mouthRollLower", "mouthShrugUpper", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthStretchLeft", "mouthStretchRight", "tongueOut",
+)  # fmt: skip
 LIP_OPENERS = ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthFunnel")
 
 
@@ -343,7 +376,7 @@ class FaceGenerator(StreamingGenerator):
         window = pad_window(encoded, net.window)
         cond = net.condition(window, inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
-        face = net.finish(x, cond, window)
+        face = net.finish(x, cond, window, inputs["emotion"][:, 0])
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
             "encoded": encoded,
@@ -369,7 +402,7 @@ class FaceGenerator(StreamingGenerator):
             cond = net.condition(window, emotion, lookahead, history)
             x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
-            frames.append(net.finish(x, cond, window))
+            frames.append(net.finish(x, cond, window, emotion))
         return {"face": torch.stack(frames, dim=1)}
 
 

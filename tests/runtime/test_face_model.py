@@ -62,13 +62,17 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
 
 def one_step_network() -> FaceNetwork:
     """The small network with a one-step sampler, nudged away from its start (one Euler step), an
-    audio-only closure head and a lip-opening head: what the stages after training add
+    audio-only closure head, a lip-opening head and a lip-shape head: what the stages after training add
     (training/face_stages.py)."""
+    from emostream.runtime.models.face import LIP_SHAPES
     from emostream.training.audio_closure import with_fresh_head
     from emostream.training.distil_face import with_one_step
 
     torch.manual_seed(2)
-    network = with_fresh_head(with_fresh_head(with_one_step(small_network()), "audio_closure"), "audio_opening")
+    network = with_one_step(small_network())
+    for head in ("audio_closure", "audio_opening"):
+        network = with_fresh_head(network, head)
+    network = with_fresh_head(network, "lip_shape", lip_shapes=LIP_SHAPES)
     assert network.one_step is not None
     with torch.no_grad():
         network.one_step.time.add_(0.5)
@@ -107,6 +111,29 @@ def test_the_opening_head_opens_closed_lips_and_leaves_open_ones() -> None:
     assert torch.equal(opened[1], face[1])
     others = [i for i in range(len(FACE_CHANNELS)) if i not in (ch["jawOpen"], ch["mouthClose"])]
     assert torch.equal(opened[:, others], face[:, others])
+
+
+def test_the_lip_shape_head_sets_its_channels_from_audio_and_emotion_alone() -> None:
+    from emostream.runtime.models.face import FACE_CHANNELS, LIP_OPENERS
+
+    network = one_step_network()
+    # The shapes a closure leaves alone (a closure fades the lip openers, funnel and upper lip among them).
+    kept = [name for name in network.config.lip_shapes if name not in LIP_OPENERS]
+    assert "mouthPucker" in kept and "mouthRollLower" in kept
+    kept_channels = [FACE_CHANNELS.index(name) for name in kept]
+    torch.manual_seed(4)
+    window, x = torch.randn(4, network.window, SMALL.channels), torch.randn(4, SMALL.n_channels)
+    emotions = torch.eye(8)[:4]
+    with torch.no_grad():
+        heard = network.lip_shapes(window, emotions)[:, [network.config.lip_shapes.index(name) for name in kept]]
+        # Whatever the sampler drew and the history said, those channels are the head's.
+        for cond, drawn in ((torch.randn(4, SMALL.hidden), x), (torch.randn(4, SMALL.hidden), x + 1.0)):
+            assert torch.allclose(network.finish(drawn, cond, window, emotions)[:, kept_channels], heard)
+        assert not torch.allclose(network.lip_shapes(window, emotions.roll(1, 0)), network.lip_shapes(window, emotions))
+    plain = small_network()  # without the head, the sampler's own values pass
+    with torch.no_grad():
+        sampled = plain.finish(x, torch.randn(4, SMALL.hidden), window, emotions)[:, kept_channels]
+        assert torch.equal(sampled, plain.denormalize(x)[:, kept_channels])
 
 
 def test_the_one_step_sampler_starts_as_one_euler_step_and_serves_only_one_step(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -111,15 +111,15 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
     # The stages after training learn their own parts only, and repeat from the seed too.
     from emostream.training.face_stages import run_stages
 
-    staged, records = run_stages(net, examples, min(4, len(examples)), 0, distil_steps=60, audio_closure_steps=60,
-                                 audio_opening_steps=60)
-    assert staged.one_step is not None and staged.audio_closure is not None and staged.audio_opening is not None
+    budgets = {"distil_steps": 60, "audio_closure_steps": 60, "audio_opening_steps": 60, "lip_shape_steps": 60}
+    staged, records = run_stages(net, examples, min(4, len(examples)), 0, **budgets)
+    heads = (staged.one_step, staged.audio_closure, staged.audio_opening, staged.lip_shape)
+    assert all(head is not None for head in heads) and len(records) == 4
     for record in records.values():
         assert record["final_loss"] < record["first_loss"]
     before = net.state_dict()
     assert all(torch.equal(v, before[k]) for k, v in staged.state_dict().items() if k in before)
-    repeated, _ = run_stages(net, examples, min(4, len(examples)), 0, distil_steps=60, audio_closure_steps=60,
-                             audio_opening_steps=60)
+    repeated, _ = run_stages(net, examples, min(4, len(examples)), 0, **budgets)
     assert_same_weights(staged, repeated)
 
 
