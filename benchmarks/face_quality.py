@@ -27,7 +27,7 @@ from emostream.clients.avatar.vrm import arkit_to_vrm, presets_as_arkit
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
-from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
+from emostream.runtime.models.face import LIP_SHAPES, FaceGenerator, FaceNetwork, load_checkpoint
 from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
@@ -188,6 +188,18 @@ def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], tru
     return sum(h for h, _ in hits) / sum(n for _, n in hits)
 
 
+def with_teacher_lip_shapes(faces: list[np.ndarray], teacher: list[np.ndarray]) -> list[np.ndarray]:
+    """`faces` with the lip-shape channels (`LIP_SHAPES`) replaced by the teacher's, frame by frame."""
+    shaped = [CH[name] for name in LIP_SHAPES]
+    out = []
+    for face, taught in zip(faces, teacher, strict=True):
+        n = min(len(face), len(taught))
+        mixed = face[:n].copy()
+        mixed[:, shaped] = taught[:n, shaped]
+        out.append(mixed)
+    return out
+
+
 def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
     """ms per frame at batch 1 on one thread, and frames per second at batch 64."""
     return step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
@@ -238,6 +250,10 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         row = lip_metrics(faces, teacher_neutral, held) | {"lipread_accuracy": lipread_accuracy(faces)}
         result["lookahead"][f"{gen.lookahead_ms:.1f}"] = row
     result["teacher_lipread_accuracy"] = teacher_lipread
+    # What limits lip-reading: the model's frames at the default lookahead with the lip-shape channels
+    # (runtime/models/face.py, LIP_SHAPES) taken from the teacher.
+    default = generate(FaceGenerator(network, lookahead=la_default, n_steps=2).eval(), held, neutral, seed=1)
+    result["lipread_with_teacher_lip_shapes"] = lipread_accuracy(with_teacher_lip_shapes(default, teacher_neutral))
 
     # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
     result["steps"] = {}
@@ -308,7 +324,12 @@ def markdown(result: dict) -> str:
             f"| {ms} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
             f"{r['jaw_correlation']:.3f} | {r['mouth_mae']:.4f} | {r['lipread_accuracy']:.3f} |"
         )
-    lines += ["", f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}", ""]
+    lines += [
+        "",
+        f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}; the model's "
+        f"frames (58 ms) with the teacher's lip shapes: {result['lipread_with_teacher_lip_shapes']:.3f}",
+        "",
+    ]
     lines += [
         f"| sampler steps (58 ms) | closure hit rate | false closures | jaw corr | mouth MAE | jawOpen mean "
         f"(teacher {result['teacher_jaw_open_mean']:.3f}) | ms per frame, batch 1, one core |",

@@ -28,7 +28,7 @@ def _close_face() -> OrbitCamera:
     return OrbitCamera(target=np.array([0.0, 1.655, 0.03]), distance=0.5, yaw=0.25, pitch=0.05, fov_y_deg=30)
 
 
-def _grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
+def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     height, width, _ = tiles[0].shape
     rows = -(-len(tiles) // columns)
     grid = np.zeros((rows * height, columns * width, 3), np.uint8)
@@ -38,7 +38,7 @@ def _grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     return grid
 
 
-class _Stills:
+class Stills:
     def __init__(self, size: int) -> None:
         self.ctx = headless_context()
         self.target = OffscreenTarget(self.ctx, size, size)
@@ -53,7 +53,7 @@ class _Stills:
 def shapes_sheet(path: Path, size: int = 200) -> None:
     """All 52 shapes, each alone at weight 1, in ARKit's order; mouthClose with jawOpen, as ARKit uses it
     (alone it would push the lower lip up through the upper)."""
-    stills = _Stills(size)
+    stills = Stills(size)
     tiles = []
     for k, name in enumerate(tqdm(ARKIT_BLENDSHAPES, desc="shapes")):
         face = np.zeros(len(FACE_CHANNELS), np.float32)
@@ -62,14 +62,14 @@ def shapes_sheet(path: Path, size: int = 200) -> None:
             face[ARKIT_BLENDSHAPES.index("jawOpen")] = 1.0
             name = "mouthClose + jawOpen"
         tiles.append(stills.render(face, None, _close_face(), name))
-    Image.fromarray(_grid(tiles, 8)).save(path)
+    Image.fromarray(grid(tiles, 8)).save(path)
 
 
 def emotions_sheet(path: Path, audio: Path, size: int = 220) -> None:
     """One row per emotion: the face at three moments of the speech, then the body at the same moments."""
     from emostream.runtime.animate import animate  # torch: only for this sheet
 
-    stills = _Stills(size)
+    stills = Stills(size)
     rows = []
     for emotion in tqdm(EMOTIONS, desc="emotions"):
         animation = animate(audio, emotion=emotion)
