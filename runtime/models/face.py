@@ -194,7 +194,7 @@ class FaceNetwork(FlowMatching, nn.Module):
 
     def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
-        shaped (rounding, tuck), then opened to the least gap, then closed for a bilabial (a closure
+        shaped (rounding, tuck, spread), then opened to the least gap, then closed for a bilabial (a closure
         overrides an opening)."""
         face = self.denormalize(x)
         if self.lip_shape is not None:
