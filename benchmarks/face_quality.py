@@ -252,8 +252,10 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     result["teacher_lipread_accuracy"] = teacher_lipread
     # What limits lip-reading: the model's frames at the default lookahead with the lip-shape channels
     # (runtime/models/face.py, LIP_SHAPES) taken from the teacher.
-    default = generate(FaceGenerator(network, lookahead=la_default, n_steps=2).eval(), held, neutral, seed=1)
-    result["lipread_with_teacher_lip_shapes"] = lipread_accuracy(with_teacher_lip_shapes(default, teacher_neutral))
+    default_faces = generate(FaceGenerator(network, lookahead=la_default, n_steps=2).eval(), held, neutral, seed=1)
+    result["lipread_with_teacher_lip_shapes"] = lipread_accuracy(
+        with_teacher_lip_shapes(default_faces, teacher_neutral)
+    )
 
     # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
     result["steps"] = {}
@@ -266,7 +268,6 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     result["teacher_jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in teacher_neutral]).mean())
 
     # Through VRM presets: what an avatar without ARKit morphs shows (docs/avatars.md), judged alike.
-    default_faces = generate(FaceGenerator(network, lookahead=la_default, n_steps=2).eval(), held, neutral, seed=1)
     result["vrm_presets"] = {"arkit": lip_metrics(default_faces, teacher_neutral, held),
                              "presets": lip_metrics([through_presets(f) for f in default_faces], teacher_neutral,
                                                     held)}  # fmt: skip

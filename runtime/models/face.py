@@ -81,6 +81,7 @@ class FaceNetwork(FlowMatching, nn.Module):
     """The weights, shared by every lookahead and step count: encoder, conditioning, velocity field."""
 
     lip_placement: Tensor  # (len(lip_shapes), n_channels) one-hot: the channels the lip-shape head sets
+    lip_unplaced: Tensor  # (n_channels,) 1 where it sets none
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
     feature_std: Tensor
     face_mean: Tensor  # (n_channels,) output normalisation
@@ -138,6 +139,7 @@ class FaceNetwork(FlowMatching, nn.Module):
         placement = torch.zeros(len(c.lip_shapes), c.n_channels)
         placement[range(len(c.lip_shapes)), [_CH[name] for name in c.lip_shapes]] = 1.0
         self.register_buffer("lip_placement", placement, persistent=False)
+        self.register_buffer("lip_unplaced", 1 - placement.sum(0), persistent=False)  # the channels it leaves
         self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
@@ -198,7 +200,7 @@ class FaceNetwork(FlowMatching, nn.Module):
         overrides an opening)."""
         face = self.denormalize(x)
         if self.lip_shape is not None:
-            face = face * (1 - self.lip_placement.sum(0)) + self.lip_shapes(window, emotion) @ self.lip_placement
+            face = face * self.lip_unplaced + self.lip_shapes(window, emotion) @ self.lip_placement
         if self.audio_opening is not None:
             face = apply_opening(face, self.least_gap(window))
         return apply_closure(face, self.closure_probability(cond, window))
