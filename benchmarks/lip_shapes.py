@@ -33,7 +33,8 @@ MOUTH_CAMERA = OrbitCamera(target=np.array([0.0, 1.625, 0.03]), distance=0.3, ya
 
 
 def moments(truths: list[np.ndarray]) -> list[tuple[str, int, int]]:
-    """(viseme, utterance, frame): the middle of the first run of at least five frames of each viseme."""
+    """(viseme, utterance, frame) for each viseme: the middle of its longest run in the first utterance
+    where that run is at least five frames long."""
     chosen = []
     for viseme in SHOWN:
         for i, truth in enumerate(truths):
