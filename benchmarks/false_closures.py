@@ -61,7 +61,7 @@ def tally(model: list[tuple[str, bool, float]], teacher: list[tuple[str, bool, f
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "face.pt")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus-2400")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--limit", type=int, default=60, help="held-out utterances")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)

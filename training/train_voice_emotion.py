@@ -261,7 +261,7 @@ def train(model: VoiceEmotion, feats: list[np.ndarray], labels: np.ndarray, real
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the voice-emotion estimator from scratch.")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus-2400",
+    parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus",
                         help="where the sentences come from (its manifest.json)")  # fmt: skip
     parser.add_argument("--per-emotion", type=int, default=400, help="training takes per emotion")
     parser.add_argument("--held-out-per-emotion", type=int, default=40)
