@@ -257,6 +257,7 @@ BENCHMARKS = {
     "web-page": "emostream.benchmarks.headless_page",
     "closure-head": "emostream.benchmarks.closure_head",
     "false-closures": "emostream.benchmarks.false_closures",
+    "lip-shape-heads": "emostream.benchmarks.lip_shape_heads",
 }
 
 

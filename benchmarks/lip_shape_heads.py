@@ -1,0 +1,204 @@
+"""What limits the lip-shape head (training/lip_shape.py): variants of it trained on the same data, judged by
+their error on the teacher's lip shapes of held-out voices.
+
+    python -m emostream.benchmarks.lip_shape_heads [--steps 3000] [--held-out 120]
+
+Each variant is trained as the recipe trains the head (the face recipe's examples, batch, seed, steps and
+optimiser; the rest of the network frozen) and judged by the squared error of its lip shapes (`LIP_SHAPES`,
+summed over the channels, mean over frames) against the teacher's, at the default lookahead, on the clean
+audio of held-out voices and of as many training utterances:
+
+- shipped: the checkpoint's head as it is, untrained here;
+- recipe: the head the recipe trains (`train_lip_shape`);
+- wider and deeper: two hidden layers of 512 instead of one of 256, on the same frozen encodings;
+- own encoder: the head with a copy of the audio encoder, trained with it (the main encoder stays frozen).
+
+If more width or an encoder of its own lowers the held-out error little, the head is not what limits the
+lip shapes: what 58 ms of audio of an unseen voice leaves in doubt is. Writes
+benchmarks/results/lip_shape_heads.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from emostream.benchmarks.common import RESULTS, machine, write_result
+from emostream.runtime.controls import FEATURE_MS, lookahead_from_ms
+from emostream.runtime.layers import CausalConv1d, residual_convs
+from emostream.runtime.models.face import N_EMOTIONS, FaceNetwork, load_checkpoint, lookahead_timing
+from emostream.runtime.rigs import FACE_CHANNELS
+from emostream.training import train_face
+from emostream.training.face_data import FaceExample, build_dataset
+from emostream.training.lip_shape import LEARNING_RATE, SEED_OFFSET, train_lip_shape
+from emostream.training.optimise import run_stage
+from emostream.training.train_face import CHECKPOINT, add_data_arguments, frame_windows, make_batch, random_batch
+
+Predict = Callable[[dict[str, Tensor]], Tensor]  # a batch -> (B * K, n shapes) lip shapes
+
+
+class LipShapeVariant(nn.Module):
+    """A lip-shape head on the audio window and the emotion, as `FaceNetwork.lip_shape`, with `depth` hidden
+    layers of `hidden` and, with `own_encoder`, a trainable copy of the network's audio encoder."""
+
+    def __init__(self, network: FaceNetwork, hidden: int, depth: int, own_encoder: bool) -> None:
+        super().__init__()
+        self.network = [network]  # in a list: not a submodule, so its weights stay out of this one's
+        self.own_encoder = own_encoder
+        if own_encoder:
+            self.project = copy.deepcopy(network.project)
+            self.convs = nn.ModuleList(copy.deepcopy(network.conv_layers))
+        width = network.window * network.config.channels + N_EMOTIONS
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, len(network.config.lip_shapes)))
+
+    def encode(self, features: Tensor) -> Tensor:
+        net = self.network[0]
+        if not self.own_encoder:
+            with torch.no_grad():
+                return net.encode_sequence(features)
+        B, M = features.shape[:2]
+        h = self.project(((features - net.feature_mean) / net.feature_std).reshape(B, M, -1)).transpose(1, 2)
+        return residual_convs([cast(CausalConv1d, conv) for conv in self.convs], h).transpose(1, 2)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        net = self.network[0]
+        B, K = batch["mask"].shape
+        delay, _ = lookahead_timing(int(batch["lookahead"]))
+        windows = frame_windows(self.encode(batch["features"]), K, delay, net.window).reshape(B * K, -1)
+        emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
+        return self.mlp(torch.cat([windows, emotion], dim=1))
+
+
+def network_head(net: FaceNetwork) -> Predict:
+    """The network's own lip-shape head over a batch, as `lip_shape_loss` feeds it."""
+
+    def predict(batch: dict[str, Tensor]) -> Tensor:
+        B, K = batch["mask"].shape
+        delay, _ = lookahead_timing(int(batch["lookahead"]))
+        windows = frame_windows(net.encode_sequence(batch["features"]), K, delay, net.window)
+        emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
+        return net.lip_shapes(windows.reshape(B * K, net.window, -1), emotion)
+
+    return predict
+
+
+def first_version(e: FaceExample) -> FaceExample:
+    """The example with its first audio version (the clean one) and first render only."""
+    return FaceExample([e.features[0]], [e.faces[0]], [e.emotions[0]], e.visemes, e.closure, [e.time_scales[0]])
+
+
+def shape_error(predict: Predict, examples: list[FaceExample], shapes: list[int], lookahead: int) -> float:
+    """Squared error of the clamped lip shapes against the teacher's, summed over channels, mean over frames:
+    each example's first audio version (the clean one) and first render, without the training warp."""
+    rng = np.random.default_rng(0)
+    warp, train_face.VTLP_PROBABILITY = train_face.VTLP_PROBABILITY, 0.0
+    total = frames = 0.0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(examples), 24):
+                clean = [first_version(e) for e in examples[start : start + 24]]
+                batch = make_batch(clean, rng, lookahead)
+                B, K = batch["mask"].shape
+                target = batch["target"][..., shapes].reshape(B * K, -1)
+                mask = batch["mask"].reshape(-1, 1)
+                total += float((((predict(batch).clamp(0.0, 1.0) - target) ** 2) * mask).sum())
+                frames += float(mask.sum())
+    finally:
+        train_face.VTLP_PROBABILITY = warp
+    return total / frames
+
+
+def train_variant(variant: LipShapeVariant, examples: list[FaceExample], steps: int, batch_size: int, seed: int,
+                  shapes: list[int]) -> float:  # fmt: skip
+    """Trains `variant` as `train_lip_shape` trains the head; returns the mean loss of its last 100 steps."""
+    rng = np.random.default_rng(seed + SEED_OFFSET)
+
+    def loss() -> Tensor:
+        batch = random_batch(examples, rng, batch_size)
+        B, K = batch["mask"].shape
+        target = batch["target"][..., shapes].reshape(B * K, -1)
+        mask = batch["mask"].reshape(-1, 1)
+        return (((variant(batch) - target) ** 2) * mask).sum() / mask.sum()
+
+    losses = run_stage("lip-shape head variant", list(variant.parameters()), loss, steps, LEARNING_RATE)
+    variant.eval()
+    return float(np.mean(losses[-100:]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Variants of the face network's lip-shape head, held-out error.")
+    add_data_arguments(parser)
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps of each variant")
+    parser.add_argument("--held-out", type=int, default=120, help="held-out utterances judged")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    examples, _ = train_face.training_examples(args)  # before the checkpoint is used: forked workers
+    held = build_dataset(args.corpus, n_audio=1, n_renders=1, held_out=True, limit=args.held_out)
+    entries = json.loads((args.corpus / "manifest.json").read_text())["utterances"]
+    voices = [e["voice_id"] for e in entries if e["held_out"]][: len(held)]  # build_dataset's order
+    seen = examples[: args.held_out]
+    network, _ = load_checkpoint(args.checkpoint)
+    network.eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    shapes = [FACE_CHANNELS.index(name) for name in network.config.lip_shapes]
+    lookahead = lookahead_from_ms(60.0)
+    by_voice = {voice: [e for e, v in zip(held, voices, strict=True) if v == voice] for voice in sorted(set(voices))}
+    rows: dict[str, dict] = {}
+
+    def judge(name: str, predict: Predict, began: float, final_loss: float | None = None) -> None:
+        rows[name] = {"held_out_error": shape_error(predict, held, shapes, lookahead),
+                      "training_error": shape_error(predict, seen, shapes, lookahead),
+                      "final_training_loss": final_loss, "minutes": (time.time() - began) / 60,
+                      "held_out_error_per_voice": {voice: shape_error(predict, some, shapes, lookahead)
+                                                   for voice, some in by_voice.items()}}  # fmt: skip
+        print(name, rows[name], flush=True)
+
+    judge("shipped", network_head(network), time.time())
+    began = time.time()
+    trained, record = train_lip_shape(network, examples, args.steps, args.batch_size, args.seed)
+    judge("recipe", network_head(trained), began, record["final_loss"])
+    variants = (("wider and deeper", 512, 2, False), ("own encoder", network.config.hidden, 1, True))
+    for name, hidden, depth, own in variants:
+        began = time.time()
+        torch.manual_seed(args.seed + SEED_OFFSET)
+        variant = LipShapeVariant(network, hidden, depth, own)
+        final = train_variant(variant, examples, args.steps, args.batch_size, args.seed, shapes)
+        judge(name, variant, began, final)
+    result = {"benchmark": "lip_shape_heads", "machine": machine(), "checkpoint": str(args.checkpoint.name),
+              "steps": args.steps, "held_out_utterances": len(held), "training_utterances_judged": len(seen),
+              "lookahead_ms": lookahead * FEATURE_MS, "variants": rows}  # fmt: skip
+    write_result("lip_shape_heads", result)
+    lines = [f"Lip-shape head variants ({result['machine']['cpu']}, {result['machine']['date']}; {args.steps} steps "
+             f"each; squared error of the lip shapes, summed over {len(shapes)} channels, clean audio, "
+             f"{result['lookahead_ms']:.0f} ms lookahead)", "",
+             "| variant | held-out voices | training voices | final training loss (augmented) | minutes |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, row in rows.items():
+        loss = "" if row["final_training_loss"] is None else f"{row['final_training_loss']:.4f}"
+        errors = f"{row['held_out_error']:.4f} | {row['training_error']:.4f}"
+        lines.append(f"| {name} | {errors} | {loss} | {row['minutes']:.1f} |")
+    lines += ["", "Held-out error per voice:", "", "| variant | " + " | ".join(by_voice) + " |",
+              "|---|" + "---|" * len(by_voice)]  # fmt: skip
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{e:.4f}" for e in row["held_out_error_per_voice"].values()) + " |")
+    (RESULTS / "lip_shape_heads.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
