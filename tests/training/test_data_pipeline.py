@@ -1,6 +1,7 @@
 """The training-data pipeline on real TTS speech: text, TTS, alignment, corpus, examples, a training step."""
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from emostream.runtime.audio import LogMelFrontEnd
 from emostream.training import augment as A
 from emostream.training.align import align
+from emostream.training.gesture_data import GESTURE_SENTENCES, clip_jobs
 from emostream.training.text import phonetically_varied_sentences, pronunciations, sentence_phones
 from emostream.training.tts import Voice
 
@@ -212,3 +214,12 @@ def test_history_offsets_are_shared_by_a_steps_frames_and_small_on_the_limbs() -
     assert offsets.shape == (64, 100, 1, 285)  # one offset per step, broadcast over its history frames
     assert abs(offsets[..., :LIMB_FEATURES_START].std().item() - 0.5) < 0.01
     assert abs(offsets[..., LIMB_FEATURES_START : LIMB_FEATURES_START + 36].std().item() - 0.15) < 0.01
+
+
+def test_gesture_clips_come_from_the_first_sentences_only(tmp_path: Path) -> None:
+
+    ids = [0, 1, 2, 5, GESTURE_SENTENCES - 1, GESTURE_SENTENCES, GESTURE_SENTENCES + 7]
+    entries = [{"id": f"utt{i:05d}", "voice_id": "espeak:en", "held_out": False} for i in ids]
+    (tmp_path / "manifest.json").write_text(json.dumps({"utterances": entries}))
+    used = {p.stem for paths, *_ in clip_jobs(tmp_path, False, 1, None) for p in paths}
+    assert used == {f"utt{i:05d}" for i in ids if i < GESTURE_SENTENCES}
