@@ -39,7 +39,7 @@ from emostream.runtime.models.face import N_EMOTIONS, FaceNetwork, load_checkpoi
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training import train_face
 from emostream.training.face_data import FaceExample, build_dataset
-from emostream.training.lip_shape import LEARNING_RATE, SEED_OFFSET, train_lip_shape
+from emostream.training.lip_shape import LEARNING_RATE, SEED_OFFSET, shape_error, train_lip_shape
 from emostream.training.optimise import run_stage
 from emostream.training.train_face import CHECKPOINT, add_data_arguments, frame_windows, make_batch, random_batch
 
@@ -100,7 +100,7 @@ def first_version(e: FaceExample) -> FaceExample:
     return FaceExample([e.features[0]], [e.faces[0]], [e.emotions[0]], e.visemes, e.closure, [e.time_scales[0]])
 
 
-def shape_error(predict: Predict, examples: list[FaceExample], shapes: list[int], lookahead: int) -> float:
+def lip_shape_error(predict: Predict, examples: list[FaceExample], shapes: list[int], lookahead: int) -> float:
     """Squared error of the clamped lip shapes against the teacher's, summed over channels, mean over frames:
     each example's first audio version (the clean one) and first render, without the training warp."""
     rng = np.random.default_rng(0)
@@ -128,10 +128,7 @@ def train_variant(variant: LipShapeVariant, examples: list[FaceExample], steps: 
 
     def loss() -> Tensor:
         batch = random_batch(examples, rng, batch_size)
-        B, K = batch["mask"].shape
-        target = batch["target"][..., shapes].reshape(B * K, -1)
-        mask = batch["mask"].reshape(-1, 1)
-        return (((variant(batch) - target) ** 2) * mask).sum() / mask.sum()
+        return shape_error(variant(batch), batch, shapes)
 
     losses = run_stage("lip-shape head variant", list(variant.parameters()), loss, steps, LEARNING_RATE)
     variant.eval()
@@ -161,10 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, dict] = {}
 
     def judge(name: str, predict: Predict, began: float, final_loss: float | None = None) -> None:
-        rows[name] = {"held_out_error": shape_error(predict, held, shapes, lookahead),
-                      "training_error": shape_error(predict, seen, shapes, lookahead),
+        rows[name] = {"held_out_error": lip_shape_error(predict, held, shapes, lookahead),
+                      "training_error": lip_shape_error(predict, seen, shapes, lookahead),
                       "final_training_loss": final_loss, "minutes": (time.time() - began) / 60,
-                      "held_out_error_per_voice": {voice: shape_error(predict, some, shapes, lookahead)
+                      "held_out_error_per_voice": {voice: lip_shape_error(predict, some, shapes, lookahead)
                                                    for voice, some in by_voice.items()}}  # fmt: skip
         print(name, rows[name], flush=True)
 

@@ -26,15 +26,22 @@ LEARNING_RATE = 2e-3
 SEED_OFFSET = 4  # this stage's random streams differ from the other stages' of the same seed
 
 
-def lip_shape_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) -> Tensor:
-    """Squared error of the predicted lip shapes against the teacher's, summed over the channels."""
+def shape_error(predicted: Tensor, batch: dict[str, Tensor], channels: list[int]) -> Tensor:
+    """Squared error of predicted lip shapes (B * K, len(channels)) against the teacher's face channels
+    `channels`, summed over the channels, mean over the batch's frames."""
     B, K = batch["mask"].shape
-    target = batch["target"][..., [FACE_CHANNELS.index(name) for name in net.config.lip_shapes]].reshape(B * K, -1)
-    emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
+    target = batch["target"][..., channels].reshape(B * K, -1)
     mask = batch["mask"].reshape(-1, 1)
+    return (((predicted - target) ** 2) * mask).sum() / mask.sum()
+
+
+def lip_shape_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """`shape_error` of the network's lip-shape head."""
+    B, K = batch["mask"].shape
+    emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
     assert net.lip_shape is not None
     predicted = net.lip_shape(torch.cat([windows.flatten(1), emotion], dim=1))  # unclamped: gradients at 0 and 1
-    return (((predicted - target) ** 2) * mask).sum() / mask.sum()
+    return shape_error(predicted, batch, [FACE_CHANNELS.index(name) for name in net.config.lip_shapes])
 
 
 def train_lip_shape(
