@@ -16,6 +16,12 @@ audio of held-out voices and of as many training utterances:
 If more width or an encoder of its own lowers the held-out error little, the head is not what limits the
 lip shapes: what 58 ms of audio of an unseen voice leaves in doubt is. Writes
 benchmarks/results/lip_shape_heads.{json,md}.
+
+With `--speakers`, whether the number of speakers heard matters instead: the recipe's head trained
+without two of the five speakers that are not espeak-ng (`DROPPED_SPEAKERS`), against the head trained
+without as many utterances drawn at random from the other three; if the held-out error grows more
+without the speakers than without the utterances, more speakers would teach it. Writes
+benchmarks/results/lip_shape_heads_speakers.{json,md}.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from emostream.training.optimise import run_stage
 from emostream.training.train_face import CHECKPOINT, add_data_arguments, frame_windows, make_batch, random_batch
 
 Predict = Callable[[dict[str, Tensor]], Tensor]  # a batch -> (B * K, n shapes) lip shapes
+DROPPED_SPEAKERS = ("flite:rms:", "festival:ked_diphone:")  # two of kal, rms, slt (flite), kal, ked (festival)
 
 
 class LipShapeVariant(nn.Module):
@@ -135,12 +142,31 @@ def train_variant(variant: LipShapeVariant, examples: list[FaceExample], steps: 
     return float(np.mean(losses[-100:]))
 
 
+def example_voices(corpus: Path, examples: list[FaceExample], limit: int | None) -> list[str]:
+    """The voice of each of the recipe's examples: the corpus's training utterances in order, then "real"."""
+    entries = json.loads((corpus / "manifest.json").read_text())["utterances"]
+    voices = [e["voice_id"] for e in entries if not e["held_out"]][:limit]
+    return voices + ["real"] * (len(examples) - len(voices))
+
+
+def speaker_subsets(voices: list[str], seed: int) -> dict[str, list[int]]:
+    """Indices of the examples kept without `DROPPED_SPEAKERS`, and without as many of the other non-espeak
+    utterances, drawn at random."""
+    dropped = {i for i, v in enumerate(voices) if v.startswith(DROPPED_SPEAKERS)}
+    others = [i for i, v in enumerate(voices) if v.startswith(("flite:", "festival:")) and i not in dropped]
+    drawn = set(np.random.default_rng(seed).choice(others, len(dropped), replace=False).tolist())
+    return {"without two speakers": [i for i in range(len(voices)) if i not in dropped],
+            "without as many utterances": [i for i in range(len(voices)) if i not in drawn]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Variants of the face network's lip-shape head, held-out error.")
     add_data_arguments(parser)
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps of each variant")
     parser.add_argument("--held-out", type=int, default=120, help="held-out utterances judged")
+    parser.add_argument("--speakers", action="store_true",
+                        help="the recipe's head without two speakers, and without as many utterances")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     examples, _ = train_face.training_examples(args)  # before the checkpoint is used: forked workers
@@ -165,21 +191,30 @@ def main(argv: list[str] | None = None) -> None:
                                                    for voice, some in by_voice.items()}}  # fmt: skip
         print(name, rows[name], flush=True)
 
-    judge("shipped", network_head(network), time.time())
-    began = time.time()
-    trained, record = train_lip_shape(network, examples, args.steps, args.batch_size, args.seed)
-    judge("recipe", network_head(trained), began, record["final_loss"])
-    variants = (("wider and deeper", 512, 2, False), ("own encoder", network.config.hidden, 1, True))
-    for name, hidden, depth, own in variants:
+    if args.speakers:
+        for name, kept in speaker_subsets(example_voices(args.corpus, examples, args.limit), args.seed).items():
+            began = time.time()
+            subset = [examples[i] for i in kept]
+            trained, record = train_lip_shape(network, subset, args.steps, args.batch_size, args.seed)
+            judge(name, network_head(trained), began, record["final_loss"])
+            rows[name]["training_examples"] = len(subset)
+    else:
+        judge("shipped", network_head(network), time.time())
         began = time.time()
-        torch.manual_seed(args.seed + SEED_OFFSET)
-        variant = LipShapeVariant(network, hidden, depth, own)
-        final = train_variant(variant, examples, args.steps, args.batch_size, args.seed, shapes)
-        judge(name, variant, began, final)
-    result = {"benchmark": "lip_shape_heads", "machine": machine(), "checkpoint": str(args.checkpoint.name),
+        trained, record = train_lip_shape(network, examples, args.steps, args.batch_size, args.seed)
+        judge("recipe", network_head(trained), began, record["final_loss"])
+        variants = (("wider and deeper", 512, 2, False), ("own encoder", network.config.hidden, 1, True))
+        for name, hidden, depth, own in variants:
+            began = time.time()
+            torch.manual_seed(args.seed + SEED_OFFSET)
+            variant = LipShapeVariant(network, hidden, depth, own)
+            final = train_variant(variant, examples, args.steps, args.batch_size, args.seed, shapes)
+            judge(name, variant, began, final)
+    result_name = "lip_shape_heads_speakers" if args.speakers else "lip_shape_heads"
+    result = {"benchmark": result_name, "machine": machine(), "checkpoint": str(args.checkpoint.name),
               "steps": args.steps, "held_out_utterances": len(held), "training_utterances_judged": len(seen),
               "lookahead_ms": lookahead * FEATURE_MS, "variants": rows}  # fmt: skip
-    write_result("lip_shape_heads", result)
+    write_result(result_name, result)
     lines = [f"Lip-shape head variants ({result['machine']['cpu']}, {result['machine']['date']}; {args.steps} steps "
              f"each; squared error of the lip shapes, summed over {len(shapes)} channels, clean audio, "
              f"{result['lookahead_ms']:.0f} ms lookahead)", "",
@@ -193,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
               "|---|" + "---|" * len(by_voice)]  # fmt: skip
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{e:.4f}" for e in row["held_out_error_per_voice"].values()) + " |")
-    (RESULTS / "lip_shape_heads.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{result_name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,6 +1,6 @@
 """Trains the voice-emotion estimator (runtime/models/voice_emotion.py) from scratch:
 
-    emostream train voice-emotion [--per-emotion 400] [--steps 5000]
+    emostream train voice-emotion [--per-emotion 800] [--steps 5000]
 
 1. Emotional takes of the corpus sentences by the training voices (training/emotional_speech.py), built
    once into training/data/emotional/ (held-out voices' takes beside them, for the benchmark).
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the voice-emotion estimator from scratch.")
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus",
                         help="where the sentences come from (its manifest.json)")  # fmt: skip
-    parser.add_argument("--per-emotion", type=int, default=400, help="training takes per emotion")
+    parser.add_argument("--per-emotion", type=int, default=800, help="training takes per emotion")
     parser.add_argument("--held-out-per-emotion", type=int, default=40)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "reference_s": model.reference_s,
-              "pitch": model.pitch}  # fmt: skip
+    config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "axes_smoothing_s": model.axes_smoothing_s,
+              "reference_s": model.reference_s, "pitch": model.pitch}  # fmt: skip
     torch.save({"kind": "voice_emotion", "config": config,
                 "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
     print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")

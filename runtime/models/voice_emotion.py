@@ -4,15 +4,16 @@ not flicker.
 
 Per face frame (60 Hz, two feature frames): the frames' mean, normalised by the training set's statistics,
 goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). The
-blend and the two axes are then averaged exponentially with a time constant of SMOOTHING_S, and only
-while someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The
-smoothed blend is stored as its difference from neutral: the zero state of the step contract is then a
-neutral estimate, which is where every stream starts.
+blend is then averaged exponentially with a time constant of SMOOTHING_S, the two axes with one of
+AXES_SMOOTHING_S (arousal is a level the face follows, the blend's top a choice it should not flip back
+and forth; docs/voice-emotion.md), and only while someone speaks (a loudness gate), so a pause holds
+the last estimate instead of drifting. The smoothed blend is stored as its difference from neutral:
+the zero state of the step contract is then a neutral estimate, which is where every stream starts.
 
 One step makes `estimates_per_step` of these estimates (4 by default: a step every 67 ms, 15 a second)
 and gives the last. At one core and batch 1 a step's cost is mostly a fixed cost per call, so four
 estimates a call cost little more than one; a face frame takes the newest whole step's estimate, at
-most 50 ms older than its own audio, which next to the 0.6 s average changes nothing one could see.
+most 50 ms older than its own audio, which next to the 0.8 s average changes nothing one could see.
 The weights do not depend on it: training and `estimates` run one estimate per face frame.
 
 Pitch (`pitch`): each frame is the log-mel and, after it, runtime/pitch.py's periodicity and periodicity
@@ -55,7 +56,8 @@ N_EMOTIONS = len(EMOTIONS)
 NEUTRAL = EMOTIONS.index("neutral")
 INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 ESTIMATES_PER_STEP = 4  # estimates per step of the streaming path (see the docstring)
-SMOOTHING_S = 0.6  # time constant of the exponential average
+SMOOTHING_S = 0.8  # time constant of the blend's exponential average
+AXES_SMOOTHING_S = 0.6  # and of arousal's and valence's
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 
@@ -63,14 +65,19 @@ STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 class VoiceEmotion(StreamingGenerator):
     mean: Tensor  # (width,) buffers: the training set's statistics of log-mel and pitch
     std: Tensor
+    rates: Tensor  # (10,) the averages' weights of a new estimate: the blend's 8, then the two axes'
 
     def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0,
-                 pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP) -> None:  # fmt: skip
+                 pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP,
+                 axes_smoothing_s: float = AXES_SMOOTHING_S) -> None:  # fmt: skip
         super().__init__()
         self.hidden = hidden
         self.estimates_per_step = estimates_per_step
         frames = INPUTS_PER_STEP * estimates_per_step
         self.smoothing_s = smoothing_s
+        self.axes_smoothing_s = axes_smoothing_s
+        rates = [self.alpha(smoothing_s)] * N_EMOTIONS + [self.alpha(axes_smoothing_s)] * 2
+        self.register_buffer("rates", torch.tensor(rates), persistent=False)
         self.reference_s = reference_s
         self.pitch = pitch
         self.width = N_MELS + (N_PITCH if pitch else 0)  # per feature frame: log-mel, then pitch
@@ -100,10 +107,10 @@ class VoiceEmotion(StreamingGenerator):
         every = f"-x{self.estimates_per_step}"
         return f"voiceemotion-h{self.hidden}{reference}{pitch}{every}" + ("" if self.masks else "-compact")
 
-    @property
-    def alpha(self) -> float:
-        """The exponential average's weight of a new, fully voiced frame."""
-        return 1.0 - math.exp(-INPUTS_PER_STEP / (FEATURE_RATE_HZ * self.smoothing_s))
+    @staticmethod
+    def alpha(time_constant_s: float) -> float:
+        """An exponential average's weight of a new, fully voiced frame, for its time constant."""
+        return 1.0 - math.exp(-INPUTS_PER_STEP / (FEATURE_RATE_HZ * time_constant_s))
 
     def joined(self, inputs: TensorDict) -> Tensor:
         """The step's inputs as one (batch, 2, width) tensor of frames: log-mel, then pitch."""
@@ -158,7 +165,7 @@ class VoiceEmotion(StreamingGenerator):
         """The exponential average after each of the estimates (batch, n, 10), from `smoothed` (batch, 10)."""
         out = []
         for k in range(estimate.shape[1]):
-            smoothed = smoothed + self.alpha * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
+            smoothed = smoothed + self.rates * gate[:, k : k + 1] * (estimate[:, k] - smoothed)
             out.append(smoothed)
         return torch.stack(out, dim=1)
 

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS
-from emostream.runtime.models.voice_emotion import INPUTS_PER_STEP, NEUTRAL, SMOOTHING_S, VoiceEmotion
+from emostream.runtime.models.voice_emotion import (
+    AXES_SMOOTHING_S,
+    INPUTS_PER_STEP,
+    NEUTRAL,
+    SMOOTHING_S,
+    VoiceEmotion,
+)
 from emostream.runtime.step import StreamingGenerator
 from tests.harness.step_contract import StepContractSuite
 
@@ -60,10 +66,12 @@ def test_a_stream_starts_neutral_and_a_pause_holds_the_estimate() -> None:
     assert torch.allclose(blend.sum(dim=1), torch.ones(len(blend)), atol=1e-5)
 
 
-def test_the_average_takes_its_time_constant_to_follow_a_change() -> None:
+def test_the_averages_take_their_time_constants_to_follow_a_change() -> None:
     model = VoiceEmotion(hidden=16)
-    steps = round(SMOOTHING_S * FEATURE_RATE_HZ / INPUTS_PER_STEP)
-    assert abs((1 - model.alpha) ** steps - math.exp(-1)) < 0.01
+    for rate, time_constant in ((model.rates[0], SMOOTHING_S), (model.rates[-1], AXES_SMOOTHING_S)):
+        steps = round(time_constant * FEATURE_RATE_HZ / INPUTS_PER_STEP)
+        assert abs((1 - float(rate)) ** steps - math.exp(-1)) < 0.01
+    assert SMOOTHING_S > AXES_SMOOTHING_S  # the blend's top changes more slowly than arousal follows the voice
 
 
 def test_auto_means_the_voice_alone_and_a_weight_mixes_it_with_the_chosen_emotion() -> None:
