@@ -7,7 +7,8 @@
   presenter's stream hears one speaker for minutes: each voice's takes, in every emotion, in a random
   order (seed 0), 0.5 s apart, as one stream, each take judged at its end as before.
 - Real read speech (the Italian Asterisk prompts, calm and never trained on), played back to back as one
-  stream: the share of speech time with neutral on top, and switches of the top per minute.
+  stream: the share of speech time with neutral on top, switches of the top per minute, and how fast the
+  reported arousal moves while the voice goes on (mean absolute change per second of speech).
 - The same recordings made louder (+6 dB) and higher (+3 semitones, by playing them 1.19 times faster, so
   also faster, as aroused speech is): how often and by how much the estimated arousal rises.
 - Compute: one step (one face frame) at batch 1 on one core, eager and through ONNX Runtime.
@@ -134,9 +135,11 @@ def real_speech(model: VoiceEmotion) -> dict[str, Any]:
     rate = 16_000
     pieces = [u.audio if u.rate == rate else _to_rate(u.audio, u.rate, rate) for u in utterances]
     stream = np.concatenate([np.concatenate([p, np.zeros(rate // 2)]) for p in pieces])
-    blend, _, gate = estimate(model, stream, rate)
+    blend, axes, gate = estimate(model, stream, rate)
     top = np.argmax(blend, axis=1)
     speech = gate > 0.5
+    within = speech[1:] & speech[:-1]  # how fast the reported arousal moves while the calm voice goes on
+    arousal_wobble = float(np.abs(np.diff(axes[:, 0]))[within].mean() / STEP_S)
     minutes = len(top) * STEP_S / 60
     switches = int((top[1:] != top[:-1]).sum())
     shares = {e: float((top[speech] == i).mean()) for i, e in enumerate(EMOTIONS)}
@@ -154,6 +157,7 @@ def real_speech(model: VoiceEmotion) -> dict[str, Any]:
         "neutral_top_share_of_speech": shares["neutral"],
         "top_shares_of_speech": shares,
         "switches_per_minute": switches / minutes,
+        "arousal_change_per_second_of_speech": arousal_wobble,
         "louder_higher": {
             "recordings": len(rises),
             "share_arousal_rises": float(np.mean(np.array(rises) > 0)),
@@ -259,6 +263,8 @@ def report(result: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| neutral on top, share of speech | {r['neutral_top_share_of_speech']:.3f} | >= 0.8 |",
         f"| switches of the top per minute | {r['switches_per_minute']:.2f} | <= 2 |",
+        f"| arousal's movement while speech goes on (mean absolute change per second) | "
+        f"{r['arousal_change_per_second_of_speech']:.3f} | |",
         f"| louder (+{LOUDER_DB:.0f} dB) and higher (+{HIGHER_ST:.0f} st): arousal rises | "
         f"{rises['share_arousal_rises']:.3f} of recordings, mean {rises['mean_arousal_change']:+.3f} | |",
         "", f"| compute per face frame at batch 1, one core (a step serves {c['estimates_per_step']}) | ms | target |",

@@ -5,10 +5,11 @@ not flicker.
 Per face frame (60 Hz, two feature frames): the frames' mean, normalised by the training set's statistics,
 goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). The
 blend is then averaged exponentially with a time constant of SMOOTHING_S, the two axes with one of
-AXES_SMOOTHING_S (arousal is a level the face follows, the blend's top a choice it should not flip back
-and forth; docs/voice-emotion.md), and only while someone speaks (a loudness gate), so a pause holds
-the last estimate instead of drifting. The smoothed blend is stored as its difference from neutral:
-the zero state of the step contract is then a neutral estimate, which is where every stream starts.
+AXES_SMOOTHING_S (the blend's top is the expression the face wears, which should not flip back and
+forth; arousal and valence are levels reported to the client; docs/voice-emotion.md), and only while
+someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The smoothed
+blend is stored as its difference from neutral: the zero state of the step contract is then a neutral
+estimate, which is where every stream starts.
 
 One step makes `estimates_per_step` of these estimates (4 by default: a step every 67 ms, 15 a second)
 and gives the last. At one core and batch 1 a step's cost is mostly a fixed cost per call, so four
@@ -57,7 +58,7 @@ NEUTRAL = EMOTIONS.index("neutral")
 INPUTS_PER_STEP = 2  # feature frames per estimate: one per face frame at 60 Hz
 ESTIMATES_PER_STEP = 4  # estimates per step of the streaming path (see the docstring)
 SMOOTHING_S = 0.8  # time constant of the blend's exponential average
-AXES_SMOOTHING_S = 0.6  # and of arousal's and valence's
+AXES_SMOOTHING_S = 0.4  # and of arousal's and valence's: a level, to follow the voice sooner
 SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, and as fully speech
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 
