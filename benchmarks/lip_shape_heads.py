@@ -142,10 +142,15 @@ def train_variant(variant: LipShapeVariant, examples: list[FaceExample], steps: 
     return float(np.mean(losses[-100:]))
 
 
+def manifest_voices(corpus: Path, held_out: bool, limit: int | None) -> list[str]:
+    """The voice of each of the corpus's training (or held-out) utterances, in `build_dataset`'s order."""
+    entries = json.loads((corpus / "manifest.json").read_text())["utterances"]
+    return [e["voice_id"] for e in entries if e["held_out"] == held_out][:limit]
+
+
 def example_voices(corpus: Path, examples: list[FaceExample], limit: int | None) -> list[str]:
     """The voice of each of the recipe's examples: the corpus's training utterances in order, then "real"."""
-    entries = json.loads((corpus / "manifest.json").read_text())["utterances"]
-    voices = [e["voice_id"] for e in entries if not e["held_out"]][:limit]
+    voices = manifest_voices(corpus, False, limit)
     return voices + ["real"] * (len(examples) - len(voices))
 
 
@@ -171,8 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     examples, _ = train_face.training_examples(args)  # before the checkpoint is used: forked workers
     held = build_dataset(args.corpus, n_audio=1, n_renders=1, held_out=True, limit=args.held_out)
-    entries = json.loads((args.corpus / "manifest.json").read_text())["utterances"]
-    voices = [e["voice_id"] for e in entries if e["held_out"]][: len(held)]  # build_dataset's order
+    voices = manifest_voices(args.corpus, True, len(held))
     seen = examples[: args.held_out]
     network, _ = load_checkpoint(args.checkpoint)
     network.eval()
