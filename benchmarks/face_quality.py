@@ -27,7 +27,7 @@ from emostream.clients.avatar.vrm import arkit_to_vrm, presets_as_arkit
 from emostream.runtime.audio import N_MELS, LogMelFrontEnd
 from emostream.runtime.blinks import apply_blinks
 from emostream.runtime.controls import FEATURE_MS, emotion_vector, lookahead_from_ms
-from emostream.runtime.models.face import LIP_SHAPES, FaceGenerator, FaceNetwork, load_checkpoint
+from emostream.runtime.models.face import LIP_SHAPES, FaceGenerator, FaceNetwork, load_checkpoint, with_closure_band
 from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
@@ -314,6 +314,9 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         result["diversity"]["upper_face_seed_std"] / result["diversity"]["mouth_seed_std"]
     )
     result["compute"] = compute_cost(network, la_default, 2)
+    if network.config.closure_telephone_band:  # what the closure head's own encoder pass costs
+        without = compute_cost(with_closure_band(network, telephone=False), la_default, 2)
+        result["compute"] |= {f"{key}_without_closure_pass": value for key, value in without.items()}
     return result
 
 
@@ -383,6 +386,10 @@ def markdown(result: dict) -> str:
         f"Compute: {c['ms_per_frame_batch1_1core']:.3f} ms per frame at batch 1 on one core; "
         f"{c['fps_batch64_1core']:.0f} frames/s at batch 64 on one core.",
     ]
+    if "ms_per_frame_batch1_1core_without_closure_pass" in c:
+        lines.append(f"Without the closure head's telephone-band pass (the same weights, the head hearing the whole "
+                     f"band), measured after it: {c['ms_per_frame_batch1_1core_without_closure_pass']:.3f} ms, "
+                     f"{c['fps_batch64_1core_without_closure_pass']:.0f} frames/s.")  # fmt: skip
     return "\n".join(lines)
 
 

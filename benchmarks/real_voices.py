@@ -2,16 +2,17 @@
 
     python -m emostream.benchmarks.real_voices [--steps 1,2,4] [--conditions 48k,16k,8k,g711-mulaw,...]
 
-The real-voice set (training/real_voices.py: KTuberling's English words, Asterisk's Italian prompts,
-phone-aligned by pocketsphinx) is played at 48, 16 and 8 kHz (resampled) and through real codecs
-(training/codecs.py: G.711, GSM, G.722, Opus, MP3, by ffmpeg); the 60 held-out TTS utterances of
-`bench face-quality` at 16 and 8 kHz. Each is animated by the shipped face model at the default lookahead
-(58 ms) with 1, 2 and 4 sampler steps, and by pylipsync (a Python port of uLipSync, the MFCC lip sync
-VTubers use), and judged alike (training/metrics.py): bilabial closure hit (the lips close within each
-p, b, m) and false closures (the lips close in the middle of an open vowel), lip-reading accuracy (the
-viseme classifier of `bench face-quality`, trained on teacher motion of TTS training voices, reading the
-mouth), and for the model the blink lengths (runs of closed eyes) and, per emotion at full intensity
-(16 kHz, 2 steps), how much closure and jaw range each emotion costs against neutral.
+The real-voice set (training/real_voices.py: KTuberling's English words, Asterisk's Italian prompts, phone-
+aligned by pocketsphinx) is played at 48, 16 and 8 kHz (resampled) and through real codecs
+(training/codecs.py: G.711, GSM, G.722, Opus, MP3, by ffmpeg); the 60 held-out TTS utterances of `bench
+face-quality` at 16 and 8 kHz. Each is animated by the shipped face model at the default lookahead (58 ms)
+with 1, 2 and 4 sampler steps (and, where its closure head hears the telephone band, with 2 steps and that
+head hearing the whole band instead: the same weights, for comparison), and by pylipsync (a Python port of
+uLipSync, the MFCC lip sync VTubers use), and judged alike (training/metrics.py): bilabial closure hit (the
+lips close within each p, b, m) and false closures (the lips close in the middle of an open vowel), lip-
+reading accuracy (the viseme classifier of `bench face-quality`, trained on teacher motion of TTS training
+voices, reading the mouth), and for the model the blink lengths (runs of closed eyes) and, per emotion at
+full intensity (16 kHz, 2 steps), how much closure and jaw range each emotion costs against neutral.
 
 pylipsync as a mouth: each 60 fps frame's template weights (aa, ee, ih, oh, ou, silence) give a mouth
 gap, sum of weight x openness (aa 1.0, oh 0.7, ee 0.5, ih 0.35, ou 0.3: how far each viseme opens the
@@ -50,7 +51,7 @@ from emostream.benchmarks.face_quality import (
 )
 from emostream.runtime.audio import LogMelFrontEnd, Resampler
 from emostream.runtime.controls import emotion_vector, lookahead_from_ms
-from emostream.runtime.models.face import FaceGenerator, load_checkpoint
+from emostream.runtime.models.face import FaceGenerator, load_checkpoint, with_closure_band
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 from emostream.training.align import Phone
@@ -72,6 +73,7 @@ OPENNESS = {"aa": 1.0, "oh": 0.7, "ee": 0.5, "ih": 0.35, "ou": 0.3, "silence": 0
 PEER_LEVEL_DB = -20.0  # dBFS of the loud frames after calibration
 SILENCE_SHARE = 0.3  # pylipsync's silence_threshold
 JAW = FACE_CHANNELS.index("jawOpen")
+FULL_BAND = "model, 2 steps, closure on the whole band"  # the row without the closure's telephone-band pass
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,12 @@ def tts_clips(corpus: Path, held_out: bool, limit: int) -> list[Clip]:
 def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tuple[str, ...],
         emotions: tuple[str, ...] = EMOTIONS) -> dict:  # fmt: skip
     network, metadata = load_checkpoint(checkpoint)
-    generators = {s: FaceGenerator(network, lookahead=lookahead_from_ms(60.0), n_steps=s).eval() for s in steps}
+    lookahead = lookahead_from_ms(60.0)
+    generators = {f"model, {s} step{'s' if s > 1 else ''}": FaceGenerator(network, lookahead=lookahead, n_steps=s)
+                  for s in steps}  # fmt: skip
+    if network.config.closure_telephone_band:  # the same weights, the closure head hearing the whole band
+        full_band = with_closure_band(network, telephone=False)
+        generators[FULL_BAND] = FaceGenerator(full_band, lookahead=lookahead, n_steps=2).eval()
     real, unaligned = load_real_voices()
     real_clips = [Clip(u.language, u.audio, u.rate, u.phones) for u in real]
     tts = tts_clips(corpus, True, 60)
@@ -261,7 +268,7 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
     for set_name, name, clips in sets:
         judged = [Clip(c.language, *condition(c.audio, c.rate, name), c.phones) for c in clips]
         heard, truths = model_inputs(judged), [viseme_truth(c) for c in judged]
-        systems = {f"model, {s} step{'s' if s > 1 else ''}": model_faces(g, heard) for s, g in generators.items()}
+        systems = {system: model_faces(g, heard) for system, g in generators.items()}
         systems["pylipsync"] = peer_faces(peer_frames(judged), judged, peer["low"], peer["high"], peer["gain"])
         for system, faces in systems.items():
             row = {"set": set_name, "condition": name, "system": system, **judge(faces, judged),
@@ -276,7 +283,7 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
     by_emotion = emotion_rows(emotion_generator, at_16k, emotions) if emotions else {}
     return {
         "benchmark": "real_voices", "machine": machine(), "checkpoint": checkpoint.name, "emotions": by_emotion,
-        "model_created": metadata.get("created"), "lookahead_ms": generators[steps[0]].lookahead_ms,
+        "model_created": metadata.get("created"), "lookahead_ms": emotion_generator.lookahead_ms,
         "real_recordings": {lang: sum(u.language == lang for u in real) for lang in ("en", "it")},
         "unaligned": unaligned, "peer_fit": peer, "rows": rows,
     }  # fmt: skip

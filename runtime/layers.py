@@ -72,9 +72,10 @@ def push_ring(buffer: Tensor, frames: Tensor) -> Tensor:
 
 
 def encode_step(
-    convs: list[CausalConv1d], projected: Tensor, state: dict[str, Tensor]
+    convs: list[CausalConv1d], projected: Tensor, state: dict[str, Tensor], prefix: str = ""
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One frame through a causal encoder: projected (B, 1, C) -> the ring of recent encodings
-    state["encoded"] with this frame's pushed last (B, N, C), and the new convolution caches."""
-    h, new_state = residual_convs_step(convs, projected.transpose(1, 2), state)
-    return push_ring(state["encoded"], h.transpose(1, 2)), new_state
+    state[prefix + "encoded"] with this frame's pushed last (B, N, C), and the new convolution caches
+    (named prefix + "conv0" and so on: one network's encoder can run two passes over two inputs)."""
+    h, new_state = residual_convs_step(convs, projected.transpose(1, 2), state, prefix + "conv")
+    return push_ring(state[prefix + "encoded"], h.transpose(1, 2)), new_state

@@ -33,6 +33,9 @@ LEARNING_RATE = 2e-3
 CLOSED_WEIGHT = 2.0  # weight of a fully closed target frame against an open one
 SEED_OFFSET = 2  # this stage's random streams differ from the training's and the distillation's
 LOGIT_OFFSET = 1.0  # added to the trained head's logit: the recall the eroded target takes away
+# The head hears the band below 4 kHz only, in training as in serving: above it real voices differ most from
+# TTS ones, and misled it (docs/real-voices.md).
+TELEPHONE_BAND = True
 
 
 def with_fresh_head(network: FaceNetwork, head: str, **config: Any) -> FaceNetwork:
@@ -64,8 +67,9 @@ def train_audio_head(
         batch = random_batch(examples, rng, batch_size)
         B, K = batch["mask"].shape
         delay, _ = lookahead_timing(int(batch["lookahead"]))
-        with torch.no_grad():
-            encoded = net.encode_sequence(batch["features"])
+        with torch.no_grad():  # the closure head may hear a pass of its own (FaceNetwork.closure_features)
+            heard = net.closure_features(batch["features"]) if head == "audio_closure" else None
+            encoded = net.encode_sequence(batch["features"] if heard is None else heard)
             windows = frame_windows(encoded, K, delay, net.window)
         return frame_loss(net, windows.reshape(B * K, *windows.shape[2:]), batch)
 
@@ -101,7 +105,9 @@ def train_audio_closure(
     net, record = train_audio_head(network, "audio_closure", examples, steps, batch_size, seed, SEED_OFFSET,
                                    "audio closure head", LEARNING_RATE, closure_loss, closed_weight=CLOSED_WEIGHT,
                                    target="teacher closure eroded one frame each side",
-                                   logit_offset=LOGIT_OFFSET)  # fmt: skip
+                                   logit_offset=LOGIT_OFFSET, telephone_band=TELEPHONE_BAND,
+                                   config={"audio_closure": True,
+                                           "closure_telephone_band": TELEPHONE_BAND})  # fmt: skip
     assert net.audio_closure is not None
     output = net.audio_closure[-1]
     assert isinstance(output, torch.nn.Linear)

@@ -16,13 +16,13 @@ emits frame k = s - D, which stands for time k / 60 s. Lookahead = 2D + 2 - q fe
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from emostream.runtime.audio import N_MELS
+from emostream.runtime.audio import LOG_FLOOR, N_MELS, telephone_band_gain
 from emostream.runtime.controls import FEATURE_MS, MAX_LOOKAHEAD
 from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
@@ -43,6 +43,7 @@ HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (n
 # The audio-only closure head's logit is scaled by this before the sigmoid: a confident closure seals the
 # lips whole (a partly applied one leaves an emotion's raised upper lip open), a doubtful one stays small.
 CLOSURE_SHARPNESS = 2.0
+CLOSURE_PASS = "closure_"  # prefix of the state of the closure head's own encoder pass
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class FaceConfig:
     n_channels: int = len(FACE_CHANNELS)  # output channels per frame
     one_step: bool = False  # carries a one-step sampler distilled from the two-step one (training/distil_face.py)
     audio_closure: bool = False  # the closure head hears the audio window alone (training/audio_closure.py)
+    closure_telephone_band: bool = False  # ... and only the band an 8 kHz call carries (a second encoder pass)
     audio_opening: bool = False  # a head for how far the lips are open at least (training/audio_opening.py)
     lip_shapes: tuple[str, ...] = ()  # channels a lip-shape head sets from audio and emotion (training/lip_shape.py)
 
@@ -83,6 +85,7 @@ class FaceNetwork(FlowMatching, nn.Module):
     lip_placement: Tensor  # (len(lip_shapes), n_channels) one-hot: the channels the lip-shape head sets
     lip_unplaced: Tensor  # (n_channels,) 1 where it sets none
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
+    telephone_gain: Tensor  # (n_mels,) power each mel band keeps in the telephone band (runtime/audio.py)
     feature_std: Tensor
     face_mean: Tensor  # (n_channels,) output normalisation
     face_std: Tensor
@@ -94,6 +97,7 @@ class FaceNetwork(FlowMatching, nn.Module):
         self.register_buffer("feature_std", torch.ones(c.n_mels))
         self.register_buffer("face_mean", torch.zeros(c.n_channels))
         self.register_buffer("face_std", torch.ones(c.n_channels))
+        self.register_buffer("telephone_gain", torch.from_numpy(telephone_band_gain()), persistent=False)
         self.project = nn.Linear(2 * c.n_mels, c.channels)
         self.convs = nn.ModuleList(CausalConv1d(c.channels, c.channels, c.kernel_size, d) for d in c.dilations)
         max_delay = lookahead_timing(MAX_LOOKAHEAD)[0]
@@ -152,6 +156,18 @@ class FaceNetwork(FlowMatching, nn.Module):
         x = (features - self.feature_mean) / self.feature_std
         return self.project(x.reshape(B, M, -1))
 
+    def telephone_band(self, features: Tensor) -> Tensor:
+        """(..., n_mels) raw log-mel -> the same frames as the band below 4 kHz alone would give them (each
+        band's power times its `telephone_gain`): what the closure head hears where the config says so.
+        Real voices above 4 kHz (fricative and breath noise, the microphone) differ most from the TTS voices
+        trained on, and misled the head there (docs/real-voices.md)."""
+        power = (features.exp() - LOG_FLOOR).clamp(min=0.0)
+        return torch.log(power * self.telephone_gain + LOG_FLOOR)
+
+    def closure_features(self, features: Tensor) -> Tensor | None:
+        """The features the closure head's own encoder pass hears, or None where it shares the main one."""
+        return self.telephone_band(features) if self.config.closure_telephone_band else None
+
     def encode_sequence(self, features: Tensor) -> Tensor:
         """(B, M, 2, n_mels) -> (B, M, C): the whole causal encoder at once (training path)."""
         h = self.encode_pairs(features).transpose(1, 2)  # (B, C, M)
@@ -194,16 +210,17 @@ class FaceNetwork(FlowMatching, nn.Module):
         assert self.lip_shape is not None
         return self.lip_shape(torch.cat([window.flatten(1), emotion], dim=1)).clamp(0.0, 1.0)
 
-    def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor) -> Tensor:
+    def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor, closure_window: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
         shaped (rounding, tuck, spread), then opened to the least gap, then closed for a bilabial (a closure
-        overrides an opening)."""
+        overrides an opening). `closure_window` is what the closure head hears: `window`, or the encodings
+        of its own pass (`closure_features`)."""
         face = self.denormalize(x)
         if self.lip_shape is not None:
             face = face * self.lip_unplaced + self.lip_shapes(window, emotion) @ self.lip_placement
         if self.audio_opening is not None:
             face = apply_opening(face, self.least_gap(window))
-        return apply_closure(face, self.closure_probability(cond, window))
+        return apply_closure(face, self.closure_probability(cond, closure_window))
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Normalised frames (..., n_channels) to face units, blendshapes clipped to [0, 1]."""
@@ -336,13 +353,19 @@ class FaceGenerator(StreamingGenerator):
         self.register_buffer("lookahead_index", torch.tensor(lookahead), persistent=False)
         with torch.no_grad():  # constant per generator: the network is frozen once it serves
             self.register_buffer("time_terms", network.sampler_time_terms(n_steps), persistent=False)
+        passes = ("", CLOSURE_PASS) if c.closure_telephone_band else ("",)
+        encoders = tuple(
+            spec
+            for p in passes
+            for spec in (
+                *(TensorSpec(f"{p}conv{i}", (c.channels, conv.context)) for i, conv in enumerate(network.conv_layers)),
+                TensorSpec(f"{p}encoded", (self.delay + 1, c.channels)),
+            )
+        )
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (2, c.n_mels)), TensorSpec("emotion", (1, N_EMOTIONS))),
-            state=tuple(
-                TensorSpec(f"conv{i}", (c.channels, conv.context)) for i, conv in enumerate(network.conv_layers)
-            )
+            state=encoders
             + (
-                TensorSpec("encoded", (self.delay + 1, c.channels)),
                 TensorSpec("history", (c.history_frames, c.n_channels)),
                 TensorSpec("warmed", (1,)),
             ),
@@ -374,11 +397,18 @@ class FaceGenerator(StreamingGenerator):
             state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_pairs(inputs["features"][:, None]), state)
+        window = closure_window = pad_window(encoded, net.window)
+        heard = net.closure_features(inputs["features"])
+        if heard is not None:  # the closure head's own pass over the same encoder
+            closure_encoded, closure_state = encode_step(
+                net.conv_layers, net.encode_pairs(heard[:, None]), state, CLOSURE_PASS
+            )
+            closure_window = pad_window(closure_encoded, net.window)
+            new_state |= closure_state | {f"{CLOSURE_PASS}encoded": closure_encoded}
         lookahead = self.lookahead_index.expand(B)
-        window = pad_window(encoded, net.window)
         cond = net.condition(window, inputs["emotion"][:, 0], lookahead, state["history"])
         x = net.sample(noise * self.noise_scale, cond, self.time_terms)  # (B, n_channels), normalised
-        face = net.finish(x, cond, window, inputs["emotion"][:, 0])
+        face = net.finish(x, cond, window, inputs["emotion"][:, 0], closure_window)
         warm = (state["warmed"] >= self.delay).reshape(B, 1, 1)
         new_state |= {
             "encoded": encoded,
@@ -394,7 +424,10 @@ class FaceGenerator(StreamingGenerator):
         features = inputs["features"]  # (B, 2S, n_mels)
         B, T_in, n_mels = features.shape
         S = T_in // 2
-        encoded = net.encode_sequence(features.reshape(B, S, 2, n_mels))  # (B, S, C)
+        encoded = closure_encoded = net.encode_sequence(features.reshape(B, S, 2, n_mels))  # (B, S, C)
+        heard = net.closure_features(features)
+        if heard is not None:
+            closure_encoded = net.encode_sequence(heard.reshape(B, S, 2, n_mels))
         history = features.new_zeros(B, net.config.history_frames, net.config.n_channels)
         lookahead = self.lookahead_index.expand(B)
         frames = []
@@ -404,7 +437,8 @@ class FaceGenerator(StreamingGenerator):
             cond = net.condition(window, emotion, lookahead, history)
             x = net.sample(noise[:, k + self.delay] * self.noise_scale, cond, self.time_terms)
             history = push_ring(history, x[:, None])
-            frames.append(net.finish(x, cond, window, emotion))
+            closure_window = pad_window(closure_encoded[:, k : k + self.delay + 1], net.window)
+            frames.append(net.finish(x, cond, window, emotion, closure_window))
         return {"face": torch.stack(frames, dim=1)}
 
 
@@ -430,3 +464,11 @@ def load_checkpoint(path: Any) -> tuple[FaceNetwork, dict[str, Any]]:
     network = FaceNetwork(FaceConfig.from_dict(blob["config"]))
     network.load_state_dict(blob["state_dict"])
     return network.eval(), blob["metadata"]
+
+
+def with_closure_band(network: FaceNetwork, telephone: bool) -> FaceNetwork:
+    """The same weights with the closure head hearing the telephone band (its own encoder pass) or the main
+    pass's whole band: what the benchmarks compare."""
+    out = FaceNetwork(replace(network.config, closure_telephone_band=telephone))
+    out.load_state_dict(network.state_dict())
+    return out.eval()

@@ -62,16 +62,16 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
 
 def one_step_network() -> FaceNetwork:
     """The small network with a one-step sampler, nudged away from its start (one Euler step), an
-    audio-only closure head, a lip-opening head and a lip-shape head: what the stages after training add
-    (training/face_stages.py)."""
+    audio-only closure head that hears the telephone band, a lip-opening head and a lip-shape head: what
+    the stages after training add (training/face_stages.py)."""
     from emostream.runtime.models.face import LIP_SHAPES
     from emostream.training.audio_closure import with_fresh_head
     from emostream.training.distil_face import with_one_step
 
     torch.manual_seed(2)
     network = with_one_step(small_network())
-    for head in ("audio_closure", "audio_opening"):
-        network = with_fresh_head(network, head)
+    network = with_fresh_head(network, "audio_closure", audio_closure=True, closure_telephone_band=True)
+    network = with_fresh_head(network, "audio_opening")
     network = with_fresh_head(network, "lip_shape", lip_shapes=LIP_SHAPES)
     assert network.one_step is not None
     with torch.no_grad():
@@ -95,6 +95,28 @@ def test_the_audio_closure_head_hears_neither_the_emotion_nor_the_history() -> N
         plain = small_network()
         assert not torch.equal(plain.closure_probability(conditions[0], window),
                                plain.closure_probability(conditions[1], window))  # fmt: skip
+
+
+def test_the_closure_head_hears_only_the_telephone_band() -> None:
+    from emostream.runtime.audio import SILENT_LOG_MEL, telephone_band_gain
+
+    gain = telephone_band_gain()
+    low, high = gain > 0.999, gain < 1e-8
+    assert low.sum() >= 50 and high.sum() >= 15 and (gain[1:] <= gain[:-1] + 1e-3).all()  # a low-pass
+    generator = FaceGenerator(one_step_network(), lookahead=7, n_steps=1)
+    assert {"closure_conv0", "closure_encoded"} <= {t.name for t in generator.spec.state}
+    torch.manual_seed(5)
+    features = (torch.randn(1, 2, SMALL.n_mels) - 6.0).repeat(2, 1, 1)
+    features[1, :, torch.from_numpy(high)] += 3.0  # the same sound but for a louder band above 4 kHz
+    heard = generator.network.telephone_band(features)
+    assert torch.allclose(heard[..., torch.from_numpy(low)], features[..., torch.from_numpy(low)], atol=1e-3)
+    assert (heard[..., torch.from_numpy(high)] < SILENT_LOG_MEL + 1.0).all()  # next to silence, loud or not
+    inputs = {"features": features, "emotion": torch.zeros(2, 1, 8)}
+    yes = torch.ones(2, dtype=torch.bool)
+    with torch.no_grad():
+        _, state = generator.step(inputs, generator.init_state(2), torch.zeros(2, SMALL.n_channels), ~yes, yes)
+    assert not torch.equal(state["encoded"][0], state["encoded"][1])  # the rest of the face hears the difference
+    assert torch.allclose(state["closure_encoded"][0], state["closure_encoded"][1], atol=1e-3)  # the closure not
 
 
 def test_the_opening_head_opens_closed_lips_and_leaves_open_ones() -> None:
@@ -128,11 +150,11 @@ def test_the_lip_shape_head_sets_its_channels_from_audio_and_emotion_alone() -> 
         heard = network.lip_shapes(window, emotions)[:, [network.config.lip_shapes.index(name) for name in kept]]
         # Whatever the sampler drew and the history said, those channels are the head's.
         for cond, drawn in ((torch.randn(4, SMALL.hidden), x), (torch.randn(4, SMALL.hidden), x + 1.0)):
-            assert torch.allclose(network.finish(drawn, cond, window, emotions)[:, kept_channels], heard)
+            assert torch.allclose(network.finish(drawn, cond, window, emotions, window)[:, kept_channels], heard)
         assert not torch.allclose(network.lip_shapes(window, emotions.roll(1, 0)), network.lip_shapes(window, emotions))
     plain = small_network()  # without the head, the sampler's own values pass
     with torch.no_grad():
-        sampled = plain.finish(x, torch.randn(4, SMALL.hidden), window, emotions)[:, kept_channels]
+        sampled = plain.finish(x, torch.randn(4, SMALL.hidden), window, emotions, window)[:, kept_channels]
         assert torch.equal(sampled, plain.denormalize(x)[:, kept_channels])
 
 

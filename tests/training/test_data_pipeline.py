@@ -117,6 +117,7 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
     staged, records = run_stages(net, examples, min(4, len(examples)), 0, **budgets)
     heads = (staged.one_step, staged.audio_closure, staged.audio_opening, staged.lip_shape)
     assert all(head is not None for head in heads) and len(records) == 4
+    assert staged.config.closure_telephone_band and records["audio_closure"]["telephone_band"]
     for record in records.values():
         assert record["final_loss"] < record["first_loss"]
     before = net.state_dict()
