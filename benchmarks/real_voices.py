@@ -254,7 +254,7 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
                   for s in steps}  # fmt: skip
     if network.config.closure_telephone_band:  # the same weights, the closure head hearing the whole band
         full_band = with_closure_band(network, telephone=False)
-        generators[FULL_BAND] = FaceGenerator(full_band, lookahead=lookahead, n_steps=2).eval()
+        generators[FULL_BAND] = FaceGenerator(full_band, lookahead=lookahead, n_steps=2)
     real, unaligned = load_real_voices()
     real_clips = [Clip(u.language, u.audio, u.rate, u.phones) for u in real]
     tts = tts_clips(corpus, True, 60)

@@ -53,11 +53,13 @@ def train_audio_head(
     network: FaceNetwork, head: str, examples: list[FaceExample], steps: int, batch_size: int, seed: int,
     seed_offset: int, stage: str, learning_rate: float,
     frame_loss: Callable[[FaceNetwork, Tensor, dict[str, Tensor]], Tensor], config: dict[str, Any] | None = None,
-    **facts: object,
+    closure_pass: bool = False, **facts: object,
 ) -> tuple[FaceNetwork, dict]:  # fmt: skip
     """Trains a fresh head `head` that hears the audio window (and what `frame_loss` adds from the batch), on
     the frozen encoder: `frame_loss` takes the network, every frame's window (B * K, W, C) and the batch;
-    `config` as for `with_fresh_head`. Returns the network and a record of the stage."""
+    `config` as for `with_fresh_head`; with `closure_pass` the windows are of the closure head's own encoder
+    pass where the network has one (`FaceNetwork.closure_features`). Returns the network and a record of
+    the stage."""
     torch.manual_seed(seed + seed_offset)  # the head's initial weights
     net = with_fresh_head(network, head, **(config or {}))
     params = train_only(net, getattr(net, head))
@@ -67,8 +69,8 @@ def train_audio_head(
         batch = random_batch(examples, rng, batch_size)
         B, K = batch["mask"].shape
         delay, _ = lookahead_timing(int(batch["lookahead"]))
-        with torch.no_grad():  # the closure head may hear a pass of its own (FaceNetwork.closure_features)
-            heard = net.closure_features(batch["features"]) if head == "audio_closure" else None
+        with torch.no_grad():
+            heard = net.closure_features(batch["features"]) if closure_pass else None
             encoded = net.encode_sequence(batch["features"] if heard is None else heard)
             windows = frame_windows(encoded, K, delay, net.window)
         return frame_loss(net, windows.reshape(B * K, *windows.shape[2:]), batch)
@@ -106,8 +108,8 @@ def train_audio_closure(
                                    "audio closure head", LEARNING_RATE, closure_loss, closed_weight=CLOSED_WEIGHT,
                                    target="teacher closure eroded one frame each side",
                                    logit_offset=LOGIT_OFFSET, telephone_band=TELEPHONE_BAND,
-                                   config={"audio_closure": True,
-                                           "closure_telephone_band": TELEPHONE_BAND})  # fmt: skip
+                                   config={"audio_closure": True, "closure_telephone_band": TELEPHONE_BAND},
+                                   closure_pass=True)  # fmt: skip
     assert net.audio_closure is not None
     output = net.audio_closure[-1]
     assert isinstance(output, torch.nn.Linear)

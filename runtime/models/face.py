@@ -85,8 +85,8 @@ class FaceNetwork(FlowMatching, nn.Module):
     lip_placement: Tensor  # (len(lip_shapes), n_channels) one-hot: the channels the lip-shape head sets
     lip_unplaced: Tensor  # (n_channels,) 1 where it sets none
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
-    telephone_gain: Tensor  # (n_mels,) power each mel band keeps in the telephone band (runtime/audio.py)
     feature_std: Tensor
+    telephone_gain: Tensor  # (n_mels,) power each mel band keeps in the telephone band (runtime/audio.py)
     face_mean: Tensor  # (n_channels,) output normalisation
     face_std: Tensor
 
