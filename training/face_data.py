@@ -123,8 +123,9 @@ def build_dataset(corpus: Path, n_audio: int = 3, n_renders: int = 4, workers: i
 
 
 def build_real_dataset(utterances: list[RealUtterance], n_audio: int = 3, n_renders: int = 4,
-                       workers: int = 2) -> list[FaceExample]:  # fmt: skip
-    """Examples for real recordings; their seeds follow the corpus's so no random stream repeats."""
-    jobs = [(u, n_audio, n_renders, REAL_SEEDS + i) for i, u in enumerate(utterances)]
+                       workers: int = 2, first: int = 0) -> list[FaceExample]:  # fmt: skip
+    """Examples for real recordings; their seeds follow the corpus's so no random stream repeats (`first`:
+    how many real recordings' seeds earlier examples took)."""
+    jobs = [(u, n_audio, n_renders, REAL_SEEDS + first + i) for i, u in enumerate(utterances)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(tqdm(pool.map(real_example, jobs, chunksize=8), total=len(jobs), desc="real-voice examples"))

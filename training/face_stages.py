@@ -24,7 +24,7 @@ from emostream.training.distil_face import distil
 from emostream.training.face_data import FaceExample
 from emostream.training.lip_shape import train_lip_shape
 from emostream.training.machine import machine
-from emostream.training.train_face import CHECKPOINT, add_data_arguments, training_examples
+from emostream.training.train_face import CHECKPOINT, add_data_arguments, closure_examples, training_examples
 
 DISTIL_STEPS = 3000
 AUDIO_CLOSURE_STEPS = 3000
@@ -36,15 +36,17 @@ def run_stages(
     network: FaceNetwork, examples: list[FaceExample], batch_size: int, seed: int,
     distil_steps: int = DISTIL_STEPS, audio_closure_steps: int = AUDIO_CLOSURE_STEPS,
     audio_opening_steps: int = AUDIO_OPENING_STEPS, lip_shape_steps: int = LIP_SHAPE_STEPS,
+    closure_examples: list[FaceExample] | None = None,
 ) -> tuple[FaceNetwork, dict]:  # fmt: skip
-    """The network after every stage with a budget above 0, and what each stage recorded."""
+    """The network after every stage with a budget above 0, and what each stage recorded. The closure head
+    trains on `closure_examples` where given (training/train_face.py `closure_examples`), the rest on
+    `examples`."""
     records = {}
     if distil_steps > 0:
         network, records["one_step"] = distil(network, examples, distil_steps, batch_size, seed)
     if audio_closure_steps > 0:
-        network, records["audio_closure"] = train_audio_closure(
-            network, examples, audio_closure_steps, batch_size, seed
-        )
+        heard = examples if closure_examples is None else closure_examples
+        network, records["audio_closure"] = train_audio_closure(network, heard, audio_closure_steps, batch_size, seed)
     if audio_opening_steps > 0:
         network, records["audio_opening"] = train_audio_opening(
             network, examples, audio_opening_steps, batch_size, seed
@@ -75,10 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)  # as `emostream train face`: the thread count can change the last bits
     # The examples first: they are built in forked workers, which torch's thread pool, once the checkpoint
     # has been used here, would deadlock.
-    examples, _ = training_examples(args)
+    examples, data = training_examples(args)
+    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
     network, metadata = load_checkpoint(args.source)  # heads it already has are made afresh
     network, records = run_stages(network, examples, args.batch_size, args.seed, args.one_step_steps,
-                                  args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps)  # fmt: skip
+                                  args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps,
+                                  closure)  # fmt: skip
+    if closure_data:
+        records["audio_closure"]["data_added"] = closure_data
     for record in records.values():
         record["machine"] = machine()
     metadata |= records

@@ -11,6 +11,8 @@ Training (`TRAINING`; read by `emostream train face` only):
 - Spanish: Asterisk's Spanish prompts (`asterisk-core-sounds-es`, `-es-g722`), another speaker, spelled by
   training/spanish_g2p.py. Same recording chain as the Italian set, so the English words are the check
   that what the model learns from them is voices, not that chain.
+- Russian (`HEAD_TRAINING`; read by the stages after the flow, training/face_stages.py): Asterisk's Russian
+  prompts (`asterisk-core-sounds-ru`, `-ru-g722`), a third speaker, spelled by training/russian_g2p.py.
 
 All are aligned by pocketsphinx's English acoustic model (training/align.py); what cannot be aligned is
 left out and counted. The English Asterisk prompts (asterisk-core-sounds-en and its variants) are read by
@@ -18,7 +20,7 @@ nothing: they are kept aside for an independent check. Alignments are cached und
 training/data/real_voices/ (keyed by file size and the transcript), so a second run reads only the audio.
 
     apt-get install ffmpeg ktuberling-data asterisk-core-sounds-it asterisk-core-sounds-it-g722 \
-        asterisk-core-sounds-es asterisk-core-sounds-es-g722
+        asterisk-core-sounds-es asterisk-core-sounds-es-g722 asterisk-core-sounds-ru asterisk-core-sounds-ru-g722
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from emostream.runtime.audio_files import read_audio
 from emostream.training.align import AlignmentError, Phone, align
 from emostream.training.codecs import decode_file
 from emostream.training.italian_g2p import italian_phones, italian_words
+from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
 
 ROOT = Path(__file__).resolve().parent
@@ -45,10 +48,12 @@ CACHE = ROOT / "data" / "real_voices" / "alignments.json"
 KTUBERLING_EN = Path("/usr/share/ktuberling/sounds/en")
 EVALUATION = ("en", "it")
 TRAINING = ("es",)
+HEAD_TRAINING = ("es", "ru")
 PACKAGES = {
     "en": ("ktuberling-data",),
     "it": ("ffmpeg", "asterisk-core-sounds-it", "asterisk-core-sounds-it-g722"),
     "es": ("ffmpeg", "asterisk-core-sounds-es", "asterisk-core-sounds-es-g722"),
+    "ru": ("ffmpeg", "asterisk-core-sounds-ru", "asterisk-core-sounds-ru-g722"),
 }
 PAD_S = 0.25  # silence before and after each recording: the clips are cut tight to the speech
 MAX_PIECE_S = 5.0  # training pieces no longer than the TTS corpus's longest utterance
@@ -61,13 +66,23 @@ SPELLED_FOLDERS = ("letters/", "phonetic/", "digits/")
 ENGLISH_WORDS = frozenset({"password", "login", "beep", "ok", "internet", "fax", "mail", "e-mail"})
 
 
+def ascii_word(word: str) -> str:
+    """A dictionary key pocketsphinx reads: accents off (número -> numero)."""
+    return "".join(c for c in unicodedata.normalize("NFD", word) if c.isascii())
+
+
 @dataclass(frozen=True)
 class Spelling:
     words: Callable[[str], list[str]]  # transcript -> normalised words
-    phones: Callable[[str], list[str]]  # one word -> ARPAbet
+    phones: Callable[[str], list[str]]  # one word -> ARPAbet; ValueError where it cannot be spelled
+    key: Callable[[str], str] = ascii_word  # one word -> its ASCII name in the aligner's dictionary
 
 
-SPELLINGS = {"it": Spelling(italian_words, italian_phones), "es": Spelling(spanish_words, spanish_phones)}
+SPELLINGS = {
+    "it": Spelling(italian_words, italian_phones),
+    "es": Spelling(spanish_words, spanish_phones),
+    "ru": Spelling(russian_words, russian_phones, latin_key),
+}
 
 
 class MissingPackages(RuntimeError):
@@ -92,11 +107,6 @@ def asterisk_audio(language: str) -> Path:
     return Path(f"/usr/share/asterisk/sounds/{language}")
 
 
-def ascii_word(word: str) -> str:
-    """A dictionary key pocketsphinx reads: accents off (número -> numero)."""
-    return "".join(c for c in unicodedata.normalize("NFD", word) if c.isascii())
-
-
 def asterisk_sources(language: str) -> Iterator[tuple[str, str, str, Path, dict[str, list[str]] | None]]:
     spelling = SPELLINGS[language]
     with gzip.open(asterisk_text(language), "rt", encoding="utf-8-sig") as lines:
@@ -113,13 +123,16 @@ def asterisk_sources(language: str) -> Iterator[tuple[str, str, str, Path, dict[
                 continue
             spoken: dict[str, list[str]] = {}
             words = []
-            for word in spelling.words(text):
-                if word in ENGLISH_WORDS:
-                    words.append(word)
-                else:  # "_it", "_es": not the English word spelled the same
-                    key = f"{ascii_word(word)}_{language}"
-                    spoken.setdefault(key, spelling.phones(word))
-                    words.append(key)
+            try:
+                for word in spelling.words(text):
+                    if word in ENGLISH_WORDS:
+                        words.append(word)
+                    else:  # "_it", "_es": not the English word spelled the same
+                        key = f"{spelling.key(word)}_{language}"
+                        spoken.setdefault(key, spelling.phones(word))
+                        words.append(key)
+            except ValueError:  # a word the spelling rules cannot read (Latin letters in a Russian prompt)
+                continue
             yield f"{language}/{name}", language, " ".join(words), path, spoken
 
 

@@ -7,7 +7,8 @@ benchmarks/results/face_training.png and the recipe in the checkpoint. The budge
 so the same seed gives the same weights however busy the machine is. The data: the TTS corpus (built with
 2,400 sentences if the folder has none) and the real Spanish prompts of training/real_voices.py (Debian
 packages; `--tts-only` leaves them out). Stages on the frozen network follow (training/face_stages.py):
-the one-step sampler's distillation and the audio-only closure head.
+the one-step sampler's distillation, the audio-only closure head (which hears the Russian prompts as
+well: `closure_examples`), the lip-opening head and the lip-shape head.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset, build_real_dataset
 from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
-from emostream.training.real_voices import TRAINING, load_real_voices, split_at_pauses
+from emostream.training.real_voices import HEAD_TRAINING, TRAINING, load_real_voices, split_at_pauses
 from emostream.training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,6 +249,27 @@ def training_examples(args: argparse.Namespace) -> tuple[list[FaceExample], dict
     return examples, data
 
 
+def closure_examples(args: argparse.Namespace, examples: list[FaceExample], data: dict,
+                     ) -> tuple[list[FaceExample], dict]:  # fmt: skip
+    """What the audio-only closure head trains on: the recipe's examples and the real recordings of the
+    languages only that head hears (HEAD_TRAINING less TRAINING), their seeds following the recipe's real
+    ones; and a description of the latter. The head decides the lips on real voices and gains from another
+    real speaker (docs/real-voices.md); the flow and the other heads train on the recipe's examples."""
+    extra = tuple(language for language in HEAD_TRAINING if language not in TRAINING)
+    if args.captures is not None or args.tts_only or not extra:
+        return examples, {}
+    recordings, unaligned = load_real_voices(extra)
+    pieces = [piece for r in recordings[: args.limit] for piece in split_at_pauses(r)]
+    added = build_real_dataset(pieces, first=data["real_pieces"])
+    return examples + added, {
+        "languages": list(extra),
+        "real_recordings": len(recordings[: args.limit]),
+        "real_pieces": len(pieces),
+        "real_recordings_unaligned": unaligned,
+        "minutes_of_real_speech": sum(u.audio.size / u.rate for u in pieces) / 60,
+    }
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that choose the training examples, shared with the one-step distillation."""
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
@@ -264,7 +286,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tts-only",
         action="store_true",
-        help=f"leave out the real recordings ({', '.join(TRAINING)}; Debian packages) the default recipe adds",
+        help=f"leave out the real recordings ({', '.join(HEAD_TRAINING)}; Debian packages) the default recipe adds",
     )
 
 
@@ -292,8 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     from emostream.training.face_stages import run_stages
 
+    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
     net, records = run_stages(net, examples, args.batch_size, args.seed, args.one_step_steps,
-                              args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps)  # fmt: skip
+                              args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps,
+                              closure)  # fmt: skip
+    if closure_data:
+        records["audio_closure"]["data_added"] = closure_data
     metadata |= records
     metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -124,6 +124,13 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
     assert all(torch.equal(v, before[k]) for k, v in staged.state_dict().items() if k in before)
     repeated, _ = run_stages(net, examples, min(4, len(examples)), 0, **budgets)
     assert_same_weights(staged, repeated)
+    # The closure head trains on the examples given for it (training/train_face.py closure_examples).
+    closure_only = {**budgets, "distil_steps": 0, "audio_opening_steps": 0, "lip_shape_steps": 0}
+    same, _ = run_stages(net, examples, min(4, len(examples)), 0, **closure_only, closure_examples=examples)
+    other, _ = run_stages(net, examples, min(4, len(examples)), 0, **closure_only, closure_examples=examples[:2])
+    assert same.audio_closure is not None and other.audio_closure is not None
+    assert_same_weights(same.audio_closure, staged.audio_closure)
+    assert not torch.equal(other.audio_closure[0].weight, staged.audio_closure[0].weight)
 
 
 @needs_espeak

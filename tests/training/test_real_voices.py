@@ -12,7 +12,8 @@ from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.align import Phone, align
 from emostream.training.codecs import CODECS, codec_delay, through_codec
 from emostream.training.italian_g2p import italian_phones, italian_words
-from emostream.training.real_voices import EVALUATION, TRAINING, RealUtterance, split_at_pauses
+from emostream.training.real_voices import EVALUATION, HEAD_TRAINING, TRAINING, RealUtterance, split_at_pauses
+from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
 from emostream.training.tts import Voice
 
@@ -61,8 +62,33 @@ def test_spanish_transcripts_keep_their_accents_until_spelled() -> None:
     assert spanish_words("¿Por favor, ingrese su número?") == ["por", "favor", "ingrese", "su", "número"]
 
 
+@pytest.mark.parametrize(
+    ("word", "phones"),
+    [
+        ("привет", "P R IY V EH T"),
+        ("нажмите", "N AA ZH M IY T EH"),
+        ("объявление", "AA B Y AA V L EH N IY Y EH"),  # a hard sign and a vowel before the iotated vowels
+        ("его", "Y EH V AA"),  # the ending's г said as в
+        ("хлеб", "HH L EH P"),  # devoiced at the end
+        ("поддержка", "P AA D EH R ZH K AA"),  # a doubled letter is one sound; о as unstressed
+        ("что", "SH T AA"),
+        ("мясных", "M AA S N IH HH"),
+    ],
+)
+def test_russian_words_are_spelled_into_arpabet(word: str, phones: str) -> None:
+    assert " ".join(russian_phones(word)) == phones
+
+
+def test_russian_transcripts_split_into_words_with_ascii_keys() -> None:
+    assert russian_words("Введите пароль и нажмите «решётку».") == ["введите", "пароль", "и", "нажмите", "решётку"]
+    assert latin_key("решётку") == "reshyotku" and latin_key("объявление") == "obyavlenie"
+    with pytest.raises(ValueError, match="not a Russian word"):
+        russian_phones("pin")
+
+
 def test_no_language_is_both_trained_on_and_evaluated() -> None:
     assert not set(TRAINING) & set(EVALUATION)
+    assert not set(HEAD_TRAINING) & set(EVALUATION)
     assert "en" in EVALUATION  # the English words are the check on a recording chain other than Asterisk's
 
 
