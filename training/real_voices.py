@@ -39,7 +39,6 @@ from tqdm import tqdm
 from emostream.runtime.audio_files import read_audio
 from emostream.training.align import AlignmentError, Phone, align
 from emostream.training.codecs import decode_file
-from emostream.training.french_g2p import french_phones, french_words
 from emostream.training.italian_g2p import italian_phones, italian_words
 from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
@@ -55,7 +54,6 @@ PACKAGES = {
     "it": ("ffmpeg", "asterisk-core-sounds-it", "asterisk-core-sounds-it-g722"),
     "es": ("ffmpeg", "asterisk-core-sounds-es", "asterisk-core-sounds-es-g722"),
     "ru": ("ffmpeg", "asterisk-core-sounds-ru", "asterisk-core-sounds-ru-g722"),
-    "fr": ("ffmpeg", "asterisk-core-sounds-fr", "asterisk-core-sounds-fr-g722"),
 }
 PAD_S = 0.25  # silence before and after each recording: the clips are cut tight to the speech
 MAX_PIECE_S = 5.0  # training pieces no longer than the TTS corpus's longest utterance
@@ -84,7 +82,6 @@ SPELLINGS = {
     "it": Spelling(italian_words, italian_phones),
     "es": Spelling(spanish_words, spanish_phones),
     "ru": Spelling(russian_words, russian_phones, latin_key),
-    "fr": Spelling(french_words, french_phones),
 }
 
 
