@@ -11,8 +11,9 @@ Training (`TRAINING`; read by `emostream train face` only):
 - Spanish: Asterisk's Spanish prompts (`asterisk-core-sounds-es`, `-es-g722`), another speaker, spelled by
   training/spanish_g2p.py. Same recording chain as the Italian set, so the English words are the check
   that what the model learns from them is voices, not that chain.
-- Russian (`HEAD_TRAINING`; read by the stages after the flow, training/face_stages.py): Asterisk's Russian
-  prompts (`asterisk-core-sounds-ru`, `-ru-g722`), a third speaker, spelled by training/russian_g2p.py.
+- Russian (`CLOSURE_TRAINING`; read by the audio-only closure head's stage only, training/train_face.py
+  `closure_examples`): Asterisk's Russian prompts (`asterisk-core-sounds-ru`, `-ru-g722`), a third
+  speaker, spelled by training/russian_g2p.py.
 
 All are aligned by pocketsphinx's English acoustic model (training/align.py); what cannot be aligned is
 left out and counted. The English Asterisk prompts (asterisk-core-sounds-en and its variants) are read by
@@ -48,7 +49,7 @@ CACHE = ROOT / "data" / "real_voices" / "alignments.json"
 KTUBERLING_EN = Path("/usr/share/ktuberling/sounds/en")
 EVALUATION = ("en", "it")
 TRAINING = ("es",)
-HEAD_TRAINING = ("es", "ru")
+CLOSURE_TRAINING = ("ru",)  # heard by the audio-only closure head besides TRAINING
 PACKAGES = {
     "en": ("ktuberling-data",),
     "it": ("ffmpeg", "asterisk-core-sounds-it", "asterisk-core-sounds-it-g722"),

@@ -1,5 +1,5 @@
 """Russian spelling to ARPAbet, so that pocketsphinx's English acoustic model can force-align the Russian
-prompts that train the face model's audio-only heads on real voices (training/real_voices.py).
+prompts that train the face model's audio-only closure head on real voices (training/real_voices.py).
 
 Russian spelling is close to phonemic once stress is known, and it is not written. These rules keep what
 the alignment needs, the bilabials and the open vowels in time: о is AA (unstressed, most о sound [a] or a

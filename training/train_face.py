@@ -30,7 +30,7 @@ from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
 from emostream.training.face_data import FaceExample, build_capture_dataset, build_dataset, build_real_dataset
 from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
-from emostream.training.real_voices import HEAD_TRAINING, TRAINING, load_real_voices, split_at_pauses
+from emostream.training.real_voices import CLOSURE_TRAINING, TRAINING, load_real_voices, split_at_pauses
 from emostream.training.teacher_face import MOUTH_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,17 +252,16 @@ def training_examples(args: argparse.Namespace) -> tuple[list[FaceExample], dict
 def closure_examples(args: argparse.Namespace, examples: list[FaceExample], data: dict,
                      ) -> tuple[list[FaceExample], dict]:  # fmt: skip
     """What the audio-only closure head trains on: the recipe's examples and the real recordings of the
-    languages only that head hears (HEAD_TRAINING less TRAINING), their seeds following the recipe's real
-    ones; and a description of the latter. The head decides the lips on real voices and gains from another
-    real speaker (docs/real-voices.md); the flow and the other heads train on the recipe's examples."""
-    extra = tuple(language for language in HEAD_TRAINING if language not in TRAINING)
-    if args.captures is not None or args.tts_only or not extra:
+    languages only that head hears (CLOSURE_TRAINING), their seeds following the recipe's real ones; and a
+    description of the latter. The head decides the lips on real voices and gains from another real
+    speaker (docs/real-voices.md); the flow and the other heads train on the recipe's examples."""
+    if args.captures is not None or args.tts_only or not CLOSURE_TRAINING:
         return examples, {}
-    recordings, unaligned = load_real_voices(extra)
+    recordings, unaligned = load_real_voices(CLOSURE_TRAINING)
     pieces = [piece for r in recordings[: args.limit] for piece in split_at_pauses(r)]
     added = build_real_dataset(pieces, first=data["real_pieces"])
     return examples + added, {
-        "languages": list(extra),
+        "languages": list(CLOSURE_TRAINING),
         "real_recordings": len(recordings[: args.limit]),
         "real_pieces": len(pieces),
         "real_recordings_unaligned": unaligned,
@@ -286,7 +285,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tts-only",
         action="store_true",
-        help=f"leave out the real recordings ({', '.join(HEAD_TRAINING)}; Debian packages) the default recipe adds",
+        help=f"leave out the real recordings ({', '.join(TRAINING + CLOSURE_TRAINING)}; Debian packages)",
     )
 
 
@@ -304,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     began = time.time()
     examples, data = training_examples(args)
+    # Before any training: its examples are built in forked workers, which torch's used thread pool would
+    # deadlock (as in face_stages.main).
+    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
     net, log = train(examples, args.steps, args.batch_size, args.seed)
     metadata = {
         "data": data,
@@ -314,7 +316,6 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     from emostream.training.face_stages import run_stages
 
-    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
     net, records = run_stages(net, examples, args.batch_size, args.seed, args.one_step_steps,
                               args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps,
                               closure)  # fmt: skip

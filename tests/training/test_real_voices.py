@@ -12,7 +12,7 @@ from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.align import Phone, align
 from emostream.training.codecs import CODECS, codec_delay, through_codec
 from emostream.training.italian_g2p import italian_phones, italian_words
-from emostream.training.real_voices import EVALUATION, HEAD_TRAINING, TRAINING, RealUtterance, split_at_pauses
+from emostream.training.real_voices import CLOSURE_TRAINING, EVALUATION, TRAINING, RealUtterance, split_at_pauses
 from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
 from emostream.training.tts import Voice
@@ -88,7 +88,7 @@ def test_russian_transcripts_split_into_words_with_ascii_keys() -> None:
 
 def test_no_language_is_both_trained_on_and_evaluated() -> None:
     assert not set(TRAINING) & set(EVALUATION)
-    assert not set(HEAD_TRAINING) & set(EVALUATION)
+    assert not set(CLOSURE_TRAINING) & set(EVALUATION)
     assert "en" in EVALUATION  # the English words are the check on a recording chain other than Asterisk's
 
 
