@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     # The examples first: they are built in forked workers, which torch's thread pool, once the checkpoint
     # has been used here, would deadlock.
     examples, data = training_examples(args)
-    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
+    closure, closure_data = closure_examples(args, examples, data)
     network, metadata = load_checkpoint(args.source)  # heads it already has are made afresh
     network, records = run_stages(network, examples, args.batch_size, args.seed, args.one_step_steps,
                                   args.audio_closure_steps, args.audio_opening_steps, args.lip_shape_steps,

@@ -253,9 +253,10 @@ def closure_examples(args: argparse.Namespace, examples: list[FaceExample], data
                      ) -> tuple[list[FaceExample], dict]:  # fmt: skip
     """What the audio-only closure head trains on: the recipe's examples and the real recordings of the
     languages only that head hears (CLOSURE_TRAINING), their seeds following the recipe's real ones; and a
-    description of the latter. The head decides the lips on real voices and gains from another real
-    speaker (docs/real-voices.md); the flow and the other heads train on the recipe's examples."""
-    if args.captures is not None or args.tts_only or not CLOSURE_TRAINING:
+    description of the latter (the recipe's alone where that stage does not run: `--audio-closure-steps 0`).
+    The head decides the lips on real voices and gains from another real speaker (docs/real-voices.md); the
+    flow and the other heads train on the recipe's examples."""
+    if args.audio_closure_steps <= 0 or args.captures is not None or args.tts_only or not CLOSURE_TRAINING:
         return examples, {}
     recordings, unaligned = load_real_voices(CLOSURE_TRAINING)
     pieces = [piece for r in recordings[: args.limit] for piece in split_at_pauses(r)]
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     examples, data = training_examples(args)
     # Before any training: its examples are built in forked workers, which torch's used thread pool would
     # deadlock (as in face_stages.main).
-    closure, closure_data = closure_examples(args, examples, data) if args.audio_closure_steps > 0 else (None, {})
+    closure, closure_data = closure_examples(args, examples, data)
     net, log = train(examples, args.steps, args.batch_size, args.seed)
     metadata = {
         "data": data,
