@@ -11,7 +11,8 @@
   reported arousal moves while the voice goes on (mean absolute change per second of speech).
 - The same recordings made louder (+6 dB) and higher (+3 semitones, by playing them 1.19 times faster, so
   also faster, as aroused speech is): how often and by how much the estimated arousal rises.
-- Compute: one step (one face frame) at batch 1 on one core, eager and through ONNX Runtime.
+- Compute: one step (one face frame) at batch 1 on one core, eager and through ONNX Runtime; with
+  `--against CHECKPOINT`, that checkpoint's too, timed alternately with this one's.
 
 What the synthetic figures can show: that the estimator reads the prosodic cues the takes were built with
 (rate, F0 level and range, loudness, spectral tilt, tremor) across voices and engines. What they cannot:
@@ -220,6 +221,15 @@ def compute(model: VoiceEmotion) -> dict[str, float]:
     return cost
 
 
+def compute_against(model: VoiceEmotion, other: VoiceEmotion, rounds: int = 3) -> tuple[dict, dict]:
+    """`compute` of both, alternating `rounds` times (this machine's speed drifts), the fastest of each."""
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(compute(model))
+        theirs.append(compute(other))
+    return ({k: min(c[k] for c in ours) for k in ours[0]}, {k: min(c[k] for c in theirs) for k in theirs[0]})
+
+
 def fastest_ms(run: Callable[[], Any], calls: int = 400) -> float:
     """Milliseconds a call of `run`, the fastest of three timed runs after 50 warm-up calls."""
     for _ in range(50):
@@ -240,6 +250,17 @@ def pitch_rows(c: dict[str, float]) -> list[str]:
     both = c["onnx_ms_per_frame_batch1_1core"] + pitch
     return [f"| pitch of the step's audio (torch; {c['pitch_ms_per_step_batch1_1core']:.3f} a step) | {pitch:.3f} | |",
             f"| ONNX Runtime and pitch | {both:.3f} | <= 0.1 |"]  # fmt: skip
+
+
+def against_rows(result: dict[str, Any]) -> list[str]:
+    if "compute_against" not in result:
+        return []
+    c, o = result["compute"], result["compute_against"]
+    total = c["onnx_ms_per_frame_batch1_1core"] + c.get("pitch_ms_per_frame_batch1_1core", 0.0)
+    theirs = o["onnx_ms_per_frame_batch1_1core"] + o.get("pitch_ms_per_frame_batch1_1core", 0.0)
+    name = result["against"]
+    return [f"| {name}, timed alternately with it: ONNX Runtime | {o['onnx_ms_per_frame_batch1_1core']:.3f} | |",
+            f"| {name}: ONNX Runtime and pitch | {theirs:.3f} (this one {total / theirs:.2f}x) | |"]  # fmt: skip
 
 
 def report(result: dict[str, Any]) -> str:
@@ -272,7 +293,7 @@ def report(result: dict[str, Any]) -> str:
         f"| eager | {c['eager_ms_per_frame_batch1_1core']:.3f} | |",
         f"| ONNX Runtime ({c['onnx_ms_per_step_batch1_1core']:.3f} a step) | {c['onnx_ms_per_frame_batch1_1core']:.3f} "
         "| <= 0.1 |",
-        *pitch_rows(c),
+        *pitch_rows(c), *against_rows(result),
         "", f"| lip-sync, {lip['utterances']} held-out TTS utterances, 58 ms, 2 steps | closure hit | false closures |",
         "|---|---|---|",
         f"| neutral | {lip['neutral']['closure_hit_rate']:.3f} | {lip['neutral']['false_closure_rate']:.3f} |",
@@ -327,14 +348,20 @@ def main(argv: list[str] | None = None) -> None:
         help="held-out TTS utterances for the lip-sync check (as `bench face-quality`)",
     )
     parser.add_argument("--utterances", type=int, default=60)
+    parser.add_argument("--against", type=Path, help="another checkpoint whose compute is timed alternately with "
+                        "this one's, for a ratio that this machine's drifting speed does not blur")  # fmt: skip
     args = parser.parse_args(argv)
     model, metadata = load_voice_emotion(args.checkpoint)
     takes, feats = held_out_takes(model)
     result = {"benchmark": "voice_emotion", "machine": machine(), "checkpoint": args.checkpoint.name,
               "checkpoint_created": metadata.get("created"), "synthetic": synthetic(model, takes, feats),
               "synthetic_sessions": synthetic(model, takes, feats, sessions=True),
-              "real": real_speech(model), "lipsync": lipsync(model, args.corpus, args.utterances),
-              "compute": compute(model)}  # fmt: skip
+              "real": real_speech(model), "lipsync": lipsync(model, args.corpus, args.utterances)}  # fmt: skip
+    if args.against:
+        result["compute"], result["compute_against"] = compute_against(model, load_voice_emotion(args.against)[0])
+        result["against"] = args.against.name
+    else:
+        result["compute"] = compute(model)
     write_report(args.name, result, report(result), plot)
 
 

@@ -19,6 +19,8 @@
    to leave the previous take's emotion behind; the loss skips them. No context at all is a fresh stream.
 6. With pitch, each crop's session is moved up or down by up to `--pitch-shift` octaves (`shift_pitch`),
    so that pitch counts relative to the speaker.
+7. `--members` readers (2) are trained so, reader k from seed + k, and the checkpoint averages them
+   (`ensemble`); reader 0 is what a one-reader recipe with the same seed writes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ PITCH_SHIFT_OCTAVES = 0.5  # each training session's voice moved up or down by u
 PREVIOUS_S = 2.0  # of the session's previous take, replayed before a crop
 PREVIOUS_FRAMES = int(PREVIOUS_S * FEATURE_RATE_HZ)
 PAUSE_FRAMES = int(0.5 * FEATURE_RATE_HZ)
+MEMBERS = 2  # readers averaged by the estimator, each trained alike from its own seed
 
 
 def corpus_texts(corpus: Path, held_out: bool) -> list[str]:
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=96, help="width of the estimator's GRU")
+    parser.add_argument("--members", type=int, default=MEMBERS,
+                        help="readers to train and average, reader k from seed + k")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-real", action="store_true", help="leave out the real neutral speech")
     parser.add_argument("--reference-s", type=float, default=REFERENCE_S,
@@ -287,31 +292,52 @@ def main(argv: list[str] | None = None) -> None:
     load_takes("held_out", args.corpus, args.held_out_per_emotion, args.seed + 1)  # for the benchmark
     feats, labels = build_features(takes, args.seed, args.pitch)
     real = [] if args.no_real else real_neutral_features(args.pitch)
-    torch.manual_seed(args.seed)  # the initial weights: the same seed gives the same checkpoint
-    model = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
-    model.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
-    model.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
-    speakers = None
-    if args.reference_s > 0:  # feats are each take clean, then through a channel; real speech is one speaker
-        groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")] + ["real"] * len(real)
-        speakers = Speakers(model, feats + real, groups)
-    result = train(model, feats, labels, real, args.steps, args.batch_size, args.seed, speakers,
-                   args.pitch_shift)
+    speakers, readers, losses = None, [], []
+    for k in range(args.members):
+        torch.manual_seed(args.seed + k)  # the initial weights: the same seed gives the same reader
+        reader = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch)
+        reader.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
+        reader.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
+        if args.reference_s > 0 and speakers is None:  # feats: each take clean, then through a channel
+            groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")]
+            speakers = Speakers(reader, feats + real, groups + ["real"] * len(real))  # real speech: one speaker
+        result = train(reader, feats, labels, real, args.steps, args.batch_size, args.seed + k, speakers,
+                       args.pitch_shift)  # fmt: skip
+        readers.append(reader)
+        losses.append(result["final_loss"])
+    model = ensemble(readers)
     metadata = {
         "takes": len(takes), "per_emotion": args.per_emotion, "real_neutral_pieces": len(real),
-        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "reference_s": args.reference_s,
-        "max_context_takes": MAX_CONTEXT,
-        "pitch_shift_octaves": args.pitch_shift, **result,
+        "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "members": args.members,
+        "reference_s": args.reference_s, "max_context_takes": MAX_CONTEXT,
+        "pitch_shift_octaves": args.pitch_shift, "final_losses": losses,
         "wall_minutes": (time.time() - started) / 60, "machine": machine(),
         "created": time.strftime("%Y-%m-%d %H:%M"),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save(model, metadata, args.out)
+    print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, losses {', '.join(f'{v:.3f}' for v in losses)})")
+
+
+def ensemble(readers: list[VoiceEmotion]) -> VoiceEmotion:
+    """One estimator that averages the readers of one-reader estimators trained alike (the same features,
+    statistics and settings; runtime/models/voice_emotion.py)."""
+    first = readers[0]
+    model = VoiceEmotion(hidden=first.hidden, smoothing_s=first.smoothing_s, reference_s=first.reference_s,
+                         pitch=first.pitch, axes_smoothing_s=first.axes_smoothing_s, members=len(readers))  # fmt: skip
+    model.mean.copy_(first.mean)
+    model.std.copy_(first.std)
+    for slot, reader in zip(model.readers, readers, strict=True):
+        slot.load_state_dict(reader.readers[0].state_dict())
+    return model
+
+
+def save(model: VoiceEmotion, metadata: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     config = {"hidden": model.hidden, "smoothing_s": model.smoothing_s, "axes_smoothing_s": model.axes_smoothing_s,
-              "reference_s": model.reference_s, "pitch": model.pitch}  # fmt: skip
+              "reference_s": model.reference_s, "pitch": model.pitch, "members": model.members}  # fmt: skip
     torch.save({"kind": "voice_emotion", "config": config,
-                "state_dict": model.state_dict(), "metadata": metadata}, args.out)  # fmt: skip
-    print(f"wrote {args.out} ({metadata['wall_minutes']:.1f} min, loss {result['final_loss']:.3f})")
+                "state_dict": model.state_dict(), "metadata": metadata}, path)  # fmt: skip
 
 
 if __name__ == "__main__":

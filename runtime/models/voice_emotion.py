@@ -3,8 +3,10 @@ log-mel frames the face hears and, with `pitch`, the voice's pitch beside them, 
 not flicker.
 
 Per face frame (60 Hz, two feature frames): the frames' mean, normalised by the training set's statistics,
-goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). The
-blend is then averaged exponentially with a time constant of SMOOTHING_S, the two axes with one of
+goes through a linear layer and a GRU; a head gives 8 emotion logits and arousal and valence (tanh). With
+`members` > 1, several such readers, trained alike from different seeds, are averaged (their
+log-probabilities and their axes): two readings of one take err less together than one. The blend is
+then averaged exponentially with a time constant of SMOOTHING_S, the two axes with one of
 AXES_SMOOTHING_S (the blend's top is the expression the face wears, which should not flip back and
 forth; arousal and valence are levels reported to the client; docs/voice-emotion.md), and only while
 someone speaks (a loudness gate), so a pause holds the last estimate instead of drifting. The smoothed
@@ -63,6 +65,22 @@ SPEECH_GATE = (-9.5, -7.5)  # mean log-mel from which a frame counts as speech, 
 STEP_S = INPUTS_PER_STEP / FEATURE_RATE_HZ
 
 
+class Reader(nn.Module):
+    """One reading of the GRU's inputs: a linear layer, a GRU and a head giving 8 emotion logits and arousal
+    and valence. The estimator averages `members` of them, trained alike from different seeds."""
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU())
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, N_EMOTIONS + 2)
+
+    def forward(self, x: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        out, last = self.gru(self.encode(x), hidden)
+        head = self.head(out)
+        return head[..., :N_EMOTIONS], torch.tanh(head[..., N_EMOTIONS:]), last
+
+
 class VoiceEmotion(StreamingGenerator):
     mean: Tensor  # (width,) buffers: the training set's statistics of log-mel and pitch
     std: Tensor
@@ -70,9 +88,10 @@ class VoiceEmotion(StreamingGenerator):
 
     def __init__(self, hidden: int = 96, smoothing_s: float = SMOOTHING_S, reference_s: float = 0.0,
                  pitch: bool = False, estimates_per_step: int = ESTIMATES_PER_STEP,
-                 axes_smoothing_s: float = AXES_SMOOTHING_S) -> None:  # fmt: skip
+                 axes_smoothing_s: float = AXES_SMOOTHING_S, members: int = 1) -> None:  # fmt: skip
         super().__init__()
         self.hidden = hidden
+        self.members = members
         self.estimates_per_step = estimates_per_step
         frames = INPUTS_PER_STEP * estimates_per_step
         self.smoothing_s = smoothing_s
@@ -85,14 +104,12 @@ class VoiceEmotion(StreamingGenerator):
         self.register_buffer("mean", torch.zeros(self.width))
         self.register_buffer("std", torch.ones(self.width))
         inputs = 2 * self.width + 1 if reference_s > 0 else self.width
-        self.encode = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU())
+        self.readers = nn.ModuleList(Reader(inputs, hidden) for _ in range(members))
         reference = (TensorSpec("reference", (self.width,)), TensorSpec("heard", (1,))) if reference_s > 0 else ()
         pitch_input = (TensorSpec("pitch", (frames, N_PITCH)),) if pitch else ()
-        self.gru = nn.GRU(hidden, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, N_EMOTIONS + 2)
         self.spec = StepSpec(
             inputs=(TensorSpec("features", (frames, N_MELS)), *pitch_input),
-            state=(TensorSpec("hidden", (hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,)), *reference),
+            state=(TensorSpec("hidden", (members * hidden,)), TensorSpec("smoothed", (N_EMOTIONS + 2,)), *reference),
             noise=TensorSpec("noise", (1,)),
             outputs=(TensorSpec("emotion", (1, N_EMOTIONS)), TensorSpec("arousal_valence", (1, 2))),
             inputs_per_step=frames,
@@ -106,7 +123,8 @@ class VoiceEmotion(StreamingGenerator):
         reference = f"-ref{self.reference_s:g}" if self.reference_s > 0 else ""
         pitch = "-pitch" if self.pitch else ""
         every = f"-x{self.estimates_per_step}"
-        return f"voiceemotion-h{self.hidden}{reference}{pitch}{every}" + ("" if self.masks else "-compact")
+        members = f"-m{self.members}" if self.members > 1 else ""
+        return f"voiceemotion-h{self.hidden}{members}{reference}{pitch}{every}" + ("" if self.masks else "-compact")
 
     @staticmethod
     def alpha(time_constant_s: float) -> float:
@@ -150,10 +168,15 @@ class VoiceEmotion(StreamingGenerator):
         return torch.stack(out, dim=1), reference, heard
 
     def raw(self, x: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Unsmoothed per-step logits (batch, n, 8), arousal-valence (batch, n, 2) and the last hidden."""
-        out, last = self.gru(self.encode(x), hidden)
-        head = self.head(out)
-        return head[..., :N_EMOTIONS], torch.tanh(head[..., N_EMOTIONS:]), last
+        """Unsmoothed per-step logits (batch, n, 8), arousal-valence (batch, n, 2) and the last hidden (1, batch,
+        members * hidden). With several readers, the mean of their log-probabilities and of their axes."""
+        if self.members == 1:  # the logits themselves, which training's cross-entropy takes
+            return self.readers[0](x, hidden)
+        parts = [None] * self.members if hidden is None else [h.contiguous() for h in hidden.split(self.hidden, dim=-1)]
+        read = [reader(x, part) for reader, part in zip(self.readers, parts, strict=True)]
+        logits = torch.stack([torch.log_softmax(r[0], dim=-1) for r in read]).mean(dim=0)
+        axes = torch.stack([r[1] for r in read]).mean(dim=0)
+        return logits, axes, torch.cat([r[2] for r in read], dim=-1)
 
     def _estimate(self, logits: Tensor, axes: Tensor) -> Tensor:
         """Blend minus neutral, then arousal and valence: what the average runs over."""
@@ -243,5 +266,8 @@ def load_voice_emotion(path: Path | None = None) -> tuple[VoiceEmotion, dict[str
 
     checkpoint = torch.load(path or default_voice_emotion_checkpoint(), map_location="cpu", weights_only=False)
     model = VoiceEmotion(**checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
+    state = checkpoint["state_dict"]
+    if "gru.weight_ih_l0" in state:  # a checkpoint from before the readers (one, at the top level)
+        state = {(f"readers.0.{k}" if k.split(".")[0] in ("encode", "gru", "head") else k): v for k, v in state.items()}
+    model.load_state_dict(state)
     return model.eval(), checkpoint["metadata"]

@@ -248,7 +248,7 @@ def leaning_voice(pitch: bool = False, kind: type[VoiceEmotion] = VoiceEmotion) 
     torch.manual_seed(1)
     model = kind(hidden=16, pitch=pitch, smoothing_s=0.5).eval()  # a quick average: the test speech lasts 1 s
     with torch.no_grad():
-        model.head.bias[:] = torch.linspace(-2, 2, 10)
+        model.readers[0].head.bias[:] = torch.linspace(-2, 2, 10)
     return model
 
 

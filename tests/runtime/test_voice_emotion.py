@@ -7,6 +7,7 @@ from emostream.runtime.audio import FEATURE_RATE_HZ, LOG_FLOOR, N_MELS
 from emostream.runtime.models.voice_emotion import (
     AXES_SMOOTHING_S,
     INPUTS_PER_STEP,
+    N_EMOTIONS,
     NEUTRAL,
     SMOOTHING_S,
     VoiceEmotion,
@@ -28,6 +29,49 @@ class TestVoiceEmotionWithASpeakerReferenceStep(StepContractSuite):
 class TestVoiceEmotionHearingPitchStep(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return VoiceEmotion(hidden=16, reference_s=2.0, pitch=True)
+
+
+class TestVoiceEmotionOfTwoReadersStep(StepContractSuite):
+    def make_model(self) -> StreamingGenerator:
+        return VoiceEmotion(hidden=16, reference_s=2.0, pitch=True, members=2)
+
+
+def test_two_readers_average_their_readings() -> None:
+    torch.manual_seed(0)
+    one = VoiceEmotion(hidden=16, reference_s=2.0).eval()
+    two = VoiceEmotion(hidden=16, reference_s=2.0, members=2).eval()
+    with torch.no_grad():
+        one.readers[0].head.bias[:] = torch.linspace(-2, 2, 10)
+        for reader in two.readers:
+            reader.load_state_dict(one.readers[0].state_dict())
+        two.readers[1].head.bias[N_EMOTIONS:] += 0.4  # the second reads the axes higher
+    speech = torch.randn(1, 240, N_MELS) - 3.0
+    with torch.no_grad():
+        blend_one, axes_one = _steps(one, speech)
+        blend_two, axes_two = _steps(two, speech)
+        _, axes_second = _steps(_one_reader(two, 1), speech)
+    torch.testing.assert_close(blend_two, blend_one)  # equal emotion logits: the same blend
+    torch.testing.assert_close(axes_two, (axes_one + axes_second) / 2)
+
+
+def _one_reader(model: VoiceEmotion, k: int) -> VoiceEmotion:
+    """An estimator of reader k of `model` alone."""
+    alone = VoiceEmotion(hidden=model.hidden, reference_s=model.reference_s, pitch=model.pitch).eval()
+    alone.readers[0].load_state_dict(model.readers[k].state_dict())
+    return alone
+
+
+def test_a_checkpoint_of_one_reader_from_before_the_readers_still_loads(tmp_path) -> None:
+    from emostream.runtime.models.voice_emotion import load_voice_emotion
+
+    torch.manual_seed(0)
+    model = VoiceEmotion(hidden=16, reference_s=2.0)
+    old_keys = {k.removeprefix("readers.0."): v for k, v in model.state_dict().items()}
+    config = {"hidden": 16, "reference_s": 2.0}
+    torch.save({"config": config, "state_dict": old_keys, "metadata": {}}, tmp_path / "old.pt")
+    loaded, _ = load_voice_emotion(tmp_path / "old.pt")
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value)
 
 
 def test_the_speaker_reference_averages_speech_and_ignores_silence() -> None:
@@ -55,7 +99,7 @@ def test_a_stream_starts_neutral_and_a_pause_holds_the_estimate() -> None:
     torch.manual_seed(0)
     model = VoiceEmotion(hidden=16).eval()
     with torch.no_grad():
-        model.head.bias[:] = torch.linspace(-2, 2, 10)  # a clear non-neutral reading of any speech
+        model.readers[0].head.bias[:] = torch.linspace(-2, 2, 10)  # a clear non-neutral reading of any speech
     silence = torch.full((1, 60, N_MELS), math.log(LOG_FLOOR))
     speech = torch.randn(1, 240, N_MELS) - 3.0
     with torch.no_grad():
@@ -96,7 +140,7 @@ def test_the_chunked_stream_gives_the_offline_estimate(pitch: bool) -> None:
     torch.manual_seed(1)
     model = VoiceEmotion(hidden=16, reference_s=2.0, pitch=pitch).eval()
     with torch.no_grad():
-        model.head.bias[:] = torch.linspace(-2, 2, 10)
+        model.readers[0].head.bias[:] = torch.linspace(-2, 2, 10)
     rng = np.random.default_rng(0)
     audio = (rng.normal(size=24_000) * 0.3).astype(np.float32)
     stream = VoiceEmotionStream(model, 16_000)

@@ -39,3 +39,25 @@ def test_a_pitch_shift_moves_the_speaker_reference_as_streaming_the_shifted_voic
     delta = (shifted - frames)[..., N_MELS + 1] / frames[..., N_MELS]
     assert delta.std(1).max() < 1e-5 and delta.abs().min() > 0  # one shift per crop, in octaves
     torch.testing.assert_close(reference, reference_of(shifted), atol=1e-5, rtol=1e-5)
+
+
+def test_the_ensemble_keeps_each_reader_and_the_statistics() -> None:
+    import torch
+
+    from emostream.runtime.models.voice_emotion import VoiceEmotion
+    from emostream.training.train_voice_emotion import ensemble
+
+    readers = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        reader = VoiceEmotion(hidden=8, reference_s=60.0, pitch=True)
+        reader.mean.fill_(0.5)
+        reader.std.fill_(2.0)
+        readers.append(reader)
+    model = ensemble(readers)
+    assert model.members == 2 and model.spec.state[0].shape == (16,)
+    torch.testing.assert_close(model.mean, readers[0].mean)
+    torch.testing.assert_close(model.std, readers[0].std)
+    for slot, reader in zip(model.readers, readers, strict=True):
+        for name, value in reader.readers[0].state_dict().items():
+            torch.testing.assert_close(slot.state_dict()[name], value)
