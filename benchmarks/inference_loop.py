@@ -26,6 +26,7 @@ import argparse
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[Strea
 
 
 def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1,
-            clock: str = "fixed", auto: bool = False) -> dict:  # fmt: skip
+            clock: str = "fixed", auto: bool = False, voice_emotion: Path | None = None) -> dict:  # fmt: skip
     face, _ = load_checkpoint(default_face_checkpoint())
     gesture, _, _ = load_gesture_checkpoint(default_gesture_checkpoint())
     speech, rate = read_audio(bundled_speech())
@@ -65,7 +66,8 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     make_runner = runner_factory(backend, device, n)
     face, gesture = face.to(device), gesture.to(device)
     timelines = server_timelines(face, gesture, n, make_runner, masks=mode == "masked")
-    voice = voice_track(load_voice_emotion()[0].to(device), n, make_runner, mode == "masked") if auto else None
+    estimator = load_voice_emotion(voice_emotion)[0].to(device) if auto else None
+    voice = voice_track(estimator, n, make_runner, mode == "masked") if estimator is not None else None
     table = SlotTable(audio, timelines, device=device, max_rounds=rounds, mode=mode, voice=voice)
     rng = np.random.default_rng(0)
     chunk = rate * CHUNK_MS // 1000
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="fixed: a tick every --tick-ms; server: no sooner, or when the last one ends")  # fmt: skip
     parser.add_argument("--auto", action="store_true",
                         help='every session\'s emotion follows the voice (emotion "auto": the estimator runs too)')
+    parser.add_argument("--voice-emotion", type=Path, help="the estimator's checkpoint with --auto (default: shipped)")
     parser.add_argument("--name", default=None, help="result file name (default: inference_loop[-DEVICE][-MODE])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for n in (int(x) for x in args.sessions.split(",")):
         row = measure(n, args.seconds, args.backend, args.device, args.tick_ms, args.mode, args.rounds, args.clock,
-                      args.auto)
+                      args.auto, args.voice_emotion)
         rows.append(row)
         print(f"{n:4d} sessions: load {row['load']:.2f}, tick {row['tick_mean_ms']:.2f} ms = step "
               f"{row['step_ms_per_tick']:.2f} + front-end {row['frontend_ms_per_tick']:.2f} + other "
