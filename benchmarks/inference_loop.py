@@ -66,8 +66,9 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     make_runner = runner_factory(backend, device, n)
     face, gesture = face.to(device), gesture.to(device)
     timelines = server_timelines(face, gesture, n, make_runner, masks=mode == "masked")
-    estimator = load_voice_emotion(voice_emotion)[0].to(device) if auto else None
-    voice = voice_track(estimator, n, make_runner, mode == "masked") if estimator is not None else None
+    voice = None
+    if auto:
+        voice = voice_track(load_voice_emotion(voice_emotion)[0].to(device), n, make_runner, mode == "masked")
     table = SlotTable(audio, timelines, device=device, max_rounds=rounds, mode=mode, voice=voice)
     rng = np.random.default_rng(0)
     chunk = rate * CHUNK_MS // 1000

@@ -293,12 +293,13 @@ def main(argv: list[str] | None = None) -> None:
     feats, labels = build_features(takes, args.seed, args.pitch)
     real = [] if args.no_real else real_neutral_features(args.pitch)
     frames = np.concatenate([f.astype(np.float32) for f in feats[::2]])
+    mean, std = torch.from_numpy(frames.mean(axis=0)), torch.from_numpy(frames.std(axis=0) + 1e-3)
     speakers, readers, losses = None, [], []
     for k in range(args.members):
         torch.manual_seed(args.seed + k)  # the initial weights: the same seed gives the same reader
         reader = VoiceEmotion(hidden=args.hidden, reference_s=args.reference_s, pitch=args.pitch)
-        reader.mean.copy_(torch.from_numpy(frames.mean(axis=0)))
-        reader.std.copy_(torch.from_numpy(frames.std(axis=0) + 1e-3))
+        reader.mean.copy_(mean)
+        reader.std.copy_(std)
         if args.reference_s > 0 and speakers is None:  # feats: each take clean, then through a channel
             groups = [f"{t.voice}/{version}" for t in takes for version in ("clean", "channel")]
             speakers = Speakers(reader, feats + real, groups + ["real"] * len(real))  # real speech: one speaker
