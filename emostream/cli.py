@@ -256,6 +256,7 @@ BENCHMARKS = {
     "bridges": "emostream.benchmarks.bridges",
     "web-page": "emostream.benchmarks.headless_page",
     "closure-head": "emostream.benchmarks.closure_head",
+    "closure-offset": "emostream.benchmarks.closure_offset",
     "false-closures": "emostream.benchmarks.false_closures",
     "lip-shape-heads": "emostream.benchmarks.lip_shape_heads",
 }

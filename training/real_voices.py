@@ -1,4 +1,4 @@
-"""People's recordings that Debian packages ship, phone-aligned: an evaluation set and a training set.
+"""People's recordings that Debian packages ship, phone-aligned: evaluation, training and validation sets.
 
 Evaluation (`EVALUATION`; read by the real-voice benchmark only, never by training or tuning):
 - English: the 72 words of KTuberling (`ktuberling-data`), one speaker, 44.1 kHz, the word from the file
@@ -15,13 +15,19 @@ Training (`TRAINING`; read by `emostream train face` only):
   `closure_examples`): Asterisk's Russian prompts (`asterisk-core-sounds-ru`, `-ru-g722`), a third
   speaker, spelled by training/russian_g2p.py.
 
+Validation (`VALIDATION`; read by benchmarks/closure_offset.py only, to choose the closure head's logit
+offset):
+- French: Asterisk's French prompts (`asterisk-core-sounds-fr`, `-fr-g722`), a fourth speaker, spelled by
+  training/french_g2p.py.
+
 All are aligned by pocketsphinx's English acoustic model (training/align.py); what cannot be aligned is
 left out and counted. The English Asterisk prompts (asterisk-core-sounds-en and its variants) are read by
 nothing: they are kept aside for an independent check. Alignments are cached under
 training/data/real_voices/ (keyed by file size and the transcript), so a second run reads only the audio.
 
     apt-get install ffmpeg ktuberling-data asterisk-core-sounds-it asterisk-core-sounds-it-g722 \
-        asterisk-core-sounds-es asterisk-core-sounds-es-g722 asterisk-core-sounds-ru asterisk-core-sounds-ru-g722
+        asterisk-core-sounds-es asterisk-core-sounds-es-g722 asterisk-core-sounds-ru asterisk-core-sounds-ru-g722 \
+        asterisk-core-sounds-fr asterisk-core-sounds-fr-g722
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from tqdm import tqdm
 from emostream.runtime.audio_files import read_audio
 from emostream.training.align import AlignmentError, Phone, align
 from emostream.training.codecs import decode_file
+from emostream.training.french_g2p import french_phones, french_words
 from emostream.training.italian_g2p import italian_phones, italian_words
 from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
@@ -50,11 +57,13 @@ KTUBERLING_EN = Path("/usr/share/ktuberling/sounds/en")
 EVALUATION = ("en", "it")
 TRAINING = ("es",)
 CLOSURE_TRAINING = ("ru",)  # heard by the audio-only closure head besides TRAINING
+VALIDATION = ("fr",)  # where the closure head's operating point is chosen (benchmarks/closure_offset.py)
 PACKAGES = {
     "en": ("ktuberling-data",),
     "it": ("ffmpeg", "asterisk-core-sounds-it", "asterisk-core-sounds-it-g722"),
     "es": ("ffmpeg", "asterisk-core-sounds-es", "asterisk-core-sounds-es-g722"),
     "ru": ("ffmpeg", "asterisk-core-sounds-ru", "asterisk-core-sounds-ru-g722"),
+    "fr": ("ffmpeg", "asterisk-core-sounds-fr", "asterisk-core-sounds-fr-g722"),
 }
 PAD_S = 0.25  # silence before and after each recording: the clips are cut tight to the speech
 MAX_PIECE_S = 5.0  # training pieces no longer than the TTS corpus's longest utterance
@@ -83,6 +92,7 @@ SPELLINGS = {
     "it": Spelling(italian_words, italian_phones),
     "es": Spelling(spanish_words, spanish_phones),
     "ru": Spelling(russian_words, russian_phones, latin_key),
+    "fr": Spelling(french_words, french_phones),
 }
 
 

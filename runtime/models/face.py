@@ -120,7 +120,7 @@ class FaceNetwork(FlowMatching, nn.Module):
             if c.audio_closure
             else None
         )
-        # The least lip gap the audio allows (a low quantile of the teacher's): a voiced open vowel is not
+        # The least lip gap the audio allows (the median of the teacher's): a voiced open vowel is not
         # made with closed lips, whatever the sampler drew (training/audio_opening.py).
         self.audio_opening = (
             nn.Sequential(nn.Linear(self.window * c.channels, c.hidden), nn.SiLU(), nn.Linear(c.hidden, 1))
@@ -212,15 +212,16 @@ class FaceNetwork(FlowMatching, nn.Module):
 
     def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor, closure_window: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
-        shaped (rounding, tuck, spread), then opened to the least gap, then closed for a bilabial (a closure
-        overrides an opening). `closure_window` is what the closure head hears: `window`, or the encodings
+        shaped (rounding, tuck, spread), then opened to the least gap by what the closure's probability
+        leaves of it, then closed for a bilabial (a closure overrides an opening). `closure_window` is what the closure head hears: `window`, or the encodings
         of its own pass (`closure_features`)."""
         face = self.denormalize(x)
         if self.lip_shape is not None:
             face = face * self.lip_unplaced + self.lip_shapes(window, emotion) @ self.lip_placement
+        closure = self.closure_probability(cond, closure_window)
         if self.audio_opening is not None:
-            face = apply_opening(face, self.least_gap(window))
-        return apply_closure(face, self.closure_probability(cond, closure_window))
+            face = apply_opening(face, self.least_gap(window) * (1 - closure))
+        return apply_closure(face, closure)
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Normalised frames (..., n_channels) to face units, blendshapes clipped to [0, 1]."""

@@ -135,6 +135,35 @@ def test_the_opening_head_opens_closed_lips_and_leaves_open_ones() -> None:
     assert torch.equal(opened[:, others], face[:, others])
 
 
+def test_the_opening_yields_to_a_closure_in_proportion() -> None:
+    from emostream.runtime.models.face import apply_closure, apply_opening, lip_gap
+
+    network = one_step_network()
+    assert network.audio_opening is not None and network.audio_closure is not None
+    torch.manual_seed(6)
+    window, cond = torch.randn(1, network.window, SMALL.channels), torch.randn(1, 48)
+    x = torch.zeros(1, SMALL.n_channels)  # the mean face: the jaw has room to open
+    emotion = torch.zeros(1, 8)
+    with torch.no_grad():
+        network.audio_opening[-1].bias.fill_(-1.0)  # asks for a gap of about 0.31
+        network.audio_closure[-1].weight.zero_()
+        least = network.least_gap(window)
+        shaped = network.denormalize(x) * network.lip_unplaced + network.lip_shapes(window, emotion) @ (
+            network.lip_placement
+        )
+        for logit in (-20.0, 0.0, 20.0):  # no closure, half, sealed
+            network.audio_closure[-1].bias.fill_(logit)
+            closure = network.closure_probability(cond, window)
+            face = network.finish(x, cond, window, emotion, window)
+            # Opened by what the closure leaves of the least gap, then closed: a likely bilabial is not
+            # first opened wide, which a closure short of 1 would leave short of sealed.
+            assert torch.allclose(face, apply_closure(apply_opening(shaped, least * (1 - closure)), closure))
+            if logit < 0:
+                assert lip_gap(face) >= least - 1e-4
+            if logit > 0:
+                assert lip_gap(face) < 1e-4
+
+
 def test_the_lip_shape_head_sets_its_channels_from_audio_and_emotion_alone() -> None:
     from emostream.runtime.models.face import FACE_CHANNELS, LIP_OPENERS
 

@@ -11,8 +11,16 @@ from emostream.runtime.audio import Resampler
 from emostream.runtime.rigs import FACE_CHANNELS
 from emostream.training.align import Phone, align
 from emostream.training.codecs import CODECS, codec_delay, through_codec
+from emostream.training.french_g2p import french_phones, french_words
 from emostream.training.italian_g2p import italian_phones, italian_words
-from emostream.training.real_voices import CLOSURE_TRAINING, EVALUATION, TRAINING, RealUtterance, split_at_pauses
+from emostream.training.real_voices import (
+    CLOSURE_TRAINING,
+    EVALUATION,
+    TRAINING,
+    VALIDATION,
+    RealUtterance,
+    split_at_pauses,
+)
 from emostream.training.russian_g2p import latin_key, russian_phones, russian_words
 from emostream.training.spanish_g2p import spanish_phones, spanish_words
 from emostream.training.tts import Voice
@@ -86,9 +94,32 @@ def test_russian_transcripts_split_into_words_with_ascii_keys() -> None:
         russian_phones("pin")
 
 
+@pytest.mark.parametrize(
+    ("word", "phones"),
+    [
+        ("combien", "K AO N B Y AE N"),  # a nasal vowel's m is no bilabial
+        ("temps", "T AA N"),  # nor is the p of -mps
+        ("beaucoup", "B OW K UW"),  # a silent final p
+        ("bip", "B IY P"),  # and one that is said
+        ("comme", "K AO M"),  # a doubled m keeps the vowel oral
+        ("message", "M EH S AA ZH"),  # g before the silent e
+        ("appuyez", "AA P UW IY EY"),
+        ("boîte", "B W AA T"),
+    ],
+)
+def test_french_words_are_spelled_into_arpabet(word: str, phones: str) -> None:
+    assert " ".join(french_phones(word)) == phones
+
+
+def test_french_transcripts_join_elided_words() -> None:
+    words = ["à", "laide", "de", "votre", "clavier", "composez"]
+    assert french_words("À l'aide de votre clavier, composez...") == words
+
+
 def test_no_language_is_both_trained_on_and_evaluated() -> None:
     assert not set(TRAINING) & set(EVALUATION)
     assert not set(CLOSURE_TRAINING) & set(EVALUATION)
+    assert not set(VALIDATION) & (set(EVALUATION) | set(TRAINING) | set(CLOSURE_TRAINING))
     assert "en" in EVALUATION  # the English words are the check on a recording chain other than Asterisk's
 
 
