@@ -213,8 +213,8 @@ class FaceNetwork(FlowMatching, nn.Module):
     def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor, closure_window: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
         shaped (rounding, tuck, spread), then opened to the least gap by what the closure's probability
-        leaves of it, then closed for a bilabial (a closure overrides an opening). `closure_window` is what the closure head hears: `window`, or the encodings
-        of its own pass (`closure_features`)."""
+        leaves of it, then closed for a bilabial (a closure overrides an opening). `closure_window` is
+        what the closure head hears: `window`, or the encodings of its own pass (`closure_features`)."""
         face = self.denormalize(x)
         if self.lip_shape is not None:
             face = face * self.lip_unplaced + self.lip_shapes(window, emotion) @ self.lip_placement
