@@ -281,14 +281,19 @@ def lip_gap(face: Any) -> Any:
     )
 
 
+OPENING_RAMP = 0.02  # lip-gap units over which a sealed mouth's mouthClose yields to an opening
+
+
 def apply_opening(face: Tensor, least: Tensor) -> Tensor:
-    """Opens the lips to a gap of at least `least` (...,): what is missing goes onto jawOpen, and where
-    anything is missing mouthClose stops above the jaw (a sealed mouth's jaw can drop without parting
-    the lips otherwise)."""
+    """Opens the lips to a gap of at least `least` (...,): what is missing goes onto jawOpen, and
+    mouthClose comes down to the jaw (a sealed mouth's jaw can drop without parting the lips otherwise)."""
     missing = (least - lip_gap(face)).clamp(min=0.0)[..., None]
     jaw = face[..., _CH["jawOpen"] : _CH["jawOpen"] + 1]
     close = face[..., _CH["mouthClose"] : _CH["mouthClose"] + 1]
-    close = torch.where(missing > 0, torch.minimum(close, jaw), close)
+    # mouthClose above the jaw comes down to it over the first OPENING_RAMP of what is missing, not at
+    # once: a frame must be continuous in its inputs (a jump here is a visible pop, and ONNX rounding a
+    # hair away from eager flipped it).
+    close = close - (close - jaw).clamp(min=0.0) * (missing / OPENING_RAMP).clamp(max=1.0)
     parts = [face[..., : _CH["jawOpen"]], (jaw + missing).clamp(max=1.0), close, face[..., _CH["mouthClose"] + 1 :]]
     return torch.cat(parts, dim=-1)
 

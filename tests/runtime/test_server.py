@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -258,7 +259,12 @@ def test_a_session_whose_emotion_follows_the_voice_gets_the_estimate_in_its_stat
             assert sum(blend) == pytest.approx(1.0, abs=1e-3) and min(blend) >= 0
             assert -1 <= client.last_stats["voice.arousal"] <= 1
             assert not any(key.startswith("voice.") for key in plain.last_stats)  # only where asked for
-            assert len(client.drain()) > 40 and len(plain.drain()) > 40
+            for session in (client, plain):  # both stream their frames, however slow this machine is
+                frames, deadline = [], time.monotonic() + 10.0
+                while len(frames) <= 40 and time.monotonic() < deadline:
+                    frames += session.drain()
+                    await asyncio.sleep(0.05)
+                assert len(frames) > 40
             await client.close()
             await plain.close()
         async with running(network, voice_emotion=False) as (_, url):
