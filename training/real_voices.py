@@ -15,8 +15,8 @@ Training (`TRAINING`; read by `emostream train face` only):
   `closure_examples`): Asterisk's Russian prompts (`asterisk-core-sounds-ru`, `-ru-g722`), a third
   speaker, spelled by training/russian_g2p.py.
 
-Validation (`VALIDATION`; read by benchmarks/closure_offset.py only, to choose the closure head's logit
-offset):
+Validation (`VALIDATION`; read by benchmarks/closure_offset.py only, where the lip heads' settings are
+chosen: the opening head's quantile, the closure head's logit offset):
 - French: Asterisk's French prompts (`asterisk-core-sounds-fr`, `-fr-g722`), a fourth speaker, spelled by
   training/french_g2p.py.
 
