@@ -8,7 +8,10 @@ from emostream.benchmarks.inference_loop import measure
 
 @pytest.mark.parametrize("clock", ["fixed", "server"])
 def test_the_loop_benchmark_makes_every_frame_and_splits_the_tick(clock: str) -> None:
-    row = measure(4, 0.5, "eager", "cpu", 4.0, "compact", clock=clock)
+    # Under the server clock a tick longer than a frame (11 ms) falls behind at one round, which a loaded
+    # 2-core CI machine did (28 ms ticks); four rounds let the loop catch up, as the bookkeeping needs.
+    rounds = 1 if clock == "fixed" else 4
+    row = measure(4, 0.5, "eager", "cpu", 4.0, "compact", rounds=rounds, clock=clock)
     assert abs(row["frames"] - row["frames_expected"]) <= 4 * 2  # a frame per stream either side of the ends
     assert row["interval_mean_ms"] >= 4.0 - 1e-9
     if clock == "fixed":
