@@ -1,6 +1,7 @@
 """The closure head's operating point, chosen on real speech that nothing else reads: Asterisk's French prompts.
 
     python -m emostream.benchmarks.closure_offset [--checkpoint face.pt] [--offsets 0,0.25,...,1.5]
+                                                  [--emotions neutral,disgusted,...]
 
 The audio-only closure head (training/audio_closure.py) is trained on a closure eroded by a frame at each
 edge, and a fixed offset on its logit (`LOGIT_OFFSET`) gives back the recall that costs. A larger offset
@@ -10,8 +11,9 @@ evaluated on) at 16 and 8 kHz with the checkpoint's head moved to each offset, j
 real-voices` does (2 steps, 58 ms, neutral, seed 1), and names the offset whose smaller margin to the two
 lip-sync targets of issue 31 (closure hit at least 0.92, false closures at most 0.05), at the worse of
 the two rates, is largest: the point that keeps furthest from missing either target (docs/real-voices.md
-says which offset ships and why). Writes
-benchmarks/results/closure_offset.{json,md,png}.
+says which offset ships and why). With `--emotions`, each offset is judged in each of them at full
+intensity as well, and each emotion's closure drop against neutral reported (the margin stays
+neutral's). Writes benchmarks/results/closure_offset.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from emostream.benchmarks.common import machine, write_report
 from emostream.benchmarks.real_voices import Clip, condition, judge, model_faces, model_inputs
 from emostream.runtime.controls import lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
+from emostream.runtime.protocol import EMOTIONS
 from emostream.training.audio_closure import LOGIT_OFFSET
 from emostream.training.real_voices import VALIDATION, load_real_voices
 
@@ -52,7 +55,7 @@ def margin(figures: dict[str, dict[str, float]]) -> float:
                for f in figures.values())  # fmt: skip
 
 
-def run(checkpoint: Path, offsets: list[float]) -> dict:
+def run(checkpoint: Path, offsets: list[float], emotions: tuple[str, ...] = ("neutral",)) -> dict:
     network, metadata = load_checkpoint(checkpoint)
     utterances, unaligned = load_real_voices(VALIDATION)
     clips = {rate: [Clip(u.language, *condition(u.audio, u.rate, rate), u.phones) for u in utterances]
@@ -61,11 +64,19 @@ def run(checkpoint: Path, offsets: list[float]) -> dict:
     rows = []
     for offset in offsets:
         generator = FaceGenerator(with_offset(network, offset), lookahead=lookahead_from_ms(60.0), n_steps=2).eval()
-        figures = {rate: judge(model_faces(generator, heard[rate]), clips[rate])["all"] for rate in RATES}
-        rows.append({"offset": offset, "margin": margin(figures), **figures})
-        cells = ", ".join(f"{r} {f['closure_hit_rate']:.3f} / {f['false_closure_rate']:.3f}"
-                          for r, f in figures.items())  # fmt: skip
-        print(f"offset {offset:+.2f}: {cells}, margin {rows[-1]['margin']:+.3f}", flush=True)
+        row: dict = {"offset": offset}
+        for emotion in ("neutral", *[e for e in emotions if e != "neutral"]):
+            figures = {rate: judge(model_faces(generator, heard[rate], emotion=emotion), clips[rate])["all"]
+                       for rate in RATES}  # fmt: skip
+            if emotion == "neutral":
+                row.update({"margin": margin(figures), **figures})
+            else:
+                drop = {r: row[r]["closure_hit_rate"] - f["closure_hit_rate"] for r, f in figures.items()}
+                row.setdefault("emotions", {})[emotion] = {**figures, "drop": drop}
+            cells = ", ".join(f"{r} {f['closure_hit_rate']:.3f} / {f['false_closure_rate']:.3f}"
+                              for r, f in figures.items())  # fmt: skip
+            print(f"offset {offset:+.2f}, {emotion}: {cells}", flush=True)
+        rows.append(row)
     best = max(rows, key=lambda r: r["margin"])
     return {"benchmark": "closure_offset", "machine": machine(), "checkpoint": checkpoint.name,
             "model_created": metadata.get("created"), "validation": list(VALIDATION), "recordings": len(utterances),
@@ -88,6 +99,14 @@ def markdown(result: dict) -> str:
         mark += " **largest margin**" if r["offset"] == result["largest_margin_offset"] else ""
         cells = " | ".join(f"{r[rate]['closure_hit_rate']:.3f} / {r[rate]['false_closure_rate']:.3f}" for rate in RATES)
         lines.append(f"| {r['offset']:+.2f}{mark} | {cells} | {r['margin']:+.3f} |")
+    if any("emotions" in r for r in result["rows"]):
+        lines += ["", "Per emotion at full intensity (closure hit / false closures; the hit's drop against neutral):",
+                  "", "| logit offset | emotion | 16 kHz | 8 kHz |", "|---|---|---|---|"]  # fmt: skip
+        for r in result["rows"]:
+            for emotion, e in r.get("emotions", {}).items():
+                cells = " | ".join(f"{e[rate]['closure_hit_rate']:.3f} / {e[rate]['false_closure_rate']:.3f} "
+                                   f"({e['drop'][rate]:+.3f})" for rate in RATES)  # fmt: skip
+                lines.append(f"| {r['offset']:+.2f} | {emotion} | {cells} |")
     return "\n".join(lines)
 
 
@@ -118,10 +137,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "runtime" / "assets" / "face.pt")
     parser.add_argument("--offsets", default="0,0.25,0.5,0.75,1,1.25,1.5", help="logit offsets, comma-separated")
+    parser.add_argument("--emotions", default="neutral", help="judged at each offset, comma-separated")
     parser.add_argument("--name", default="closure_offset")
     args = parser.parse_args(argv)
+    emotions = tuple(e for e in args.emotions.split(",") if e)
+    if any(e not in EMOTIONS for e in emotions):
+        parser.error(f"emotions are among {', '.join(EMOTIONS)}")
     torch.set_num_threads(2)
-    result = run(args.checkpoint, [float(x) for x in args.offsets.split(",")])
+    result = run(args.checkpoint, [float(x) for x in args.offsets.split(",")], emotions)
     write_report(args.name, result, markdown(result), plot)
 
 

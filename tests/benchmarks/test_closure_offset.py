@@ -27,3 +27,19 @@ def test_the_margin_is_the_worst_distance_to_either_target() -> None:
         "8k": {"closure_hit_rate": 0.90, "false_closure_rate": 0.03},
     }
     assert abs(margin(one_missed) + 0.02) < 1e-9  # the 8 kHz hit misses by 0.02
+
+
+def test_the_report_gives_each_emotion_s_drop_beside_neutral() -> None:
+    from emostream.benchmarks.closure_offset import markdown
+
+    def figures(hit: float) -> dict:
+        return {"closure_hit_rate": hit, "false_closure_rate": 0.04, "bilabials": 10, "open_vowels": 20}
+
+    neutral = {"16k": figures(0.9), "8k": figures(0.88)}
+    disgusted = {"16k": figures(0.85), "8k": figures(0.86), "drop": {"16k": 0.05, "8k": 0.02}}
+    result = {"machine": {"cpu": "cpu", "date": "today"}, "checkpoint": "face.pt", "recordings": 3, "unaligned": {},
+              "validation": ["fr"], "trained_offset": 1.0, "largest_margin_offset": 1.0,
+              "rows": [{"offset": 1.0, "margin": -0.04, **neutral, "emotions": {"disgusted": disgusted}}]}  # fmt: skip
+    report = markdown(result)
+    assert "| +1.00 (trained) **largest margin** | 0.900 / 0.040 | 0.880 / 0.040 | -0.040 |" in report
+    assert "| +1.00 | disgusted | 0.850 / 0.040 (+0.050) | 0.860 / 0.040 (+0.020) |" in report
