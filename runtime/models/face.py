@@ -26,6 +26,7 @@ from emostream.runtime.audio import LOG_FLOOR, N_MELS, telephone_band_gain
 from emostream.runtime.controls import FEATURE_MS, MAX_LOOKAHEAD
 from emostream.runtime.layers import CausalConv1d, encode_step, push_ring, residual_convs
 from emostream.runtime.models.flow import TIME_FEATURES, FlowMatching
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_REGION_CHANNELS
 from emostream.runtime.step import (
     StepSpec,
@@ -38,6 +39,7 @@ from emostream.runtime.step import (
 )
 
 N_EMOTIONS = 8
+NEUTRAL = EMOTIONS.index("neutral")  # in the emotion input
 LOWER_FACE_NOISE = 1.0  # sampling temperature of the lower face, relative to the rest
 HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (normalised units)
 # The audio-only closure head's logit is scaled by this before the sigmoid: a confident closure seals the
@@ -205,20 +207,36 @@ class FaceNetwork(FlowMatching, nn.Module):
         assert self.audio_opening is not None
         return nn.functional.softplus(self.audio_opening(window.flatten(1))[:, 0])
 
-    def lip_shapes(self, window: Tensor, emotion: Tensor) -> Tensor:
-        """(B, W, C) audio window and (B, 8) emotion -> (B, len(config.lip_shapes)) weights in [0, 1]."""
+    def lip_shapes(self, window: Tensor, emotion: Tensor, closure: Tensor | None = None) -> Tensor:
+        """(B, W, C) audio window and (B, 8) emotion -> (B, len(config.lip_shapes)) weights in [0, 1].
+
+        With `closure` (B,), the shapes lean by it toward those the same audio gets in neutral (the
+        emotion's weight moved onto neutral): a bilabial is made alike in every emotion, so an emotion's
+        raised upper lip (disgusted) or parted lips do not hold a likely closure open. Neutral itself is
+        left exactly as it was. The first layer is linear, so the neutral reading costs one emotion
+        product and the second layer once more."""
         assert self.lip_shape is not None
-        return self.lip_shape(torch.cat([window.flatten(1), emotion], dim=1)).clamp(0.0, 1.0)
+        first, activation, second = cast(tuple[nn.Linear, nn.Module, nn.Linear], tuple(self.lip_shape))
+        hidden = first(torch.cat([window.flatten(1), emotion], dim=1))
+        shapes = second(activation(hidden))
+        if closure is not None:
+            # The first layer's input with the emotion's whole weight on neutral instead: its emotion
+            # columns' product changes by sum(emotion) times neutral's column less the emotion's own.
+            emotion_columns = first.weight[:, -N_EMOTIONS:]
+            moved = emotion.sum(dim=1, keepdim=True) * emotion_columns[:, NEUTRAL] - emotion @ emotion_columns.T
+            shapes = shapes + closure[:, None] * (second(activation(hidden + moved)) - shapes)
+        return shapes.clamp(0.0, 1.0)
 
     def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor, closure_window: Tensor) -> Tensor:
         """A sampled frame (normalised) to face units with the deterministic heads applied: first the lips
-        shaped (rounding, tuck, spread), then opened to the least gap by what the closure's probability
-        leaves of it, then closed for a bilabial (a closure overrides an opening). `closure_window` is
-        what the closure head hears: `window`, or the encodings of its own pass (`closure_features`)."""
+        shaped (rounding, tuck, spread; toward neutral's shapes by the closure's probability), then opened
+        to the least gap by what the closure's probability leaves of it, then closed for a bilabial (a
+        closure overrides an opening). `closure_window` is what the closure head hears: `window`, or the
+        encodings of its own pass (`closure_features`)."""
         face = self.denormalize(x)
-        if self.lip_shape is not None:
-            face = face * self.lip_unplaced + self.lip_shapes(window, emotion) @ self.lip_placement
         closure = self.closure_probability(cond, closure_window)
+        if self.lip_shape is not None:
+            face = face * self.lip_unplaced + self.lip_shapes(window, emotion, closure) @ self.lip_placement
         if self.audio_opening is not None:
             face = apply_opening(face, self.least_gap(window) * (1 - closure))
         return apply_closure(face, closure)

@@ -176,15 +176,35 @@ def test_the_lip_shape_head_sets_its_channels_from_audio_and_emotion_alone() -> 
     window, x = torch.randn(4, network.window, SMALL.channels), torch.randn(4, SMALL.n_channels)
     emotions = torch.eye(8)[:4]
     with torch.no_grad():
-        heard = network.lip_shapes(window, emotions)[:, [network.config.lip_shapes.index(name) for name in kept]]
-        # Whatever the sampler drew and the history said, those channels are the head's.
+        placed = [network.config.lip_shapes.index(name) for name in kept]
+        # Whatever the sampler drew and the history said, those channels are the head's (given the closure).
         for cond, drawn in ((torch.randn(4, SMALL.hidden), x), (torch.randn(4, SMALL.hidden), x + 1.0)):
+            heard = network.lip_shapes(window, emotions, network.closure_probability(cond, window))[:, placed]
             assert torch.allclose(network.finish(drawn, cond, window, emotions, window)[:, kept_channels], heard)
         assert not torch.allclose(network.lip_shapes(window, emotions.roll(1, 0)), network.lip_shapes(window, emotions))
     plain = small_network()  # without the head, the sampler's own values pass
     with torch.no_grad():
         sampled = plain.finish(x, torch.randn(4, SMALL.hidden), window, emotions, window)[:, kept_channels]
         assert torch.equal(sampled, plain.denormalize(x)[:, kept_channels])
+
+
+def test_a_likely_closure_leans_the_lip_shapes_toward_neutral_s_and_leaves_neutral_alone() -> None:
+    network = one_step_network()
+    torch.manual_seed(5)
+    window = torch.randn(3, network.window, SMALL.channels)
+    disgusted, half = torch.eye(8)[[5, 5, 5]] * torch.tensor([[1.0], [1.0], [0.5]]), torch.eye(8)[[0, 0, 0]]
+    half[2] *= 0.5  # at half intensity, its neutral reading is neutral at half intensity
+    with torch.no_grad():
+        own, in_neutral = network.lip_shapes(window, disgusted), network.lip_shapes(window, half)
+        assert not torch.allclose(own, in_neutral)
+        closure = torch.tensor([0.0, 1.0, 0.25])
+        leaned = network.lip_shapes(window, disgusted, closure)
+        assert torch.equal(leaned[0], own[0])
+        assert torch.allclose(leaned[1], in_neutral[1], atol=1e-6)
+        assert torch.allclose(leaned[2], (own + 0.25 * (in_neutral - own))[2].clamp(0, 1), atol=1e-6)
+        # In neutral (or with no emotion at all) the closure changes nothing, bit for bit.
+        for emotion in (half, torch.zeros(3, 8)):
+            assert torch.equal(network.lip_shapes(window, emotion, torch.ones(3)), network.lip_shapes(window, emotion))
 
 
 def test_the_one_step_sampler_starts_as_one_euler_step_and_serves_only_one_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
