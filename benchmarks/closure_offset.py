@@ -24,11 +24,10 @@ from pathlib import Path
 
 import torch
 
-from emostream.benchmarks.common import machine, write_report
+from emostream.benchmarks.common import emotion_names, machine, write_report
 from emostream.benchmarks.real_voices import Clip, condition, judge, model_faces, model_inputs
 from emostream.runtime.controls import lookahead_from_ms
 from emostream.runtime.models.face import FaceGenerator, FaceNetwork, load_checkpoint
-from emostream.runtime.protocol import EMOTIONS
 from emostream.training.audio_closure import LOGIT_OFFSET
 from emostream.training.real_voices import VALIDATION, load_real_voices
 
@@ -140,9 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--emotions", default="neutral", help="judged at each offset, comma-separated")
     parser.add_argument("--name", default="closure_offset")
     args = parser.parse_args(argv)
-    emotions = tuple(e for e in args.emotions.split(",") if e)
-    if any(e not in EMOTIONS for e in emotions):
-        parser.error(f"emotions are among {', '.join(EMOTIONS)}")
+    emotions = emotion_names(parser, args.emotions)
     torch.set_num_threads(2)
     result = run(args.checkpoint, [float(x) for x in args.offsets.split(",")], emotions)
     write_report(args.name, result, markdown(result), plot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,17 @@ from emostream.training.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 
-__all__ = ["RESULTS", "machine", "percentiles_ms", "step_cost", "write_report", "write_result"]
+__all__ = ["RESULTS", "emotion_names", "machine", "percentiles_ms", "step_cost", "write_report", "write_result"]
+
+
+def emotion_names(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """A comma-separated `--emotions` argument as names, or the parser's error naming the known ones."""
+    from emostream.runtime.protocol import EMOTIONS
+
+    emotions = tuple(e for e in text.split(",") if e)
+    if any(e not in EMOTIONS for e in emotions):
+        parser.error(f"emotions are among {', '.join(EMOTIONS)}")
+    return emotions
 
 
 def percentiles_ms(seconds: list[float] | np.ndarray) -> dict[str, float]:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emostream.benchmarks.common import machine, write_report
+from emostream.benchmarks.common import emotion_names, machine, write_report
 from emostream.benchmarks.face_quality import (
     Utterance,
     generate,
@@ -364,10 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         parser.error(f"unknown condition {unknown[0]!r}: choose from {', '.join(CONDITIONS)}")
-    emotions = tuple(e for e in args.emotions.split(",") if e)
-    if any(e not in EMOTIONS for e in emotions):
-        parser.error(f"emotions are among {', '.join(EMOTIONS)}")
-    result = run(args.checkpoint, args.corpus, steps, conditions, emotions)
+    result = run(args.checkpoint, args.corpus, steps, conditions, emotion_names(parser, args.emotions))
     write_report(args.name, result, markdown(result), plot)
 
 
