@@ -9,7 +9,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -260,8 +259,8 @@ def test_a_session_whose_emotion_follows_the_voice_gets_the_estimate_in_its_stat
             assert -1 <= client.last_stats["voice.arousal"] <= 1
             assert not any(key.startswith("voice.") for key in plain.last_stats)  # only where asked for
             for session in (client, plain):  # both stream their frames, however slow this machine is
-                frames, deadline = [], time.monotonic() + 10.0
-                while len(frames) <= 40 and time.monotonic() < deadline:
+                frames, deadline = [], asyncio.get_running_loop().time() + 10.0
+                while len(frames) <= 40 and asyncio.get_running_loop().time() < deadline:
                     frames += session.drain()
                     await asyncio.sleep(0.05)
                 assert len(frames) > 40
