@@ -5,6 +5,7 @@ window's default framebuffer: backdrop, mannequin, head with GPU blendshapes, ey
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 import moderngl
 import numpy as np
@@ -83,12 +84,26 @@ def body_view() -> OrbitCamera:
     return OrbitCamera(target=np.array([0.0, 1.05, 0.0]), distance=3.6, yaw=0.35, pitch=0.08, fov_y_deg=35)
 
 
+@cache
+def built_in_avatar() -> tuple[HeadMesh, ShapeSet]:
+    """The built-in head and its blend shapes, built once a process: a demo draws its video and two contact
+    sheets with three renderers. The arrays are read-only, so no renderer can change another's."""
+    head = build_head()
+    shapes = build_shapes(head)
+    for array in (*vars(head).values(), *head.landmarks.values(), shapes.position_deltas, shapes.normal_deltas):
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+    return head, shapes
+
+
 class AvatarRenderer:
     """Owns the GPU resources for one context. `draw` renders one face frame (FACE_CHANNELS) and one body
     frame (BODY_CHANNELS, or None for the relaxed standing pose) with `camera` into the bound target."""
 
     def __init__(self, ctx: moderngl.Context, head: HeadMesh | None = None, shapes: ShapeSet | None = None):
         self.ctx = ctx
+        if head is None and shapes is None:
+            head, shapes = built_in_avatar()
         self.head = head or build_head()
         self.shapes = shapes or build_shapes(self.head)
         self.eye_mesh: EyeMesh = build_eye()
