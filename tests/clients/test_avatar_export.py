@@ -37,6 +37,7 @@ def mesh_node(gltf, name: str):
     return next(n for n in gltf.nodes if n.name == name and n.mesh is not None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("node") is None or not VALIDATOR.exists(),
                     reason="node or npm's gltf-validator is missing (scripts/setup --tests installs both)")  # fmt: skip
 @pytest.mark.parametrize("kind", ["glb", "vrm"])

@@ -267,6 +267,7 @@ def test_the_bridge_waits_for_a_server_and_reconnects_after_it_restarts(tmp_path
     assert frames_first > 0 and stats.frames > frames_first
 
 
+@pytest.mark.slow
 def test_the_vmc_bridge_sends_humanoid_bones_once_the_server_streams_the_body() -> None:
     from emostream.clients.bridges.sinks import VmcSink
 

@@ -97,6 +97,7 @@ def bone_direction(world: np.ndarray, avatar, child: str, parent: str) -> np.nda
     return (b - a) / np.linalg.norm(b - a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["builtin", "other"])
 def test_retargeting_points_every_limb_where_the_smplx_pose_points_it(files: dict[str, Path], kind: str) -> None:
     avatar = load_avatar(files[kind])

@@ -67,6 +67,7 @@ def test_onnx_matches_eager_on_random_inputs_over_300_steps(face: FaceGenerator,
     assert_bounded(streamed_parity(make_backend("onnx", face, cache=cache), n_steps=300, batch=5, seed=1))
 
 
+@pytest.mark.slow
 def test_onnx_matches_eager_on_real_speech_over_400_steps(face: FaceGenerator, cache: EngineCache) -> None:
     backend = make_backend("onnx", face, cache=cache)
     report = streamed_parity(backend, n_steps=400, batch=4, seed=2, inputs=speech_inputs(400, 4))
@@ -74,6 +75,7 @@ def test_onnx_matches_eager_on_real_speech_over_400_steps(face: FaceGenerator, c
     assert set(report.errors) == {"face"} | {f"state.{t.name}" for t in face.spec.state}
 
 
+@pytest.mark.slow
 def test_compiled_matches_eager_with_padding_to_a_bucket() -> None:
     torch.manual_seed(0)
     model = CausalConvStack().eval()
@@ -83,6 +85,7 @@ def test_compiled_matches_eager_with_padding_to_a_bucket() -> None:
     assert report.worst < 1e-5, report.summary()
 
 
+@pytest.mark.slow
 def test_compiled_matches_eager_on_the_face_model(face: FaceGenerator) -> None:
     assert_bounded(streamed_parity(CompiledBackend(face, buckets=(8,)), n_steps=300, batch=5, seed=4))
 
@@ -95,10 +98,10 @@ def test_compiled_cuda_graphs_replay_with_state_copied_out(face: FaceGenerator) 
 
 
 @pytest.mark.slow
-def test_animate_on_onnx_gives_the_frames_of_eager_within_1e_3(tmp_path: Path) -> None:
+def test_animate_on_onnx_gives_the_frames_of_eager_within_1e_3(cache: EngineCache) -> None:
     speech = DATA / "speech_16000.wav"
     eager = animate(speech, seed=3)
-    onnx = animate(speech, seed=3, backend="onnx", engine_cache=tmp_path)
+    onnx = animate(speech, seed=3, backend="onnx", engine_cache=cache.root)  # the face's export is reused
     assert onnx.face.shape == eager.face.shape and onnx.meta["backend"] == "onnx"
     difference = float(np.abs(onnx.face - eager.face).max())
     print(f"animate --backend onnx vs eager: max abs difference {difference:.2e} over {eager.face.shape[0]} frames")

@@ -18,6 +18,7 @@ def small_face(seed: int, lookahead: int = 7, steps: int = 2) -> FaceGenerator:
     return FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval()
 
 
+@pytest.mark.slow
 def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
     cache = EngineCache(tmp_path)
     face = small_face(0)
@@ -30,8 +31,19 @@ def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
     assert keyed_by <= set(again.meta["fields"])
 
 
-@pytest.mark.slow
-def test_new_weights_rebuild_and_the_stale_entry_is_removed(tmp_path: Path) -> None:
+def quick_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cached builds write the model's hash instead of exporting: a test of what the cache keys on and
+    keeps needs no real graph (the tests around it export real ones), and an export takes seconds."""
+
+    def export(generator: FaceGenerator, path: Path) -> Path:
+        path.write_text(model_hash(generator))
+        return path
+
+    monkeypatch.setattr(onnx_backend, "export_step_onnx", export)
+
+
+def test_new_weights_rebuild_and_the_stale_entry_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick_export(monkeypatch)
     cache = EngineCache(tmp_path)
     old = cached_onnx(small_face(0), "face", cache)
     new = cached_onnx(small_face(1), "face", cache)
@@ -45,8 +57,8 @@ def test_lookahead_and_step_count_are_part_of_the_model(tmp_path: Path) -> None:
     assert cache_name(small_face(0, 4, 1), "cpu") == "face-lookahead4-steps1-cpu"
 
 
-@pytest.mark.slow
 def test_a_new_runtime_version_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick_export(monkeypatch)
     cache = EngineCache(tmp_path)
     cached_onnx(small_face(0), "face", cache)
     monkeypatch.setattr(onnx_backend, "onnxruntime_version", lambda: "99.0.0")

@@ -24,7 +24,7 @@ from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork, l
 needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason=NOT_INSTALLED + " (or no CUDA device)")
 
 
-@pytest.mark.parametrize("lookahead", [0, 7, 12])
+@pytest.mark.parametrize("lookahead", [0, 7])  # none, and the default (a longer ring adds no operator)
 @pytest.mark.slow
 def test_the_face_graph_uses_only_operators_tensorrt_parses(tmp_path: Path, lookahead: int) -> None:
     network, _ = load_checkpoint(default_face_checkpoint())

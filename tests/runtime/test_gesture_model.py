@@ -55,28 +55,46 @@ class GestureStepContract(StepContractSuite):
 
 
 class TestGestureGeneratorTwoSteps(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
+
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(), n_steps=2)
 
 
 class TestGuidedGestureGeneratorWithEmotionPosture(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
+
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, posture=True), n_steps=2, guidance=2.5)
 
 
 class TestGuidedGestureGeneratorWithEmotionFilm(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
+
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(emotion_dropout=0.2, film=True), n_steps=2, guidance=2.0)
 
 
 class TestGestureGeneratorWithATemperaturePerEmotion(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
+
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(posture=True, temperatures=True), n_steps=2)
 
 
 class TestGestureGeneratorWithSparseHistoryLags(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
+
     def make_model(self) -> StreamingGenerator:
         return GestureGenerator(small_network(history_lags=(9, 4, 1)), n_steps=2)
+
+
+class TestGuidedGestureGeneratorWithEveryOption(GestureStepContract):
+    """Guidance, posture, FiLM, a temperature per emotion and sparse history lags in one graph."""
+
+    def make_model(self) -> StreamingGenerator:
+        network = small_network(emotion_dropout=0.2, posture=True, film=True, temperatures=True, history_lags=(9, 4, 1))
+        return GestureGenerator(network, n_steps=2, guidance=2.0)
 
 
 class TestGestureGeneratorNoLookaheadOneStep(GestureStepContract):

@@ -27,6 +27,7 @@ async def face_and_body(url: str, seconds: float, seed: int) -> list[ReceivedFra
     return await stream_all(client, speech(seconds, seed))
 
 
+@pytest.mark.slow
 def test_a_process_loop_serves_face_and_body_like_the_thread_loop() -> None:
     results = {}
     for where in ("thread", "process"):

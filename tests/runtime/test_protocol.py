@@ -102,6 +102,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(
     st.sampled_from(["hello", "controls", "clock", "end", "header", "ack", "stats", "error"]),
     st.dictionaries(

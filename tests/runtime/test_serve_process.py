@@ -36,7 +36,8 @@ def children(pid: int) -> set[int]:
 @contextlib.contextmanager
 def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    command = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--no-body", *args]
+    # No body and no browser page (its avatar takes seconds to build; tests/clients/test_web_page.py has it).
+    command = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--no-body", "--no-page", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

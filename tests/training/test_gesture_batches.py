@@ -44,6 +44,7 @@ def indexed_batches() -> tuple[Batches, dict[str, torch.Tensor]]:
     return batches, batches(16)
 
 
+@pytest.mark.slow
 def test_crops_keep_audio_and_motion_in_step() -> None:
     batches, batch = indexed_batches()
     back, D = batches.back, GestureConfig().lookahead_frames

@@ -78,6 +78,7 @@ def test_blendshapes_change_the_picture_where_they_act(renderer) -> None:  # typ
     assert blink_rows.max() < jaw_rows.min()  # the eyes change above where the mouth changes
 
 
+@pytest.mark.slow
 def test_video_has_the_frames_and_the_sound(tmp_path: Path) -> None:
     _egl_or_skip()
     import av
