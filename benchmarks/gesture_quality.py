@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from emostream.benchmarks.common import RESULTS, machine, step_cost, write_result
 from emostream.runtime.models.gesture import (
@@ -88,7 +89,7 @@ def run(checkpoint: Path, corpus: Path, n_clips: int, n_train: int, classifier_s
     swapped_hits: dict[str, list[bool]] = {}  # with the teacher's statistics of one part swapped in
     examples: dict[str, np.ndarray] = {}
     poses_by_emotion: dict[tuple[str, str], list[dict[str, float]]] = {}  # (motion, emotion) -> per take
-    for i, take in enumerate(test):
+    for i, take in enumerate(tqdm(test, desc="held-out clips (teacher and model, 8 emotions each)")):
         onsets = audio_onsets(take)
         for emotion in EMOTIONS:
             style = evaluation_style(i, EMOTIONS.index(emotion))
