@@ -259,6 +259,7 @@ BENCHMARKS = {
     "closure-offset": "emostream.benchmarks.closure_offset",
     "false-closures": "emostream.benchmarks.false_closures",
     "lip-shape-heads": "emostream.benchmarks.lip_shape_heads",
+    "render": "emostream.benchmarks.render",
 }
 
 

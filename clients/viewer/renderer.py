@@ -42,6 +42,12 @@ def headless_context() -> moderngl.Context:
     return moderngl.create_context(standalone=True, backend="egl", require=330)  # type: ignore[arg-type]
 
 
+def is_software(ctx: moderngl.Context) -> bool:
+    """Whether the context draws on the CPU (Mesa's llvmpipe or softpipe, SwiftShader)."""
+    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return any(name in renderer for name in ("llvmpipe", "softpipe", "swiftshader"))
+
+
 def _delta_texture(ctx: moderngl.Context, deltas: np.ndarray) -> moderngl.Texture:
     flat = deltas.reshape(-1, 3).astype(np.float32)
     height = -(-len(flat) // TEXTURE_WIDTH)
@@ -100,8 +106,12 @@ class AvatarRenderer:
     """Owns the GPU resources for one context. `draw` renders one face frame (FACE_CHANNELS) and one body
     frame (BODY_CHANNELS, or None for the relaxed standing pose) with `camera` into the bound target."""
 
-    def __init__(self, ctx: moderngl.Context, head: HeadMesh | None = None, shapes: ShapeSet | None = None):
+    def __init__(self, ctx: moderngl.Context, head: HeadMesh | None = None, shapes: ShapeSet | None = None,
+                 blend_on_cpu: bool | None = None):  # fmt: skip
+        """`blend_on_cpu`: sum the blend shapes with numpy rather than in the vertex shader (by default on a
+        software renderer only, below)."""
         self.ctx = ctx
+        self.blend_on_cpu = is_software(ctx) if blend_on_cpu is None else blend_on_cpu
         if head is None and shapes is None:
             head, shapes = built_in_avatar()
         self.head = head or build_head()
@@ -127,23 +137,26 @@ class AvatarRenderer:
         ctx, head = self.ctx, self.head
         # The inside of the skin shell is drawn dark; the mouth cavity is dark on both faces.
         dark_inside = np.isin(head.part, [PARTS.index("skin"), PARTS.index("cavity")]).astype(np.float32)[:, None]
-        vertices = np.hstack([head.positions, head.normals, head.colors, dark_inside]).astype(np.float32)
+        self.rest_geometry = np.hstack([head.positions, head.normals]).astype(np.float32)
+        self.posed_geometry = ctx.buffer(self.rest_geometry.tobytes(), dynamic=True)  # rewritten on the CPU path
+        surface = np.hstack([head.colors, dark_inside]).astype(np.float32)
         self.head_vao = ctx.vertex_array(
             self.head_program,
             [
-                (
-                    ctx.buffer(vertices.tobytes()),
-                    "3f 3f 3f 1f",
-                    "in_position",
-                    "in_normal",
-                    "in_colour",
-                    "in_dark_inside",
-                )
+                (self.posed_geometry, "3f 3f", "in_position", "in_normal"),
+                (ctx.buffer(surface.tobytes()), "3f 1f", "in_colour", "in_dark_inside"),
             ],
             ctx.buffer(head.triangles.astype(np.int32).tobytes()),
         )
-        self.position_deltas = _delta_texture(ctx, self.shapes.position_deltas)
-        self.normal_deltas = _delta_texture(ctx, self.shapes.normal_deltas)
+        # A software renderer (Mesa's llvmpipe, as headless here) fetches texels slowly in a vertex shader:
+        # the blend shapes cost it 0.3 s a frame at 640 px. There the CPU sums them once a frame instead
+        # (a few ms with numpy) and the shader gets no shapes to add; a GPU sums them itself.
+        if self.blend_on_cpu:  # (shape, vertex * (position, normal)), as the vertex buffer lays them out
+            deltas = np.concatenate([self.shapes.position_deltas, self.shapes.normal_deltas], axis=2)
+            self.flat_deltas = deltas.reshape(len(deltas), -1).astype(np.float32)
+        else:
+            self.position_deltas = _delta_texture(ctx, self.shapes.position_deltas)
+            self.normal_deltas = _delta_texture(ctx, self.shapes.normal_deltas)
         _set(self.head_program, "position_deltas", 0)
         _set(self.head_program, "normal_deltas", 1)
         _set(self.head_program, "n_vertices", len(head.positions))
@@ -225,6 +238,11 @@ class AvatarRenderer:
     def _draw_head(self, face: np.ndarray, view_projection: np.ndarray, model: np.ndarray) -> None:
         weights = np.clip(face[: len(ARKIT_BLENDSHAPES)], 0.0, 1.0)
         active = np.flatnonzero(weights > ACTIVE_THRESHOLD)
+        if self.blend_on_cpu:  # the same sums as the shader's, written into the vertices
+            used = np.where(weights > ACTIVE_THRESHOLD, weights, 0.0).astype(np.float32)
+            posed = self.rest_geometry + (used @ self.flat_deltas).reshape(self.rest_geometry.shape)
+            self.posed_geometry.write(posed.tobytes())
+            active = active[:0]
         shape_ids = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.int32)
         shape_weights = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.float32)
         shape_ids[: len(active)] = active
@@ -235,8 +253,9 @@ class AvatarRenderer:
         _write(program, "active_weight", shape_weights)
         _write(program, "mvp", (view_projection @ model).T.astype(np.float32))
         _write(program, "model", model.T.astype(np.float32))
-        self.position_deltas.use(0)
-        self.normal_deltas.use(1)
+        if not self.blend_on_cpu:
+            self.position_deltas.use(0)
+            self.normal_deltas.use(1)
         self.head_vao.render()
 
 

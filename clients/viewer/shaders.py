@@ -1,6 +1,7 @@
 """GLSL for the avatar. Blendshapes run on the GPU: every shape's position and normal deltas sit in two
 float textures, texel (shape * V + vertex) laid out row-major, and the vertex shader sums the weighted
-deltas of the shapes in use (their indices and weights come in as uniforms).
+deltas of the shapes in use (their indices and weights come in as uniforms). Under a software renderer
+the CPU sums them into the vertices instead and the shader is told of no shapes (renderer.py).
 """
 
 MAX_ACTIVE_SHAPES = 52

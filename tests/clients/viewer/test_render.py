@@ -67,6 +67,23 @@ def test_headless_render_matches_its_golden_image(renderer, pose: str) -> None: 
     assert (diff > 40).mean() < 0.01, f"{pose}: {(diff > 40).mean():.2%} of pixels differ by more than 40"
 
 
+def test_the_vertex_shader_blends_the_shapes_as_the_cpu_does(renderer) -> None:  # type: ignore[no-untyped-def]
+    # On a software renderer, as here, the CPU sums the blend shapes (renderer.py); a GPU's vertex shader
+    # sums them from textures. Both must draw the same head.
+    from emostream.clients.viewer.renderer import AvatarRenderer
+    from emostream.clients.viewer.video import FrameRenderer
+
+    assert renderer.avatar.blend_on_cpu
+    on_shader = FrameRenderer(SIZE, SIZE, view="face")
+    on_shader.avatar = AvatarRenderer(on_shader.ctx, blend_on_cpu=False)
+    try:
+        for pose, face in POSES.items():
+            diff = np.abs(renderer.render(face, None).astype(np.int16) - on_shader.render(face, None)).max(axis=2)
+            assert diff.mean() < 0.05 and (diff > 40).mean() < 0.001, f"{pose}: mean difference {diff.mean():.3f}"
+    finally:
+        on_shader.release()
+
+
 def test_blendshapes_change_the_picture_where_they_act(renderer) -> None:  # type: ignore[no-untyped-def]
     neutral = renderer.render(POSES["neutral"], None).astype(np.int16)
     jaw = renderer.render(_face(jawOpen=0.6), None).astype(np.int16)
