@@ -149,8 +149,8 @@ class AvatarRenderer:
             ctx.buffer(head.triangles.astype(np.int32).tobytes()),
         )
         # A software renderer (Mesa's llvmpipe, as headless here) fetches texels slowly in a vertex shader:
-        # the blend shapes cost it 0.3 s a frame at 640 px. There the CPU sums them once a frame instead
-        # (a few ms with numpy) and the shader gets no shapes to add; a GPU sums them itself.
+        # with the shader's sums a 640 px frame took 1.4 times as long (docs/viewer.md). There numpy sums
+        # them once a frame instead (2.5 ms) and the shader gets no shapes to add; a GPU sums them itself.
         if self.blend_on_cpu:  # (shape, vertex * (position, normal)), as the vertex buffer lays them out
             deltas = np.concatenate([self.shapes.position_deltas, self.shapes.normal_deltas], axis=2)
             self.flat_deltas = deltas.reshape(len(deltas), -1).astype(np.float32)
@@ -242,7 +242,7 @@ class AvatarRenderer:
             used = np.where(weights > ACTIVE_THRESHOLD, weights, 0.0).astype(np.float32)
             posed = self.rest_geometry + (used @ self.flat_deltas).reshape(self.rest_geometry.shape)
             self.posed_geometry.write(posed.tobytes())
-            active = active[:0]
+            active = np.empty(0, np.int64)  # the shader adds no shapes
         shape_ids = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.int32)
         shape_weights = np.zeros(shaders.MAX_ACTIVE_SHAPES, np.float32)
         shape_ids[: len(active)] = active
