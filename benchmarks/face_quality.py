@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from emostream.benchmarks.common import machine, step_cost, write_report
 from emostream.clients.avatar.vrm import arkit_to_vrm, presets_as_arkit
@@ -252,7 +253,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
         return generated[lookahead, steps]
 
     result["lookahead"] = {}
-    for ms in LOOKAHEADS_MS:
+    for ms in tqdm(LOOKAHEADS_MS, desc="lookaheads", unit="lookahead"):
         la = lookahead_from_ms(ms)
         faces = neutral_faces(la, 2)
         row = lip_metrics(faces, teacher_neutral, held) | {"lipread_accuracy": lipread_accuracy(faces)}
@@ -267,7 +268,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
 
     # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
     result["steps"] = {}
-    for steps in SAMPLER_STEPS:
+    for steps in tqdm(SAMPLER_STEPS, desc="sampler steps", unit="count"):
         faces = neutral_faces(la_default, steps)
         row = lip_metrics(faces, teacher_neutral, held)
         row["jaw_open_mean"] = float(np.concatenate([f[:, CH["jawOpen"]] for f in faces]).mean())
@@ -283,7 +284,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     # Emotions at full intensity, default lookahead.
     gen = FaceGenerator(network, lookahead=la_default, n_steps=2).eval()
     result["emotions"] = {}
-    for e, emotion in enumerate(EMOTIONS):
+    for e, emotion in enumerate(tqdm(EMOTIONS, desc="emotions", unit="emotion")):
         faces = default_faces if emotion == "neutral" else generate(gen, held, emotion_vector(emotion, 1.0), seed=1)
         teacher = [teach(u.phones, u.audio, u.rate, emotion, 1.0, seed=1).face for u in held]
         row = lip_metrics(faces, teacher, held)
