@@ -68,19 +68,21 @@ def test_headless_render_matches_its_golden_image(renderer, pose: str) -> None: 
 
 
 def test_the_vertex_shader_blends_the_shapes_as_the_cpu_does(renderer) -> None:  # type: ignore[no-untyped-def]
-    # On a software renderer, as here, the CPU sums the blend shapes (renderer.py); a GPU's vertex shader
-    # sums them from textures. Both must draw the same head.
-    from emostream.clients.viewer.renderer import AvatarRenderer
+    # A software renderer (llvmpipe, as on a machine without a GPU) has the CPU sum the blend shapes
+    # (renderer.py); a GPU's vertex shader sums them from textures. Both must draw the same head.
+    from emostream.clients.viewer.renderer import AvatarRenderer, is_software
     from emostream.clients.viewer.video import FrameRenderer
 
-    assert renderer.avatar.blend_on_cpu
-    on_shader = FrameRenderer(SIZE, SIZE, view="face")
+    assert renderer.avatar.blend_on_cpu == is_software(renderer.ctx)
+    on_cpu, on_shader = FrameRenderer(SIZE, SIZE, view="face"), FrameRenderer(SIZE, SIZE, view="face")
+    on_cpu.avatar = AvatarRenderer(on_cpu.ctx, blend_on_cpu=True)
     on_shader.avatar = AvatarRenderer(on_shader.ctx, blend_on_cpu=False)
     try:
         for pose, face in POSES.items():
-            diff = np.abs(renderer.render(face, None).astype(np.int16) - on_shader.render(face, None)).max(axis=2)
+            diff = np.abs(on_cpu.render(face, None).astype(np.int16) - on_shader.render(face, None)).max(axis=2)
             assert diff.mean() < 0.05 and (diff > 40).mean() < 0.001, f"{pose}: mean difference {diff.mean():.3f}"
     finally:
+        on_cpu.release()
         on_shader.release()
 
 
