@@ -16,7 +16,8 @@ share of the tick (all its work, its step within "step") is reported apart.
 begins `--tick-ms` after the previous one began, or as soon as it ends if it took longer, so a loop that
 falls behind gathers more rows per step and per-tick costs are shared by more frames. There a session
 count keeps up when the mean time between ticks stays within twice `--tick-ms` (the loop then adds at
-most that much to a frame's latency on average) and every frame is made; the interval is reported.
+most that much to a frame's latency on average) and every frame is made; the interval is reported,
+and the frames still owed when the window closed (made after it, untimed, with no more audio).
 Writes benchmarks/results/inference_loop[-DEVICE][-MODE].json and .png.
 """
 
@@ -83,6 +84,7 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
     warm_s = 1.0  # every shape the run will see is used once before timing starts
     total = {"frontend": 0.0, "step": 0.0, "tick": 0.0, "voice": 0.0}
     ticks, frames, durations_ms, intervals_ms = 0, 0, [], []
+    frames_in_all = 0  # warm-up included
     t, elapsed = 0.0, 0.0
     while t < warm_s + seconds:
         interval = tick_ms / 1000 if clock == "fixed" else max(tick_ms / 1000, elapsed)
@@ -104,6 +106,7 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - started
+        frames_in_all += sum(len(m) for m in made if m.stream != "voice_emotion")
         if t > warm_s:
             ticks += 1
             durations_ms.append(elapsed * 1e3)
@@ -113,6 +116,16 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
                 total[key] += table.seconds[key] - before[key]
             total["voice"] += voice_s
             frames += sum(len(m) for m in made if m.stream != "voice_emotion")
+    # With no more audio, the frames the loop still owed when the window closed (a server clock that
+    # fell behind owes some; the fixed clock none): made and counted apart, untimed.
+    table.run_frontend()
+    frames_behind = 0
+    for _ in range(100_000):
+        owed = sum(len(m) for m in table.step_ready() if m.stream != "voice_emotion")
+        if owed == 0:
+            break
+        frames_behind += owed
+    frames_in_all += frames_behind
     other = total["tick"] - total["frontend"] - total["step"]
     frames_expected = int(n * seconds * 90)
     interval_mean_ms = float(np.mean(intervals_ms))
@@ -128,6 +141,9 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         "ticks": ticks,
         "frames": frames,
         "frames_expected": frames_expected,
+        "frames_behind_at_end": frames_behind,
+        "frames_in_all": frames_in_all,  # from the streams' start, warm-up and those owed at the end included
+        "frames_expected_in_all": int(n * (warm_s + seconds) * 90),
         "load": total["tick"] / seconds,  # loop seconds per simulated second: real time below 1 (fixed clock)
         "tick_mean_ms": 1e3 * total["tick"] / ticks,
         "tick_p99_ms": float(np.percentile(durations_ms, 99)),
