@@ -58,6 +58,11 @@ def runner_factory(backend: str, device: str, max_batch: int) -> Callable[[Strea
     return BackendFactory(backend, device, buckets)
 
 
+def face_and_body_frames(blocks: list) -> int:
+    """Frames in a tick's output blocks; the voice's emotion estimates are not frames."""
+    return sum(len(block) for block in blocks if block.stream != "voice_emotion")
+
+
 def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, mode: str, rounds: int = 1,
             clock: str = "fixed", auto: bool = False, voice_emotion: Path | None = None) -> dict:  # fmt: skip
     face, _ = load_checkpoint(default_face_checkpoint())
@@ -106,7 +111,8 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - started
-        frames_in_all += sum(len(m) for m in made if m.stream != "voice_emotion")
+        n_made = face_and_body_frames(made)
+        frames_in_all += n_made
         if t > warm_s:
             ticks += 1
             durations_ms.append(elapsed * 1e3)
@@ -115,13 +121,13 @@ def measure(n: int, seconds: float, backend: str, device: str, tick_ms: float, m
             for key in ("frontend", "step"):
                 total[key] += table.seconds[key] - before[key]
             total["voice"] += voice_s
-            frames += sum(len(m) for m in made if m.stream != "voice_emotion")
+            frames += n_made
     # With no more audio, the frames the loop still owed when the window closed (a server clock that
     # fell behind owes some; the fixed clock none): made and counted apart, untimed.
     table.run_frontend()
     frames_behind = 0
     for _ in range(100_000):
-        owed = sum(len(m) for m in table.step_ready() if m.stream != "voice_emotion")
+        owed = face_and_body_frames(table.step_ready())
         if owed == 0:
             break
         frames_behind += owed

@@ -153,7 +153,7 @@ class AvatarRenderer:
         # them once a frame instead (2.5 ms) and the shader gets no shapes to add; a GPU sums them itself.
         if self.blend_on_cpu:  # (shape, vertex * (position, normal)), as the vertex buffer lays them out
             deltas = np.concatenate([self.shapes.position_deltas, self.shapes.normal_deltas], axis=2)
-            self.flat_deltas = deltas.reshape(len(deltas), -1).astype(np.float32)
+            self.flat_deltas = deltas.reshape(len(deltas), -1).astype(np.float32, copy=False)
         else:
             self.position_deltas = _delta_texture(ctx, self.shapes.position_deltas)
             self.normal_deltas = _delta_texture(ctx, self.shapes.normal_deltas)
