@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,8 @@ class GestureClip:
     emotions: list[np.ndarray]  # per render: float32 (8,) one-hot times intensity
     styles: list[int]  # per render: index into the style names
     voice: str
+    # per render: int8 (T, 2), each arm's phrase plan (teacher_gesture.PLAN_CODES); empty for motion capture
+    plans: list[np.ndarray] = field(default_factory=list)
 
 
 def frame_features(audio: np.ndarray, rate: int, n_frames: int) -> np.ndarray:
@@ -91,6 +93,7 @@ def make_clip(job: tuple[list[Path], str, int, int]) -> GestureClip:
         a, r, p = versions[v]
         out = teach_gesture(p, a, r, emotion, intensity, STYLE_NAMES[style], seed=int(rng.integers(1 << 30)))
         clip.poses.append(pose_features(out.axis_angle, out.trans)[: n_frames[v]].astype(np.float16))
+        clip.plans.append(out.plan[: n_frames[v]])
         clip.versions.append(v)
         clip.emotions.append(emotion_one_hot(emotion, intensity))
         clip.styles.append(style)

@@ -41,6 +41,9 @@ J = {name: i for i, name in enumerate(SMPLX_JOINTS)}
 VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
 FINGERS = ("index", "middle", "pinky", "ring")
 SHAPES = ("beat", "open", "point", "two_hands")
+# The phrase plan of one arm at each frame, as the model learns to choose it (GestureConfig.plan_codes):
+# at rest, or on its way through a phrase of one of these shapes ("raise": surprise's opening).
+PLAN_CODES = ("rest", *SHAPES, "raise")
 REST_NAMES = ("hang", "front", "low")
 
 
@@ -335,8 +338,11 @@ def keyframe_track(keys: list[tuple[float, np.ndarray]], t: np.ndarray) -> np.nd
     return out
 
 
-def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: float, onsets: np.ndarray) -> np.ndarray:
-    """The arm's parameters over time: rest, then each phrase.
+def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: float,
+              onsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The arm's parameters over time (T, N_ARM): rest, then each phrase; and its plan (T,) int8, the
+    index in PLAN_CODES of the phrase it is in (from its preparation until the next phrase's, or
+    "rest" from the retraction on).
 
     The hand reaches a phrase's preparation pose as soon as it may (as the phrase's stretch of speech
     starts, or after the previous phrase's hold) and waits there until the stroke (Kita's pre-stroke
@@ -344,6 +350,7 @@ def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: flo
     time it too. The arm retracts to rest after a stretch's last phrase.
     """
     keys: list[tuple[float, np.ndarray]] = [(0.0, rest)]
+    plan = np.zeros(t.size, np.int8)
     retract_s = 0.45 / speed
 
     def stretch(ph: Phrase) -> float:  # onset of the stretch of speech the phrase's stroke is in
@@ -355,6 +362,7 @@ def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: flo
         if prep_start >= stroke_start - 0.05:
             continue  # no time to prepare after the previous phrase
         prep_end = min(prep_start + ph.prep_s, stroke_start)
+        plan[t >= prep_start] = PLAN_CODES.index(ph.shape)
         keys += [(prep_start, keys[-1][1]), (prep_end, ph.prep)]
         if stroke_start - prep_end > 0.05:  # the pre-stroke hold drifts a little towards the stroke
             keys.append((stroke_start, ph.prep + 0.03 * (ph.stroke - ph.prep)))
@@ -363,7 +371,8 @@ def arm_track(phrases: list[Phrase], rest: np.ndarray, t: np.ndarray, speed: flo
         keys.append((hold_end, ph.stroke + 0.03 * (ph.prep - ph.stroke)))  # a hold drifts a little
         if i + 1 == len(phrases) or stretch(phrases[i + 1]) > ph.stroke_end:
             keys.append((hold_end + retract_s, rest))
-    return keyframe_track(keys, t)
+            plan[t >= hold_end] = 0
+    return keyframe_track(keys, t), plan
 
 
 def smooth_noise(rng: np.random.Generator, n: int, tau_s: float, sigma: float, dims: int = 1) -> np.ndarray:
@@ -419,6 +428,7 @@ class GestureOutput:
     axis_angle: np.ndarray  # float32 (T, 55, 3) local joint rotations
     trans: np.ndarray  # float32 (T, 3) root translation in metres
     strokes: np.ndarray  # float32 stroke times in seconds (the planned beats)
+    plan: np.ndarray  # int8 (T, 2): each arm's phrase plan (left, right), indices into PLAN_CODES
 
 
 def teach_gesture(
@@ -448,8 +458,9 @@ def teach_gesture(
     rotations = np.broadcast_to(np.eye(3), (n, len(SMPLX_JOINTS), 3, 3)).copy()
     sway = style.sway * mood.sway
     breathing = np.sin(2 * np.pi * 0.25 * t * (0.8 + 0.4 * mood.speed) + rng.uniform(0, 2 * np.pi))
-    for side, sign in (("left", 1.0), ("right", -1.0)):
-        params = arm_track(phrases[side], rest, t, speed, onsets)
+    plan = np.zeros((n, 2), np.int8)
+    for k, (side, sign) in enumerate((("left", 1.0), ("right", -1.0))):
+        params, plan[:, k] = arm_track(phrases[side], rest, t, speed, onsets)
         drift = smooth_noise(rng, n, 1.2, 1.0, N_ARM) * np.array([0.03, 0.03, 0.02, 0.05, 0.05, 0.04, 0.06, 0, 0.02])
         # A raised collar swings the whole arm out; the shoulder takes it back so the hands stay in place.
         collar = mood.shoulders + 0.01 * breathing + 0.05 * mood.asymmetry * sign
@@ -478,4 +489,5 @@ def teach_gesture(
     trans = np.stack([shift, 0.002 * breathing - 0.004 * np.abs(shift) / 0.012, np.zeros(n)], axis=1)
 
     strokes = np.array(sorted({p.stroke_end for ps in phrases.values() for p in ps}), np.float32)
-    return GestureOutput(matrix_to_axis_angle(rotations).astype(np.float32), trans.astype(np.float32), strokes)
+    return GestureOutput(matrix_to_axis_angle(rotations).astype(np.float32), trans.astype(np.float32), strokes,
+                         plan)

@@ -47,6 +47,7 @@ from emostream.training.gesture_data import STYLE_NAMES, GestureClip, build_gest
 from emostream.training.gesture_temperature import calibrate, with_guidance
 from emostream.training.machine import machine
 from emostream.training.optimise import run_stage
+from emostream.training.teacher_gesture import PLAN_CODES
 from emostream.training.train_face import VTLP_PROBABILITY, warp_mel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +103,10 @@ SIDES_WEIGHT = 0.0
 # target (docs/gestures.md, "More weight on the spread"); the null emotion is still trained, so a user can
 # sample with more.
 FIT_GUIDANCE = 1.0
+# Whether the network draws a phrase plan per arm (which kind of phrase, or rest) that the flow follows
+# (GestureConfig.plan_codes). Off: added to the shipped model by a resume it read worse by motion alone
+# (0.505 against 0.635) and made fewer beats (docs/gestures.md, "What was tried").
+PHRASE_PLAN = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class Batches:
         features = np.full((batch_size, n_feature_frames, FEATURES_PER_FRAME, n_mels), self.silence, np.float32)
         poses = np.zeros((batch_size, self.back + CROP, c.n_pose), np.float32)
         valid = np.zeros((batch_size, self.back + CROP), np.float32)
+        plans = np.zeros((batch_size, self.back + CROP, 2), np.int64)  # "rest" outside the clip
         ref_len = int(rng.integers(STYLE_CLIP_FRAMES[0], STYLE_CLIP_FRAMES[1] + 1))
         references = np.zeros((batch_size, ref_len, c.n_pose), np.float32)
         emotions, styles = [], []
@@ -170,6 +176,8 @@ class Batches:
             lo, hi = max(0, start - self.back), min(T, start + CROP)
             poses[b, lo - (start - self.back) : hi - (start - self.back)] = pose[lo:hi]
             valid[b, lo - (start - self.back) : hi - (start - self.back)] = 1
+            if c.plan_codes:
+                plans[b, lo - (start - self.back) : hi - (start - self.back)] = clip.plans[r][lo:hi]
             emotions.append(clip.emotions[r])
             styles.append(clip.styles[r])
             i, rr = self._reference(clip.styles[r], clip)
@@ -185,6 +193,7 @@ class Batches:
             "emotion": torch.from_numpy(np.stack(emotions)),
             "style": torch.tensor(styles),
             "reference": torch.from_numpy(references),
+            "plan": torch.from_numpy(plans),
         }
 
     def _reference(self, style: int, clip: GestureClip) -> tuple[int, int]:
@@ -209,6 +218,15 @@ def pose_windows(x: Tensor, back: int, size: int) -> Tensor:
     """(B, back + K, P) -> (B, K, size, P): for each crop frame, it and the size - 1 frames before it."""
     K = x.shape[1] - back
     return poses_at(x, back, torch.arange(K).expand(x.shape[0], K), list(range(1 - size, 1)))
+
+
+def plans_at(net: GestureNetwork, batch: dict[str, Tensor], back: int, frames: Tensor, offset: int) -> Tensor:
+    """(B, K) crop frames -> (B, K, plan_size): both arms' one-hot plans `offset` frames from each, zero
+    before the clip's start (a stream starts with no plan)."""
+    index = back + frames + offset
+    codes = torch.gather(batch["plan"], 1, index[..., None].expand(-1, -1, 2))
+    valid = torch.gather(batch["valid"], 1, index)[..., None]
+    return torch.nn.functional.one_hot(codes, net.config.plan_codes).flatten(-2).float() * valid
 
 
 def normalized_poses(net: GestureNetwork, batch: dict[str, Tensor]) -> Tensor:
@@ -262,22 +280,27 @@ def flow_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generato
     history = poses_at(x, back, frames_at, [-lag for lag in c.lags])  # (B, K, N, P): the poses it reads
     history = history + augment.noise * torch.randn(history.shape, generator=gen)
     history = history + augment.offsets(history.shape, gen)
-    history = history * (torch.rand(B, 1, 1, 1, generator=gen) >= augment.dropout)
+    kept = torch.rand(B, generator=gen) >= augment.dropout  # sequences that start as a stream does: no past
+    history = history * kept[:, None, None, None]
     style = net.embed_style(batch["reference"])  # (B, style_dim)
     dropped = torch.rand(B * K, generator=gen) < c.emotion_dropout if net.guidable else None
-    cond = net.condition(
-        windows.flatten(0, 1),
-        batch["emotion"][:, None].expand(B, K, -1).flatten(0, 1),
-        style[:, None].expand(B, K, -1).flatten(0, 1),
-        history.flatten(0, 1),
-        dropped,
-    )
+    emotion = batch["emotion"][:, None].expand(B, K, -1).flatten(0, 1)
+    context = net.context(windows.flatten(0, 1), style[:, None].expand(B, K, -1).flatten(0, 1), history.flatten(0, 1))
+    mask = pick(batch["valid"][:, back:]).reshape(-1, 1)
+    plan, plan_loss = None, context.new_zeros(())
+    if c.plan_codes:  # the flow follows the teacher's plan; the plan head learns to draw it
+        plan = plans_at(net, batch, back, frames_at, 0).flatten(0, 1)
+        previous = (plans_at(net, batch, back, frames_at, -1) * kept[:, None, None]).flatten(0, 1)
+        logits = net.plan_logits(context, emotion, previous)  # (B K, 2, codes)
+        codes = plan.unflatten(-1, (2, c.plan_codes)).argmax(-1)
+        error = torch.nn.functional.cross_entropy(logits.flatten(0, 1), codes.flatten(), reduction="none")
+        plan_loss = (error.reshape(-1, 2) * mask).sum() / (2 * mask.sum()).clamp(min=1)
+    cond = net.condition(context, emotion, plan, dropped)
     z0 = torch.randn(z1.shape, generator=gen)
     t = torch.rand(z1.shape[0], generator=gen)
     zt = (1 - t[:, None]) * z0 + t[:, None] * z1
     error = (net.velocity(zt, net.time_term(t), cond) - (z1 - z0)) ** 2
-    mask = pick(batch["valid"][:, back:]).reshape(-1, 1)
-    return (error * mask).sum() / (mask.sum() * c.latent).clamp(min=1)
+    return (error * mask).sum() / (mask.sum() * c.latent).clamp(min=1) + plan_loss
 
 
 def window_statistics(poses: Tensor, jerk: bool = False) -> list[Tensor]:
@@ -312,11 +335,15 @@ def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     smoothed = x[:, back - 1] + posture
     rho = c.noise_correlation
     eps = torch.randn((x.shape[0], c.latent), generator=gen)
+    plan = plans_at(net, batch, back, torch.zeros_like(batch["valid"][:, :1], dtype=torch.long), -1)[:, 0] \
+        if c.plan_codes else None  # fmt: skip
     made = []
     for k in range(CROP):
         eps = rho * eps + math.sqrt(1 - rho**2) * torch.randn(eps.shape, generator=gen)
-        cond = net.condition(encoded[:, CONTEXT + k : CONTEXT + k + D + 1], emotion, style, net.history_taps(history))
-        pose = net.next_pose(net.integrate(scale * eps, cond, time_terms))
+        context = net.context(encoded[:, CONTEXT + k : CONTEXT + k + D + 1], style, net.history_taps(history))
+        if plan is not None:  # the model draws its own plan, as in a stream
+            plan = net.sample_plan(net.plan_logits(context, emotion, plan), torch.rand((x.shape[0], 2), generator=gen))
+        pose = net.next_pose(net.integrate(scale * eps, net.condition(context, emotion, plan), time_terms))
         history = push_ring(history, pose[:, None])
         smoothed = smoothed + ROLLOUT_SMOOTHING * (pose + posture - smoothed)
         made.append(smoothed)
@@ -477,6 +504,17 @@ def with_emotion_options(net: GestureNetwork, dropout: float, film: bool) -> Ges
     return with_config(net, config, {"null_emotion", "emotion_film.weight", "emotion_film.bias"})
 
 
+def with_phrase_plan(net: GestureNetwork, codes: int) -> GestureNetwork:
+    """The same weights with a phrase plan of `codes` kinds an arm added; the plan's input to the flow
+    starts at zero, so the network starts out as it was, and its head untrained."""
+    out = with_config(net, replace(net.config, plan_codes=codes), {
+        f"{part}.{name}" for part in ("plan_in", "plan_head.0", "plan_head.2", "plan_head.4")
+        for name in ("weight", "bias")})  # fmt: skip
+    torch.nn.init.zeros_(out.plan_in.weight)
+    torch.nn.init.zeros_(out.plan_in.bias)
+    return out
+
+
 def flow_parameters(net: GestureNetwork) -> list[torch.nn.Parameter]:
     """Everything but the VAE, which the flow stage keeps fixed."""
     net.vae.requires_grad_(False)
@@ -491,7 +529,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
           free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT,
           sides_weight: float = SIDES_WEIGHT, history_frames: int = GestureConfig.history_frames,
-          history_lags: tuple[int, ...] = ()) -> tuple[GestureNetwork, dict]:  # fmt: skip
+          history_lags: tuple[int, ...] = (), phrase_plan: bool = PHRASE_PLAN
+          ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
     `vae_steps` is not used. The flow trains frame by frame for `flow_steps`, then free-running for
@@ -503,14 +542,18 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     emotion FiLM on (from zero) for that stage; `spread_weight` weighs the windows' spread in the
     statistics (`statistics_loss`), `sides_weight` how much more one arm moves than the other;
     `history_frames` is how many of its own poses the model sees, the last ones, or those `history_lags`
-    frames back (neither with `resume`, whose config is kept). The same arguments give the same weights."""
+    frames back (neither with `resume`, whose config is kept); `phrase_plan` gives the network a phrase
+    plan per arm to draw and follow (GestureConfig.plan_codes), learnt from the teacher's plans (clips
+    without them, motion capture, train without). The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     config = GestureConfig(emotion_dropout=emotion_dropout, emotion_posture=emotion_posture,
                            emotion_film=emotion_film, history_frames=len(history_lags) or history_frames,
-                           history_lags=history_lags)  # fmt: skip
+                           history_lags=history_lags,
+                           plan_codes=len(PLAN_CODES) if phrase_plan and all(c.plans for c in clips) else 0,
+                           )  # fmt: skip
     batches = Batches(clips, config, seed)
     vae_losses: list[float] = []
     if resume is None:
@@ -521,6 +564,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
         fit_latent_statistics(net, batches)
     else:
         net = with_emotion_options(resume, emotion_dropout, emotion_film).train()
+        if config.plan_codes and not net.config.plan_codes:
+            net = with_phrase_plan(net, config.plan_codes).train()
     flow_params = flow_parameters(net)
     rate = 2e-3 if resume is None else RESUME_RATE
     rollout_losses: list[float] = []
@@ -637,6 +682,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sides-weight", type=float, default=SIDES_WEIGHT,
                         help="weight of one-sidedness (how much more one arm moves than the other) in the "
                              "free-running loss; 0 leaves it out")  # fmt: skip
+    parser.add_argument("--phrase-plan", action=argparse.BooleanOptionalAction, default=PHRASE_PLAN,
+                        help="the network draws a phrase plan per arm, learnt from the teacher's, and the flow "
+                             "follows it (with --resume, added to the resumed network; not with --beat2, "
+                             "which has no plans)")  # fmt: skip
     parser.add_argument("--emotion-temperature", action=argparse.BooleanOptionalAction, default=True,
                         help="fit a sampling temperature per emotion after training (not with --beat2, "
                              "which has no teacher to match)")  # fmt: skip
@@ -691,7 +740,7 @@ def main(argv: list[str] | None = None) -> None:
                      args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
                      args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
                      args.rollout_jerk, args.free_running_film, args.spread_weight, args.sides_weight,
-                     args.history_frames, args.history_lags)  # fmt: skip
+                     args.history_frames, args.history_lags, args.phrase_plan)  # fmt: skip
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -701,6 +750,7 @@ def main(argv: list[str] | None = None) -> None:
                      "final_vae_loss": final_loss(log["vae_losses"]),
                      **{f"history_{k}": v for k, v in asdict(augment).items()},
                      "history_frames": net.config.history_frames, "history_lags": list(net.config.lags),
+                     "plan_codes": net.config.plan_codes,
                      "emotion_dropout": args.emotion_dropout, "emotion_posture": net.config.emotion_posture,
                      "emotion_film": net.config.emotion_film, "flow_frames": args.flow_frames,
                      "final_flow_loss": final_loss(log["flow_losses"]),  # with the free-running terms

@@ -99,10 +99,18 @@ class GestureConfig:
     # The classifier-free guidance weight on the emotion that generators sample with unless told otherwise
     # (1: none). A sampling setting, like the temperatures, and fitted with them (--guidance).
     guidance: float = DEFAULT_GUIDANCE
+    # A phrase plan per arm: each frame the network draws, for each arm, which of `plan_codes` phrase
+    # kinds it is in (at rest, a beat, a point, ...; the teacher's labels, teacher_gesture.PLAN_CODES)
+    # from the audio, emotion, style, history and the arm's last plan, and the flow follows that plan.
+    # 0: no plan, as in the shipped model. Meant to make which hand strikes, and with what shape, an
+    # explicit choice rather than the noise's, which the low sampling temperatures mostly take away; it
+    # has not read better yet (docs/gestures.md, "What was tried").
+    plan_codes: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim) < 1:
-            raise ValueError(f"GestureConfig sizes must be positive: {self}")
+        sizes = (self.channels, self.kernel_size, self.history_frames, self.latent, self.hidden, self.style_dim)
+        if min(sizes) < 1 or self.plan_codes < 0 or self.plan_codes == 1:
+            raise ValueError(f"GestureConfig sizes must be positive (plan_codes 0 or at least 2): {self}")
         if not 0 <= self.emotion_dropout < 1:
             raise ValueError(f"emotion_dropout must be in [0, 1): {self}")
         if not 0 <= self.lookahead_frames <= 6:
@@ -118,6 +126,11 @@ class GestureConfig:
     def lags(self) -> tuple[int, ...]:
         """How far back each history pose is, oldest first."""
         return self.history_lags or tuple(range(self.history_frames, 0, -1))
+
+    @property
+    def plan_size(self) -> int:
+        """Width of the plan as the network reads it: both arms' one-hot codes, left then right."""
+        return 2 * self.plan_codes
 
     @property
     def history_span(self) -> int:
@@ -184,6 +197,7 @@ class GestureNetwork(FlowMatching, nn.Module):
     style_presets: Tensor  # (n_styles, style_dim); names in the checkpoint
     emotion_offsets: Tensor  # (8, n_pose), with config.emotion_posture
     emotion_temperatures: Tensor  # (8,), with config.emotion_temperature
+    plan_cumulative: Tensor  # (plan_codes, plan_codes), with a plan
 
     def __init__(self, config: GestureConfig, n_styles: int = 16) -> None:
         super().__init__()
@@ -217,6 +231,12 @@ class GestureNetwork(FlowMatching, nn.Module):
             self.register_buffer("emotion_offsets", torch.zeros(N_EMOTIONS, c.n_pose))
         if c.emotion_temperature:
             self.register_buffer("emotion_temperatures", torch.full((N_EMOTIONS,), DEFAULT_TEMPERATURE))
+        if c.plan_codes:
+            self.plan_in = nn.Linear(c.plan_size, c.hidden)
+            self.plan_head = mlp(c.hidden + c.plan_size, c.hidden // 2, c.plan_size)
+            # cumulative sums as a product (B, K) @ (K, K): a plain matrix product in every exporter
+            self.register_buffer("plan_cumulative", torch.triu(torch.ones(c.plan_codes, c.plan_codes)),
+                                 persistent=False)  # fmt: skip
 
     @property
     def guidable(self) -> bool:
@@ -243,18 +263,34 @@ class GestureNetwork(FlowMatching, nn.Module):
         c = self.config
         return ring[:, [c.history_span - lag for lag in c.lags]] if c.history_lags else ring
 
-    def _context(self, window: Tensor, style: Tensor, history: Tensor) -> Tensor:
+    def context(self, window: Tensor, style: Tensor, history: Tensor) -> Tensor:
+        """window (B, D + 1, C); style (B, style_dim); history (B, N, n_pose) -> (B, hidden): what the
+        plan and the flow are conditioned on besides the emotion."""
         return self.audio_context(window.flatten(1)) + self.style(style) + self.history(history.flatten(1))
 
-    def condition(
-        self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor, dropped: Tensor | None = None
-    ) -> Tensor:
-        """window (B, D + 1, C); emotion (B, 8); style (B, style_dim); history (B, N, n_pose) -> (B, hidden).
-        `dropped` (B,) bool, in training: the rows whose emotion gives way to the null emotion."""
+    def plan_logits(self, context: Tensor, emotion: Tensor, previous: Tensor) -> Tensor:
+        """`context` (B, hidden), emotion (B, 8) and the last plan (B, plan_size; zero at a stream's
+        start) -> (B, 2, plan_codes) each arm's logits of its plan now."""
+        h = nn.functional.silu(context + self.emotion(emotion))
+        return self.plan_head(torch.cat([h, previous], dim=-1)).unflatten(-1, (2, self.config.plan_codes))
+
+    def sample_plan(self, logits: Tensor, uniform: Tensor) -> Tensor:
+        """(B, 2, K) logits and (B, 2) uniform draws in [0, 1) -> (B, 2K) one-hot plans: the code whose
+        cumulative probability first exceeds the draw (inverse-CDF sampling, one draw an arm)."""
+        cdf = logits.softmax(-1) @ self.plan_cumulative
+        code = (cdf < uniform[..., None]).sum(-1, keepdim=True).clamp(max=self.config.plan_codes - 1)
+        codes = torch.arange(self.config.plan_codes, device=logits.device)
+        return (code == codes).to(logits.dtype).flatten(1)
+
+    def condition(self, context: Tensor, emotion: Tensor, plan: Tensor | None = None,
+                  dropped: Tensor | None = None) -> Tensor:  # fmt: skip
+        """`context` (B, hidden), emotion (B, 8) and, with plan_codes, the plan (B, plan_size) ->
+        (B, hidden) (twice that with FiLM). `dropped` (B,) bool, in training: the rows whose emotion
+        gives way to the null emotion."""
         emotion_term = self.emotion(emotion)
         if dropped is not None:
             emotion_term = torch.where(dropped[:, None], self.null_emotion, emotion_term)
-        cond = nn.functional.silu(self._context(window, style, history) + emotion_term)
+        cond = nn.functional.silu(self._with_plan(context, plan) + emotion_term)
         if not self.config.emotion_film:
             return cond
         film = self.emotion_film(emotion)
@@ -262,10 +298,15 @@ class GestureNetwork(FlowMatching, nn.Module):
             film = film * ~dropped[:, None]  # the null emotion modulates nothing
         return torch.cat([cond, film], dim=-1)
 
-    def guidance_conditions(self, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor
+    def _with_plan(self, context: Tensor, plan: Tensor | None) -> Tensor:
+        if (plan is None) != (self.config.plan_codes == 0):
+            raise ValueError("a network with plan_codes needs a plan, and one without takes none")
+        return context if plan is None else context + self.plan_in(plan)
+
+    def guidance_conditions(self, context: Tensor, emotion: Tensor, plan: Tensor | None = None
                             ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """The condition, and the same with the null emotion: guidance pushes away from the second."""
-        context = self._context(window, style, history)
+        context = self._with_plan(context, plan)
         cond = nn.functional.silu(context + self.emotion(emotion))
         null = nn.functional.silu(context + self.null_emotion)
         if not self.config.emotion_film:
@@ -361,8 +402,10 @@ class GestureGenerator(StreamingGenerator):
                 TensorSpec("noise_state", (c.latent,)),
                 TensorSpec("smoothed", (c.n_pose,)),  # the low-passed output pose, normalised
                 TensorSpec("warmed", (1,)),
-            ),
-            noise=TensorSpec("noise", (c.latent,)),
+            )
+            + ((TensorSpec("plan", (c.plan_size,)),) if c.plan_codes else ()),  # the last plan drawn
+            # The flow's noise, then with a plan one standard normal draw an arm for the plan's sampling.
+            noise=TensorSpec("noise", (c.latent + (2 if c.plan_codes else 0),)),
             # The pose features, and the same pose in the body stream's wire layout (quaternions).
             outputs=(TensorSpec("pose", (1, c.n_pose)), TensorSpec("body", (1, len(BODY_CHANNELS)))),
             inputs_per_step=FEATURES_PER_FRAME,
@@ -392,17 +435,24 @@ class GestureGenerator(StreamingGenerator):
     def _correlated(self, previous: Tensor, noise: Tensor) -> Tensor:
         return self.rho * previous + math.sqrt(1 - self.rho**2) * noise
 
-    def _sample(self, eps: Tensor, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor) -> Tensor:
-        """Correlated noise (B, latent) and the condition's inputs -> the next normalised residual pose
-        (without the emotion posture), with guidance on the emotion when its weight is not 1."""
+    def _sample(self, noise: Tensor, eps: Tensor, window: Tensor, emotion: Tensor, style: Tensor, history: Tensor,
+                plan: Tensor | None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """This frame's fresh noise (for the plan's draws), the correlated noise (B, latent), the
+        condition's inputs and the last plan (None without one) -> the next normalised residual pose
+        (without the emotion posture), with guidance on the emotion when its weight is not 1, and the
+        plan drawn for it."""
         net = self.network
+        context = net.context(window, style, history)
+        if plan is not None:
+            uniform = 0.5 * (1 + torch.erf(noise[:, -2:] / math.sqrt(2)))  # standard normal -> uniform
+            plan = net.sample_plan(net.plan_logits(context, emotion, plan), uniform)
         scale = net.temperature(emotion) if self.temperature is None else self.temperature
         if self.guidance == 1.0:
-            z = net.integrate(scale * eps, net.condition(window, emotion, style, history), self.time_terms)
+            z = net.integrate(scale * eps, net.condition(context, emotion, plan), self.time_terms)
         else:
-            cond, null = net.guidance_conditions(window, emotion, style, history)
+            cond, null = net.guidance_conditions(context, emotion, plan)
             z = net.integrate(scale * eps, cond, self.time_terms, null, self.guidance)
-        return net.next_pose(z)
+        return net.next_pose(z), plan
 
     def step(
         self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
@@ -413,9 +463,10 @@ class GestureGenerator(StreamingGenerator):
             state = apply_reset(state, self.init_state(B, reset.device), reset)
         # (B, D + 1, C): frame k's own encoding .. k + D
         encoded, new_state = encode_step(net.conv_layers, net.encode_frames(inputs["features"][:, None]), state)
-        eps = self._correlated(state["noise_state"], noise)
+        eps = self._correlated(state["noise_state"], noise[:, : net.config.latent])
         emotion = inputs["emotion"][:, 0]
-        x = self._sample(eps, encoded, emotion, inputs["style"][:, 0], net.history_taps(state["history"]))
+        x, plan = self._sample(noise, eps, encoded, emotion, inputs["style"][:, 0], net.history_taps(state["history"]),
+                               state.get("plan"))  # fmt: skip
         warm = (state["warmed"] >= self.delay).reshape(B, 1)
         smoothed = self._smooth(state["smoothed"], x + net.posture(emotion))  # warm-up leaves it alone (below)
         new_state |= {
@@ -425,6 +476,8 @@ class GestureGenerator(StreamingGenerator):
             "smoothed": torch.where(warm, smoothed, state["smoothed"]),
             "warmed": torch.clamp(state["warmed"] + 1, max=float(self.delay)),
         }
+        if plan is not None:
+            new_state["plan"] = torch.where(warm, plan, state["plan"])
         pose = net.denormalize(smoothed)
         outputs = {"pose": pose[:, None], "body": pose_to_wire(pose)[:, None]}
         if not self.masks:
@@ -441,12 +494,14 @@ class GestureGenerator(StreamingGenerator):
         history = features.new_zeros(B, c.history_span, c.n_pose)
         eps = features.new_zeros(B, c.latent)
         smoothed = features.new_zeros(B, c.n_pose)
+        plan = features.new_zeros(B, c.plan_size) if c.plan_codes else None
         frames = []
         for k in range(S - self.delay):
             d = k + self.delay
-            eps = self._correlated(eps, noise[:, d])
+            eps = self._correlated(eps, noise[:, d, : c.latent])
             emotion = inputs["emotion"][:, d]
-            x = self._sample(eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d], net.history_taps(history))
+            x, plan = self._sample(noise[:, d], eps, encoded[:, k : d + 1], emotion, inputs["style"][:, d],
+                                   net.history_taps(history), plan)  # fmt: skip
             history = push_ring(history, x[:, None])
             smoothed = self._smooth(smoothed, x + net.posture(emotion))
             frames.append(net.denormalize(smoothed))

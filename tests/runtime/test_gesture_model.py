@@ -20,11 +20,13 @@ SMALL = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_
 
 
 def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: bool = False, film: bool = False,
-                  temperatures: bool = False, history_lags: tuple[int, ...] = ()) -> GestureNetwork:  # fmt: skip
+                  temperatures: bool = False, history_lags: tuple[int, ...] = (), plan_codes: int = 0
+                  ) -> GestureNetwork:  # fmt: skip
     torch.manual_seed(0)
     config = GestureConfig(**{**SMALL.__dict__, "lookahead_frames": lookahead, "emotion_dropout": emotion_dropout,
                               "emotion_posture": posture, "emotion_film": film,
-                              "emotion_temperature": temperatures, "history_lags": history_lags})  # fmt: skip
+                              "emotion_temperature": temperatures, "history_lags": history_lags,
+                              "plan_codes": plan_codes})  # fmt: skip
     net = GestureNetwork(config, n_styles=3).eval()
     with torch.no_grad():  # trained ones are not zero
         if net.guidable:
@@ -35,6 +37,8 @@ def small_network(lookahead: int = 5, emotion_dropout: float = 0.0, posture: boo
             net.emotion_film.weight.normal_(std=0.3)
         if temperatures:
             net.emotion_temperatures.copy_(torch.linspace(0.2, 1.0, 8))
+        if plan_codes:  # a plan head that changes its mind often, so that the draws matter
+            net.plan_head[-1].weight.mul_(20)
     return net
 
 
@@ -89,11 +93,19 @@ class TestGestureGeneratorWithSparseHistoryLags(GestureStepContract):
         return GestureGenerator(small_network(history_lags=(9, 4, 1)), n_steps=2)
 
 
-class TestGuidedGestureGeneratorWithEveryOption(GestureStepContract):
-    """Guidance, posture, FiLM, a temperature per emotion and sparse history lags in one graph."""
+class TestGestureGeneratorWithAPhrasePlan(GestureStepContract):
+    onnx_parity_covered_by = "TestGuidedGestureGeneratorWithEveryOption"
 
     def make_model(self) -> StreamingGenerator:
-        network = small_network(emotion_dropout=0.2, posture=True, film=True, temperatures=True, history_lags=(9, 4, 1))
+        return GestureGenerator(small_network(plan_codes=4), n_steps=2)
+
+
+class TestGuidedGestureGeneratorWithEveryOption(GestureStepContract):
+    """Guidance, posture, FiLM, a temperature per emotion, sparse history lags and a phrase plan in one graph."""
+
+    def make_model(self) -> StreamingGenerator:
+        network = small_network(emotion_dropout=0.2, posture=True, film=True, temperatures=True, history_lags=(9, 4, 1),
+                                plan_codes=4)  # fmt: skip
         return GestureGenerator(network, n_steps=2, guidance=2.0)
 
 
@@ -249,3 +261,16 @@ def test_a_temperature_per_emotion_blends_by_weight_and_yields_to_an_explicit_on
         other = GestureGenerator(net, n_steps=2, temperature=0.2).forward_sequence(inputs, noise)["pose"]
     torch.testing.assert_close(own, fixed)  # angry at full weight samples at angry's temperature
     assert not torch.allclose(own, other)
+
+
+def test_the_phrase_plan_draws_move_the_pose() -> None:
+    """The plan's two draws a frame (the noise's last two channels) change which phrases it picks, and
+    those change the motion; the flow's noise left the same."""
+    generator = GestureGenerator(small_network(plan_codes=4), n_steps=2)
+    inputs, _ = sequence(40, 0)
+    noise = torch.randn(1, 40, 10, generator=torch.Generator().manual_seed(1))
+    other = noise.clone()
+    other[..., -2:] = torch.randn(1, 40, 2, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = generator.forward_sequence(inputs, noise)["pose"], generator.forward_sequence(inputs, other)["pose"]
+    assert (a - b).abs().max() > 1e-2

@@ -89,7 +89,8 @@ def test_train_gesture_command_takes_history_lags_and_the_checkpoint_keeps_them(
     write_take(takes, "2_scott_0_1_1")
     out = tmp_path / "gesture.pt"
     main(["--beat2", str(takes), "--vae-steps", "2", "--flow-steps", "2", "--free-running-steps", "1",
-          "--batch-size", "2", "--history-lags", "12,4,1", "--out", str(out)])  # fmt: skip
+          "--batch-size", "2", "--history-lags", "12,4,1", "--phrase-plan", "--out", str(out)])  # fmt: skip
     network, _, metadata = load_gesture_checkpoint(out)
     assert network.config.history_lags == (12, 4, 1) and network.config.history_frames == 3
+    assert network.config.plan_codes == metadata["training"]["plan_codes"] == 0  # motion capture has no plans
     assert metadata["training"]["history_lags"] == [12, 4, 1]

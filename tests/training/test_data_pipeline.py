@@ -149,8 +149,9 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     for clip in clips:
         assert len(clip.features) == 2 and len(clip.poses) == 2 and clip.poses[0].shape[1] == N_POSE_FEATURES
         # Exactly four feature frames per body frame, on the audio version each render moves to.
-        for poses, version in zip(clip.poses, clip.versions, strict=True):
+        for poses, version, plan in zip(clip.poses, clip.versions, clip.plans, strict=True):
             assert clip.features[version].shape[0] == 4 * poses.shape[0]
+            assert plan.shape == (poses.shape[0], 2)  # each arm's phrase plan, frame by frame
     budget = {"vae_steps": 6, "flow_steps": 4, "free_running_steps": 3}
     net, log = train(clips, STYLE_NAMES, batch_size=4, seed=0, emotion_dropout=0.15, rollout_weight=1.0, **budget)
     assert len(log["vae_losses"]) == 6 and len(log["flow_losses"]) == 4 + 3

@@ -238,3 +238,23 @@ def test_the_timing_loss_rewards_strokes_where_the_teachers_are() -> None:
     assert float(timing_loss(2 * strokes + 1, strokes, full)) == pytest.approx(0.0, abs=1e-5)  # size is free
     assert float(timing_loss(late, strokes, full)) > 1.5
     assert float(timing_loss(fingers + 0.01 * torch.randn(fingers.shape), strokes, full)) > 0.5  # arms only
+
+
+def test_a_phrase_plan_is_cropped_with_its_poses_and_both_losses_train_its_head() -> None:
+    clip = indexed_clip()
+    clip.plans = [(np.arange(CLIP_FRAMES)[:, None] // 20 % 3 * np.array([1, 2]) % 4).astype(np.int8)]
+    config = GestureConfig(plan_codes=4)
+    batches = Batches([clip], config, seed=0)
+    batches.silence = SILENCE
+    batch = batches(16)
+    frame = batch["poses"][..., 0].long()  # each pose carries its frame's index
+    inside = batch["valid"] > 0
+    expected = (frame[..., None] // 20 % 3 * torch.tensor([1, 2]) % 4)
+    assert torch.equal(batch["plan"][inside], expected[inside]) and (batch["plan"][~inside] == 0).all()
+    torch.manual_seed(0)
+    net = GestureNetwork(config)
+    net.pose_std.fill_(50.0)
+    gen = torch.Generator().manual_seed(0)
+    (flow_loss(net, batch, gen) + sum(rollout_loss(net, batch, gen).values())).backward()
+    for part in (net.plan_in.weight, net.plan_head[0].weight):
+        assert part.grad is not None and part.grad.abs().sum() > 0

@@ -10,6 +10,7 @@ from emostream.training.gesture_temperature import (
     with_emotion_temperatures,
     with_guidance,
 )
+from emostream.training.train_gesture import with_phrase_plan
 
 
 def test_the_temperature_read_right_most_often_and_then_nearest_the_teachers_speed() -> None:
@@ -66,3 +67,20 @@ def test_the_fitted_guidance_is_carried_with_the_temperatures_and_needs_a_null_e
     assert GestureGenerator(fitted).guidance == 1.5
     with pytest.raises(ValueError, match="null emotion"):
         with_guidance(GestureNetwork(config, n_styles=2), 1.5)
+
+
+def test_a_network_given_a_phrase_plan_starts_out_as_it_was_whatever_it_draws() -> None:
+    """`--resume` of a network without a plan adds one (train_gesture.with_phrase_plan): until training
+    moves its input to the flow off zero, the motion is the old network's."""
+    torch.manual_seed(0)
+    config = GestureConfig(channels=32, dilations=(1, 2), hidden=48, latent=8, style_dim=4, history_frames=3)
+    plain = GestureNetwork(config, n_styles=2).eval()
+    planned = with_phrase_plan(plain, 6).eval()
+    assert planned.config.plan_codes == 6
+    S = 20
+    inputs = {"features": torch.randn(1, 4 * S, 80), "emotion": torch.zeros(1, S, 8), "style": torch.zeros(1, S, 4)}
+    noise = torch.randn(1, S, 10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = GestureGenerator(plain, n_steps=2).forward_sequence(inputs, noise[..., :8])["pose"]
+        after = GestureGenerator(planned, n_steps=2).forward_sequence(inputs, noise)["pose"]
+    torch.testing.assert_close(before, after)

@@ -7,7 +7,7 @@ from emostream.runtime.rigs import LOWER_BODY_JOINTS, SMPLX_JOINTS, forward_kine
 from emostream.runtime.rotations import axis_angle_to_matrix
 from emostream.training.align import Phone
 from emostream.training.gesture_evaluation import arm_joint_speed, pose_statistics, positions
-from emostream.training.teacher_gesture import STYLES, VOWELS, teach_gesture
+from emostream.training.teacher_gesture import PLAN_CODES, STYLES, VOWELS, teach_gesture
 
 J = {n: i for i, n in enumerate(SMPLX_JOINTS)}
 RATE = 16_000
@@ -124,3 +124,20 @@ def test_most_gestures_are_made_with_one_hand() -> None:
     takes = [teach_gesture(phones, audio, RATE, "neutral", 1.0, style, seed=2) for style in STYLES]
     sidedness = [pose_statistics(positions(pose_features(r.axis_angle, r.trans)))["one_sidedness"] for r in takes]
     assert np.median(sidedness) > 0.1  # the shipped model's takes: 0.03 to 0.08 (docs/gestures.md)
+
+
+def test_the_plan_names_each_strokes_arm_and_shape_and_rest_after_the_speech() -> None:
+    """What the model learns to draw (GestureConfig.plan_codes): at every stroke an arm is in a phrase,
+    the arm that moves most in it; both arms are at rest before the first phrase and after the last."""
+    phones, audio = speech(8.0)
+    out = teach_gesture(phones, audio, RATE, "angry", 1.0, "dev", seed=4)
+    assert out.plan.shape == (out.axis_angle.shape[0], 2) and out.plan.max() < len(PLAN_CODES)
+    speed = {side: np.abs(np.diff(out.axis_angle[:, J[f"{side}_elbow"]], axis=0)).sum(-1) for side in ("left", "right")}
+    for stroke in out.strokes:
+        k = round(float(stroke) * 30)
+        active = [side for i, side in enumerate(("left", "right")) if out.plan[k, i] != 0]
+        assert active, stroke
+        moving = max(speed, key=lambda side: speed[side][k - 6 : k].sum())
+        assert moving in active
+    assert (out.plan[0] == 0).all() and (out.plan[-1] == 0).all()
+    assert {PLAN_CODES[c] for c in np.unique(out.plan)} - {"rest"}  # some phrase kind beside rest
