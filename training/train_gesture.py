@@ -104,8 +104,8 @@ SIDES_WEIGHT = 0.0
 # sample with more.
 FIT_GUIDANCE = 1.0
 # Whether the network draws a phrase plan per arm (which kind of phrase, or rest) that the flow follows
-# (GestureConfig.plan_codes). Off: added to the shipped model by a resume it read worse by motion alone
-# (0.505 against 0.635) and made fewer beats (docs/gestures.md, "What was tried").
+# (GestureConfig.plan_codes). Off: added to the shipped model by a resume, and from scratch, it read worse
+# by motion alone (0.505 and 0.568 against 0.635) and made fewer beats (docs/gestures.md, "What was tried").
 PHRASE_PLAN = False
 
 
