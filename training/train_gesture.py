@@ -335,8 +335,8 @@ def free_run(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator
     smoothed = x[:, back - 1] + posture
     rho = c.noise_correlation
     eps = torch.randn((x.shape[0], c.latent), generator=gen)
-    plan = plans_at(net, batch, back, torch.zeros_like(batch["valid"][:, :1], dtype=torch.long), -1)[:, 0] \
-        if c.plan_codes else None  # fmt: skip
+    before_crop = torch.zeros((x.shape[0], 1), dtype=torch.long)  # the plan in the frame before the crop
+    plan = plans_at(net, batch, back, before_crop, -1)[:, 0] if c.plan_codes else None
     made = []
     for k in range(CROP):
         eps = rho * eps + math.sqrt(1 - rho**2) * torch.randn(eps.shape, generator=gen)
