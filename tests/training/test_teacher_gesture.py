@@ -126,7 +126,7 @@ def test_most_gestures_are_made_with_one_hand() -> None:
     assert np.median(sidedness) > 0.1  # the shipped model's takes: 0.03 to 0.08 (docs/gestures.md)
 
 
-def test_the_plan_names_each_strokes_arm_and_shape_and_rest_after_the_speech() -> None:
+def test_the_plan_names_each_strokes_moving_arm_and_rests_before_and_after_the_speech() -> None:
     """What the model learns to draw (GestureConfig.plan_codes): at every stroke an arm is in a phrase,
     the arm that moves most in it; both arms are at rest before the first phrase and after the last."""
     phones, audio = speech(8.0)
