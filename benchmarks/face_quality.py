@@ -51,6 +51,9 @@ HEAD = [
 LOOKAHEADS_MS = (0.0, 30.0, 60.0, 100.0)
 SAMPLER_STEPS = (1, 2, 4)  # the server never sheds to fewer steps than asked: this is why (docs/server.md)
 DEFAULT_LOOKAHEAD_MS = 60.0
+# Training steps of the lip-reading and emotion classifiers: a fixed budget, so that every run judges by the
+# same classifiers (a time budget gave this machine's slow days a less trained judge).
+CLASSIFIER_STEPS = 4000
 
 
 @dataclass
@@ -161,15 +164,15 @@ def lip_metrics(generated: list[np.ndarray], teacher: list[np.ndarray], utts: li
     }
 
 
-def train_lipreader(utterances: list[Utterance], seconds: float) -> torch.nn.Module:
+def train_lipreader(utterances: list[Utterance], steps: int = CLASSIFIER_STEPS) -> torch.nn.Module:
     """Lip-reading: visemes from a window of mouth motion, trained on teacher motion (random emotions) of
-    `utterances` (training voices)."""
+    `utterances` (training voices), for a fixed number of steps: the same judge on every run and machine."""
     x, y = [], []
     for u in utterances:
         out = teach(u.phones, u.audio, u.rate, str(np.random.default_rng(len(x)).choice(EMOTIONS)), 1.0, seed=2)
         x.append(windows(out.face, MOUTH, 3))
         y.append(out.visemes)
-    return train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), seconds)
+    return train_classifier(np.concatenate(x), np.concatenate(y), len(VISEMES), steps=steps)
 
 
 def viseme_truth(utterance: Utterance) -> np.ndarray:
@@ -189,6 +192,13 @@ def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], tru
     return sum(h for h, _ in hits) / sum(n for _, n in hits)
 
 
+def lip_shape_jitter(faces: list[np.ndarray]) -> float:
+    """How unsteadily the lips change shape: the mean absolute second difference from frame to frame of the
+    lip-shape channels (LIP_SHAPES), over every frame of `faces`."""
+    channels = [CH[name] for name in LIP_SHAPES]
+    return float(np.mean(np.concatenate([np.abs(np.diff(f[:, channels], n=2, axis=0)).mean(1) for f in faces])))
+
+
 def with_teacher_lip_shapes(faces: list[np.ndarray], teacher: list[np.ndarray]) -> list[np.ndarray]:
     """`faces` with the lip-shape channels (`LIP_SHAPES`) replaced by the teacher's, frame by frame."""
     shaped = [CH[name] for name in LIP_SHAPES]
@@ -206,7 +216,8 @@ def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, 
     return step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
 
 
-def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classifier_seconds: float = 20.0) -> dict:
+def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int,
+        classifier_steps: int = CLASSIFIER_STEPS) -> dict:  # fmt: skip
     network, metadata = load_checkpoint(checkpoint)
     if not (corpus / "manifest.json").exists():
         build(corpus, n_utterances, seed=7, only_held_out=True)
@@ -216,7 +227,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     neutral = emotion_vector("neutral", 1.0)
     teacher_neutral = [teach(u.phones, u.audio, u.rate, "neutral", 1.0, seed=1).face for u in held]
 
-    lipreader = train_lipreader(train_set or held, classifier_seconds)
+    lipreader = train_lipreader(train_set or held, classifier_steps)
 
     truths = [viseme_truth(u) for u in held]
 
@@ -230,7 +241,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
             feats = emotion_features(teach(u.phones, u.audio, u.rate, emotion, 1.0, seed=i * 8 + e).face)
             x.append(feats)
             y.append(np.full(len(feats), e))
-    emotion_classifier = train_classifier(np.concatenate(x), np.concatenate(y), len(EMOTIONS), classifier_seconds)
+    emotion_classifier = train_classifier(np.concatenate(x), np.concatenate(y), len(EMOTIONS), steps=classifier_steps)
 
     result: dict = {
         "benchmark": "face_quality",
@@ -265,6 +276,8 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int, classif
     result["lipread_with_teacher_lip_shapes"] = lipread_accuracy(
         with_teacher_lip_shapes(default_faces, teacher_neutral)
     )
+    result["lip_shape_jitter"] = {"model": lip_shape_jitter(default_faces),
+                                  "teacher": lip_shape_jitter(teacher_neutral)}  # fmt: skip
 
     # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
     result["steps"] = {}
@@ -341,6 +354,9 @@ def markdown(result: dict) -> str:
         "",
         f"Teacher's own lip-reading accuracy: {result['teacher_lipread_accuracy']:.3f}; the model's "
         f"frames (58 ms) with the teacher's lip shapes: {result['lipread_with_teacher_lip_shapes']:.3f}",
+        "",
+        f"Lip-shape jitter (58 ms; mean absolute second difference of the lip-shape channels a frame): "
+        f"{result['lip_shape_jitter']['model']:.4f} (teacher {result['lip_shape_jitter']['teacher']:.4f})",
         "",
     ]
     lines += [
@@ -426,11 +442,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT / "training" / "data" / "corpus")
     parser.add_argument("--utterances", type=int, default=60, help="held-out utterances to evaluate")
     parser.add_argument("--train-utterances", type=int, default=150, help="for the lip-reading and emotion classifiers")
-    parser.add_argument("--classifier-seconds", type=float, default=20.0, help="training time of each classifier")
+    parser.add_argument("--classifier-steps", type=int, default=CLASSIFIER_STEPS, help="training steps of each one")
     parser.add_argument("--name", default="face_quality")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    result = run(args.checkpoint, args.corpus, args.utterances, args.train_utterances, args.classifier_seconds)
+    result = run(args.checkpoint, args.corpus, args.utterances, args.train_utterances, args.classifier_steps)
     write_report(args.name, result, markdown(result), plot)
 
 

@@ -68,7 +68,6 @@ PYLIPSYNC = "pylipsync==0.2.1"
 RATES = {"48k": 48000, "16k": 16000, "8k": 8000}
 CONDITIONS = ("48k", "16k", "8k", "g711-mulaw", "gsm", "g722", "opus-12k", "mp3-32k")
 TTS_CONDITIONS = ("16k", "8k")
-LIPREADER_SECONDS = 20.0  # training time of the lip-reading classifier (as in bench face-quality)
 OPENNESS = {"aa": 1.0, "oh": 0.7, "ee": 0.5, "ih": 0.35, "ou": 0.3, "silence": 0.0}
 PEER_LEVEL_DB = -20.0  # dBFS of the loud frames after calibration
 SILENCE_SHARE = 0.3  # pylipsync's silence_threshold
@@ -261,7 +260,7 @@ def run(checkpoint: Path, corpus: Path, steps: tuple[int, ...], conditions: tupl
     fit_on = tts_clips(corpus, False, 60)
     fit_clips = [Clip("tts", *condition(c.audio, c.rate, name), c.phones) for c in fit_on for name in ("16k", "8k")]
     peer = fit_peer(fit_clips)
-    lipreader = train_lipreader(load_set(corpus, False, 150), LIPREADER_SECONDS)
+    lipreader = train_lipreader(load_set(corpus, False, 150))
     print(f"pylipsync fitted on {len(fit_on)} TTS training utterances: {peer}", flush=True)
     rows = []
     sets = [("real", name, real_clips) for name in conditions] + [("tts", name, tts) for name in TTS_CONDITIONS]

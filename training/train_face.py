@@ -55,6 +55,12 @@ def stretch(face: np.ndarray, scale: float) -> np.ndarray:
     return face[lo] * (1 - w) + face[hi] * w
 
 
+def stretch_labels(labels: np.ndarray, scale: float) -> np.ndarray:
+    """Per-frame labels (T,) resampled in time as `stretch` does, each frame taking the nearest one's label."""
+    n = round(labels.shape[0] * scale)
+    return labels[np.clip(np.rint(np.arange(n) / scale).astype(int), 0, labels.shape[0] - 1)]
+
+
 def warp_mel(features: np.ndarray, factor: float) -> np.ndarray:
     """Vocal tract length perturbation on log-mel frames (T, n_mels): the spectrum stretched along the mel
     axis by `factor` (> 1 moves formants up, as a shorter vocal tract does). Edges are held."""
@@ -69,7 +75,7 @@ def warp_mel(features: np.ndarray, factor: float) -> np.ndarray:
 def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead: int) -> dict[str, Tensor]:
     """Features with the lookahead's silent prefix, target faces, emotion and a frame mask."""
     delay, prefix = lookahead_timing(lookahead)
-    feats, faces, emos, lengths, closures = [], [], [], [], []
+    feats, faces, emos, lengths, closures, visemes = [], [], [], [], [], []
     for ex in examples:
         v = int(rng.integers(len(ex.features)))
         r = int(rng.integers(len(ex.faces)))
@@ -84,6 +90,7 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
         feats.append(f[: 2 * positions].reshape(positions, 2, N_MELS))
         faces.append(face[:n])
         closures.append(closure[:n])
+        visemes.append(stretch_labels(ex.visemes.astype(np.int64), ex.time_scales[v])[:n])
         emos.append(ex.emotions[r])
         lengths.append(n)
     M = max(f.shape[0] for f in feats)
@@ -93,16 +100,19 @@ def make_batch(examples: list[FaceExample], rng: np.random.Generator, lookahead:
     target = np.zeros((B, K, len(FACE_CHANNELS)), np.float32)
     mask = np.zeros((B, K), np.float32)
     closure_target = np.zeros((B, K), np.float32)
+    viseme_target = np.zeros((B, K), np.int64)
     for b in range(B):
         features[b, : feats[b].shape[0]] = feats[b]
         target[b, : lengths[b]] = faces[b]
         mask[b, : lengths[b]] = 1
         closure_target[b, : closures[b].shape[0]] = closures[b]
+        viseme_target[b, : visemes[b].shape[0]] = visemes[b]
     return {
         "features": torch.from_numpy(features),
         "target": torch.from_numpy(target),
         "mask": torch.from_numpy(mask),
         "closure": torch.from_numpy(closure_target),
+        "visemes": torch.from_numpy(viseme_target),
         "emotion": torch.from_numpy(np.stack(emos)),
         "lookahead": torch.tensor(lookahead),
     }

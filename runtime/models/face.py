@@ -45,6 +45,9 @@ HISTORY_BOUND = 5.0  # produced frames are clamped to +-5 standard deviations (n
 # The audio-only closure head's logit is scaled by this before the sigmoid: a confident closure seals the
 # lips whole (a partly applied one leaves an emotion's raised upper lip open), a doubtful one stays small.
 CLOSURE_SHARPNESS = 2.0
+# The viseme head's posterior is sharpened by this before it mixes the templates (VisemeTemplates): 1 mixes
+# them as likely as the classifier finds them, larger picks the likeliest.
+LIP_SHARPNESS = 2.0
 CLOSURE_PASS = "closure_"  # prefix of the state of the closure head's own encoder pass
 
 
@@ -64,6 +67,7 @@ class FaceConfig:
     closure_telephone_band: bool = False  # ... and only the band an 8 kHz call carries (a second encoder pass)
     audio_opening: bool = False  # a head for how far the lips are open at least (training/audio_opening.py)
     lip_shapes: tuple[str, ...] = ()  # channels a lip-shape head sets from audio and emotion (training/lip_shape.py)
+    lip_visemes: int = 0  # > 0: that head names the viseme (of this many) and sets its templates' shapes
 
     def __post_init__(self) -> None:
         if min(self.n_mels, self.channels, self.kernel_size, self.history_frames, self.hidden) < 1:
@@ -86,6 +90,7 @@ class FaceNetwork(FlowMatching, nn.Module):
 
     lip_placement: Tensor  # (len(lip_shapes), n_channels) one-hot: the channels the lip-shape head sets
     lip_unplaced: Tensor  # (n_channels,) 1 where it sets none
+    neutral_emotion: Tensor  # (8,) the emotion input of neutral at full intensity
     feature_mean: Tensor  # (n_mels,) input normalisation, fitted on the training set
     feature_std: Tensor
     telephone_gain: Tensor  # (n_mels,) power each mel band keeps in the telephone band (runtime/audio.py)
@@ -132,20 +137,20 @@ class FaceNetwork(FlowMatching, nn.Module):
         # The lips' shapes (rounding, tuck, spread: LIP_SHAPES), which the sampler draws too faint: from the
         # audio and the emotion, not the history, whose unrounded past talks the sampler out of rounding
         # (training/lip_shape.py).
-        self.lip_shape = (
-            nn.Sequential(
-                nn.Linear(self.window * c.channels + N_EMOTIONS, c.hidden),
-                nn.SiLU(),
-                nn.Linear(c.hidden, len(c.lip_shapes)),
-            )
-            if c.lip_shapes
-            else None
-        )
+        # With `lip_visemes` it names the viseme instead and sets the shapes of its templates (VisemeTemplates).
+        lip_inputs = self.window * c.channels + N_EMOTIONS
+        self.lip_shape: nn.Module | None = None
+        if c.lip_shapes and c.lip_visemes:
+            self.lip_shape = VisemeTemplates(lip_inputs, c.hidden, c.lip_visemes, len(c.lip_shapes))
+        elif c.lip_shapes:
+            shapes = len(c.lip_shapes)
+            self.lip_shape = nn.Sequential(nn.Linear(lip_inputs, c.hidden), nn.SiLU(), nn.Linear(c.hidden, shapes))
         # Where its outputs go: a one-hot row per channel (not saved; moves to the device with the module).
         placement = torch.zeros(len(c.lip_shapes), c.n_channels)
         placement[range(len(c.lip_shapes)), [_CH[name] for name in c.lip_shapes]] = 1.0
         self.register_buffer("lip_placement", placement, persistent=False)
         self.register_buffer("lip_unplaced", 1 - placement.sum(0), persistent=False)  # the channels it leaves
+        self.register_buffer("neutral_emotion", torch.eye(N_EMOTIONS)[NEUTRAL], persistent=False)
         self.one_step = OneStepSampler(c.n_channels, c.hidden) if c.one_step else None
 
     @property
@@ -216,15 +221,23 @@ class FaceNetwork(FlowMatching, nn.Module):
         left exactly as it was. The first layer is linear, so the neutral reading costs one emotion
         product and the second layer once more."""
         assert self.lip_shape is not None
-        first, activation, second = cast(tuple[nn.Linear, nn.Module, nn.Linear], tuple(self.lip_shape))
+        templates = self.lip_shape if isinstance(self.lip_shape, VisemeTemplates) else None
+        layers = cast(nn.Sequential, templates.classify if templates is not None else self.lip_shape)
+        first, activation, second = cast(tuple[nn.Linear, nn.Module, nn.Linear], tuple(layers))
+
+        def shaped(out: Tensor, emotion: Tensor) -> Tensor:
+            return out if templates is None else templates.shapes(out, emotion)
+
         hidden = first(torch.cat([window.flatten(1), emotion], dim=1))
-        shapes = second(activation(hidden))
+        shapes = shaped(second(activation(hidden)), emotion)
         if closure is not None:
             # The first layer's input with the emotion's whole weight on neutral instead: its emotion
             # columns' product changes by sum(emotion) times neutral's column less the emotion's own.
             emotion_columns = first.weight[:, -N_EMOTIONS:]
-            moved = emotion.sum(dim=1, keepdim=True) * emotion_columns[:, NEUTRAL] - emotion @ emotion_columns.T
-            shapes = shapes + closure[:, None] * (second(activation(hidden + moved)) - shapes)
+            weight = emotion.sum(dim=1, keepdim=True)
+            moved = weight * emotion_columns[:, NEUTRAL] - emotion @ emotion_columns.T
+            in_neutral = shaped(second(activation(hidden + moved)), weight * self.neutral_emotion)
+            shapes = shapes + closure[:, None] * (in_neutral - shapes)
         return shapes.clamp(0.0, 1.0)
 
     def finish(self, x: Tensor, cond: Tensor, window: Tensor, emotion: Tensor, closure_window: Tensor) -> Tensor:
@@ -246,6 +259,30 @@ class FaceNetwork(FlowMatching, nn.Module):
         y = x * self.face_std + self.face_mean
         n = len(ARKIT_BLENDSHAPES)
         return torch.cat([y[..., :n].clamp(0.0, 1.0), y[..., n:]], dim=-1)
+
+
+class VisemeTemplates(nn.Module):
+    """The lip-shape head that names the viseme: a classifier of the audio window and the emotion (its
+    logits trained by cross-entropy on the teacher's viseme of each frame) whose posterior, sharpened by
+    LIP_SHARPNESS, mixes one template of lip shapes per viseme, scaled and offset per emotion (the
+    teacher's articulation). Where the audio leaves a shape in doubt, a regression of the shapes averages
+    the candidates into a mouth that is none of them, which a lip-reader cannot read; the sharpened
+    posterior makes the likeliest one instead (docs/real-voices.md)."""
+
+    def __init__(self, inputs: int, hidden: int, n_visemes: int, n_shapes: int) -> None:
+        super().__init__()
+        self.classify = nn.Sequential(nn.Linear(inputs, hidden), nn.SiLU(), nn.Linear(hidden, n_visemes))
+        self.templates = nn.Parameter(torch.zeros(n_visemes, n_shapes))
+        self.emotion_gain = nn.Parameter(torch.zeros(N_EMOTIONS, n_shapes))
+        self.emotion_offset = nn.Parameter(torch.zeros(N_EMOTIONS, n_shapes))
+
+    def shapes(self, logits: Tensor, emotion: Tensor, sharpness: float = LIP_SHARPNESS) -> Tensor:
+        """(B, n_visemes) logits and (B, 8) emotion -> (B, n_shapes) lip shapes, unclamped."""
+        return self.mix(torch.softmax(logits * sharpness, dim=-1), emotion)
+
+    def mix(self, posterior: Tensor, emotion: Tensor) -> Tensor:
+        """(B, n_visemes) viseme weights and (B, 8) emotion -> (B, n_shapes) lip shapes, unclamped."""
+        return (posterior @ self.templates) * (1 + emotion @ self.emotion_gain) + emotion @ self.emotion_offset
 
 
 class OneStepSampler(nn.Module):

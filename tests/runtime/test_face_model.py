@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -6,6 +8,7 @@ from emostream.runtime.models.face import (
     FaceConfig,
     FaceGenerator,
     FaceNetwork,
+    VisemeTemplates,
     load_checkpoint,
     lookahead_timing,
     save_checkpoint,
@@ -62,10 +65,11 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(tmp_path) -> None:  # t
         assert torch.equal(a, b), name
 
 
-def one_step_network() -> FaceNetwork:
+def one_step_network(lip_visemes: int = 15) -> FaceNetwork:
     """The small network with a one-step sampler, nudged away from its start (one Euler step), an
-    audio-only closure head that hears the telephone band, a lip-opening head and a lip-shape head: what
-    the stages after training add (training/face_stages.py)."""
+    audio-only closure head that hears the telephone band, a lip-opening head and a lip-shape head that
+    names visemes (its templates drawn at random; `lip_visemes=0`: the regression head of earlier
+    checkpoints): what the stages after training add (training/face_stages.py)."""
     from emostream.runtime.models.face import LIP_SHAPES
     from emostream.training.audio_closure import with_fresh_head
     from emostream.training.distil_face import with_one_step
@@ -74,16 +78,48 @@ def one_step_network() -> FaceNetwork:
     network = with_one_step(small_network())
     network = with_fresh_head(network, "audio_closure", audio_closure=True, closure_telephone_band=True)
     network = with_fresh_head(network, "audio_opening")
-    network = with_fresh_head(network, "lip_shape", lip_shapes=LIP_SHAPES)
+    network = with_fresh_head(network, "lip_shape", lip_shapes=LIP_SHAPES, lip_visemes=lip_visemes)
     assert network.one_step is not None
     with torch.no_grad():
         network.one_step.time.add_(0.5)
+        if isinstance(network.lip_shape, VisemeTemplates):  # fresh templates are zero: every shape alike
+            for template in (network.lip_shape.templates, network.lip_shape.emotion_offset):
+                template.uniform_(0.0, 0.6)
+            network.lip_shape.emotion_gain.uniform_(-0.5, 0.5)
     return network.eval()
 
 
 class TestFaceGeneratorWithTheStagesAfterTraining(StepContractSuite):
     def make_model(self) -> StreamingGenerator:
         return FaceGenerator(one_step_network(), lookahead=7, n_steps=1)
+
+
+def test_the_viseme_head_makes_the_likeliest_viseme_s_shapes_and_a_regression_checkpoint_still_loads(
+    tmp_path: Path,
+) -> None:
+    network = one_step_network()
+    head = network.lip_shape
+    assert isinstance(head, VisemeTemplates) and head.templates.shape == (15, len(network.config.lip_shapes))
+    emotion = torch.eye(8)[[0, 6]] * torch.tensor([[1.0], [0.7]])
+    logits = torch.zeros(2, 15)
+    logits[:, 4] = 3.0  # one viseme clearly likelier than the other fourteen
+    with torch.no_grad():
+        own = head.templates[4] * (1 + emotion @ head.emotion_gain) + emotion @ head.emotion_offset
+        # Sharpened, the mix leans further to the likeliest viseme's template than the posterior itself.
+        as_likely, sharpened = head.shapes(logits, emotion, sharpness=1.0), head.shapes(logits, emotion)
+        assert (sharpened - own).abs().max() < 0.5 * (as_likely - own).abs().max()
+        assert torch.allclose(head.shapes(logits * 100, emotion), own, atol=1e-5)
+    # A checkpoint of the regression head (no `lip_visemes` in its config) loads as one.
+    regression = one_step_network(lip_visemes=0)
+    save_checkpoint(tmp_path / "old.pt", regression, {})
+    blob = torch.load(tmp_path / "old.pt", weights_only=True)
+    del blob["config"]["lip_visemes"]
+    torch.save(blob, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert isinstance(loaded.lip_shape, torch.nn.Sequential) and loaded.config.lip_visemes == 0
+    window = torch.randn(2, network.window, SMALL.channels)
+    with torch.no_grad():
+        assert torch.equal(loaded.lip_shapes(window, emotion), regression.lip_shapes(window, emotion))
 
 
 def test_the_audio_closure_head_hears_neither_the_emotion_nor_the_history() -> None:
@@ -190,8 +226,9 @@ def test_the_lip_shape_head_sets_its_channels_from_audio_and_emotion_alone() -> 
         assert torch.equal(sampled, plain.denormalize(x)[:, kept_channels])
 
 
-def test_a_likely_closure_leans_the_lip_shapes_toward_neutral_s_and_leaves_neutral_alone() -> None:
-    network = one_step_network()
+@pytest.mark.parametrize("lip_visemes", [15, 0], ids=["viseme head", "regression head"])
+def test_a_likely_closure_leans_the_lip_shapes_toward_neutral_s_and_leaves_neutral_alone(lip_visemes: int) -> None:
+    network = one_step_network(lip_visemes)
     torch.manual_seed(5)
     window = torch.randn(3, network.window, SMALL.channels)
     disgusted, half = torch.eye(8)[[5, 5, 5]] * torch.tensor([[1.0], [1.0], [0.5]]), torch.eye(8)[[0, 0, 0]]
