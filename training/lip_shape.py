@@ -5,11 +5,11 @@ rounded visemes (oh, ou) had mouthFunnel and mouthPucker at 0.07 against the tea
 0.46, and the labiodental tuck (mouthRollLower in FF) at 0.19 against 0.5, on training voices alike, so a
 lip-reader read oh and ou in under a tenth of their frames (docs/real-voices.md). Fed its own unrounded
 past, the flow keeps to it: with the history zeroed the same network rounds twice as much. This head hears
-the audio window and the emotion, not the history, and regresses the teacher's weights of the viseme
-channels other than the jaw and the bilabial press (`LIP_SHAPES`: rounding, tuck, spread, parting,
-tongue; squared error); at run time they replace the sampled ones, before the lips are opened and closed
-(`FaceNetwork.finish`). The teacher's lip shapes follow the phones deterministically (scaled by an
-emotion's articulation), so a regression loses no variety the teacher has.
+the audio window and the emotion, not the history, and sets the viseme channels other than the jaw and
+the bilabial press (`LIP_SHAPES`: rounding, tuck, spread, parting, tongue); at run time they replace the
+sampled ones, before the lips are opened and closed (`FaceNetwork.finish`). The teacher's lip shapes
+follow the phones deterministically (scaled by an emotion's articulation), so a deterministic head loses
+no variety the teacher has. Older checkpoints' head regresses the shapes (squared error).
 
 The head names the viseme (`VisemeTemplates`, `lip_visemes` in the config): its logits are trained by
 cross-entropy on the teacher's viseme of each frame, and one template of lip shapes per viseme, with a
