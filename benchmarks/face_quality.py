@@ -43,6 +43,7 @@ from emostream.training.visemes import VISEMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
+LIP_SHAPE_CHANNELS = [CH[name] for name in LIP_SHAPES]  # the channels the lip-shape head sets
 MOUTH = [CH[n] for n in MOUTH_CHANNELS]
 UPPER = [CH[n] for n in FACE_CHANNELS if n.startswith(("brow", "eyeBlink", "eyeWide", "eyeSquint"))]
 HEAD = [
@@ -195,18 +196,17 @@ def lipreading_accuracy(lipreader: torch.nn.Module, faces: list[np.ndarray], tru
 def lip_shape_jitter(faces: list[np.ndarray]) -> float:
     """How unsteadily the lips change shape: the mean absolute second difference from frame to frame of the
     lip-shape channels (LIP_SHAPES), over every frame of `faces`."""
-    channels = [CH[name] for name in LIP_SHAPES]
-    return float(np.mean(np.concatenate([np.abs(np.diff(f[:, channels], n=2, axis=0)).mean(1) for f in faces])))
+    return float(np.mean(np.concatenate([np.abs(np.diff(f[:, LIP_SHAPE_CHANNELS], n=2, axis=0)).mean(1)
+                                         for f in faces])))  # fmt: skip
 
 
 def with_teacher_lip_shapes(faces: list[np.ndarray], teacher: list[np.ndarray]) -> list[np.ndarray]:
     """`faces` with the lip-shape channels (`LIP_SHAPES`) replaced by the teacher's, frame by frame."""
-    shaped = [CH[name] for name in LIP_SHAPES]
     out = []
     for face, taught in zip(faces, teacher, strict=True):
         n = min(len(face), len(taught))
         mixed = face[:n].copy()
-        mixed[:, shaped] = taught[:n, shaped]
+        mixed[:, LIP_SHAPE_CHANNELS] = taught[:n, LIP_SHAPE_CHANNELS]
         out.append(mixed)
     return out
 
