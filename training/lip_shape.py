@@ -44,6 +44,14 @@ def shape_error(predicted: Tensor, batch: dict[str, Tensor], channels: list[int]
     return (((predicted - target) ** 2) * mask).sum() / mask.sum()
 
 
+def naming_error(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """Cross-entropy of (B * K, n_visemes) logits against the teacher's viseme of each frame, mean over the
+    batch's frames."""
+    mask = batch["mask"].reshape(-1)
+    naming = torch.nn.functional.cross_entropy(logits, batch["visemes"].reshape(-1), reduction="none")
+    return (naming * mask).sum() / mask.sum()
+
+
 def lip_shape_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) -> Tensor:
     """`shape_error` of the network's lip-shape head; for the viseme head, plus its classifier's
     cross-entropy on the teacher's visemes."""
@@ -56,9 +64,8 @@ def lip_shape_loss(net: FaceNetwork, windows: Tensor, batch: dict[str, Tensor]) 
     if not isinstance(head, VisemeTemplates):
         return shape_error(head(heard), batch, channels)  # unclamped: gradients at 0 and 1
     logits = head.classify(heard)
-    mask = batch["mask"].reshape(-1)
-    naming = (torch.nn.functional.cross_entropy(logits, batch["visemes"].reshape(-1), reduction="none") * mask).sum()
-    return naming / mask.sum() + shape_error(head.mix(torch.softmax(logits, dim=-1).detach(), emotion), batch, channels)
+    return naming_error(logits, batch) + shape_error(head.mix(torch.softmax(logits, dim=-1).detach(), emotion), batch,
+                                                     channels)  # fmt: skip
 
 
 def train_lip_shape(
