@@ -237,9 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", type=int, default=120, help="held-out utterances judged")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--speakers", action="store_true",
-                        help="the recipe's head without two speakers, and without as many utterances")  # fmt: skip
+                      help="the recipe's head without two speakers, and without as many utterances")  # fmt: skip
     mode.add_argument("--naming", action="store_true",
-                        help="variants of the head that names the viseme, judged by the visemes named")  # fmt: skip
+                      help="variants of the head that names the viseme, judged by the visemes named")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     examples, _ = train_face.training_examples(args)  # before the checkpoint is used: forked workers
