@@ -89,37 +89,34 @@ class LipShapeVariant(nn.Module):
         return residual_convs([cast(CausalConv1d, conv) for conv in self.convs], h).transpose(1, 2)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        net = self.network[0]
-        B, K = batch["mask"].shape
-        delay, _ = lookahead_timing(int(batch["lookahead"]))
-        windows = frame_windows(self.encode(batch["features"]), K, delay, net.window).reshape(B * K, -1)
-        emotion = batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
-        return self.mlp(torch.cat([windows, emotion], dim=1))
+        windows, emotion = frame_inputs(self.network[0], self.encode(batch["features"]), batch)
+        return self.mlp(torch.cat([windows.flatten(1), emotion], dim=1))
 
 
-def heard_frames(net: FaceNetwork, batch: dict[str, Tensor]) -> Tensor:
-    """Every frame's audio window and emotion, (B * K, window * C + 8), as `lip_shape_loss` feeds the head."""
+def frame_inputs(net: FaceNetwork, encoded: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Every frame's audio window of the encodings (B * K, window, C) and its emotion (B * K, 8), as
+    `lip_shape_loss` feeds the head."""
     B, K = batch["mask"].shape
     delay, _ = lookahead_timing(int(batch["lookahead"]))
-    windows = frame_windows(net.encode_sequence(batch["features"]), K, delay, net.window)
-    return torch.cat([windows.reshape(B * K, -1), batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)], 1)
+    windows = frame_windows(encoded, K, delay, net.window).reshape(B * K, net.window, -1)
+    return windows, batch["emotion"][:, None].expand(B, K, -1).reshape(B * K, -1)
 
 
 def network_head(net: FaceNetwork) -> Predict:
     """The network's own lip-shape head over a batch."""
-
-    def predict(batch: dict[str, Tensor]) -> Tensor:
-        heard = heard_frames(net, batch)
-        return net.lip_shapes(heard[:, :-N_EMOTIONS].reshape(len(heard), net.window, -1), heard[:, -N_EMOTIONS:])
-
-    return predict
+    return lambda batch: net.lip_shapes(*frame_inputs(net, net.encode_sequence(batch["features"]), batch))
 
 
 def network_naming(net: FaceNetwork) -> Predict:
     """The viseme logits of the network's head (`VisemeTemplates.classify`) over a batch."""
     head = net.lip_shape
     assert isinstance(head, VisemeTemplates), "--naming needs a checkpoint whose head names the viseme"
-    return lambda batch: head.classify(heard_frames(net, batch))
+
+    def predict(batch: dict[str, Tensor]) -> Tensor:
+        windows, emotion = frame_inputs(net, net.encode_sequence(batch["features"]), batch)
+        return head.classify(torch.cat([windows.flatten(1), emotion], dim=1))
+
+    return predict
 
 
 def first_version(e: FaceExample) -> FaceExample:
