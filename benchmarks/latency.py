@@ -311,7 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="the face checkpoint (default: shipped)")
     parser.add_argument("--gesture-checkpoint", type=Path, default=None,
                         help="the gesture checkpoint (default: shipped)")  # fmt: skip
-    parser.add_argument("--backend", default="eager", help="the server's backend (eager, compiled, onnx)")
+    parser.add_argument("--backend", default="auto",
+                        help="the server's backend: auto (as `emostream serve`: onnx on the CPU), eager, "
+                             "compiled or onnx")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="the server's device (cpu, cuda[:N])")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="sessions ask for the body stream too (default: on)")  # fmt: skip
@@ -339,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="result file name under benchmarks/results/ (default: latency or capacity, with the "
                              "backend, -body and the device)")  # fmt: skip
     args = parser.parse_args(argv)
+    from emostream.engines.factory import resolve_backend
+
+    args.backend = resolve_backend(args.backend, args.device)  # named as what ran
     setup = Setup(args.backend, args.device, args.body, args.chunk_ms, args.start_spread_s, args.workers,
                   args.min_tick_ms, args.inference, args.event_loop, args.slow_reader, args.checkpoint,
                   args.gesture_checkpoint, args.server_src)  # fmt: skip

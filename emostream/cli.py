@@ -27,7 +27,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         f"emostream demo: starting a server on loopback and streaming {source} to it "
         f"{'in real time' if not args.fast else 'as fast as possible'} over a WebSocket session; "
-        "emotion neutral -> happy -> sad -> surprised",
+        "emotion neutral -> happy -> sad -> surprised (the server's first start on a machine exports its ONNX "
+        "graphs into the engine cache: about 30 s, once)",
         flush=True,
     )
     if live:
@@ -283,9 +284,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("eager", "compiled", "onnx", "tensorrt"), default="eager",
-                        help="what runs the model steps (docs/engines.md)")  # fmt: skip
+def add_backend_arguments(parser: argparse.ArgumentParser, auto: bool = False) -> None:
+    """`auto` (the server's default): onnx on the CPU, exported once into the engine cache; eager on CUDA."""
+    kinds = ("eager", "compiled", "onnx", "tensorrt")
+    if auto:
+        parser.add_argument("--backend", choices=("auto", *kinds), default="auto",
+                            help="what runs the model steps; auto: onnx on the CPU (its graphs exported into "
+                                 "the engine cache at the first start, about 30 s), eager on CUDA "
+                                 "(docs/engines.md)")  # fmt: skip
+    else:
+        parser.add_argument("--backend", choices=kinds, default="eager",
+                            help="what runs the model steps (docs/engines.md)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--engine-cache", type=Path, default=None,
                         help="engine cache (default: $EMOSTREAM_CACHE or ~/.cache/emostream/engines)")  # fmt: skip
@@ -404,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="do not serve the browser page at / (docs/web.md)")  # fmt: skip
     serve_parser.add_argument("--agent-port", type=int, default=None,
                               help="answer HAProxy agent checks on this port (deploy/haproxy.cfg)")  # fmt: skip
-    add_backend_arguments(serve_parser)
+    add_backend_arguments(serve_parser, auto=True)
     serve_parser.add_argument("--zmq", default=None, metavar="ENDPOINT",
                               help="also publish frames on a ZeroMQ PUB socket, e.g. tcp://127.0.0.1:5557")  # fmt: skip
     serve_parser.set_defaults(run=_serve)

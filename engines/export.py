@@ -5,10 +5,11 @@
     emostream export --list
 
 It builds what `emostream serve` runs on that device: each face lookahead and the body, at each sampler
-step count, wrapped as the server wraps them (`FlatState`; without masks on the CPU, where the server
-steps compact batches, with them on a GPU). For each: the ONNX graph (exported once, kept in the engine
-cache), the static TensorRT operator check, for TensorRT the engine with one profile per bucket, and a
-streamed parity run against eager (300 steps, mixed masks) whose error is printed. Without TensorRT, a
+step count, and the voice-emotion estimator, wrapped as the server wraps them (`FlatState`; without
+masks on the CPU, where the server steps compact batches, with them on a GPU). For each: the ONNX graph
+(exported once, kept in the engine cache), the static TensorRT operator check, for TensorRT the engine
+with one profile per bucket, and a streamed parity run against eager (300 steps, mixed masks) whose
+error is printed. Without TensorRT, a
 TensorRT export still runs the operator check, then stops with the reason.
 """
 
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="2", help="comma-separated sampler step counts to build")
     parser.add_argument("--body", action=argparse.BooleanOptionalAction, default=True,
                         help="build the body (gesture) step too")  # fmt: skip
+    parser.add_argument("--voice-emotion", action=argparse.BooleanOptionalAction, default=True,
+                        help="build the voice-emotion estimator's step too (emotion \"auto\")")  # fmt: skip
     parser.add_argument("--precision", choices=("auto", "fp16", "fp32"), default="auto",
                         help="TensorRT precision; auto keeps FP16 only where it keeps parity")  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, default=None, help="face checkpoint (default: the shipped one)")
@@ -66,6 +69,12 @@ def served_generators(args: argparse.Namespace, masks: bool) -> list[StreamingGe
     if args.body:
         gesture, _, _ = load_gesture_checkpoint(args.gesture_checkpoint or default_gesture_checkpoint())
         made += [GestureGenerator(gesture, steps, masks=masks) for steps in step_counts]
+    if args.voice_emotion:
+        from emostream.runtime.models.voice_emotion import load_voice_emotion
+
+        voice, _ = load_voice_emotion()
+        voice.masks = masks
+        made.append(voice)
     return [FlatState(generator).eval() for generator in made]
 
 

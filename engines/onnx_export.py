@@ -16,6 +16,9 @@ from emostream.runtime.errors import BackendError
 from emostream.runtime.step import StreamingGenerator
 
 OPSET = 18  # ONNX opset, within what TensorRT 10's parser supports
+# The exporter's own logs: "torchvision is not installed" notices, and the optimizer's passes, which
+# otherwise put hundreds of INFO lines a graph into the log of a server's first start.
+EXPORTER_LOG_LEVELS = {"torch.onnx": logging.ERROR, "onnxscript": logging.WARNING, "onnx_ir": logging.WARNING}
 
 
 def graph_input_names(model: StreamingGenerator) -> list[str]:
@@ -47,7 +50,8 @@ def export_step_onnx(model: StreamingGenerator, path: Path, example_batch: int =
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic_shapes = (tuple({0: batch} for _ in args),)
     path.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    for name, level in EXPORTER_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not ours to fix
         program = torch.onnx.export(

@@ -71,7 +71,7 @@ class ServerConfig:
     outbox_frames: int = 8  # frames per stream queued for a client that is not keeping up; older ones drop
     stats_interval_s: float = 1.0  # how often each client gets a stats message
     send_buffer_bytes: int | None = None  # kernel send buffer per connection; small keeps slow clients fresh
-    backend: str = "eager"  # eager, compiled, onnx or tensorrt (engines/)
+    backend: str = "eager"  # auto, eager, compiled, onnx or tensorrt (engines/; auto: engines.factory)
     device: str = "cpu"
     engine_cache: Path | None = None  # default: engines.cache.default_cache_root()
     zmq_bind: str | None = None  # also publish every frame on a ZeroMQ PUB socket (one I/O process only)
@@ -457,11 +457,12 @@ def _runner_factory(config: ServerConfig) -> Any:
     """How the loop wraps each generator: None runs it eager on the CPU."""
     if config.backend == "eager" and config.device == "cpu":
         return None
-    from emostream.engines.factory import BackendFactory
+    from emostream.engines.factory import AUTO, BackendFactory, resolve_backend
 
+    kind = resolve_backend(config.backend, config.device)
     slots = _loop_config(config).slots
     buckets = tuple(b for b in (1, 8, 32, 128, 512) if b < slots) + (slots,)
-    return BackendFactory(config.backend, config.device, buckets, config.engine_cache)
+    return BackendFactory(kind, config.device, buckets, config.engine_cache, config.backend == AUTO)
 
 
 def _loop_config(config: ServerConfig) -> Any:
@@ -618,8 +619,14 @@ async def _serve_one(network: Any, config: ServerConfig, gesture: tuple[Any, lis
 
 
 def _banner(config: ServerConfig, port: int) -> None:
+    backend = config.backend
+    if backend == "auto":
+        from emostream.engines.factory import resolve_backend
+
+        backend = f"{resolve_backend(backend, config.device)} (auto)"
     print(f"emostream serve: ws://{config.host}:{port} (health: /healthz, metrics: /metrics, "
-          f"{config.max_sessions} sessions, {config.workers} I/O process(es)); Ctrl-C stops", flush=True)  # fmt: skip
+          f"{config.max_sessions} sessions, {config.workers} I/O process(es), {backend} on {config.device}); "
+          "Ctrl-C stops", flush=True)  # fmt: skip
 
 
 def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]] | None,

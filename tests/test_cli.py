@@ -154,7 +154,7 @@ def test_user_errors_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFix
 def test_help_lists_choices_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     from emostream.runtime.assets import SHIPPED_STYLES
 
-    for command, expected in (("serve", ["127.0.0.1", "8765", "(default: 32)"]),
+    for command, expected in (("serve", ["127.0.0.1", "8765", "(default: 32)", "(default: auto)"]),
                               ("animate", ["surprised", "contempt", *SHIPPED_STYLES[:3], "(default: 2)"]),
                               ("stream", ["ws://127.0.0.1:8765", "angry", "--mic-device"])):  # fmt: skip
         with pytest.raises(SystemExit):

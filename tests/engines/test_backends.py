@@ -13,7 +13,7 @@ import torch
 from emostream.engines.backend import EagerBackend, bucket_for, parse_buckets
 from emostream.engines.cache import EngineCache
 from emostream.engines.compiled import CompiledBackend
-from emostream.engines.factory import make_backend
+from emostream.engines.factory import BackendFactory, make_backend, resolve_backend
 from emostream.engines.parity import ParityReport, streamed_parity
 from emostream.runtime.animate import animate
 from emostream.runtime.assets import default_face_checkpoint
@@ -151,9 +151,19 @@ def serve_speech(
         return {name: np.stack([f.values for f in frames if f.stream == name]) for name in streams}, server.metrics()
 
 
+def test_auto_is_onnx_on_the_cpu_and_a_graph_it_cannot_build_runs_eager(face: FaceGenerator, tmp_path: Path) -> None:
+    assert resolve_backend("auto", "cpu") == "onnx" and resolve_backend("auto", "cuda:1") == "eager"
+    assert resolve_backend("compiled", "cpu") == "compiled"
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # the engine cache cannot be made here, so the export fails
+    with pytest.raises(OSError):
+        BackendFactory("onnx", cache_root=blocked)(face)
+    assert isinstance(BackendFactory("onnx", cache_root=blocked, eager_if_unbuilt=True)(face), EagerBackend)
+
+
 @pytest.mark.slow
-def test_a_server_on_the_onnx_backend_streams_the_frames_eager_makes(tmp_path: Path) -> None:
-    served, metrics = serve_speech("onnx", tmp_path)
+def test_a_server_on_the_default_backend_streams_the_frames_eager_makes(tmp_path: Path) -> None:
+    served, metrics = serve_speech("auto", tmp_path)  # `emostream serve`'s default: onnx on the CPU
     assert "emostream_eager_fallbacks_total 0.0" in metrics
     # The face at two sampler steps and the voice-emotion estimator, built at start.
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "onnx").iterdir()) == ["face", "voiceemotion"]

@@ -12,15 +12,17 @@ def test_export_builds_what_the_server_runs_once_then_reuses_it(
     args = ["export", "--backend", "onnx", "--engine-cache", str(tmp_path), "--steps", "1", "--lookahead-ms", "30"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    # The server's CPU steps: state in one tensor, compact batches without masks; the face and the body.
+    # The server's CPU steps: state in one tensor, compact batches without masks; the face, the body and
+    # the voice-emotion estimator.
     assert "face-lookahead4-steps1-compact-flat-cpu: ONNX exported" in first
     assert "gesture-steps1-compact-flat-cpu: ONNX exported" in first
+    assert "compact-flat-cpu: ONNX exported" in first.split("voiceemotion-")[1]
     assert "operator types" in first and "supported" in first
-    assert first.count("onnx vs eager over 300 steps") == 2
+    assert first.count("onnx vs eager over 300 steps") == 3
     assert main(args) == 0
-    assert capsys.readouterr().out.count("ONNX cached") == 2
+    assert capsys.readouterr().out.count("ONNX cached") == 3
     assert main(["export", "--list", "--engine-cache", str(tmp_path)]) == 0
-    assert "2 entries" in capsys.readouterr().out
+    assert "3 entries" in capsys.readouterr().out
 
 
 @pytest.mark.slow
