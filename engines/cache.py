@@ -10,12 +10,14 @@ under that name are stale and are deleted, so the cache never serves or accumula
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +95,35 @@ class EngineCache:
         key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
         folder = self.root / backend / name / key
         path = folder / artifact
-        reason = self._invalid_reason(folder, path, fields)
-        if reason is None:
-            meta = json.loads((folder / "meta.json").read_text())
-            return CacheEntry(path, meta, built=False)
-        log.info("engine cache: building %s/%s (%s)", backend, name, reason)
+        if self._invalid_reason(folder, path, fields) is None:
+            return CacheEntry(path, json.loads((folder / "meta.json").read_text()), built=False)
+        with self._building(backend, name):
+            # Another process (a second server, `emostream export`) may have built it while this one waited.
+            reason = self._invalid_reason(folder, path, fields)
+            if reason is None:
+                return CacheEntry(path, json.loads((folder / "meta.json").read_text()), built=False)
+            log.info("engine cache: building %s/%s (%s)", backend, name, reason)
+            return self._build(folder, path, key, fields, artifact, build)
+
+    @contextlib.contextmanager
+    def _building(self, backend: str, name: str) -> Iterator[None]:
+        """Holds `<root>/<backend>/<name>.lock` (an advisory lock): one process builds a name at a time, so
+        workers started together on one machine neither build it twice nor delete each other's folders."""
+        lock_path = self.root / backend / f"{name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("engine cache: waiting for another process building %s/%s", backend, name)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _build(self, folder: Path, path: Path, key: str, fields: dict[str, Any], artifact: str,
+               build: Callable[[Path], dict[str, Any]]) -> CacheEntry:  # fmt: skip
         self._drop_stale(folder.parent, keep=key)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)

@@ -1,6 +1,10 @@
 """The engine cache reuses an entry only when everything that shaped it is unchanged."""
 
+import multiprocessing
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -87,3 +91,34 @@ def test_an_interrupted_build_leaves_no_entry(tmp_path: Path) -> None:
     assert cache.entries() == []
     entry = cache.get_or_build("onnx", "face", {"model": "x"}, "step.onnx", lambda p: p.write_bytes(b"ok") and {})
     assert entry.built
+
+
+def slow_build(path: Path) -> dict[str, Any]:
+    """A build that outlasts the other process's arrival; it leaves a line in builds.log beside the cache
+    for every build that started."""
+    with (path.parents[3] / "builds.log").open("a") as log:
+        log.write(f"{os.getpid()}\n")
+    time.sleep(0.5)
+    path.write_text("graph")
+    return {}
+
+
+def build_when_told(root: Path) -> str:
+    """Says it is ready, waits for the go, then asks the cache: both processes ask at the same moment."""
+    (root / f"ready-{os.getpid()}").touch()
+    while not (root / "go").exists():
+        time.sleep(0.01)
+    entry = EngineCache(root / "cache").get_or_build("onnx", "face", {"model": "m"}, "step.onnx", slow_build)
+    return entry.path.read_text()
+
+
+def test_two_processes_asking_at_once_build_once_and_both_get_the_entry(tmp_path: Path) -> None:
+    # Two servers started together on one machine: one builds, the other waits for it and reuses it.
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map_async(build_when_told, [tmp_path, tmp_path])
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+        assert results.get(timeout=60) == ["graph", "graph"]
+    assert len((tmp_path / "cache" / "builds.log").read_text().split()) == 1
