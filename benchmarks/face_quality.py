@@ -33,6 +33,7 @@ from emostream.runtime.pitch import N_PITCH, model_rate, pitch_frames
 from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS
 from emostream.runtime.slot_table import SILENT_FEATURE as SILENT_FEATURES
+from emostream.runtime.step import FlatState
 from emostream.training.align import Phone
 from emostream.training.corpus import build, load_utterance
 from emostream.training.face_data import supported_rate
@@ -211,9 +212,17 @@ def with_teacher_lip_shapes(faces: list[np.ndarray], teacher: list[np.ndarray]) 
     return out
 
 
-def compute_cost(network: FaceNetwork, lookahead: int, steps: int) -> dict[str, float]:
-    """ms per frame at batch 1 on one thread, and frames per second at batch 64."""
-    return step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
+def compute_cost(network: FaceNetwork, lookahead: int, steps: int, served: bool = False) -> dict[str, float]:
+    """ms per frame at batch 1 on one thread, and frames per second at batch 64, eager; with `served`, also
+    (keys prefixed onnx_) in ONNX Runtime as `emostream serve` runs the face by default (engines.factory
+    resolve_backend): its state in one tensor, compact batches without masks, the graph from the cache."""
+    cost = step_cost(FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval())
+    if served:
+        from emostream.engines.factory import make_backend
+
+        face = FlatState(FaceGenerator(network, lookahead=lookahead, n_steps=steps, masks=False)).eval()
+        cost |= {f"onnx_{key}": value for key, value in step_cost(make_backend("onnx", face)).items()}
+    return cost
 
 
 def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int,
@@ -327,7 +336,7 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int,
     result["diversity"]["upper_over_mouth"] = (
         result["diversity"]["upper_face_seed_std"] / result["diversity"]["mouth_seed_std"]
     )
-    result["compute"] = compute_cost(network, la_default, 2)
+    result["compute"] = compute_cost(network, la_default, 2, served=True)
     if network.config.closure_telephone_band:  # what the closure head's own encoder pass costs
         without = compute_cost(with_closure_band(network, telephone=False), la_default, 2)
         result["compute"] |= {f"{key}_without_closure_pass": value for key, value in without.items()}
@@ -403,6 +412,10 @@ def markdown(result: dict) -> str:
         f"Compute: {c['ms_per_frame_batch1_1core']:.3f} ms per frame at batch 1 on one core; "
         f"{c['fps_batch64_1core']:.0f} frames/s at batch 64 on one core.",
     ]
+    if "onnx_ms_per_frame_batch1_1core" in c:
+        lines.append(f"Served (ONNX Runtime, the server's default on the CPU): "
+                     f"{c['onnx_ms_per_frame_batch1_1core']:.3f} ms per frame at batch 1 on one core; "
+                     f"{c['onnx_fps_batch64_1core']:.0f} frames/s at batch 64.")  # fmt: skip
     if "ms_per_frame_batch1_1core_without_closure_pass" in c:
         lines.append(f"Without the closure head's telephone-band pass (the same weights, the head hearing the whole "
                      f"band), measured after it: {c['ms_per_frame_batch1_1core_without_closure_pass']:.3f} ms, "
