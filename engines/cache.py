@@ -107,9 +107,9 @@ class EngineCache:
 
     @contextlib.contextmanager
     def _building(self, backend: str, name: str) -> Iterator[None]:
-        """Holds `<root>/<backend>/<name>.lock` (an advisory lock): one process builds a name at a time, so
+        """Holds `<root>/<backend>/<name>/.lock` (an advisory lock): one process builds a name at a time, so
         workers started together on one machine neither build it twice nor delete each other's folders."""
-        lock_path = self.root / backend / f"{name}.lock"
+        lock_path = self.root / backend / name / ".lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with lock_path.open("a") as lock:
             try:

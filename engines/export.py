@@ -9,8 +9,8 @@ step count, and the voice-emotion estimator, wrapped as the server wraps them (`
 masks on the CPU, where the server steps compact batches, with them on a GPU). For each: the ONNX graph
 (exported once, kept in the engine cache), the static TensorRT operator check, for TensorRT the engine
 with one profile per bucket, and a streamed parity run against eager (300 steps, mixed masks) whose
-error is printed. Without TensorRT, a
-TensorRT export still runs the operator check, then stops with the reason.
+error is printed. Without TensorRT, a TensorRT export still runs the operator check, then stops with the
+reason.
 """
 
 from __future__ import annotations
