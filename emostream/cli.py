@@ -310,10 +310,24 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
+def package_version() -> str:
+    """The installed package's version, with the protocol version its server speaks."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from emostream.runtime.protocol import PROTOCOL_VERSION
+
+    try:
+        installed = version("emostream")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        installed = "(not installed)"
+    return f"{installed} (wire protocol {PROTOCOL_VERSION})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emostream", description="Real-time speech to emotional face and body animation."
     )
+    parser.add_argument("--version", action="version", version=f"emostream {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -8,6 +8,14 @@ from emostream.cli import main
 from tests.fixtures import DATA
 
 
+def test_version_names_the_package_and_the_wire_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"emostream {version('emostream')} (wire protocol 1)"
+
+
 def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
