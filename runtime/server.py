@@ -216,9 +216,9 @@ class IoServer:
             self._agent.close()
         if self._timer is not None:
             self._timer.cancel()
-        if self._event_loop is not None:
+        if self._event_loop is not None:  # started (also where the start failed part way)
             self._event_loop.remove_reader(self.link.to_worker.fileno())
-        self.commands.flush()
+            self.commands.flush()
         if self.zmq is not None:
             self.zmq.close()
 
@@ -496,13 +496,22 @@ class EmostreamServer:
         self.io = IoServer(spec, self.host.alive)
 
     async def start(self, sock: socket.socket | None = None) -> int:
-        """Builds and warms the loop (blocking: before any session), then listens; returns the port."""
-        self.host.start()
-        # Everything allocated so far (the models, warm-up) lives as long as the server: keep it out of the
-        # collector's full passes, which otherwise stall every stream for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
-        port = await self.io.start(sock)
+        """Takes the port, builds and warms the loop (blocking: before any session), then listens; returns
+        the port. A port in use fails at once, not after the engines are built; any later failure (a bad
+        certificate, a ZeroMQ endpoint in use) stops the loop it started, so no process is left behind."""
+        if sock is None:
+            sock = socket.create_server((self.config.host, self.config.port))
+        try:
+            self.host.start()
+            # Everything allocated so far (the models, warm-up) lives as long as the server: keep it out of
+            # the collector's full passes, which otherwise stall every stream for tens of milliseconds.
+            gc.collect()
+            gc.freeze()
+            port = await self.io.start(sock)
+        except BaseException:
+            sock.close()
+            await self.stop()
+            raise
         log.info("listening on %s:%d (max %d sessions)", self.config.host, port, self.config.max_sessions)
         return port
 

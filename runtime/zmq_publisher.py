@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from emostream.runtime.errors import ConfigError
 from emostream.runtime.protocol import PROTOCOL_VERSION, StreamInfo
 
 TOPIC_PREFIX = "emostream/"
@@ -72,7 +73,11 @@ class ZmqPublisher:
         self.socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.bind(bind)
+        try:
+            self.socket.bind(bind)
+        except zmq.ZMQError as exc:  # an endpoint in use or malformed: say which, as for the WebSocket port
+            self.socket.close()
+            raise ConfigError(f"cannot publish frames on ZeroMQ {bind}: {exc}") from None
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)  # the real port when bound to :*
         self.header_interval_s = header_interval_s
         self.headers: dict[str, tuple[bytes, float]] = {}  # session -> (message, last sent)

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,42 @@ def test_a_signal_ends_open_sessions_with_a_reason_and_the_server_without_a_trac
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert not any(os.path.exists(f"/proc/{pid}") for pid in spawned)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault", ["port in use", "missing certificate", "ZeroMQ endpoint in use"])
+def test_a_server_that_cannot_start_says_why_and_exits_leaving_no_process(fault: str) -> None:
+    # A port in use fails before the loop is built; the others after it started, which must then stop it
+    # (the server used to wait on its inference process forever).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        port, extra, reason = {
+            "port in use": (busy, [], "Address already in use"),
+            "missing certificate": (free_port(), ["--certfile", "/nonexistent/cert.pem", "--keyfile",
+                                                  "/nonexistent/key.pem"], "No such file or directory"),
+            "ZeroMQ endpoint in use": (free_port(), ["--zmq", f"tcp://127.0.0.1:{busy}"],
+                                       f"cannot publish frames on ZeroMQ tcp://127.0.0.1:{busy}"),
+        }[fault]  # fmt: skip
+        command = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--no-body", "--no-page",
+                   "--backend", "eager", *extra]  # fmt: skip
+        mark = f"serve-{os.getpid()}-{time.monotonic_ns()}"  # in the environment of each process it starts
+        started = time.monotonic()
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=90,
+                                  env={**os.environ, "EMOSTREAM_TEST_MARK": mark})  # fmt: skip
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    assert reason in finished.stderr + finished.stdout
+    assert "Traceback" not in finished.stderr
+    assert time.monotonic() - started < 60
+    assert marked_processes(mark) == []
+
+
+def marked_processes(mark: str) -> list[int]:
+    """Processes whose environment carries `mark` (a server's children outlive it only as orphans)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if f"EMOSTREAM_TEST_MARK={mark}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
