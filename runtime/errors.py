@@ -36,5 +36,9 @@ class BackendError(EmostreamError):
     """A backend cannot build or run a model's step function."""
 
 
+class ServerError(EmostreamError):
+    """The server cannot go on: one of its processes died."""
+
+
 class SharedStateError(EmostreamError):
     """Memory shared with another server process is unusable: that process died holding a lock on it."""

@@ -43,7 +43,7 @@ from websockets.http11 import Request, Response
 from emostream.runtime import protocol as P
 from emostream.runtime.audio_table import AudioTable, AudioTableHandle
 from emostream.runtime.balancer import agent_reply, serve_agent
-from emostream.runtime.errors import SharedStateError
+from emostream.runtime.errors import ConfigError, ServerError, SharedStateError
 from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, LinkHandles
 from emostream.runtime.messages import Command, FrameBlock, encode_commands
 from emostream.runtime.metrics import WORKER_FIELDS, ServerCollector, render
@@ -86,16 +86,18 @@ class ServerConfig:
     web: WebFiles = field(default_factory=WebFiles)  # the browser page and its files (runtime/web_files.py)
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1 or self.outbox_frames < 1 or self.idle_timeout_s <= 0 or self.workers < 1:
-            raise ValueError(f"invalid server config: {self}")
+        for name, value in (("max_sessions", self.max_sessions), ("outbox_frames", self.outbox_frames),
+                            ("workers", self.workers), ("idle_timeout_s", self.idle_timeout_s)):  # fmt: skip
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, not {value}")
         if not (self.face or self.body):
-            raise ValueError("a server must serve the face, the body or both")
+            raise ConfigError("a server must serve the face, the body or both")
         if self.inference not in ("thread", "process"):
-            raise ValueError(f"inference runs on a thread or in a process, not {self.inference!r}")
+            raise ConfigError(f"inference runs on a thread or in a process, not {self.inference!r}")
         if self.workers > 1 and (self.inference != "process" or self.zmq_bind):
-            raise ValueError("several I/O workers need the inference loop in its own process, and no --zmq")
+            raise ConfigError("several I/O workers need the inference loop in its own process, and no --zmq")
         if (self.certfile is None) != (self.keyfile is None):
-            raise ValueError("TLS needs both certfile and keyfile")
+            raise ConfigError("TLS needs both certfile and keyfile")
 
 
 def now_us() -> int:
@@ -184,10 +186,7 @@ class IoServer:
         if config.zmq_bind:
             self.zmq = ZmqPublisher(config.zmq_bind)
             log.info("publishing frames on ZeroMQ %s", self.zmq.endpoint)
-        ssl_context = None
-        if config.certfile and config.keyfile:
-            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ssl_context.load_cert_chain(config.certfile, config.keyfile)
+        ssl_context = tls_context(config)
         if sock is None:
             sock = socket.create_server((config.host, config.port))
         if config.send_buffer_bytes:  # accepted connections inherit it
@@ -499,9 +498,9 @@ class EmostreamServer:
         """Takes the port, builds and warms the loop (blocking: before any session), then listens; returns
         the port. A port in use fails at once, not after the engines are built; any later failure (a bad
         certificate, a ZeroMQ endpoint in use) stops the loop it started, so no process is left behind."""
-        if sock is None:
-            sock = socket.create_server((self.config.host, self.config.port))
         try:
+            if sock is None:
+                sock = socket.create_server((self.config.host, self.config.port))
             self.host.start()
             # Everything allocated so far (the models, warm-up) lives as long as the server: keep it out of
             # the collector's full passes, which otherwise stall every stream for tens of milliseconds.
@@ -509,8 +508,9 @@ class EmostreamServer:
             gc.freeze()
             port = await self.io.start(sock)
         except BaseException:
-            sock.close()
-            await self.stop()
+            if sock is not None:
+                sock.close()
+            await self.stop()  # the shared memory too, made when this server was
             raise
         log.info("listening on %s:%d (max %d sessions)", self.config.host, port, self.config.max_sessions)
         return port
@@ -540,6 +540,20 @@ class EmostreamServer:
         """What /metrics answers."""
         self.io._publish_counts()
         return render(self.io.collector).decode()
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server's TLS context where a certificate and its key are given; a ConfigError naming them
+    where they cannot be loaded."""
+    if not (config.certfile and config.keyfile):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError(f"cannot load the TLS certificate {config.certfile} with the key {config.keyfile}: "
+                          f"{exc.strerror or exc}") from None  # fmt: skip
+    return context
 
 
 def _reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socket:
@@ -606,6 +620,7 @@ def serve_forever(network: Any, config: ServerConfig, gesture: tuple[Any, list[s
     # The event loop and an inference thread hand the GIL to each other several times per frame; at
     # Python's default 5 ms switch interval a waiting thread can lose up to 5 ms at each hand-over.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    tls_context(config)  # a certificate that cannot be loaded fails here, before any process starts
     if config.workers == 1:
         run_event_loop(_serve_one(network, config, gesture), event_loop)
     else:
@@ -644,6 +659,9 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
 
     gesture = gesture if config.body else None
     offer = build_offer(config, gesture)
+    # The port first (it fixes the port for the workers): one in use fails at once, before the build.
+    holder = _reuse_port_socket(config.host, config.port, listen=False)
+    port = holder.getsockname()[1]
     host = InferenceHost(_loop_config(config), network if config.face else None, gesture[0] if gesture else None,
                          _runner_factory(config), config.workers, "process", _voice_estimator(config))  # fmt: skip
     worker_stats = SharedCounters.create(WORKER_FIELDS, rows=config.workers)
@@ -652,10 +670,9 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
         signal.signal(sig, lambda number, _: stopped.append(number))
     context = multiprocessing.get_context("spawn")
     workers: list[Any] = []
+    died = ""  # the processes that died, when one did
     try:
         host.start()
-        holder = _reuse_port_socket(config.host, config.port, listen=False)  # fixes the port for the workers
-        port = holder.getsockname()[1]
         for index in range(config.workers):
             spec = IoSpec(config, replace(offer, worker=index), host.audio.handle(), host.links[index],
                           host.stats.handle(), worker_stats.handle(), index)  # fmt: skip
@@ -670,9 +687,11 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
             time.sleep(0.2)
             dead = [w for w in workers if not w.is_alive()]
             if dead or not host.alive():
-                log.error("a server process died (%s); stopping", ", ".join(w.name for w in dead) or "inference")
+                died = ", ".join(w.name for w in dead) or "inference"
+                log.error("a server process died (%s); stopping", died)
                 break
     finally:
+        holder.close()
         for process in workers:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
@@ -684,3 +703,5 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
         host.close()
         worker_stats.close(unlink=True)
         print("emostream serve: stopped", flush=True)
+    if died:  # a non-zero exit, so that systemd or Kubernetes restart it
+        raise ServerError(f"a server process died ({died}); the log above says why")

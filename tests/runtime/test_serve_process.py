@@ -112,20 +112,24 @@ def test_a_signal_ends_open_sessions_with_a_reason_and_the_server_without_a_trac
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("fault", ["port in use", "missing certificate", "ZeroMQ endpoint in use"])
+@pytest.mark.parametrize("fault", ["port in use", "port in use, two I/O workers", "missing certificate",
+                                   "ZeroMQ endpoint in use", "no sessions"])  # fmt: skip
 def test_a_server_that_cannot_start_says_why_and_exits_leaving_no_process(fault: str) -> None:
-    # A port in use fails before the loop is built; the others after it started, which must then stop it
-    # (the server used to wait on its inference process forever).
+    # A port in use, a certificate or a setting fails before the loop is built; a ZeroMQ endpoint after
+    # it started, which must then stop it (the server used to wait on its inference process forever).
+    shared_memory = set(Path("/dev/shm").iterdir())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
         port, extra, reason = {
             "port in use": (busy, [], "Address already in use"),
+            "port in use, two I/O workers": (busy, ["--workers", "2"], "Address already in use"),
             "missing certificate": (free_port(), ["--certfile", "/nonexistent/cert.pem", "--keyfile",
-                                                  "/nonexistent/key.pem"], "No such file or directory"),
+                                                  "/nonexistent/key.pem"], "cannot load the TLS certificate"),
             "ZeroMQ endpoint in use": (free_port(), ["--zmq", f"tcp://127.0.0.1:{busy}"],
                                        f"cannot publish frames on ZeroMQ tcp://127.0.0.1:{busy}"),
+            "no sessions": (free_port(), ["--max-sessions", "0"], "max_sessions must be positive, not 0"),
         }[fault]  # fmt: skip
         command = [sys.executable, "-m", "emostream", "serve", "--port", str(port), "--no-body", "--no-page",
                    "--backend", "eager", *extra]  # fmt: skip
@@ -138,6 +142,20 @@ def test_a_server_that_cannot_start_says_why_and_exits_leaving_no_process(fault:
     assert "Traceback" not in finished.stderr
     assert time.monotonic() - started < 60
     assert marked_processes(mark) == []
+    assert set(Path("/dev/shm").iterdir()) <= shared_memory  # its audio table and counters unlinked
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.slow
+def test_a_dead_io_worker_stops_the_server_with_a_failure_status() -> None:
+    # systemd's Restart=on-failure and Kubernetes restart a server whose exit status says it failed.
+    with serve("--workers", "2", "--max-sessions", "2") as (process, _):
+        worker = max(children(process.pid))  # an I/O worker, most likely (they start last); any child will do
+        os.kill(worker, signal.SIGKILL)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err[-2000:]
+    assert "a server process died (" in err
+    assert "stopped" in out
 
 
 def marked_processes(mark: str) -> list[int]:
