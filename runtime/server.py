@@ -176,6 +176,7 @@ class IoServer:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_wake_scheduled = False
         self._no_clients = asyncio.Event()
+        self.loop_lost = asyncio.Event()  # set when the inference loop cannot serve any more
 
     async def start(self, sock: socket.socket | None = None) -> int:
         """Starts listening (on `sock` if given); returns the bound port."""
@@ -398,6 +399,7 @@ class IoServer:
         if self.loop_dead:
             return
         self.loop_dead = True
+        self.loop_lost.set()
         log.error("the inference loop is gone (%s); its sessions end", reason)
         for client in list(self.clients):
             self._fail(client, "internal", "the inference process died")
@@ -635,11 +637,16 @@ async def _serve_one(network: Any, config: ServerConfig, gesture: tuple[Any, lis
         loop.add_signal_handler(sig, stopped.set)
     port = await server.start()
     _banner(config, port)
+    waits = [asyncio.create_task(stopped.wait()), asyncio.create_task(server.io.loop_lost.wait())]
     try:
-        await stopped.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in waits:
+            task.cancel()
         await server.stop()
         print("emostream serve: stopped", flush=True)
+    if not stopped.is_set():  # a non-zero exit, so that systemd or Kubernetes restart it
+        raise ServerError("the inference process died; the log above says why")
 
 
 def _banner(config: ServerConfig, port: int) -> None:
