@@ -286,15 +286,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def add_backend_arguments(parser: argparse.ArgumentParser, auto: bool = False) -> None:
     """`auto` (the server's default): onnx on the CPU, exported once into the engine cache; eager on CUDA."""
-    kinds = ("eager", "compiled", "onnx", "tensorrt")
-    if auto:
-        parser.add_argument("--backend", choices=("auto", *kinds), default="auto",
-                            help="what runs the model steps; auto: onnx on the CPU (its graphs exported into "
-                                 "the engine cache at the first start, about 30 s), eager on CUDA "
-                                 "(docs/engines.md)")  # fmt: skip
-    else:
-        parser.add_argument("--backend", choices=kinds, default="eager",
-                            help="what runs the model steps (docs/engines.md)")  # fmt: skip
+    about_auto = ("; auto: onnx on the CPU (its graphs exported into the engine cache at the first start, about "
+                  "30 s), eager on CUDA") if auto else ""  # fmt: skip
+    parser.add_argument("--backend", choices=(("auto",) if auto else ()) + ("eager", "compiled", "onnx", "tensorrt"),
+                        default="auto" if auto else "eager",
+                        help=f"what runs the model steps{about_auto} (docs/engines.md)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--engine-cache", type=Path, default=None,
                         help="engine cache (default: $EMOSTREAM_CACHE or ~/.cache/emostream/engines)")  # fmt: skip
