@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
 LIP_SHAPE_CHANNELS = [CH[name] for name in LIP_SHAPES]  # the channels the lip-shape head sets
 MOUTH = [CH[n] for n in MOUTH_CHANNELS]
+LIDS_LOWERED = 0.25  # eyelid closure that reads as drowsy or half shut, not as open eyes
 UPPER = [CH[n] for n in FACE_CHANNELS if n.startswith(("brow", "eyeBlink", "eyeWide", "eyeSquint"))]
 HEAD = [
     CH[n] for n in ("headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
@@ -111,7 +112,8 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
         outputs, state = generator.step(inputs, state, noise, no, yes)
         if s >= generator.delay:  # the eyelids as the server sends them
             index = np.full(B, s - generator.delay)
-            frames.append(apply_blinks(outputs["face"][:, 0].numpy(), np.full(B, seed), index))
+            face = outputs["face"][:, 0].numpy()
+            frames.append(apply_blinks(face, np.full(B, seed), index, emotions[:, s].numpy()))
     stacked = np.stack(frames, axis=1)
     return [stacked[b, : n_frames[b]] for b in range(B)]
 
@@ -139,10 +141,13 @@ def through_presets(face: np.ndarray) -> np.ndarray:
 
 
 def expression_metrics(faces: list[np.ndarray]) -> dict[str, float]:
-    """Articulation kept (the jaw's 5-95% range over the take) and surprise readable (brows, eyes)."""
+    """Articulation kept (the jaw's 5-95% range over the take), surprise readable (brows, eyes) and the eyes
+    open (the share of frames whose lids are lowered by a quarter or more, blinks included)."""
     face = np.concatenate(faces)
     jaw = face[:, CH["jawOpen"]]
+    lids = face[:, [CH["eyeBlinkLeft"], CH["eyeBlinkRight"]]].mean(axis=1)
     return {
+        "lids_lowered_share": float((lids >= LIDS_LOWERED).mean()),
         "jaw_range": float(np.percentile(jaw, 95) - np.percentile(jaw, 5)),
         "brow_inner_up_mean": float(face[:, CH["browInnerUp"]].mean()),
         "eye_wide_mean": float(face[:, [CH["eyeWideLeft"], CH["eyeWideRight"]]].mean()),
@@ -382,15 +387,16 @@ def markdown(result: dict) -> str:
     lines += [""]
     lines += [
         "| emotion (intensity 1, 58 ms) | closure hit rate | false closures | jaw corr | emotion acc | "
-        "jaw range / neutral | browInnerUp (teacher) | eyeWide (teacher) |",
-        "|---|---|---|---|---|---|---|---|",
+        "jaw range / neutral | browInnerUp (teacher) | eyeWide (teacher) | lids lowered (teacher) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for emotion, r in result["emotions"].items():
         lines.append(
             f"| {emotion} | {r['closure_hit_rate']:.3f} | {r['false_closure_rate']:.3f} | "
             f"{r['jaw_correlation']:.3f} | {r['emotion_accuracy']:.3f} | {r['jaw_range_vs_neutral']:.2f} | "
             f"{r['brow_inner_up_mean']:.2f} ({r['teacher']['brow_inner_up_mean']:.2f}) | "
-            f"{r['eye_wide_mean']:.2f} ({r['teacher']['eye_wide_mean']:.2f}) |"
+            f"{r['eye_wide_mean']:.2f} ({r['teacher']['eye_wide_mean']:.2f}) | "
+            f"{r['lids_lowered_share']:.3f} ({r['teacher']['lids_lowered_share']:.3f}) |"
         )
     d, c, v = result["diversity"], result["compute"], result["vrm_presets"]
     lines += [

@@ -1,10 +1,12 @@
 """Blinks as people blink, drawn procedurally over the face model's eyelids.
 
 The face model learned the teacher's blinks (120 to 260 ms, Poisson) as rare random events, and a
-few-step sampler smears them: on held-out voices its closed-eye runs reach 0.4 s at the median and 1 s
-at the 95th percentile (`emostream bench real-voices`), which reads as nodding off. So the eyelids the
-server sends are the model's, capped at `LID_CAP` (the partial lowering that a mood such as "sad" asks
-for), with blinks drawn here on top.
+few-step sampler smears them: on held-out voices its closed-eye runs reached 0.4 s at the median and 1 s
+at the 95th percentile (`emostream bench real-voices`), which reads as nodding off, and capped at a fixed
+0.3 the smears still left the eyes half shut for up to a second. A blink cannot be heard, so the model
+can only guess at one; what it can know is the mood. So the eyelids the server sends are the model's,
+capped at the resting level of the emotion it is given (`REST_LID`: only sadness lowers the lids, as in
+the teacher, training/emotions.py), with blinks drawn here on top.
 
 A blink is a pure function of (seed, frame index), with no state: time is cut into cells of
 `CELL_S` (17 blinks a minute, the teacher's neutral rate), and each cell holds one blink of 120 to 260 ms
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from emostream.runtime.noise import splitmix64
+from emostream.runtime.protocol import EMOTIONS
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 
 BLINK_NOISE = 3  # the hash `kind` of blinks (the face's and body's noise are 1 and 2)
@@ -24,7 +27,7 @@ CELL_S = 60.0 / 17.0
 SHORTEST_S, LONGEST_S = 0.12, 0.26
 CLOSING_SHARE = 0.4
 DEPTH = 0.95  # how far a blink closes the lids
-LID_CAP = 0.3  # the most the model's own eyelid channels may close
+REST_LID = {"sad": 0.15}  # eyelid closure at rest per emotion at full intensity (others: open)
 LIDS = [FACE_CHANNELS.index("eyeBlinkLeft"), FACE_CHANNELS.index("eyeBlinkRight")]
 
 
@@ -48,10 +51,19 @@ def blink_closure(seeds: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return np.where((x >= 0.0) & (x <= 1.0), DEPTH * shape, 0.0).astype(np.float32)
 
 
-def apply_blinks(face: np.ndarray, seeds: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """`face` (n, FACE_CHANNELS) with its eyelids capped at LID_CAP and the blinks of (seeds, frames) on
-    top; a new array."""
+_REST_LID_VECTOR = np.array([REST_LID.get(name, 0.0) for name in EMOTIONS], np.float32)
+
+
+def rest_lid(emotion: np.ndarray) -> np.ndarray:
+    """(n,) the eyelids' resting closure for (n, len(EMOTIONS)) emotion vectors as the face model takes
+    them (each emotion's weight times its intensity, blends included)."""
+    return np.clip(np.asarray(emotion, np.float32) @ _REST_LID_VECTOR, 0.0, 1.0)
+
+
+def apply_blinks(face: np.ndarray, seeds: np.ndarray, frames: np.ndarray, emotion: np.ndarray) -> np.ndarray:
+    """`face` (n, FACE_CHANNELS) with its eyelids capped at the resting level of `emotion` (n, EMOTIONS)
+    and the blinks of (seeds, frames) on top; a new array."""
     out = face.copy()
     blink = blink_closure(seeds, np.maximum(frames, 0))[:, None]
-    out[:, LIDS] = np.maximum(np.minimum(face[:, LIDS], LID_CAP), blink)
+    out[:, LIDS] = np.maximum(np.minimum(face[:, LIDS], rest_lid(emotion)[:, None]), blink)
     return out

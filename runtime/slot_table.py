@@ -479,7 +479,7 @@ class SlotTable:
         timeline.fresh[rows] = False
         values = outputs[timeline.output][:, 0].float().cpu().numpy()
         if timeline.stream == "face":  # the eyelids' blinks are drawn, not sampled (runtime/blinks.py)
-            values = apply_blinks(values, timeline.seed[rows], timeline.steps_taken[rows] - timeline.delay)
+            values = apply_blinks(values, timeline.seed[rows], timeline.steps_taken[rows] - timeline.delay, emotion)
         if timeline.gains is not None:
             values = values * timeline.gains[rows]
             n = len(ARKIT_BLENDSHAPES)

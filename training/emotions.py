@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emostream.runtime.blinks import REST_LID
 from emostream.runtime.protocol import EMOTIONS
 
 
@@ -31,8 +32,8 @@ EMOTION_STYLES: dict[str, EmotionStyle] = {
         articulation=1.05, blinks_per_minute=18, head_amplitude=1.25, head_pitch_rad=-0.03, brow_raise=1.2,
     ),
     "sad": EmotionStyle(
-        {"browInnerUp": 0.75, "browDown*": 0.3, "mouthFrown*": 0.6, "mouthShrugLower": 0.25, "eyeBlink*": 0.15,
-         "eyeLookDown*": 0.15},
+        {"browInnerUp": 0.75, "browDown*": 0.3, "mouthFrown*": 0.6, "mouthShrugLower": 0.25,
+         "eyeBlink*": REST_LID["sad"], "eyeLookDown*": 0.15},
         articulation=0.9, blinks_per_minute=12, head_amplitude=0.55, head_pitch_rad=0.12, brow_raise=0.5,
     ),
     "surprised": EmotionStyle(

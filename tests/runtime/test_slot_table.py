@@ -36,11 +36,12 @@ def offline_face(pcm: np.ndarray, rate: int, lookahead: int, seed: int) -> np.nd
     silent = np.full((prefix, 80), math.log(1e-6), np.float32)
     features = np.concatenate([silent, features])[: 2 * n_steps]
     noise = gaussian_noise(np.full(n_steps, seed), np.arange(n_steps), 59, FACE_NOISE)
-    emotion = torch.from_numpy(np.tile(emotion_vector("neutral", 1.0), (1, n_steps, 1)))
+    neutral = np.tile(emotion_vector("neutral", 1.0), (n_steps, 1))
+    emotion = torch.from_numpy(neutral[None])
     inputs = {"features": torch.from_numpy(features)[None], "emotion": emotion}
     with torch.no_grad():
         face = generator.forward_sequence(inputs, torch.from_numpy(noise)[None])["face"][0, :n_frames].numpy()
-    return apply_blinks(face, np.full(n_frames, seed), np.arange(n_frames))  # the eyelids the server sends
+    return apply_blinks(face, np.full(n_frames, seed), np.arange(n_frames), neutral[:n_frames])  # as served
 
 
 @pytest.mark.parametrize("rate", [16_000, 44_100])
