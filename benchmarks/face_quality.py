@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CH = {n: i for i, n in enumerate(FACE_CHANNELS)}
 LIP_SHAPE_CHANNELS = [CH[name] for name in LIP_SHAPES]  # the channels the lip-shape head sets
 MOUTH = [CH[n] for n in MOUTH_CHANNELS]
+REVERSAL_STEP, REVERSAL_FRAMES = 0.1, 4  # a lip shape's change undone within 67 ms: a twitch
 LIDS_LOWERED = 0.25  # eyelid closure that reads as drowsy or half shut, not as open eyes
 UPPER = [CH[n] for n in FACE_CHANNELS if n.startswith(("brow", "eyeBlink", "eyeWide", "eyeSquint"))]
 HEAD = [
@@ -206,6 +207,21 @@ def lip_shape_jitter(faces: list[np.ndarray]) -> float:
                                          for f in faces])))  # fmt: skip
 
 
+def lip_shape_reversals(faces: list[np.ndarray], step: float = REVERSAL_STEP, within: int = REVERSAL_FRAMES) -> float:
+    """How often the lips pop into a shape and straight back out: per second, summed over the lip-shape
+    channels, the changes of at least `step` from one frame to the next that a change of at least `step`
+    the other way follows within `within` frames."""
+    count, frames = 0, 0
+    for face in faces:
+        frames += face.shape[0]
+        for change in np.diff(face[:, LIP_SHAPE_CHANNELS], axis=0).T:
+            big = np.flatnonzero(np.abs(change) >= step)
+            for i in big:
+                after = big[(big > i) & (big <= i + within)]
+                count += bool(np.any(np.sign(change[after]) != np.sign(change[i])))
+    return count / frames * FACE_FPS
+
+
 def with_teacher_lip_shapes(faces: list[np.ndarray], teacher: list[np.ndarray]) -> list[np.ndarray]:
     """`faces` with the lip-shape channels (`LIP_SHAPES`) replaced by the teacher's, frame by frame."""
     out = []
@@ -292,6 +308,8 @@ def run(checkpoint: Path, corpus: Path, n_utterances: int, n_train: int,
     )
     result["lip_shape_jitter"] = {"model": lip_shape_jitter(default_faces),
                                   "teacher": lip_shape_jitter(teacher_neutral)}  # fmt: skip
+    result["lip_shape_reversals_per_s"] = {"model": lip_shape_reversals(default_faces),
+                                           "teacher": lip_shape_reversals(teacher_neutral)}  # fmt: skip
 
     # Sampler steps (neutral, default lookahead): how far the face moves from the two the model ships with.
     result["steps"] = {}
@@ -370,7 +388,10 @@ def markdown(result: dict) -> str:
         f"frames (58 ms) with the teacher's lip shapes: {result['lipread_with_teacher_lip_shapes']:.3f}",
         "",
         f"Lip-shape jitter (58 ms; mean absolute second difference of the lip-shape channels a frame): "
-        f"{result['lip_shape_jitter']['model']:.4f} (teacher {result['lip_shape_jitter']['teacher']:.4f})",
+        f"{result['lip_shape_jitter']['model']:.4f} (teacher {result['lip_shape_jitter']['teacher']:.4f}); "
+        f"reversals (a change of {REVERSAL_STEP} or more undone within {REVERSAL_FRAMES} frames, a second, "
+        f"summed over the channels): {result['lip_shape_reversals_per_s']['model']:.2f} "
+        f"(teacher {result['lip_shape_reversals_per_s']['teacher']:.2f})",
         "",
     ]
     lines += [
