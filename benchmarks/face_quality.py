@@ -93,6 +93,7 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
         f = u.features[: 2 * n_steps - generator.prefix]
         feats[b, generator.prefix : generator.prefix + f.shape[0]] = f
     gen = torch.Generator().manual_seed(seed)
+    blink_seeds = seed * 100_003 + np.arange(B)  # a stream's own blinks: not all in the same frames
     state = generator.init_state(B)
     emotions = torch.from_numpy(np.tile(emotion, (B, n_steps, 1)))
     if estimator is not None:
@@ -114,7 +115,7 @@ def generate(generator: FaceGenerator, utterances: list[Utterance], emotion: np.
         if s >= generator.delay:  # the eyelids as the server sends them
             index = np.full(B, s - generator.delay)
             face = outputs["face"][:, 0].numpy()
-            frames.append(apply_blinks(face, np.full(B, seed), index, emotions[:, s].numpy()))
+            frames.append(apply_blinks(face, blink_seeds, index, emotions[:, s].numpy()))
     stacked = np.stack(frames, axis=1)
     return [stacked[b, : n_frames[b]] for b in range(B)]
 
@@ -143,7 +144,8 @@ def through_presets(face: np.ndarray) -> np.ndarray:
 
 def expression_metrics(faces: list[np.ndarray]) -> dict[str, float]:
     """Articulation kept (the jaw's 5-95% range over the take), surprise readable (brows, eyes) and the eyes
-    open (the share of frames whose lids are lowered by a quarter or more, blinks included)."""
+    open (the share of frames whose lids are lowered by a quarter or more, blinks included; the teacher's
+    first blink comes up to a blink interval into a take, so on short takes it shows fewer)."""
     face = np.concatenate(faces)
     jaw = face[:, CH["jawOpen"]]
     lids = face[:, [CH["eyeBlinkLeft"], CH["eyeBlinkRight"]]].mean(axis=1)
@@ -425,7 +427,9 @@ def markdown(result: dict) -> str:
         f"Mean emotion accuracy {result['emotion_accuracy_mean']:.3f}; largest closure drop against neutral "
         f"{result['worst_closure_drop_vs_neutral']:.3f}; jaw range (5-95%) against neutral "
         f"{min(r['jaw_range_vs_neutral'] for r in result['emotions'].values()):.2f} to "
-        f"{max(r['jaw_range_vs_neutral'] for r in result['emotions'].values()):.2f}.",
+        f"{max(r['jaw_range_vs_neutral'] for r in result['emotions'].values()):.2f}. Lids lowered: the share "
+        "of frames whose eyelids are a quarter shut or more, blinks included (the teacher's first blink comes "
+        "up to a blink interval into a take, so on these short takes it shows fewer).",
         "",
         f"Diversity over 5 seeds (std): mouth {d['mouth_seed_std']:.4f}, "
         f"upper face {d['upper_face_seed_std']:.4f} "

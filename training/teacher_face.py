@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from emostream.runtime.blinks import BLINKS_PER_MINUTE
 from emostream.runtime.models.face import apply_closure
 from emostream.runtime.rigs import ARKIT_BLENDSHAPES, FACE_CHANNELS, FACE_FPS, FACE_REGION_CHANNELS
 from emostream.training.align import Phone
@@ -184,7 +185,7 @@ def teach(
     face[:, CH["mouthRollLower"]] = np.maximum(face[:, CH["mouthRollLower"]], 0.5 * tuck)
 
     # Stochastic upper face.
-    blink = _blinks(rng, t, style.blinks_per_minute * (0.8 + 0.4 * rng.random()))
+    blink = _blinks(rng, t, BLINKS_PER_MINUTE[emotion] * (0.8 + 0.4 * rng.random()))
     for side in ("Left", "Right"):
         lid = CH[f"eyeBlink{side}"]
         face[:, lid] = np.maximum(face[:, lid], blink * rng.uniform(0.92, 1.0))
