@@ -40,5 +40,9 @@ class ServerError(EmostreamError):
     """The server cannot go on: one of its processes died."""
 
 
+class StartInterrupted(EmostreamError):
+    """A stop signal came while the server was still starting (building or warming its models)."""
+
+
 class SharedStateError(EmostreamError):
     """Memory shared with another server process is unusable: that process died holding a lock on it."""

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from emostream.runtime.audio_table import AudioTable, AudioTableHandle
+from emostream.runtime.errors import StartInterrupted
 from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, Link, LinkHandles
 from emostream.runtime.messages import (
     VOICE_EMOTION,
@@ -347,6 +348,8 @@ class InferenceHost:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._control: Any = None
         self._listener: Any = None
+        self._interrupted = False  # `interrupt` came before the loop was ready
+        self._ready = False
 
     def start(self) -> None:
         """Returns once the loop is built, warm and running; raises RuntimeError if it could not start."""
@@ -373,6 +376,8 @@ class InferenceHost:
                                               name="emostream-inference", daemon=True)  # fmt: skip
         self._process.start()
         child_end.close()
+        if self._interrupted:  # a signal while the process was being made
+            self._process.kill()
         if not self._control.poll(START_TIMEOUT_S):
             self._process.kill()
             raise RuntimeError(f"the inference process was not ready within {START_TIMEOUT_S:.0f} s")
@@ -380,10 +385,25 @@ class InferenceHost:
             status, detail = self._control.recv()
         except EOFError:
             status, detail = "failed", f"it exited (code {self._process.exitcode})"
+        if self._interrupted:  # killed, or ready a moment before it was killed
+            self._process.join(STOP_TIMEOUT_S)
+            raise StartInterrupted("stopped before the inference process was ready")
         if status != "ready":
             self._process.join(STOP_TIMEOUT_S)
             raise RuntimeError(f"the inference process failed to start:\n{detail}")
+        self._ready = True
         log.info("inference process %d ready", self._process.pid)
+
+    def interrupt(self) -> None:
+        """Ends a start in progress at once (a stop signal during the first start's export would otherwise
+        wait for it, tens of seconds): the inference process is killed and `start` raises StartInterrupted.
+        Safe from a signal handler or another thread; nothing once the loop is ready, or on a thread."""
+        if self._ready or self.where == "thread":
+            return
+        self._interrupted = True
+        if self._process is not None and self._process.pid is not None:
+            with contextlib.suppress(OSError):
+                self._process.kill()
 
     @property
     def loop(self) -> InferenceLoop | None:

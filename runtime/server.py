@@ -43,7 +43,7 @@ from websockets.http11 import Request, Response
 from emostream.runtime import protocol as P
 from emostream.runtime.audio_table import AudioTable, AudioTableHandle
 from emostream.runtime.balancer import agent_reply, serve_agent
-from emostream.runtime.errors import ConfigError, ServerError, SharedStateError
+from emostream.runtime.errors import ConfigError, ServerError, SharedStateError, StartInterrupted
 from emostream.runtime.links import ERROR_RECORD, FRAMES_RECORD, LinkHandles
 from emostream.runtime.messages import Command, FrameBlock, encode_commands
 from emostream.runtime.metrics import WORKER_FIELDS, ServerCollector, render
@@ -497,13 +497,14 @@ class EmostreamServer:
         self.io = IoServer(spec, self.host.alive)
 
     async def start(self, sock: socket.socket | None = None) -> int:
-        """Takes the port, builds and warms the loop (blocking: before any session), then listens; returns
-        the port. A port in use fails at once, not after the engines are built; any later failure (a bad
-        certificate, a ZeroMQ endpoint in use) stops the loop it started, so no process is left behind."""
+        """Takes the port, builds and warms the loop (before any session; on a thread, so that the event loop
+        hears a stop signal meanwhile and can `interrupt` it), then listens; returns the port. A port in use
+        fails at once, not after the engines are built; any later failure (a bad certificate, a ZeroMQ
+        endpoint in use, StartInterrupted) stops the loop it started, so no process is left behind."""
         try:
             if sock is None:
                 sock = socket.create_server((self.config.host, self.config.port))
-            self.host.start()
+            await asyncio.to_thread(self.host.start)
             # Everything allocated so far (the models, warm-up) lives as long as the server: keep it out of
             # the collector's full passes, which otherwise stall every stream for tens of milliseconds.
             gc.collect()
@@ -635,7 +636,18 @@ async def _serve_one(network: Any, config: ServerConfig, gesture: tuple[Any, lis
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
-    port = await server.start()
+    starting = asyncio.create_task(server.start())
+    signalled = asyncio.create_task(stopped.wait())
+    await asyncio.wait([starting, signalled], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a stop signal during the first start's export need not wait for it
+        server.host.interrupt()
+    try:
+        port = await starting
+    except StartInterrupted:  # the start stopped what it had started
+        print("emostream serve: stopped", flush=True)
+        return
+    finally:
+        signalled.cancel()
     _banner(config, port)
     waits = [asyncio.create_task(stopped.wait()), asyncio.create_task(server.io.loop_lost.wait())]
     try:
@@ -673,13 +685,21 @@ def _supervise(network: Any, config: ServerConfig, gesture: tuple[Any, list[str]
                          _runner_factory(config), config.workers, "process", _voice_estimator(config))  # fmt: skip
     worker_stats = SharedCounters.create(WORKER_FIELDS, rows=config.workers)
     stopped: list[int] = []  # the signal that asked us to stop (set from the signal handler)
+
+    def on_signal(number: int, _: Any) -> None:
+        stopped.append(number)
+        host.interrupt()  # a start in progress ends now (nothing once the loop is ready)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, _: stopped.append(number))
+        signal.signal(sig, on_signal)
     context = multiprocessing.get_context("spawn")
     workers: list[Any] = []
     died = ""  # the processes that died, when one did
     try:
-        host.start()
+        try:
+            host.start()
+        except StartInterrupted:  # the finally below stops what started
+            return
         for index in range(config.workers):
             spec = IoSpec(config, replace(offer, worker=index), host.audio.handle(), host.links[index],
                           host.stats.handle(), worker_stats.handle(), index)  # fmt: skip

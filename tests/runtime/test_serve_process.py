@@ -159,6 +159,38 @@ def test_a_server_whose_process_died_stops_with_a_failure_status(workers: int) -
     assert "stopped" in out
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_signal_during_the_first_start_s_export_ends_the_server_at_once(workers: int, tmp_path: Path) -> None:
+    # With an empty engine cache the first start exports the models' graphs (about 30 s on this machine);
+    # a stop signal then used to wait for the export (24 s measured), and Ctrl-C seemed to do nothing.
+    shared_memory = set(Path("/dev/shm").iterdir())
+    mark = f"serve-{os.getpid()}-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "emostream", "serve", "--port", str(free_port()), "--no-body", "--no-page",
+               "--backend", "onnx", "--workers", str(workers)]  # fmt: skip
+    env = {**os.environ, "EMOSTREAM_CACHE": str(tmp_path), "EMOSTREAM_TEST_MARK": mark}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(tmp_path.rglob(".lock")):  # the inference process has begun building a graph
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.kill(process.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert time.monotonic() - signalled < 10, err[-2000:]
+    assert process.returncode == 0, err[-2000:]
+    assert "emostream serve: stopped" in out and "ws://" not in out  # it never got to listen
+    assert "Traceback" not in err
+    assert marked_processes(mark) == []
+    assert set(Path("/dev/shm").iterdir()) <= shared_memory
+    assert not list(tmp_path.rglob("meta.json"))  # the graph it was building is not taken for a built one
+
+
 def marked_processes(mark: str) -> list[int]:
     """Processes whose environment carries `mark` (a server's children outlive it only as orphans)."""
     found = []
