@@ -13,8 +13,8 @@ A blink is a pure function of (seed, frame index, emotion), with no state: time 
 hashed position, closing in 40% of its length and opening in the rest (the teacher's shape), and a
 hashed share of the cells keeps its blink: the emotion's rate over the fastest (`BLINKS_PER_MINUTE`,
 the teacher's rates: 17 a minute in neutral, 8 in surprise, 10 in anger (a fixed stare), 26 in fear;
-blends and intensities in between). The same seed gives the same blinks in the server and in
-`emostream animate`, whatever the chunking.
+blends and intensities in between; an emotion that changes during a blink may end it early). The same
+seed gives the same blinks in the server and in `emostream animate`, whatever the chunking.
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ class InferenceHost:
         self._ready = False
 
     def start(self) -> None:
-        """Returns once the loop is built, warm and running; raises RuntimeError if it could not start."""
+        """Returns once the loop is built, warm and running; raises RuntimeError if it could not start, and
+        StartInterrupted if `interrupt` came first."""
         if self.where == "thread":
             links = [Link.attach(handles) for handles in self.links]
             self._loop = InferenceLoop(self.config, self.face, self.gesture, self.audio, links, self.stats,
