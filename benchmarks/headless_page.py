@@ -41,7 +41,8 @@ class Page:
     """One tab, evaluated and photographed over the DevTools protocol."""
 
     def __init__(self, websocket_url: str) -> None:
-        self.socket = connect(websocket_url, max_size=64 * 2**20)
+        self._open = contextlib.ExitStack()  # websockets wants its connection entered as a context
+        self.socket = self._open.enter_context(connect(websocket_url, max_size=64 * 2**20))
         self.ids = itertools.count(1)
 
     def call(self, method: str, **params: object) -> dict:
@@ -65,7 +66,7 @@ class Page:
         return path
 
     def close(self) -> None:
-        self.socket.close()
+        self._open.close()
 
 
 @contextlib.contextmanager
