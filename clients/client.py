@@ -94,8 +94,8 @@ class EmostreamClient:
             url, max_size=P.MAX_BINARY_BYTES, compression=None, open_timeout=timeout_s, **options
         )
         hello = P.Hello(sample_rate_hz, sample_format, streams, controls or P.Controls(), token, "emostream-python/0.1")
-        await connection.send(P.encode_control(hello))
-        try:
+        try:  # a server that refuses at once (stopping, full) may have closed before the hello goes out
+            await connection.send(P.encode_control(hello))
             reply = P.decode_server_control(await asyncio.wait_for(connection.recv(), timeout_s))
         except ConnectionClosed as exc:
             raise SessionError(f"server closed the connection: {exc}") from None

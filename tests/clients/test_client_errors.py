@@ -1,6 +1,6 @@
 """The client library against a scripted server: an error about audio that arrives while a control update
 waits for its acknowledgement is not taken as the update's refusal (it made `emostream demo --fast` fail
-on the first `overloaded` chunk)."""
+on the first `overloaded` chunk), and a server that closes at once is a refused session."""
 
 import asyncio
 import json
@@ -10,7 +10,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from emostream.clients.client import EmostreamClient
 from emostream.runtime import protocol as P
-from emostream.runtime.errors import ProtocolError
+from emostream.runtime.errors import ProtocolError, SessionError
 from emostream.runtime.rigs import FACE_CHANNELS, FACE_FPS
 
 EFFECTIVE = P.Controls(emotion="happy", intensity=1.0, transition_ms=0.0, seed=0, steps=2, lookahead_ms=58.3,
@@ -45,5 +45,24 @@ def test_a_control_update_is_acknowledged_through_an_audio_error_and_refused_onl
             with pytest.raises(ProtocolError, match="bad_control"):
                 await client.set_controls(P.Controls(intensity=1.5), timeout_s=5)
             await client.close()
+
+    asyncio.run(main())
+
+
+async def refusing(connection: ServerConnection) -> None:
+    """As a server that is stopping answers a new connection: an error and a close, before any hello."""
+    await connection.send(P.encode_control(P.Error("shutting_down", "the server cannot take sessions now")))
+    await connection.close(1001, "the server cannot take sessions now")
+
+
+def test_a_server_that_closes_before_the_hello_is_a_refused_session_with_its_reason() -> None:
+    # The close can reach the client before it sends its hello (the send then fails) or after (the reply
+    # read fails): either way a SessionError, which the bridges retry (it used to escape and end a bridge).
+    async def main() -> None:
+        async with serve(refusing, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            for _ in range(20):  # the order varies from one connection to the next
+                with pytest.raises(SessionError, match="cannot take sessions now"):
+                    await EmostreamClient.connect(f"ws://127.0.0.1:{port}", 16_000, streams=("face",))
 
     asyncio.run(main())
