@@ -278,8 +278,10 @@ class GestureNetwork(FlowMatching, nn.Module):
         """(B, 2, K) logits and (B, 2) uniform draws in [0, 1) -> (B, 2K) one-hot plans: the code whose
         cumulative probability first exceeds the draw (inverse-CDF sampling, one draw an arm)."""
         cdf = logits.softmax(-1) @ self.plan_cumulative
-        code = (cdf < uniform[..., None]).sum(-1, keepdim=True).clamp(max=self.config.plan_codes - 1)
-        codes = torch.arange(self.config.plan_codes, device=logits.device)
+        # Counted in floats (small integers, exact): TensorRT's parser takes no integer Clip.
+        below = (cdf < uniform[..., None]).to(logits.dtype)
+        code = below.sum(-1, keepdim=True).clamp(max=self.config.plan_codes - 1)
+        codes = torch.arange(self.config.plan_codes, device=logits.device, dtype=logits.dtype)
         return (code == codes).to(logits.dtype).flatten(1)
 
     def condition(self, context: Tensor, emotion: Tensor, plan: Tensor | None = None,

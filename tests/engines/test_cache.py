@@ -22,8 +22,8 @@ def small_face(seed: int, lookahead: int = 7, steps: int = 2) -> FaceGenerator:
     return FaceGenerator(network, lookahead=lookahead, n_steps=steps).eval()
 
 
-@pytest.mark.slow
-def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
+def test_an_unchanged_model_reuses_its_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick_export(monkeypatch)
     cache = EngineCache(tmp_path)
     face = small_face(0)
     first = cached_onnx(face, cache_name(face, "cpu"), cache)
@@ -37,7 +37,8 @@ def test_an_unchanged_model_reuses_its_entry(tmp_path: Path) -> None:
 
 def quick_export(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cached builds write the model's hash instead of exporting: a test of what the cache keys on and
-    keeps needs no real graph (the tests around it export real ones), and an export takes seconds."""
+    keeps needs no real graph (tests/engines/test_backends.py and test_export_cli.py cache real ones), and
+    an export takes seconds."""
 
     def export(generator: FaceGenerator, path: Path) -> Path:
         path.write_text(model_hash(generator))
@@ -70,8 +71,8 @@ def test_a_new_runtime_version_rebuilds(tmp_path: Path, monkeypatch: pytest.Monk
     assert rebuilt.built and rebuilt.meta["fields"]["onnxruntime"] == "99.0.0"
 
 
-@pytest.mark.slow
-def test_an_artifact_changed_on_disk_is_rebuilt_not_trusted(tmp_path: Path) -> None:
+def test_an_artifact_changed_on_disk_is_rebuilt_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick_export(monkeypatch)
     cache = EngineCache(tmp_path)
     entry = cached_onnx(small_face(0), "face", cache)
     entry.path.write_bytes(entry.path.read_bytes()[:-10])  # truncated, as by a full disk

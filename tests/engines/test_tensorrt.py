@@ -1,7 +1,11 @@
 """TensorRT: what can be checked without it (the operator matrix, profiles, errors), and the runtime
-tests, which skip where TensorRT is absent (it cannot be installed in this workplace)."""
+tests, which skip where TensorRT is absent (it cannot be installed in this workplace).
 
-from dataclasses import replace
+Every model's graph is checked against the operator matrix where the step-contract harness exports it
+for its ONNX parity check (tests/harness/step_contract.py: the face with and without lookahead, with the
+stages after training, the gesture model with every option, the voice-emotion estimator, the contract's
+conv stack), and the shipped models' graphs where `emostream export` builds them (test_export_cli.py)."""
+
 from pathlib import Path
 
 import onnx
@@ -11,45 +15,14 @@ from onnx import TensorProto, helper
 
 from emostream.engines.cache import EngineCache
 from emostream.engines.factory import make_backend
-from emostream.engines.onnx_export import export_step_onnx
 from emostream.engines.parity import streamed_parity
 from emostream.engines.tensorrt_backend import NOT_INSTALLED, import_tensorrt, profile_ranges, tensorrt_available
 from emostream.engines.tensorrt_ops import check_graph, load_support_matrix
-from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
+from emostream.runtime.assets import default_face_checkpoint
 from emostream.runtime.errors import BackendError
-from emostream.runtime.models.conv_stack import CausalConvStack
 from emostream.runtime.models.face import FaceGenerator, load_checkpoint
-from emostream.runtime.models.gesture import GestureGenerator, GestureNetwork, load_gesture_checkpoint
 
 needs_tensorrt = pytest.mark.skipif(not tensorrt_available(), reason=NOT_INSTALLED + " (or no CUDA device)")
-
-
-@pytest.mark.parametrize("lookahead", [0, 7])  # none, and the default (a longer ring adds no operator)
-@pytest.mark.slow
-def test_the_face_graph_uses_only_operators_tensorrt_parses(tmp_path: Path, lookahead: int) -> None:
-    network, _ = load_checkpoint(default_face_checkpoint())
-    generator = FaceGenerator(network, lookahead=lookahead, n_steps=4)
-    report = check_graph(export_step_onnx(generator, tmp_path / "face.onnx"))
-    print(report.summary())
-    assert report.ok, report.summary()
-    assert report.tensorrt_version == "10.15" and {"Gemm", "Where", "Sigmoid"} <= set(report.operators)
-
-
-@pytest.mark.slow
-def test_the_gesture_graph_guided_or_not_uses_only_operators_tensorrt_parses(tmp_path: Path) -> None:
-    shipped = load_gesture_checkpoint(default_gesture_checkpoint())[0]
-    # Guided: both halves as one batch of twice the size, with FiLM, the posture and a temperature per
-    # emotion, whatever the shipped model has of them.
-    options = {"emotion_dropout": 0.15, "emotion_film": True, "emotion_posture": True, "emotion_temperature": True,
-               "guidance": 1.5}  # fmt: skip
-    guided = GestureNetwork(replace(shipped.config, hidden=64, channels=32, **options)).eval()
-    for name, network in (("shipped", shipped), ("guided", guided)):
-        report = check_graph(export_step_onnx(GestureGenerator(network, n_steps=2), tmp_path / f"{name}.onnx"))
-        assert report.ok, f"{name}: {report.summary()}"
-
-
-def test_the_contract_model_graph_passes_too(tmp_path: Path) -> None:
-    assert check_graph(export_step_onnx(CausalConvStack().eval(), tmp_path / "stack.onnx")).ok
 
 
 def tiny_graph(nodes: list[onnx.NodeProto], opset: int = 18, **kwargs: object) -> onnx.ModelProto:

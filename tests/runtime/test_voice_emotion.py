@@ -17,16 +17,22 @@ from tests.harness.step_contract import StepContractSuite
 
 
 class TestVoiceEmotionStep(StepContractSuite):
+    onnx_parity_covered_by = "TestVoiceEmotionOfTwoReadersStep"  # a reference, pitch and two readers
+
     def make_model(self) -> StreamingGenerator:
         return VoiceEmotion(hidden=16)
 
 
 class TestVoiceEmotionWithASpeakerReferenceStep(StepContractSuite):
+    onnx_parity_covered_by = "TestVoiceEmotionOfTwoReadersStep"  # a reference, pitch and two readers
+
     def make_model(self) -> StreamingGenerator:
         return VoiceEmotion(hidden=16, reference_s=2.0)
 
 
 class TestVoiceEmotionHearingPitchStep(StepContractSuite):
+    onnx_parity_covered_by = "TestVoiceEmotionOfTwoReadersStep"  # a reference, pitch and two readers
+
     def make_model(self) -> StreamingGenerator:
         return VoiceEmotion(hidden=16, reference_s=2.0, pitch=True)
 
