@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from emostream.benchmarks.common import RESULTS, machine, write_result
-from emostream.engines.backend import StepBackend, parse_buckets
+from emostream.engines.backend import StepBackend
+from emostream.engines.buckets import parse_buckets
 from emostream.engines.cache import EngineCache
 from emostream.engines.factory import make_backend
 from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint

@@ -261,6 +261,7 @@ BENCHMARKS = {
     "false-closures": "emostream.benchmarks.false_closures",
     "lip-shape-heads": "emostream.benchmarks.lip_shape_heads",
     "render": "emostream.benchmarks.render",
+    "startup": "emostream.benchmarks.startup",
 }
 
 

@@ -9,17 +9,14 @@ inactive slots, which by the contract leave no trace, and cut the outputs back.
 from __future__ import annotations
 
 import abc
-import bisect
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from emostream.runtime.errors import BackendError
 from emostream.runtime.step import StepSpec, StreamingGenerator, TensorDict
 
 BACKENDS = ("eager", "compiled", "onnx", "tensorrt")
-DEFAULT_BUCKETS = (1, 8, 32, 128)
 
 
 class StepBackend(abc.ABC):
@@ -56,22 +53,6 @@ class EagerBackend(StepBackend):
         self, inputs: TensorDict, state: TensorDict, noise: Tensor, reset: Tensor, active: Tensor
     ) -> tuple[TensorDict, TensorDict]:
         return self.generator.step(inputs, state, noise, reset, active)
-
-
-def parse_buckets(text: str | Sequence[int]) -> tuple[int, ...]:
-    """'1,8,32,128' -> (1, 8, 32, 128), sorted, each positive."""
-    values = [int(v) for v in text.split(",") if v.strip()] if isinstance(text, str) else [int(v) for v in text]
-    if not values or min(values) < 1:
-        raise ValueError(f"batch buckets must be positive integers, got {text!r}")
-    return tuple(sorted(set(values)))
-
-
-def bucket_for(batch: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket that holds `batch` slots."""
-    i = bisect.bisect_left(buckets, batch)
-    if i == len(buckets):
-        raise BackendError(f"batch {batch} exceeds the largest batch bucket {buckets[-1]}; export with a larger one")
-    return buckets[i]
 
 
 def pad_slots(tensor: Tensor, batch: int, fill: float | bool = 0) -> Tensor:

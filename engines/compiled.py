@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from emostream.engines.backend import DEFAULT_BUCKETS, StepBackend, bucket_for, flat_args, padded_args, split_results
+from emostream.engines.backend import StepBackend, flat_args, padded_args, split_results
+from emostream.engines.buckets import DEFAULT_BUCKETS, bucket_for
 from emostream.engines.cuda_graphs import CudaGraphs
 from emostream.runtime.step import StreamingGenerator, TensorDict
 

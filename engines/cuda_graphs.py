@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from emostream.engines.backend import bucket_for, padded_args
+from emostream.engines.backend import padded_args
+from emostream.engines.buckets import bucket_for
 from emostream.runtime.step import StepSpec
 
 # Given a bucket's static input buffers, returns a function that launches the step on the current stream

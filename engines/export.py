@@ -16,21 +16,17 @@ reason.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from emostream.engines.buckets import DEFAULT_BUCKETS, parse_buckets
 
-from emostream.engines.backend import DEFAULT_BUCKETS, parse_buckets
-from emostream.engines.cache import EngineCache
-from emostream.engines.factory import cache_name, make_backend
-from emostream.engines.onnx_backend import cached_onnx
-from emostream.engines.parity import streamed_parity
-from emostream.engines.tensorrt_ops import check_graph
-from emostream.runtime.controls import lookahead_from_ms
-from emostream.runtime.errors import BackendError
-from emostream.runtime.models.face import FaceGenerator, load_checkpoint
-from emostream.runtime.step import FlatState, StreamingGenerator
+if TYPE_CHECKING:
+    from emostream.engines.cache import EngineCache
+    from emostream.runtime.step import StreamingGenerator
+
+# The parser is built by every `emostream` command: torch, ONNX and the models are imported when an export
+# runs, not here.
 
 PARITY_STEPS = 300
 
@@ -59,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def served_generators(args: argparse.Namespace, masks: bool) -> list[StreamingGenerator]:
     """The generators `emostream serve` steps for these options, wrapped as it wraps them."""
     from emostream.runtime.assets import default_face_checkpoint, default_gesture_checkpoint
+    from emostream.runtime.controls import lookahead_from_ms
+    from emostream.runtime.models.face import FaceGenerator, load_checkpoint
     from emostream.runtime.models.gesture import GestureGenerator, load_gesture_checkpoint
+    from emostream.runtime.step import FlatState
 
     network, _ = load_checkpoint(args.checkpoint or default_face_checkpoint())
     lookaheads = sorted({lookahead_from_ms(float(v)) for v in args.lookahead_ms.split(",")})
@@ -79,6 +78,17 @@ def served_generators(args: argparse.Namespace, masks: bool) -> list[StreamingGe
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from emostream.engines.cache import EngineCache
+    from emostream.engines.factory import cache_name, make_backend
+    from emostream.engines.onnx_backend import cached_onnx
+    from emostream.engines.parity import streamed_parity
+    from emostream.engines.tensorrt_ops import check_graph
+    from emostream.runtime.errors import BackendError
+
     cache = EngineCache(args.engine_cache)
     if args.list:
         return list_entries(cache)

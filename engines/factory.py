@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from emostream.engines.backend import BACKENDS, DEFAULT_BUCKETS, EagerBackend, StepBackend
+from emostream.engines.backend import BACKENDS, EagerBackend, StepBackend
+from emostream.engines.buckets import DEFAULT_BUCKETS
 from emostream.engines.cache import EngineCache
 from emostream.runtime.errors import BackendError
 from emostream.runtime.step import StreamingGenerator

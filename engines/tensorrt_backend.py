@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from emostream.engines.backend import DEFAULT_BUCKETS, StepBackend, flat_args, split_results
+from emostream.engines.backend import StepBackend, flat_args, split_results
+from emostream.engines.buckets import DEFAULT_BUCKETS
 from emostream.engines.cache import CacheEntry, EngineCache, device_description, model_hash
 from emostream.engines.cuda_graphs import CudaGraphs
 from emostream.engines.onnx_backend import cached_onnx

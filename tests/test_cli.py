@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,15 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow
+def test_the_parser_imports_neither_torch_nor_onnx() -> None:
+    # Every command builds the parser first: a client (stream, view, a bridge) or --help should not wait
+    # the seconds those imports take (`emostream bench startup`).
+    probe = ("import sys; from emostream.cli import build_parser; build_parser(); "
+             "print('torch' in sys.modules, 'onnx' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert found == ["False", "False"]
+
+
 def test_demo_streams_through_a_real_server_and_renders_video_sheet_and_latency(tmp_path: Path) -> None:
     assert main(["demo", "--audio", str(DATA / "speech_44100.wav"), "--out", str(tmp_path), "--headless"]) == 0
     face = np.load(tmp_path / "face.npz")

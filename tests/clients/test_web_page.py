@@ -2,6 +2,7 @@
 and the page itself in headless Chromium with a speech file as its microphone (benchmarks/headless_page.py)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,6 +49,28 @@ def test_the_page_its_scripts_vendored_libraries_and_the_avatar_are_served(tmp_p
     assert get(files, "/missing.js").status_code == 404
     upgrade = Request("/", Headers([("Host", "localhost"), ("Upgrade", "websocket")]))
     assert files.respond(upgrade) is None  # the WebSocket handshake goes on to the session
+
+
+def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import emostream.clients.avatar.builtin as builtin
+    import emostream.clients.avatar.gltf_export as gltf_export
+    import emostream.clients.web as web
+
+    (tmp_path / "avatar.vrm").write_bytes(b"glTF")  # as versions before the fingerprint named it, long ago
+    os.utime(tmp_path / "avatar.vrm", (0, 0))
+    first = page_files(tmp_path).extra
+    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: pytest.fail("built again for the same code"))
+    assert page_files(tmp_path).extra == first  # a server's next start reuses the build
+    # Builds of other versions (stand-ins, written as fast as the cache fills): the newest few are kept.
+    monkeypatch.setattr(gltf_export, "export_avatar", lambda path, avatar: path.write_bytes(b"glTF") and path)
+    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: None)
+    for n in range(web.KEPT_BUILDS + 1):
+        for path in tmp_path.glob("avatar-*.*"):  # each build older than the next (whatever the clock's grain)
+            os.utime(path, (path.stat().st_mtime - 10,) * 2)
+        monkeypatch.setattr(web, "avatar_fingerprint", lambda n=n: f"other{n}")
+        assert page_files(tmp_path).extra["/avatar.vrm"].name == f"avatar-other{n}.vrm"
+    kept = {p.stem.removeprefix("avatar-") for p in tmp_path.glob("avatar-*.*")}
+    assert kept == {f"other{n}" for n in range(1, web.KEPT_BUILDS + 1)} and not (tmp_path / "avatar.vrm").exists()
 
 
 def js_list(source: str, name: str) -> list[str]:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from emostream.engines.backend import EagerBackend, bucket_for, parse_buckets
+from emostream.engines.backend import EagerBackend
+from emostream.engines.buckets import bucket_for, parse_buckets
 from emostream.engines.cache import EngineCache, default_cache_root
 from emostream.engines.compiled import CompiledBackend
 from emostream.engines.factory import BackendFactory, make_backend, resolve_backend
