@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2]
 # and its rotations); a change to any of it builds the avatar again.
 AVATAR_SOURCES = ("clients/avatar", "clients/viewer", "runtime/rigs.py", "runtime/rotations.py")
 AVATAR_FILES = ("avatar.vrm", "avatar.glb")
-KEPT_BUILDS = 3  # other versions' builds kept beside the newest, for servers of those versions still running
+KEPT_BUILDS = 3  # builds kept, the newest: servers of other versions may still be running on theirs
 
 
 def cache_dir() -> Path:
@@ -37,7 +37,7 @@ def avatar_fingerprint() -> str:
 def page_files(folder: Path | None = None) -> WebFiles:
     """The page's files, with the built-in avatar as `avatar.vrm` (the page's default) and `avatar.glb` (the
     same as plain glTF): built into `folder` (the cache by default) when no build of this code is there,
-    about 6 s, which is most of the server's added start-up."""
+    which adds about 4 s to a server's start (`emostream bench startup`)."""
     folder = folder or cache_dir()
     key = avatar_fingerprint()
     paths = {name: folder / f"{Path(name).stem}-{key}{Path(name).suffix}" for name in AVATAR_FILES}
