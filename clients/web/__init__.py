@@ -4,13 +4,18 @@ that makes it and kept in the user's cache."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import logging
 import os
+import shutil
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 from emostream.runtime.web_files import WebFiles
 
+log = logging.getLogger("emostream.web")
 STATIC = Path(__file__).resolve().parent / "static"
 PACKAGE = Path(__file__).resolve().parents[2]
 # The code the built-in avatar is made from (clients/avatar/builtin.py imports the viewer's meshes, the rig
@@ -37,8 +42,19 @@ def avatar_fingerprint() -> str:
 def page_files(folder: Path | None = None) -> WebFiles:
     """The page's files, with the built-in avatar as `avatar.vrm` (the page's default) and `avatar.glb` (the
     same as plain glTF): built into `folder` (the cache by default) when no build of this code is there,
-    which adds about 4 s to a server's start (`emostream bench startup`)."""
+    which adds about 4 s to a server's start (`emostream bench startup`). A cache that cannot be written
+    (a read-only home in a container) costs the build at every start, into a folder of this process's."""
     folder = folder or cache_dir()
+    try:
+        return _page_files(folder)
+    except OSError as exc:
+        scratch = Path(tempfile.mkdtemp(prefix="emostream-page-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        log.warning("the avatar cannot be kept in %s (%s): built into %s for this run", folder, exc, scratch)
+        return _page_files(scratch)
+
+
+def _page_files(folder: Path) -> WebFiles:
     key = avatar_fingerprint()
     paths = {name: folder / f"{Path(name).stem}-{key}{Path(name).suffix}" for name in AVATAR_FILES}
     if not all(path.is_file() for path in paths.values()):

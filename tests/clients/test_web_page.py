@@ -73,6 +73,20 @@ def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkey
     assert kept == {f"other{n}" for n in range(1, web.KEPT_BUILDS + 1)} and not (tmp_path / "avatar.vrm").exists()
 
 
+def test_a_cache_that_cannot_be_written_costs_a_build_not_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import emostream.clients.avatar.builtin as builtin
+    import emostream.clients.avatar.gltf_export as gltf_export
+
+    monkeypatch.setattr(gltf_export, "export_avatar", lambda path, avatar: path.write_bytes(b"glTF") and path)
+    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: None)
+    (tmp_path / "home").write_text("a file where the cache's folder would be")
+    files = page_files(tmp_path / "home" / "emostream")
+    assert get(files, "/avatar.vrm").body == b"glTF" and get(files, "/avatar.glb").body == b"glTF"
+    assert "cannot be kept in" in caplog.text
+
+
 def js_list(source: str, name: str) -> list[str]:
     body = re.search(rf"export const {name} = \[(.*?)\];", source, re.S)
     assert body is not None, name
