@@ -51,9 +51,17 @@ def test_the_page_its_scripts_vendored_libraries_and_the_avatar_are_served(tmp_p
     assert files.respond(upgrade) is None  # the WebSocket handshake goes on to the session
 
 
-def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def stand_in_avatar_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The avatar's build and export made instant: each file is the four bytes of a glTF's magic."""
     import emostream.clients.avatar.builtin as builtin
     import emostream.clients.avatar.gltf_export as gltf_export
+
+    monkeypatch.setattr(gltf_export, "export_avatar", lambda path, avatar: path.write_bytes(b"glTF") and path)
+    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: None)
+
+
+def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import emostream.clients.avatar.builtin as builtin
     import emostream.clients.web as web
 
     (tmp_path / "avatar.vrm").write_bytes(b"glTF")  # as versions before the fingerprint named it, long ago
@@ -62,8 +70,7 @@ def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkey
     monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: pytest.fail("built again for the same code"))
     assert page_files(tmp_path).extra == first  # a server's next start reuses the build
     # Builds of other versions (stand-ins, written as fast as the cache fills): the newest few are kept.
-    monkeypatch.setattr(gltf_export, "export_avatar", lambda path, avatar: path.write_bytes(b"glTF") and path)
-    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: None)
+    stand_in_avatar_builds(monkeypatch)
     for n in range(web.KEPT_BUILDS + 1):
         for path in tmp_path.glob("avatar-*.*"):  # each build older than the next (whatever the clock's grain)
             os.utime(path, (path.stat().st_mtime - 10,) * 2)
@@ -76,11 +83,7 @@ def test_the_avatar_is_built_once_per_version_of_its_code(tmp_path: Path, monkey
 def test_a_cache_that_cannot_be_written_costs_a_build_not_the_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import emostream.clients.avatar.builtin as builtin
-    import emostream.clients.avatar.gltf_export as gltf_export
-
-    monkeypatch.setattr(gltf_export, "export_avatar", lambda path, avatar: path.write_bytes(b"glTF") and path)
-    monkeypatch.setattr(builtin, "build_rigged_avatar", lambda: None)
+    stand_in_avatar_builds(monkeypatch)
     (tmp_path / "home").write_text("a file where the cache's folder would be")
     files = page_files(tmp_path / "home" / "emostream")
     assert get(files, "/avatar.vrm").body == b"glTF" and get(files, "/avatar.glb").body == b"glTF"
