@@ -32,6 +32,7 @@ from torch import Tensor
 
 from emostream.runtime.body_pose import GESTURE_JOINTS
 from emostream.runtime.layers import push_ring
+from emostream.runtime.models.face import N_EMOTIONS
 from emostream.runtime.models.gesture import (
     DEFAULT_TEMPERATURE,
     FEATURES_PER_FRAME,
@@ -43,6 +44,7 @@ from emostream.runtime.models.gesture import (
     with_config,
 )
 from emostream.runtime.rigs import SMPLX_JOINTS, UPPER_BODY_JOINTS
+from emostream.training.emotion_critic import EmotionCritic, critic_loss, train_critic
 from emostream.training.gesture_data import STYLE_NAMES, GestureClip, build_gesture_dataset
 from emostream.training.gesture_temperature import calibrate, with_guidance
 from emostream.training.machine import machine
@@ -107,6 +109,12 @@ FIT_GUIDANCE = 1.0
 # (GestureConfig.plan_codes). Off: added to the shipped model by a resume, and from scratch, it read worse
 # by motion alone (0.505 and 0.568 against 0.635) and made fewer beats (docs/gestures.md, "What was tried").
 PHRASE_PLAN = False
+# The recipe's last stage: after the temperature fit, free-running steps whose loss also counts an emotion
+# critic's reading of the model's own motion (training/emotion_critic.py, EMOTE's emotion-consistency
+# loss), with this weight. It took the judge of motion alone from 0.71 of the teacher's reading to 0.87
+# (docs/gestures.md, "The emotion critic").
+CRITIC_STAGE_STEPS = 620
+CRITIC_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -418,8 +426,8 @@ def timing_loss(made: Tensor, target: Tensor, full: Tensor, smoothing: int = TIM
 
 
 def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Generator, n_steps: int = 2,
-                 paired: bool = False, jerk: bool = False, spread_weight: float = 1.0, sides_weight: float = 0.0
-                 ) -> dict[str, Tensor]:  # fmt: skip
+                 paired: bool = False, jerk: bool = False, spread_weight: float = 1.0, sides_weight: float = 0.0,
+                 critic: EmotionCritic | None = None) -> dict[str, Tensor]:  # fmt: skip
     """Sequence-level losses on the model running free (`free_run`), "statistics" (`statistics_loss`) and
     "timing" (`timing_loss`). The per-frame flow loss sees true histories only, so a model trained on it
     alone never learns what its own motion does to it over seconds; emotion lives in those seconds
@@ -427,8 +435,9 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     each other, which cost the seventh run most of its seed diversity; `paired` runs each crop of the
     first half of the batch twice with different noise (the same cost) and scores the statistics' bias
     only, leaving the spread between samples to the flow loss. `jerk` adds the third difference's
-    statistics (`window_statistics`); `spread_weight` and `sides_weight` are `statistics_loss`'s. Crops
-    that run past their clip's end are left out."""
+    statistics (`window_statistics`); `spread_weight` and `sides_weight` are `statistics_loss`'s. With a
+    `critic`, "emotion" is its `critic_loss` on the motion made. Crops that run past their
+    clip's end are left out."""
     if paired:
         half = {k: v[: len(v) // 2] for k, v in batch.items()}
         batch = {k: torch.cat([v, v]) for k, v in half.items()}
@@ -437,7 +446,20 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     made = free_run(net, batch, gen, n_steps)
     target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
     statistics = statistics_loss(made, target, full, paired, jerk, spread_weight, sides_weight)
-    return {"statistics": statistics, "timing": timing_loss(made, target, full)}
+    losses = {"statistics": statistics, "timing": timing_loss(made, target, full)}
+    if critic is not None:
+        losses["emotion"] = critic_loss(critic, made, batch["emotion"], full)
+    return losses
+
+
+def teacher_crops(net: GestureNetwork, batches: Batches, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch of the teacher's crops as the free-running loss sees them: (B, CROP, P) normalised poses with
+    the emotion's posture on, (B, classes) emotions, (B,) 1 where the whole crop is in its clip."""
+    batch = batches(batch_size)
+    back = batch["poses"].shape[1] - CROP
+    with torch.no_grad():
+        poses = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
+    return poses, batch["emotion"], batch["valid"][:, back:].min(dim=1).values
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
@@ -529,7 +551,7 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
           rollout_pairs: bool = ROLLOUT_PAIRS, timing_weight: float = 0.0, rollout_jerk: bool = ROLLOUT_JERK,
           free_running_film: bool = FREE_RUNNING_FILM, spread_weight: float = SPREAD_WEIGHT,
           sides_weight: float = SIDES_WEIGHT, history_frames: int = GestureConfig.history_frames,
-          history_lags: tuple[int, ...] = (), phrase_plan: bool = PHRASE_PLAN
+          history_lags: tuple[int, ...] = (), phrase_plan: bool = PHRASE_PLAN, critic_weight: float = 0.0
           ) -> tuple[GestureNetwork, dict]:  # fmt: skip
     """Both stages from scratch; with `resume`, only the flow stage goes on from that network (its
     normalisation, emotion posture, VAE and latent statistics are kept), at a lower rate, and
@@ -544,7 +566,9 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     `history_frames` is how many of its own poses the model sees, the last ones, or those `history_lags`
     frames back (neither with `resume`, whose config is kept); `phrase_plan` gives the network a phrase
     plan per arm to draw and follow (GestureConfig.plan_codes), learnt from the teacher's plans (clips
-    without them, motion capture, train without). The same arguments give the same weights."""
+    without them, motion capture, train without); with `critic_weight` above 0, an emotion critic
+    (`training/emotion_critic.py`) is trained on the teacher's crops before the free-running stage and its
+    loss on the model's own motion joins that stage's. The same arguments give the same weights."""
     if free_running_steps > 0 and rollout_weight == 0 and timing_weight == 0:
         raise ValueError("free-running steps need a rollout or timing weight above 0")
     torch.manual_seed(seed)
@@ -570,6 +594,8 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     rate = 2e-3 if resume is None else RESUME_RATE
     rollout_losses: list[float] = []
     timing_losses: list[float] = []
+    critic_losses: list[float] = []
+    critic, critic_accuracy = None, None
 
     def frame_loss() -> Tensor:
         return flow_loss(net, batches(batch_size), gen, augment, flow_frames)
@@ -577,23 +603,33 @@ def train(clips: list[GestureClip], style_names: list[str], batch_size: int, see
     def free_running_loss() -> Tensor:
         batch = batches(batch_size)
         free_running = rollout_loss(net, batch, gen, paired=rollout_pairs, jerk=rollout_jerk,
-                                    spread_weight=spread_weight, sides_weight=sides_weight)  # fmt: skip
+                                    spread_weight=spread_weight, sides_weight=sides_weight, critic=critic)  # fmt: skip
         rollout_losses.append(free_running["statistics"].item())
         timing_losses.append(free_running["timing"].item())
-        return flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
+        loss = flow_loss(net, batch, gen, augment, flow_frames) + rollout_weight * free_running["statistics"] \
             + timing_weight * free_running["timing"]  # fmt: skip
+        if critic is not None:
+            critic_losses.append(free_running["emotion"].item())
+            loss = loss + critic_weight * free_running["emotion"]
+        return loss
 
     flow_losses = run_stage("latent flow", flow_params, frame_loss, flow_steps, rate)
     if free_running_steps > 0:
         if free_running_film and not net.config.emotion_film:
             net = with_emotion_options(net, emotion_dropout, True).train()
             flow_params = flow_parameters(net)
+        if critic_weight > 0:  # its own crops and seed, so the stage's other draws stay as without it
+            critic_batches = Batches(clips, net.config, seed + 1)
+            critic, critic_accuracy = train_critic(lambda: teacher_crops(net, critic_batches, 64), ARM_FEATURES,
+                                                   N_EMOTIONS, seed + 1)  # fmt: skip
+            print(f"emotion critic: {critic_accuracy:.3f} of unseen teacher crops read right")
         flow_losses += run_stage("latent flow, free-running", flow_params, free_running_loss, free_running_steps,
                                  RESUME_RATE)  # fmt: skip
     net.eval()
     fit_style_presets(net, clips, len(style_names), seed)
     return net, {"vae_losses": vae_losses, "flow_losses": flow_losses, "rollout_losses": rollout_losses,
-                 "timing_losses": timing_losses, "batch_size": batch_size}  # fmt: skip
+                 "timing_losses": timing_losses, "critic_losses": critic_losses, "critic_accuracy": critic_accuracy,
+                 "batch_size": batch_size}  # fmt: skip
 
 
 def plot_losses(log: dict, path: Path) -> None:
@@ -606,6 +642,8 @@ def plot_losses(log: dict, path: Path) -> None:
     if log.get("rollout_losses"):
         panels.append(("rollout_losses", "free-running statistics"))
         panels.append(("timing_losses", "free-running timing"))
+    if log.get("critic_losses"):
+        panels.append(("critic_losses", "emotion critic (last stage)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
     for ax, (key, title) in zip(axes, panels, strict=True):
         losses = log[key]
@@ -682,6 +720,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sides-weight", type=float, default=SIDES_WEIGHT,
                         help="weight of one-sidedness (how much more one arm moves than the other) in the "
                              "free-running loss; 0 leaves it out")  # fmt: skip
+    parser.add_argument("--critic-steps", type=int, default=CRITIC_STAGE_STEPS,
+                        help="after the temperature fit, free-running steps whose loss also counts an emotion "
+                             "critic's reading of the model's own motion (training/emotion_critic.py); 0: "
+                             "none (and none with --beat2, whose takes are all neutral)")  # fmt: skip
+    parser.add_argument("--critic-weight", type=float, default=CRITIC_WEIGHT,
+                        help="weight of the emotion critic's loss in that stage")  # fmt: skip
     parser.add_argument("--phrase-plan", action=argparse.BooleanOptionalAction, default=PHRASE_PLAN,
                         help="the network draws a phrase plan per arm, learnt from the teacher's, and the flow "
                              "follows it (with --resume, added to the resumed network; not with --beat2, "
@@ -696,12 +740,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     if not 1 <= args.flow_frames <= CROP or args.rollout_weight < 0 or args.timing_weight < 0 \
-            or min(args.vae_steps, args.flow_steps, args.free_running_steps) < 0 \
+            or min(args.vae_steps, args.flow_steps, args.free_running_steps, args.critic_steps) < 0 \
             or min((args.history_frames, *args.history_lags)) < 1 \
-            or args.spread_weight <= 0 or args.sides_weight < 0:  # fmt: skip
+            or args.spread_weight <= 0 or args.sides_weight < 0 or args.critic_weight <= 0:  # fmt: skip
         parser.error(f"need 1 <= --flow-frames <= {CROP}, --rollout-weight, --timing-weight and the step "
                      "counts >= 0, --history-frames and --history-lags >= 1, --spread-weight > 0, "
-                     "and --sides-weight >= 0")  # fmt: skip
+                     "--sides-weight >= 0 and --critic-weight > 0")  # fmt: skip
     if args.free_running_steps > 0 and args.rollout_weight == 0 and args.timing_weight == 0:
         parser.error("--free-running-steps need a --rollout-weight or --timing-weight above 0")
     fits_temperatures = args.emotion_temperature and args.beat2 is None
@@ -736,11 +780,16 @@ def main(argv: list[str] | None = None) -> None:
         resumed, _, earlier = load_gesture_checkpoint(args.resume)
     augment = HistoryAugmentation(args.history_noise, args.history_dropout, args.history_offset,
                                   args.history_offset_limbs)  # fmt: skip
-    net, log = train(clips, style_names, args.batch_size, args.seed, args.vae_steps, args.flow_steps,
-                     args.free_running_steps, resumed, augment, args.emotion_dropout, args.emotion_posture,
-                     args.emotion_film, args.flow_frames, args.rollout_weight, args.rollout_pairs, args.timing_weight,
-                     args.rollout_jerk, args.free_running_film, args.spread_weight, args.sides_weight,
-                     args.history_frames, args.history_lags, args.phrase_plan)  # fmt: skip
+
+    def train_from(start: GestureNetwork | None, flow_steps: int, free_running_steps: int,
+                   critic_weight: float = 0.0) -> tuple[GestureNetwork, dict]:  # fmt: skip
+        return train(clips, style_names, args.batch_size, args.seed, args.vae_steps, flow_steps, free_running_steps,
+                     start, augment, args.emotion_dropout, args.emotion_posture, args.emotion_film, args.flow_frames,
+                     args.rollout_weight, args.rollout_pairs, args.timing_weight, args.rollout_jerk,
+                     args.free_running_film, args.spread_weight, args.sides_weight, args.history_frames,
+                     args.history_lags, args.phrase_plan, critic_weight)  # fmt: skip
+
+    net, log = train_from(resumed, args.flow_steps, args.free_running_steps)
     metadata: dict[str, Any] = {
         "data": data,
         "resumed_from": earlier,  # the metadata of the checkpoint this run went on from, if any
@@ -773,14 +822,30 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     net = with_guidance(net, args.guidance)  # the temperature fit below samples with it
     save_gesture_checkpoint(args.out, net, style_names, metadata)  # kept should the fit below fail
-    if fits_temperatures:
-        figures = folder / f"{prefix}_temperature"
+    figures = folder / f"{prefix}_temperature"
+    # A resume that trains nothing before the critic keeps the temperatures it was fitted with.
+    if fits_temperatures and (resumed is None or args.flow_steps or args.free_running_steps):
         net, metadata["emotion_temperature"] = calibrate(net, style_names, args.corpus, figures)
+        metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
+        save_gesture_checkpoint(args.out, net, style_names, metadata)
+    if args.critic_steps > 0 and args.beat2 is None:
+        # As a resume of the checkpoint just written runs it (`--resume OUT --flow-steps 0
+        # --free-running-steps 0`, which trains nothing first), so the stage can be rerun on its own.
+        net, critic_log = train_from(net, 0, args.critic_steps, args.critic_weight)
+        log["critic_losses"] = critic_log["critic_losses"]
+        log["flow_losses"] += critic_log["flow_losses"]
+        metadata["critic_stage"] = {"steps": args.critic_steps, "weight": args.critic_weight,
+                                    "critic_accuracy_on_teacher": critic_log["critic_accuracy"],
+                                    "final_critic_loss": final_loss(critic_log["critic_losses"]),
+                                    "final_rollout_loss": final_loss(critic_log["rollout_losses"])}  # fmt: skip
+        # The temperatures stay those the stage trained the flow under: fitted again, they all fell to 0.2
+        # and two seeds' motion to 0.24 cm apart (from 0.82), for no gain (docs/gestures.md).
+        net = with_guidance(net, args.guidance)
         metadata["training"]["wall_minutes_total"] = (time.time() - began) / 60
         save_gesture_checkpoint(args.out, net, style_names, metadata)
     plot_losses(log, folder / f"{stem}.png")
     summary = {**metadata, **{key: log[key][::10] for key in ("vae_losses", "flow_losses", "rollout_losses",
-                                                             "timing_losses")}}
+                                                             "timing_losses", "critic_losses")}}
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1))
     print(f"loss curves: {folder / stem}.png")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB); "

@@ -136,7 +136,9 @@ def test_corpus_examples_and_a_training_step_work_end_to_end(tmp_path: Path) -> 
 
 @needs_espeak
 @pytest.mark.slow
-def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) -> None:
+def test_gesture_clips_and_both_training_stages_work_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from emostream.runtime.body_pose import N_POSE_FEATURES
     from emostream.training.corpus import build
     from emostream.training.gesture_data import STYLE_NAMES, build_gesture_dataset
@@ -165,6 +167,15 @@ def test_gesture_clips_and_both_training_stages_work_end_to_end(tmp_path: Path) 
     # The budget is in steps, so the same seed gives the same weights: a run repeats, however busy the machine.
     again, _ = train(clips, STYLE_NAMES, batch_size=4, seed=0, emotion_dropout=0.15, rollout_weight=1.0, **budget)
     assert_same_weights(net, again)
+    # The recipe's last stage, as a resume runs it: an emotion critic trained on the teacher's crops, then
+    # free-running steps that count its reading of the model's motion; it repeats too.
+    monkeypatch.setattr("emostream.training.emotion_critic.CRITIC_STEPS", 5)
+    stage = {"flow_steps": 0, "free_running_steps": 2, "critic_weight": 0.2}
+    critic_stage, critic_log = train(clips, STYLE_NAMES, batch_size=4, seed=0, resume=net, **stage)
+    assert len(critic_log["critic_losses"]) == 2 and np.isfinite(critic_log["critic_losses"]).all()
+    assert 0 <= critic_log["critic_accuracy"] <= 1
+    assert not torch.equal(critic_stage.out.weight, net.out.weight)
+    assert_same_weights(critic_stage, train(clips, STYLE_NAMES, batch_size=4, seed=0, resume=net, **stage)[0])
     # Gradients reach the flow, the audio encoder and the style encoder: a fixed batch is learned.
     batch = Batches(clips, net.config, seed=1)(4)
     params = [p for n, p in net.named_parameters() if not n.startswith("vae.")]
