@@ -1,6 +1,6 @@
 """Trains the gesture generator from scratch: corpus -> teacher clips -> motion VAE -> latent flow
--> style presets -> a sampling temperature per emotion (training/gesture_temperature.py) ->
-runtime/assets/gesture.pt.
+-> style presets -> a sampling temperature per emotion (training/gesture_temperature.py) -> the emotion
+critic stage (training/emotion_critic.py) -> runtime/assets/gesture.pt.
 
     python -m training.train_gesture [--vae-steps 6500] [--flow-steps 3150] [--beat2 DIR]
 
@@ -8,7 +8,8 @@ The budget is in optimizer steps, not minutes, so a run repeats: the same seed a
 same weights however busy the machine is. The default counts are what 55 minutes gave on the 2-core
 development machine, so a run from scratch there takes about an hour (54 and 59 minutes in the two runs
 measured, with the clips, the motion VAE, the latent flow whose last steps run the model free against
-the teacher's statistics, and the temperature fit), with progress bars, loss curves beside the
+the teacher's statistics, and the temperature fit; the emotion critic stage adds about 32 minutes), with
+progress bars, loss curves beside the
 checkpoint (benchmarks/results/gesture_training.png for the shipped one) and the recipe in the
 checkpoint. docs/gestures.md says how the shipped checkpoint was
 made and what it measured.
@@ -111,8 +112,8 @@ FIT_GUIDANCE = 1.0
 PHRASE_PLAN = False
 # The recipe's last stage: after the temperature fit, free-running steps whose loss also counts an emotion
 # critic's reading of the model's own motion (training/emotion_critic.py, EMOTE's emotion-consistency
-# loss), with this weight. It took the judge of motion alone from 0.71 of the teacher's reading to 0.87
-# (docs/gestures.md, "The emotion critic").
+# loss), with this weight. It took the judge of motion alone from 0.73 of the teacher's reading to 0.87
+# on held-out voices (docs/gestures.md, "The emotion critic").
 CRITIC_STAGE_STEPS = 620
 CRITIC_WEIGHT = 0.2
 
