@@ -442,10 +442,8 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     if paired:
         half = {k: v[: len(v) // 2] for k, v in batch.items()}
         batch = {k: torch.cat([v, v]) for k, v in half.items()}
-    back = batch["poses"].shape[1] - CROP
-    full = batch["valid"][:, back:].min(dim=1).values  # (B,) 1 where the whole crop is in the clip
+    target, full = crop_targets(net, batch)
     made = free_run(net, batch, gen, n_steps)
-    target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
     statistics = statistics_loss(made, target, full, paired, jerk, spread_weight, sides_weight)
     losses = {"statistics": statistics, "timing": timing_loss(made, target, full)}
     if critic is not None:
@@ -453,14 +451,20 @@ def rollout_loss(net: GestureNetwork, batch: dict[str, Tensor], gen: torch.Gener
     return losses
 
 
-def teacher_crops(net: GestureNetwork, batches: Batches, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch of the teacher's crops as the free-running loss sees them: (B, CROP, P) normalised poses with
-    the emotion's posture on, (B, classes) emotions, (B,) 1 where the whole crop is in its clip."""
-    batch = batches(batch_size)
+def crop_targets(net: GestureNetwork, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The teacher's crops as the free-running losses score them: (B, CROP, P) normalised poses with the
+    emotion's posture on, and (B,) 1 where the whole crop is in its clip."""
     back = batch["poses"].shape[1] - CROP
+    target = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
+    return target, batch["valid"][:, back:].min(dim=1).values
+
+
+def teacher_crops(net: GestureNetwork, batches: Batches, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch of the teacher's crops for the emotion critic: `crop_targets` and the (B, classes) emotions."""
+    batch = batches(batch_size)
     with torch.no_grad():
-        poses = normalized_poses(net, batch)[:, back:] + net.posture(batch["emotion"])[:, None]
-    return poses, batch["emotion"], batch["valid"][:, back:].min(dim=1).values
+        poses, full = crop_targets(net, batch)
+    return poses, batch["emotion"], full
 
 
 def fit_normalisation(net: GestureNetwork, clips: list[GestureClip]) -> None:
